@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what nixops, its tests and its demo need on a Debian machine:
+# Nix (the CLI the tool drives), OpenSSH (client for the tool, server for the
+# test hosts), static busybox (the stand-in OS is built with it), sqlite3 (a
+# test writes a NixOps state file with it).
+set -euo pipefail
+packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 util-linux procps iproute2 psmisc)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The package scripts may fail to start services where no init system
+  # runs; the binaries are what we need.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || true
+  for p in "${missing[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+      || { echo "error: could not install $p" >&2; exit 1; }
+  done
+fi
+command -v cargo >/dev/null || { echo "error: cargo (Rust) is needed" >&2; exit 1; }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, the stand-in nixpkgs' and test
+# fleet's self-checks, and the integration tests against real sshd test
+# hosts and real Nix builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+# The deploying side's Nix is offline in tests: nothing may be substituted.
+export NIX_CONFIG="substituters ="
+bash tests/nixpkgs/check.sh
+bash tests/fleet/selftest.sh
+cargo test --locked -- --test-threads="${NIXOPS_TEST_THREADS:-2}"

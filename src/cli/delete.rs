@@ -1,0 +1,38 @@
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::Global;
+use crate::state::{Store, lock};
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Delete even if the deployment still has machines in state
+    #[arg(long)]
+    pub force: bool,
+    /// Delete all deployments
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let targets = if o.all {
+        store.deployments()?
+    } else {
+        vec![g.deployment(&store)?]
+    };
+    for d in targets {
+        let _lock = lock::acquire(&d.uuid)?;
+        let n = d.resources.len();
+        if n > 0 && !o.force {
+            bail!(
+                "cannot delete deployment ‘{}’ because it still has {n} resource(s) in state; destroy them first or use --force",
+                d.label()
+            );
+        }
+        store.delete_deployment(&d.uuid)?;
+        crate::nix::remove_gc_roots(&d.uuid, None);
+        eprintln!("deleted deployment ‘{}’", d.label());
+    }
+    Ok(0)
+}

@@ -1,0 +1,108 @@
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::Global;
+use crate::deploy::{self, Action, Ctx, DeployOptions};
+use crate::state::lock;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Deploy only these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub include: Vec<String>,
+    /// Do not deploy these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub exclude: Vec<String>,
+    /// Forget machines that are no longer in the network
+    #[arg(short = 'k', long)]
+    pub kill_obsolete: bool,
+    /// Evaluate and show what would be built; build nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Build, but do not copy or activate
+    #[arg(long)]
+    pub build_only: bool,
+    /// Build and copy, but do not activate
+    #[arg(long)]
+    pub copy_only: bool,
+    /// Show what activation would do
+    #[arg(long)]
+    pub dry_activate: bool,
+    /// Activate without making the new system the boot default
+    #[arg(long)]
+    pub test: bool,
+    /// Make the new system the boot default without activating it
+    #[arg(long)]
+    pub boot: bool,
+    /// Activate even machines whose system did not change
+    #[arg(long)]
+    pub always_activate: bool,
+    /// Reboot machines whose activation asks for it
+    #[arg(long)]
+    pub allow_reboot: bool,
+    /// Reboot every machine into the new system
+    #[arg(long)]
+    pub force_reboot: bool,
+    /// Do not flush the machines' disks after setting the profile
+    #[arg(long)]
+    pub no_sync: bool,
+    /// How many machines to copy to at once
+    #[arg(long, default_value_t = 5)]
+    pub max_concurrent_copy: usize,
+    /// How many machines to activate at once (default: all)
+    #[arg(long)]
+    pub max_concurrent_activate: Option<usize>,
+    /// Seconds to wait for a rebooted machine
+    #[arg(long, default_value_t = 600)]
+    pub reboot_timeout: u64,
+}
+
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    let exclusive = [o.dry_activate, o.test, o.boot].iter().filter(|b| **b).count();
+    if exclusive > 1 {
+        bail!("--dry-activate, --test and --boot exclude each other");
+    }
+    if o.force_reboot && (o.test || o.dry_activate) {
+        bail!("--force-reboot cannot be combined with --test or --dry-activate");
+    }
+    let action = if o.dry_activate {
+        Action::DryActivate
+    } else if o.test {
+        Action::Test
+    } else if o.boot || o.force_reboot {
+        Action::Boot
+    } else {
+        Action::Switch
+    };
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let _lock = lock::acquire(&d.uuid)?;
+    // Re-read after waiting for the lock: the holder may have changed it.
+    let d = crate::state::Store::load(&store, &d.uuid)?;
+    let nix = g.nix_opts(Some(&d))?;
+    let ctx = Ctx {
+        store: Arc::new(Mutex::new(store)),
+        deployment: d,
+        nix,
+        ssh_persist: g.ssh_persist,
+    };
+    let opts = DeployOptions {
+        include: o.include,
+        exclude: o.exclude,
+        kill_obsolete: o.kill_obsolete,
+        dry_run: o.dry_run,
+        build_only: o.build_only,
+        copy_only: o.copy_only,
+        action,
+        always_activate: o.always_activate,
+        allow_reboot: o.allow_reboot,
+        force_reboot: o.force_reboot,
+        no_sync: o.no_sync,
+        max_concurrent_copy: o.max_concurrent_copy,
+        max_concurrent_activate: o.max_concurrent_activate,
+        reboot_timeout: o.reboot_timeout,
+    };
+    deploy::run(ctx, opts).await
+}

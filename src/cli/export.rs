@@ -1,0 +1,27 @@
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::state::{self, Store};
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Export all deployments
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let ds = if o.all {
+        store.deployments()?
+    } else {
+        vec![g.deployment(&store)?]
+    };
+    let mut out = serde_json::Map::new();
+    for d in &ds {
+        out.insert(d.uuid.clone(), state::export(d));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}

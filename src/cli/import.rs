@@ -1,0 +1,69 @@
+use std::io::{Read, Write};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::Global;
+use crate::state::{self, Store};
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Also add the machines' host keys to ~/.ssh/known_hosts
+    #[arg(long)]
+    pub include_keys: bool,
+}
+
+pub fn run(g: &Global, o: Opts) -> Result<i32> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read stdin")?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("stdin is not valid JSON")?;
+    let obj = v
+        .as_object()
+        .context("the import must be a JSON object of deployments by UUID")?;
+    let store = g.open_store()?;
+    let existing = store.deployments()?;
+    // Check everything before writing anything.
+    let mut parsed = Vec::new();
+    for (uuid, dv) in obj {
+        if existing.iter().any(|d| &d.uuid == uuid) {
+            bail!("state file already contains a deployment with UUID ‘{uuid}’");
+        }
+        parsed.push((uuid, state::parse_export(uuid, dv)?));
+    }
+    for (uuid, (attrs, resources)) in &parsed {
+        eprintln!("added deployment ‘{uuid}’");
+        store.import(uuid, attrs, resources)?;
+        if o.include_keys {
+            add_known_hosts(resources)?;
+        }
+    }
+    Ok(0)
+}
+
+fn add_known_hosts(resources: &[(String, String, state::Attrs)]) -> Result<()> {
+    let home = std::env::var_os("HOME").context("$HOME is not set")?;
+    let path = std::path::PathBuf::from(home).join(".ssh/known_hosts");
+    let mut lines = String::new();
+    for (_, _, attrs) in resources {
+        if let (Some(host), Some(key)) = (attrs.get("targetHost"), attrs.get("publicHostKey")) {
+            let host = match attrs.get("targetPort") {
+                Some(p) if p != "22" => format!("[{host}]:{p}"),
+                _ => host.clone(),
+            };
+            lines += &format!("{host} {key}\n");
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path.parent().expect("has parent"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(lines.as_bytes())?;
+    Ok(())
+}

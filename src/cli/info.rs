@@ -1,0 +1,138 @@
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::network::NixFiles;
+use crate::state::{Deployment, Store, machine_state};
+use crate::ui::table;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Show all deployments
+    #[arg(long)]
+    pub all: bool,
+    /// Tab-separated output without headers
+    #[arg(long)]
+    pub plain: bool,
+    /// Do not evaluate the network (show only what state records)
+    #[arg(long)]
+    pub no_eval: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let ds = if o.all {
+        store.deployments()?
+    } else {
+        vec![g.deployment(&store)?]
+    };
+    let mut json = Vec::new();
+    for d in &ds {
+        let rows = machine_rows(g, d, o.no_eval).await?;
+        if o.json {
+            json.push(serde_json::json!({
+                "uuid": d.uuid, "name": d.name(), "description": d.description(),
+                "nixExprs": d.nix_exprs()?, "nixPath": d.nix_path()?, "args": d.args()?,
+                "machines": rows.iter().map(|r| serde_json::json!({
+                    "name": r[0], "status": r[1], "type": r[2], "resourceId": r[3], "ipAddress": r[4],
+                })).collect::<Vec<_>>(),
+            }));
+        } else if o.plain {
+            for r in rows {
+                println!("{}", r.join("\t"));
+            }
+        } else {
+            println!("Network name: {}", d.name().unwrap_or(""));
+            println!("Network UUID: {}", d.uuid);
+            println!("Network description: {}", d.description());
+            let exprs: Vec<String> = d.nix_exprs()?.iter().map(|p| p.display().to_string()).collect();
+            println!("Nix expressions: {}", exprs.join(" "));
+            let np = d.nix_path()?;
+            if !np.is_empty() {
+                println!("Nix path: {}", np.join(" "));
+            }
+            let args = d.args()?;
+            if !args.is_empty() {
+                let a: Vec<String> = args.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                println!("Nix arguments: {}", a.join(", "));
+            }
+            println!();
+            print!(
+                "{}",
+                table(&["Name", "Status", "Type", "Resource Id", "IP address"], rows)
+            );
+        }
+    }
+    if o.json {
+        let v = if o.all {
+            serde_json::Value::Array(json)
+        } else {
+            json.pop().unwrap_or_default()
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(0)
+}
+
+/// One row per machine, in the network or in state: name, status, type,
+/// resource id, address.
+async fn machine_rows(g: &Global, d: &Deployment, no_eval: bool) -> Result<Vec<Vec<String>>> {
+    // Evaluated toplevel (None for a machine that is only in state).
+    let mut spec: BTreeMap<String, (Option<String>, String)> = BTreeMap::new();
+    if !no_eval {
+        let network = crate::deploy::network_of(d)?;
+        let files = NixFiles::write()?;
+        let info = network
+            .evaluate(
+                &files,
+                &g.nix_opts(Some(d))?,
+                None,
+                &[],
+                false,
+                crate::process::Sink::quiet(),
+            )
+            .await?;
+        for (n, m) in info.machines {
+            spec.insert(n, (m.toplevel, m.target_host));
+        }
+    }
+    let mut names: Vec<&String> = spec.keys().chain(d.machines().map(|r| &r.name)).collect();
+    names.sort();
+    names.dedup();
+    let mut rows = Vec::new();
+    for name in names {
+        let res = d.resources.get(name);
+        let status = match (spec.get(name), res) {
+            _ if no_eval => match res.map(|r| r.state()) {
+                _ if res.is_some_and(|r| r.obsolete()) => "Obsolete".to_owned(),
+                Some(machine_state::UP) => "Up".to_owned(),
+                Some(machine_state::UNREACHABLE) => "Unreachable".to_owned(),
+                Some(machine_state::MISSING) => "Missing".to_owned(),
+                _ => "Unknown".to_owned(),
+            },
+            (None, _) => "Obsolete".to_owned(),
+            (Some(_), None) => "New".to_owned(),
+            (Some((top, _)), Some(r)) => match r.toplevel() {
+                None => "New".to_owned(),
+                Some(t) if Some(t) == top.as_deref() => "Up-to-date".to_owned(),
+                Some(_) => "Outdated".to_owned(),
+            },
+        };
+        let status = if res.is_some_and(|r| r.state() == machine_state::UNREACHABLE) && !no_eval {
+            format!("{status} / Unreachable")
+        } else {
+            status
+        };
+        let host = res
+            .and_then(|r| r.get("targetHost").map(str::to_owned))
+            .or_else(|| spec.get(name).map(|s| s.1.clone()))
+            .unwrap_or_default();
+        rows.push(vec![name.clone(), status, "none".into(), String::new(), host]);
+    }
+    Ok(rows)
+}

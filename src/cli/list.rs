@@ -1,0 +1,48 @@
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::state::Store;
+use crate::ui::table;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let all = store.deployments()?;
+    if o.json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "uuid": d.uuid, "name": d.name(), "description": d.description(),
+                    "machines": d.machines().count(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let rows = all
+        .iter()
+        .map(|d| {
+            vec![
+                d.uuid.clone(),
+                d.name().unwrap_or("").to_owned(),
+                d.description().to_owned(),
+                d.machines().count().to_string(),
+                "none".to_owned(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["UUID", "Name", "Description", "# Machines", "Type"], rows)
+    );
+    Ok(0)
+}

@@ -1,0 +1,171 @@
+//! The command line: NixOps' global options and subcommands. Each subcommand
+//! lives in its own file and stays thin: it parses, then calls the library.
+
+mod clone;
+mod create;
+mod delete;
+mod deploy;
+mod export;
+mod import;
+mod info;
+mod list;
+mod modify;
+mod rename;
+mod set_args;
+mod show_arguments;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::nix::NixOpts;
+use crate::state::{self, Deployment, SqliteStore, Store};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nixops",
+    version,
+    about = "Deploy networks of NixOS machines",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes, as in NixOps.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Deployment name, UUID or UUID prefix
+    #[arg(short = 'd', long = "deployment", global = true, env = "NIXOPS_DEPLOYMENT")]
+    pub deployment: Option<String>,
+    /// Path to the state file
+    #[arg(short = 's', long = "state", global = true, env = "NIXOPS_STATE")]
+    pub state: Option<PathBuf>,
+    /// Show every command that is run
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Answer yes to every question
+    #[arg(long, global = true)]
+    pub confirm: bool,
+    /// Add a path to the Nix expression search path
+    #[arg(short = 'I', global = true, value_name = "PATH")]
+    pub nix_path: Vec<String>,
+    /// Maximum number of build jobs
+    #[arg(short = 'j', long = "max-jobs", global = true)]
+    pub max_jobs: Option<String>,
+    /// Maximum number of CPU cores per build job
+    #[arg(long, global = true)]
+    pub cores: Option<u32>,
+    /// Keep going after failed builds
+    #[arg(long, global = true)]
+    pub keep_going: bool,
+    /// Keep the build directories of failed builds
+    #[arg(short = 'K', long, global = true)]
+    pub keep_failed: bool,
+    /// Print a stack trace on Nix evaluation errors
+    #[arg(long, global = true)]
+    pub show_trace: bool,
+    /// Build from source when substitution fails
+    #[arg(long, global = true)]
+    pub fallback: bool,
+    /// Hide build output
+    #[arg(long, global = true)]
+    pub no_build_output: bool,
+    /// Set a Nix option (may be given several times)
+    #[arg(long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    pub option: Vec<String>,
+    /// Evaluate without writing to the Nix store where possible
+    #[arg(long, global = true)]
+    pub read_only_mode: bool,
+    /// Seconds an SSH master connection stays open after the command ends
+    #[arg(long, global = true, env = "NIXOPS_SSH_PERSIST", default_value_t = 60)]
+    pub ssh_persist: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List all known deployments
+    List(list::Opts),
+    /// Create a new deployment
+    Create(create::Opts),
+    /// Change the network files or name of a deployment
+    Modify(modify::Opts),
+    /// Clone a deployment
+    Clone(clone::Opts),
+    /// Rename a deployment
+    Rename(rename::Opts),
+    /// Delete a deployment
+    Delete(delete::Opts),
+    /// Show the state of a deployment
+    Info(info::Opts),
+    /// Set or unset arguments of the network files
+    SetArgs(set_args::Opts),
+    /// Show the arguments of the network files
+    ShowArguments(show_arguments::Opts),
+    /// Deploy the network
+    Deploy(deploy::Opts),
+    /// Export deployments as JSON
+    Export(export::Opts),
+    /// Import deployments from JSON on stdin
+    Import(import::Opts),
+}
+
+pub async fn run(cli: Cli) -> Result<i32> {
+    let g = cli.global;
+    match cli.command {
+        Command::List(o) => list::run(&g, o),
+        Command::Create(o) => create::run(&g, o),
+        Command::Modify(o) => modify::run(&g, o),
+        Command::Clone(o) => clone::run(&g, o),
+        Command::Rename(o) => rename::run(&g, o),
+        Command::Delete(o) => delete::run(&g, o),
+        Command::Info(o) => info::run(&g, o).await,
+        Command::SetArgs(o) => set_args::run(&g, o),
+        Command::ShowArguments(o) => show_arguments::run(&g, o).await,
+        Command::Deploy(o) => deploy::run(&g, o).await,
+        Command::Export(o) => export::run(&g, o),
+        Command::Import(o) => import::run(&g, o),
+    }
+}
+
+impl Global {
+    pub fn open_store(&self) -> Result<SqliteStore> {
+        SqliteStore::open(&state::state_path(self.state.clone())?)
+    }
+
+    /// The deployment named by -d / $NIXOPS_DEPLOYMENT (or the only one).
+    pub fn deployment(&self, store: &SqliteStore) -> Result<Deployment> {
+        let all = store.deployments()?;
+        Ok(state::resolve(&all, self.deployment.as_deref())?.clone())
+    }
+
+    /// Nix options: the deployment's stored search path, then -I from the
+    /// command line, then the pass-through flags.
+    pub fn nix_opts(&self, d: Option<&Deployment>) -> Result<NixOpts> {
+        let mut include = match d {
+            Some(d) => d.nix_path()?,
+            None => Vec::new(),
+        };
+        include.extend(self.nix_path.iter().cloned());
+        let options = self
+            .option
+            .chunks(2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect();
+        Ok(NixOpts {
+            include,
+            options,
+            show_trace: self.show_trace,
+            max_jobs: self.max_jobs.clone(),
+            cores: self.cores,
+            keep_going: self.keep_going,
+            keep_failed: self.keep_failed,
+            fallback: self.fallback,
+            no_build_output: self.no_build_output,
+        })
+    }
+}

@@ -1,0 +1,53 @@
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::Global;
+use crate::state::{self, AttrChange, Store, lock};
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// New network files (replace the old ones)
+    #[arg(value_name = "NIX-FILE")]
+    pub files: Vec<PathBuf>,
+    /// New name of the deployment
+    #[arg(short = 'n', long = "name")]
+    pub name: Option<String>,
+}
+
+pub fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let _lock = lock::acquire(&d.uuid)?;
+    let mut changes: Vec<AttrChange> = Vec::new();
+    if !o.files.is_empty() {
+        let files = o
+            .files
+            .iter()
+            .map(|f| crate::network::absolute(f))
+            .collect::<Result<Vec<_>>>()?;
+        changes.push(("nixExprs".into(), Some(serde_json::to_string(&files)?)));
+    }
+    if !g.nix_path.is_empty() {
+        changes.push(("nixPath".into(), Some(serde_json::to_string(&g.nix_path)?)));
+    }
+    if let Some(name) = &o.name {
+        if !state::valid_name(name) {
+            bail!("invalid deployment name ‘{name}’");
+        }
+        if store
+            .deployments()?
+            .iter()
+            .any(|x| x.name() == Some(name) && x.uuid != d.uuid)
+        {
+            bail!("a deployment named ‘{name}’ already exists");
+        }
+        changes.push(("name".into(), Some(name.clone())));
+    }
+    if changes.is_empty() {
+        bail!("nothing to modify: give network files, -I paths or -n NAME");
+    }
+    store.set_deployment_attrs(&d.uuid, &changes)?;
+    Ok(0)
+}

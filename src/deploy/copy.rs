@@ -1,0 +1,77 @@
+//! Copy stage: reach each machine (opening its master connection) and copy
+//! the toplevel's closure unless the machine already has it.
+
+use anyhow::{Result, bail};
+use futures::StreamExt;
+
+use super::{Ctx, Machine, record};
+use crate::nix;
+use crate::process::Sink;
+use crate::ssh;
+use crate::ui::Events;
+
+pub async fn run(
+    ctx: &Ctx,
+    machines: Vec<Machine>,
+    events: &Events,
+    max: usize,
+) -> Vec<(Machine, Result<()>)> {
+    futures::stream::iter(machines)
+        .map(|mut m| async move {
+            let r = copy_one(ctx, &mut m, events).await;
+            (m, r)
+        })
+        .buffer_unordered(max.max(1))
+        .collect()
+        .await
+}
+
+/// What a machine tells us on first contact.
+pub struct Probe {
+    pub boot_id: String,
+    pub has_path: bool,
+}
+
+/// One round trip: the boot id, and whether `path` is valid in its store.
+pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Result<Probe> {
+    let script = format!(
+        "cat /proc/sys/kernel/random/boot_id; if nix-store --check-validity {} >/dev/null 2>&1; then echo present; else echo missing; fi",
+        ssh::quote(path)
+    );
+    let out = m
+        .target
+        .run(&script, None, Sink::machine(events, &m.name))
+        .await?;
+    if !out.success() {
+        if out.code == Some(ssh::SSH_FAILURE) {
+            record::unreachable(ctx, m.resource_id)?;
+        }
+        return Err(ssh::failure("contacting the machine", &out));
+    }
+    record::reached(ctx, m.resource_id, &m.target)?;
+    let mut lines = out.stdout.lines();
+    let (Some(boot_id), Some(status)) = (lines.next(), lines.next()) else {
+        bail!("unexpected answer from the machine: {:?}", out.stdout);
+    };
+    Ok(Probe {
+        boot_id: boot_id.trim().to_owned(),
+        has_path: status.trim() == "present",
+    })
+}
+
+async fn copy_one(ctx: &Ctx, m: &mut Machine, events: &Events) -> Result<()> {
+    events.stage(&m.name, "connecting");
+    let p = probe(ctx, m, &m.toplevel, events).await?;
+    m.boot_id = Some(p.boot_id);
+    if p.has_path {
+        return Ok(());
+    }
+    events.stage(&m.name, "copying");
+    nix::copy_closure(
+        &m.target,
+        &m.toplevel,
+        !m.info.has_fast_connection,
+        Sink::machine(events, &m.name),
+    )
+    .await
+}

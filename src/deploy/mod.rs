@@ -1,0 +1,272 @@
+//! The deploy pipeline, as explicit stages:
+//! evaluate → record → build → copy → activate.
+//!
+//! Evaluation and the build are one Nix invocation each for the whole
+//! network; copying and activation run per machine, in parallel within
+//! bounds. A machine that fails at any stage drops out; the others go on.
+
+mod activate;
+mod build;
+mod copy;
+mod record;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::network::{MachineInfo, Network, NetworkInfo, NixFiles};
+use crate::nix::NixOpts;
+use crate::process::Sink;
+use crate::ssh::Target;
+use crate::state::{Deployment, SqliteStore};
+use crate::ui::{self, Events};
+
+pub use activate::Action;
+
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub kill_obsolete: bool,
+    pub dry_run: bool,
+    pub build_only: bool,
+    pub copy_only: bool,
+    pub action: Action,
+    pub always_activate: bool,
+    pub allow_reboot: bool,
+    pub force_reboot: bool,
+    pub no_sync: bool,
+    pub max_concurrent_copy: usize,
+    pub max_concurrent_activate: Option<usize>,
+    /// Seconds to wait for a rebooted machine to come back.
+    pub reboot_timeout: u64,
+}
+
+/// Everything a stage needs about the run.
+pub struct Ctx {
+    pub store: Arc<Mutex<SqliteStore>>,
+    pub deployment: Deployment,
+    pub nix: NixOpts,
+    /// ControlPersist seconds for master connections.
+    pub ssh_persist: u64,
+}
+
+/// One selected machine going through the pipeline.
+pub struct Machine {
+    pub name: String,
+    pub resource_id: i64,
+    pub info: MachineInfo,
+    pub toplevel: String,
+    pub drv_path: String,
+    pub target: Target,
+    /// Boot id seen when we first reached it (to notice a reboot).
+    pub boot_id: Option<String>,
+}
+
+/// How a machine ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Deployed,
+    /// Stopped on purpose at --build-only / --copy-only / --dry-activate.
+    Stopped(&'static str),
+    Failed {
+        stage: &'static str,
+        error: String,
+    },
+}
+
+pub fn network_of(d: &Deployment) -> Result<Network> {
+    Ok(Network {
+        files: d.nix_exprs()?,
+        args: d.args()?,
+        uuid: d.uuid.clone(),
+        name: d.name().unwrap_or_default().to_owned(),
+    })
+}
+
+/// Checks what this tool cannot deploy before anything is touched.
+fn check_supported(info: &NetworkInfo) -> Result<()> {
+    if let Some(t) = info.resource_types.first() {
+        bail!("the network declares resources.{t}; non-machine resources are not supported");
+    }
+    for (name, m) in &info.machines {
+        if m.target_env != "none" {
+            bail!(
+                "machine ‘{name}’ has deployment.targetEnv = \"{}\"; only existing machines (\"none\") are supported",
+                m.target_env
+            );
+        }
+        if let Some(port) = m.target_port.filter(|p| !(1..=65535).contains(p)) {
+            bail!("machine ‘{name}’: deployment.targetPort = {port} is not a port number");
+        }
+        if !m.keys.is_empty() {
+            bail!(
+                "machine ‘{name}’ declares deployment.keys, which this version cannot deliver yet; refusing to deploy it without its secrets"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs a deploy; returns the process exit code.
+pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
+    let started = Instant::now();
+    let network = network_of(&ctx.deployment)?;
+    let files = NixFiles::write()?;
+
+    // Evaluate.
+    eprintln!("evaluating network of deployment ‘{}’...", ctx.deployment.label());
+    let include = (!opts.include.is_empty()).then_some(opts.include.as_slice());
+    let info = network
+        .evaluate(&files, &ctx.nix, include, &opts.exclude, true, Sink::quiet())
+        .await?;
+    for name in opts.include.iter().chain(&opts.exclude) {
+        if !info.machines.contains_key(name) {
+            bail!("there is no machine named ‘{name}’ in the network");
+        }
+    }
+    check_supported(&info)?;
+
+    // Record machines (new, obsolete) and network attributes.
+    let ids = record::machines(&ctx, &info, opts.kill_obsolete)?;
+    let selected: Vec<String> = info
+        .machines
+        .iter()
+        .filter(|(_, m)| m.drv_path.is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
+    if selected.is_empty() {
+        eprintln!("no machines to deploy");
+        return Ok(0);
+    }
+
+    let mut machines = Vec::new();
+    for name in &selected {
+        let m = &info.machines[name];
+        let res = ctx.deployment.resources.get(name);
+        machines.push(Machine {
+            name: name.clone(),
+            resource_id: ids[name],
+            info: m.clone(),
+            toplevel: m.toplevel.clone().expect("selected machines have a toplevel"),
+            drv_path: m.drv_path.clone().expect("selected machines have a drvPath"),
+            target: record::target(&ctx, name, m, res)?,
+            boot_id: None,
+        });
+    }
+
+    if opts.dry_run {
+        build::dry_run(&machines, &ctx.nix).await?;
+        return Ok(0);
+    }
+
+    let (events, renderer) = ui::start(&selected);
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+
+    // Build.
+    let (built, _build_roots) = build::run(&ctx, &machines, &events).await;
+    let mut live = Vec::new();
+    for m in machines {
+        match built.get(&m.name) {
+            Some(Ok(())) => live.push(m),
+            Some(Err(e)) => fail(&events, &mut outcomes, &m.name, "build", e.clone()),
+            None => fail(&events, &mut outcomes, &m.name, "build", "not built".into()),
+        }
+    }
+    if opts.build_only {
+        for m in &live {
+            stop(&events, &mut outcomes, &m.name, "built");
+        }
+        return finish(events, renderer, outcomes, started).await;
+    }
+
+    // Copy.
+    let copied = copy::run(&ctx, live, &events, opts.max_concurrent_copy).await;
+    let mut live = Vec::new();
+    for (m, r) in copied {
+        match r {
+            Ok(()) => live.push(m),
+            Err(e) => fail(&events, &mut outcomes, &m.name, "copy", format!("{e:#}")),
+        }
+    }
+    if opts.copy_only {
+        for m in &live {
+            stop(&events, &mut outcomes, &m.name, "copied");
+        }
+        return finish(events, renderer, outcomes, started).await;
+    }
+
+    // Activate.
+    let activated = activate::run(&ctx, live, &events, &opts).await;
+    for (m, r) in activated {
+        match r {
+            Ok(o) => {
+                if let Outcome::Stopped(what) = &o {
+                    events.done(&m.name, what, None);
+                }
+                outcomes.insert(m.name.clone(), o);
+            }
+            Err(e) => fail(&events, &mut outcomes, &m.name, "activation", format!("{e:#}")),
+        }
+    }
+    finish(events, renderer, outcomes, started).await
+}
+
+fn fail(
+    events: &Events,
+    outcomes: &mut BTreeMap<String, Outcome>,
+    name: &str,
+    stage: &'static str,
+    error: String,
+) {
+    events.done(name, &format!("{stage} failed"), Some(error.clone()));
+    outcomes.insert(name.to_owned(), Outcome::Failed { stage, error });
+}
+
+fn stop(events: &Events, outcomes: &mut BTreeMap<String, Outcome>, name: &str, what: &'static str) {
+    events.done(name, what, None);
+    outcomes.insert(name.to_owned(), Outcome::Stopped(what));
+}
+
+/// Prints the summary: the log tail of every failed machine, then one line.
+async fn finish(
+    events: Events,
+    renderer: tokio::task::JoinHandle<ui::Report>,
+    outcomes: BTreeMap<String, Outcome>,
+    started: Instant,
+) -> Result<i32> {
+    drop(events);
+    let report = renderer.await?;
+    let failed: Vec<(&String, &'static str, &String)> = outcomes
+        .iter()
+        .filter_map(|(n, o)| match o {
+            Outcome::Failed { stage, error } => Some((n, *stage, error)),
+            _ => None,
+        })
+        .collect();
+    for (name, stage, _) in &failed {
+        eprintln!("\n--- {name}: {stage} failed; last lines of its log:");
+        for l in report.tails.get(*name).into_iter().flatten() {
+            eprintln!("{name}> {l}");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        eprintln!(
+            "deployment finished successfully ({} machines, {secs:.1} s)",
+            outcomes.len()
+        );
+        Ok(0)
+    } else {
+        let names: Vec<String> = failed.iter().map(|(n, _, _)| format!("‘{n}’")).collect();
+        eprintln!(
+            "error: deployment of {} of {} machines failed (namely on {}) ({secs:.1} s)",
+            failed.len(),
+            outcomes.len(),
+            names.join(", ")
+        );
+        Ok(1)
+    }
+}

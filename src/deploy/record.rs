@@ -1,0 +1,152 @@
+//! Recording the evaluated network in state: new machines, obsolete ones,
+//! and the connection details NixOps keeps per machine.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::network::{MachineInfo, NetworkInfo};
+use crate::ssh::Target;
+use crate::state::{AttrChange, Resource, Store, machine_state};
+
+/// NixOps' rule: an attribute set back to its default is removed.
+fn attr(name: &str, value: Option<String>, default: Option<&str>) -> AttrChange {
+    match value {
+        Some(v) if Some(v.as_str()) != default => (name.to_owned(), Some(v)),
+        _ => (name.to_owned(), None),
+    }
+}
+
+fn bool_attr(name: &str, value: bool, default: bool) -> AttrChange {
+    attr(
+        name,
+        Some(if value { "1" } else { "0" }.into()),
+        Some(if default { "1" } else { "0" }),
+    )
+}
+
+/// Records every machine of the network (selected or not) and marks the
+/// ones gone from it obsolete (or forgets them with --kill-obsolete).
+/// Returns the resource id of every machine in the network.
+pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BTreeMap<String, i64>> {
+    let store = ctx.store.lock().expect("state lock");
+    let uuid = &ctx.deployment.uuid;
+    store.set_deployment_attrs(
+        uuid,
+        &[
+            attr(
+                "description",
+                Some(info.network.description.clone()),
+                Some("Unnamed NixOps network"),
+            ),
+            bool_attr("rollbackEnabled", info.network.enable_rollback, false),
+        ],
+    )?;
+    let mut next_index = ctx
+        .deployment
+        .machines()
+        .filter_map(|r| r.get("index").and_then(|i| i.parse::<i64>().ok()))
+        .max()
+        .map_or(0, |i| i + 1);
+    let mut ids = BTreeMap::new();
+    for (name, m) in &info.machines {
+        let existing = ctx.deployment.resources.get(name);
+        let id = store.ensure_resource(uuid, name, "none")?;
+        let mut changes = vec![
+            attr("targetHost", Some(m.target_host.clone()), None),
+            attr("targetPort", m.target_port.map(|p| p.to_string()), None),
+            attr("targetUser", Some(m.target_user.clone()), Some("root")),
+            attr(
+                "sshOptions",
+                Some(serde_json::to_string(&m.ssh_options)?),
+                Some("[]"),
+            ),
+            attr(
+                "privilegeEscalationCommand",
+                Some(serde_json::to_string(&m.privilege_escalation_command)?),
+                Some(r#"["sudo","-H","--"]"#),
+            ),
+            bool_attr("hasFastConnection", m.has_fast_connection, false),
+            attr("owners", Some(serde_json::to_string(&m.owners)?), Some("[]")),
+            bool_attr("obsolete", false, false),
+        ];
+        if existing.is_none() {
+            changes.push(attr("index", Some(next_index.to_string()), None));
+            changes.push(attr("creationTime", Some(now().to_string()), None));
+            next_index += 1;
+        }
+        store.set_resource_attrs(id, &changes)?;
+        ids.insert(name.clone(), id);
+    }
+    for r in ctx.deployment.machines() {
+        if info.machines.contains_key(&r.name) {
+            continue;
+        }
+        if kill_obsolete {
+            eprintln!("forgetting obsolete machine ‘{}’", r.name);
+            store.delete_resource(r.id)?;
+            crate::nix::remove_gc_roots(uuid, Some(&r.name));
+        } else if !r.obsolete() {
+            eprintln!(
+                "machine ‘{}’ is obsolete (use --kill-obsolete to forget it)",
+                r.name
+            );
+            store.set_resource_attrs(r.id, &[bool_attr("obsolete", true, false)])?;
+        }
+    }
+    Ok(ids)
+}
+
+/// How to reach a machine, with the host key pinned in state.
+pub fn target(ctx: &Ctx, name: &str, m: &MachineInfo, res: Option<&Resource>) -> Result<Target> {
+    Target::new(
+        &ctx.deployment.uuid,
+        name,
+        &m.target_host,
+        m.target_port.map(|p| p as u16),
+        &m.target_user,
+        m.ssh_options.clone(),
+        m.privilege_escalation_command.clone(),
+        res.and_then(|r| r.get("publicHostKey")).map(str::to_owned),
+        ctx.ssh_persist,
+    )
+}
+
+/// After contact: keep a newly learned host key and the machine's state.
+pub fn reached(ctx: &Ctx, id: i64, target: &Target) -> Result<()> {
+    let mut changes = vec![(String::from("state"), Some(machine_state::UP.to_string()))];
+    if let Some(key) = target.learned_host_key() {
+        changes.push(("publicHostKey".into(), Some(key)));
+    }
+    ctx.store
+        .lock()
+        .expect("state lock")
+        .set_resource_attrs(id, &changes)
+}
+
+pub fn unreachable(ctx: &Ctx, id: i64) -> Result<()> {
+    ctx.store.lock().expect("state lock").set_resource_attrs(
+        id,
+        &[("state".into(), Some(machine_state::UNREACHABLE.to_string()))],
+    )
+}
+
+/// The machine now runs `toplevel`.
+pub fn deployed(ctx: &Ctx, id: i64, name: &str, toplevel: &str) -> Result<()> {
+    crate::nix::set_gc_root(&ctx.deployment.uuid, name, toplevel)?;
+    ctx.store.lock().expect("state lock").set_resource_attrs(
+        id,
+        &[
+            ("toplevel".into(), Some(toplevel.to_owned())),
+            ("state".into(), Some(machine_state::UP.to_string())),
+        ],
+    )
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

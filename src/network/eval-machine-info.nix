@@ -1,0 +1,123 @@
+# Evaluates a NixOps network: every machine through nixpkgs'
+# nixos/lib/eval-config.nix, with NixOps' module arguments and defaults.
+# Called by the tool with --arg/--argstr; see src/network/mod.rs.
+{ networkExprsJSON        # JSON list of absolute network file paths
+, args ? { }              # the deployment's arguments (set-args)
+, uuid
+, deploymentName
+, includeJSON ? "null"    # JSON list of machines to instantiate (null: all)
+, excludeJSON ? "[]"      # JSON list of machines not to instantiate
+, system ? builtins.currentSystem
+}:
+let
+  call = x: if builtins.isFunction x then x args else x;
+  networkExprs = map (p: /. + p) (builtins.fromJSON networkExprsJSON);
+
+  zipAttrs = sets: builtins.listToAttrs (map
+    (name: { inherit name; value = builtins.catAttrs name sets; })
+    (builtins.concatMap builtins.attrNames sets));
+
+  # Network files and everything they `require`, each file once.
+  networks =
+    let
+      load = file: (call (import file)) // { _file = toString file; };
+      closure = builtins.genericClosure {
+        startSet = map (f: { key = toString f; }) networkExprs;
+        operator = { key }: map (f: { key = toString f; }) ((load key).require or [ ]);
+      };
+    in
+    map ({ key }: load key) closure;
+
+  network = zipAttrs networks;
+
+  meta = builtins.foldl' (a: b: a // b) { } (network.network or [ ]);
+
+  nixpkgs =
+    if meta ? nixpkgs then
+      (if builtins.isAttrs meta.nixpkgs && meta.nixpkgs ? outPath then meta.nixpkgs.outPath else meta.nixpkgs)
+    else <nixpkgs>;
+
+  lib = import (nixpkgs + "/lib");
+  evalConfig = import (nixpkgs + "/nixos/lib/eval-config.nix");
+
+  reserved = [ "network" "defaults" "resources" "require" "nixpkgs" "_file" ];
+  machineNames = builtins.attrNames (removeAttrs network reserved);
+  defaults = network.defaults or [ ];
+
+  toModuleList = v: if builtins.isList v then v else [ v ];
+
+  resources = { machines = lib.mapAttrs (_: node: node.config) nodes; }
+    // lib.mapAttrs (_: defs: lib.foldl' (a: b: a // b) { } defs) (zipAttrs (network.resources or [ ]));
+
+  nodes = lib.listToAttrs (map
+    (name: {
+      inherit name;
+      value = evalConfig {
+        inherit system;
+        modules =
+          builtins.concatMap
+            (n: lib.optional (n ? ${name}) { _file = n._file; imports = toModuleList n.${name}; })
+            networks
+          ++ defaults
+          ++ [
+            ./options.nix
+            {
+              key = "nixops-stuff";
+              networking.hostName = lib.mkOverride 900 name;
+              deployment.targetHost = lib.mkOverride 900 name;
+              deployment.name = deploymentName;
+              deployment.uuid = uuid;
+              deployment.arguments = args;
+              _module.args = { inherit nodes resources uuid deploymentName name; };
+            }
+          ];
+      };
+    })
+    machineNames);
+
+  # What the tool needs of each machine, as plain data.
+  machineInfo = name: node:
+    let d = node.config.deployment; in {
+      inherit (d) targetEnv targetHost targetPort targetUser sshOptions
+        privilegeEscalationCommand alwaysActivate hasFastConnection owners provisionSSHKey;
+      keys = lib.mapAttrs
+        (k: v:
+          if builtins.isString v then { deprecatedString = true; name = k; }
+          else { inherit (v) name destDir user group permissions uploadAt;
+                 hasText = v.text != null; keyFile = v.keyFile; keyCommand = v.keyCommand; })
+        d.keys;
+    };
+
+  include = builtins.fromJSON includeJSON;
+  exclude = builtins.fromJSON excludeJSON;
+  isSelected = name: (include == null || builtins.elem name include) && !(builtins.elem name exclude);
+
+  toplevel = node: node.config.system.build.toplevel;
+in
+{
+  inherit nodes network;
+
+  # One evaluation gives the deployment info of every machine and, for the
+  # selected ones, the toplevel's derivation and output paths.
+  info = {
+    network = {
+      description = meta.description or "Unnamed NixOps network";
+      enableRollback = meta.enableRollback or false;
+      unknownAttrs = builtins.attrNames (removeAttrs meta [ "description" "enableRollback" "storage" "lock" "nixpkgs" ]);
+    };
+    resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
+    machines = lib.mapAttrs
+      (name: node: machineInfo name node // lib.optionalAttrs (isSelected name) {
+        toplevel = (toplevel node).outPath;
+        drvPath = (toplevel node).drvPath;
+      })
+      nodes;
+  };
+
+  # For `show-arguments`: the arguments the network files take, by name,
+  # true where the file gives a default.
+  arguments = builtins.foldl'
+    (acc: f: let x = import f; in acc // (if builtins.isFunction x then builtins.functionArgs x else { }))
+    { }
+    networkExprs;
+}

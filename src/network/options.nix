@@ -1,0 +1,40 @@
+# The deployment.* options every machine of a network gets, with NixOps'
+# names, types and defaults. Uses only nixpkgs' lib, so it evaluates against
+# real nixpkgs and against the test suite's stand-in alike.
+{ config, lib, name, ... }:
+let
+  inherit (lib) mkOption types;
+  keyOptions = { name, ... }: {
+    options = {
+      name = mkOption { type = types.str; default = name; description = "File name of the key on the target."; };
+      text = mkOption { type = types.nullOr types.str; default = null; description = "The secret itself."; };
+      keyFile = mkOption { type = types.nullOr types.str; default = null; description = "A file on the deploying machine holding the secret."; };
+      keyCommand = mkOption { type = types.nullOr (types.listOf types.str); default = null; description = "A command run on the deploying machine whose stdout is the secret."; };
+      destDir = mkOption { type = types.str; default = "/run/keys"; description = "Directory on the target the key is written to."; };
+      user = mkOption { type = types.str; default = "root"; description = "Owner of the key file."; };
+      group = mkOption { type = types.str; default = "root"; description = "Group of the key file."; };
+      permissions = mkOption { type = types.str; default = "0600"; description = "Mode of the key file."; };
+      uploadAt = mkOption { type = types.enum [ "pre-activation" "post-activation" ]; default = "pre-activation"; description = "When the key is sent."; };
+    };
+  };
+in
+{
+  options = {
+    deployment.name = mkOption { type = types.str; internal = true; description = "Name of the deployment."; };
+    deployment.uuid = mkOption { type = types.str; internal = true; description = "UUID of the deployment."; };
+    deployment.arguments = mkOption { type = types.attrs; default = { }; internal = true; description = "Arguments of the deployment."; };
+    deployment.targetEnv = mkOption { type = types.str; default = "none"; description = "Kind of machine; only existing machines (none) are supported."; };
+    deployment.targetHost = mkOption { type = types.str; description = "Host name or address used to reach the machine."; };
+    deployment.targetPort = mkOption { type = types.nullOr types.int; default = null; description = "SSH port; null lets ssh's own configuration decide."; };
+    deployment.targetUser = mkOption { type = types.str; default = "root"; description = "SSH user."; };
+    deployment.sshOptions = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for ssh."; };
+    deployment.privilegeEscalationCommand = mkOption { type = types.listOf types.str; default = [ "sudo" "-H" "--" ]; description = "Prefix for remote commands when targetUser is not root."; };
+    deployment.alwaysActivate = mkOption { type = types.bool; default = true; description = "Activate even when the system profile already points at the new system."; };
+    deployment.hasFastConnection = mkOption { type = types.bool; default = false; description = "Copy everything from the deployer instead of letting the target use substitutes."; };
+    deployment.owners = mkOption { type = types.listOf types.str; default = [ ]; description = "E-mail addresses of the machine's owners."; };
+    deployment.provisionSSHKey = mkOption { type = types.bool; default = true; description = "Kept for NixOps compatibility."; };
+    deployment.keys = mkOption { type = types.attrsOf (types.either types.str (types.submodule keyOptions)); default = { }; description = "Secrets sent to the machine outside the Nix store."; };
+    networking.privateIPv4 = mkOption { type = types.nullOr types.str; default = null; description = "Address of the machine within the network."; };
+    networking.publicIPv4 = mkOption { type = types.nullOr types.str; default = null; description = "Public address of the machine."; };
+  };
+}

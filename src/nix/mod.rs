@@ -1,0 +1,169 @@
+//! The Nix CLI: options passed through to it, building, copying closures and
+//! keeping GC roots.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::Command;
+
+use crate::process::{self, Sink};
+use crate::ssh::Target;
+
+/// Options passed through to every Nix invocation (NixOps' global options).
+#[derive(Debug, Clone, Default)]
+pub struct NixOpts {
+    /// `-I` entries: the deployment's stored nixPath, then the command line's.
+    pub include: Vec<String>,
+    pub options: Vec<(String, String)>,
+    pub show_trace: bool,
+    pub max_jobs: Option<String>,
+    pub cores: Option<u32>,
+    pub keep_going: bool,
+    pub keep_failed: bool,
+    pub fallback: bool,
+    pub no_build_output: bool,
+}
+
+impl NixOpts {
+    /// Arguments for evaluating commands (nix-instantiate).
+    pub fn eval_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        for i in &self.include {
+            a.push("-I".into());
+            a.push(i.clone());
+        }
+        a.extend(self.common_args());
+        a
+    }
+
+    /// Arguments every Nix command understands.
+    pub fn common_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        for (n, v) in &self.options {
+            a.extend(["--option".into(), n.clone(), v.clone()]);
+        }
+        if self.show_trace {
+            a.push("--show-trace".into());
+        }
+        a
+    }
+
+    pub fn build_args(&self) -> Vec<String> {
+        let mut a = self.common_args();
+        if let Some(j) = &self.max_jobs {
+            a.extend(["--max-jobs".into(), j.clone()]);
+        }
+        if let Some(c) = self.cores {
+            a.extend(["--cores".into(), c.to_string()]);
+        }
+        if self.keep_going {
+            a.push("--keep-going".into());
+        }
+        if self.keep_failed {
+            a.push("--keep-failed".into());
+        }
+        if self.fallback {
+            a.push("--fallback".into());
+        }
+        if self.no_build_output {
+            a.push("--no-build-output".into());
+        }
+        a
+    }
+}
+
+/// Realises the given derivations in one Nix build and returns their output
+/// paths, in order. A temporary indirect GC root protects them until the
+/// caller has recorded permanent ones.
+pub async fn realise(
+    drvs: &[String],
+    opts: &NixOpts,
+    tmp_roots: &Path,
+    sink: Sink<'_>,
+) -> Result<Vec<String>> {
+    let mut cmd = Command::new("nix-store");
+    cmd.arg("--realise")
+        .args(drvs)
+        .arg("--add-root")
+        .arg(tmp_roots.join("result"))
+        .arg("--indirect")
+        .args(opts.build_args());
+    let out = process::run(&mut cmd, None, sink).await?;
+    if !out.success() {
+        bail!("build failed: {}", out.last_error());
+    }
+    let paths: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            std::fs::read_link(l)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| l.to_owned())
+        })
+        .collect();
+    if paths.len() != drvs.len() {
+        bail!(
+            "nix-store --realise printed {} paths for {} derivations",
+            paths.len(),
+            drvs.len()
+        );
+    }
+    Ok(paths)
+}
+
+/// The directory of a deployment's permanent GC roots, one symlink per
+/// machine pointing at the toplevel it was last deployed with.
+pub fn gc_roots_dir(uuid: &str) -> PathBuf {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let uid = unsafe { libc::getuid() };
+            if uid == 0 { "root".into() } else { uid.to_string() }
+        });
+    PathBuf::from("/nix/var/nix/gcroots/per-user")
+        .join(user)
+        .join("nixops")
+        .join(uuid)
+}
+
+/// Points the machine's GC root at `toplevel` (atomically).
+pub fn set_gc_root(uuid: &str, machine: &str, toplevel: &str) -> Result<()> {
+    let dir = gc_roots_dir(uuid);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create GC root directory {}", dir.display()))?;
+    let link = dir.join(machine);
+    let tmp = dir.join(format!(".{machine}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(toplevel, &tmp)?;
+    std::fs::rename(&tmp, &link).with_context(|| format!("cannot write GC root {}", link.display()))?;
+    Ok(())
+}
+
+pub fn remove_gc_roots(uuid: &str, machine: Option<&str>) {
+    let dir = gc_roots_dir(uuid);
+    match machine {
+        Some(m) => {
+            let _ = std::fs::remove_file(dir.join(m));
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Copies `path`'s closure to the machine through its master connection.
+pub async fn copy_closure(target: &Target, path: &str, use_substitutes: bool, sink: Sink<'_>) -> Result<()> {
+    let mut cmd = Command::new("nix-copy-closure");
+    cmd.arg("--to").arg(target.destination());
+    if use_substitutes {
+        cmd.arg("--use-substitutes");
+    }
+    cmd.arg(path).env("NIX_SSHOPTS", target.nix_sshopts()?);
+    let out = process::run(&mut cmd, None, sink).await?;
+    if !out.success() {
+        bail!("copying closure failed: {}", out.last_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Running child processes (ssh, nix) with their stderr streamed line by line
+//! into a machine's log while stdout is collected.
+
+use std::process::Stdio;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use crate::ui::Events;
+
+#[derive(Debug)]
+pub struct Output {
+    /// None when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    /// All stderr lines (also sent to the log as they came).
+    pub stderr: Vec<String>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last non-empty stderr line, for one-line error messages.
+    pub fn last_error(&self) -> String {
+        self.stderr
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .cloned()
+            .unwrap_or_else(|| match self.code {
+                Some(c) => format!("exit code {c}"),
+                None => "killed by a signal".into(),
+            })
+    }
+}
+
+/// Where a command's output lines go.
+#[derive(Clone, Copy)]
+pub struct Sink<'a> {
+    pub events: Option<&'a Events>,
+    pub machine: Option<&'a str>,
+    /// Also send stdout lines to the log (e.g. activation output).
+    pub log_stdout: bool,
+}
+
+impl<'a> Sink<'a> {
+    pub fn quiet() -> Self {
+        Sink {
+            events: None,
+            machine: None,
+            log_stdout: false,
+        }
+    }
+    pub fn machine(events: &'a Events, machine: &'a str) -> Self {
+        Sink {
+            events: Some(events),
+            machine: Some(machine),
+            log_stdout: false,
+        }
+    }
+    pub fn global(events: &'a Events) -> Self {
+        Sink {
+            events: Some(events),
+            machine: None,
+            log_stdout: false,
+        }
+    }
+    fn line(&self, line: &str) {
+        match self.events {
+            Some(ev) => ev.log(self.machine, line),
+            None => tracing::debug!("{line}"),
+        }
+    }
+}
+
+pub fn describe(cmd: &Command) -> String {
+    let std = cmd.as_std();
+    let mut parts = vec![std.get_program().to_string_lossy().into_owned()];
+    parts.extend(std.get_args().map(|a| {
+        shlex::try_quote(&a.to_string_lossy())
+            .map(|q| q.into_owned())
+            .unwrap_or_default()
+    }));
+    parts.join(" ")
+}
+
+/// Runs `cmd`, feeding it `stdin` (if any), streaming stderr into `sink`.
+pub async fn run(cmd: &mut Command, stdin: Option<&[u8]>, sink: Sink<'_>) -> Result<Output> {
+    tracing::debug!("running: {}", describe(cmd));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {program}"))?;
+    if let Some(data) = stdin {
+        let mut si = child.stdin.take().expect("piped stdin");
+        let data = data.to_vec();
+        tokio::spawn(async move {
+            let _ = si.write_all(&data).await;
+        });
+    }
+    let out = child.stdout.take().expect("piped stdout");
+    let err = child.stderr.take().expect("piped stderr");
+    let (stdout, stderr) = tokio::join!(collect(out, sink, sink.log_stdout), collect(err, sink, true));
+    let status = child
+        .wait()
+        .await
+        .with_context(|| format!("waiting for {program}"))?;
+    Ok(Output {
+        code: status.code(),
+        stdout: stdout.join("\n"),
+        stderr,
+    })
+}
+
+async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool) -> Vec<String> {
+    let mut lines = BufReader::new(r).lines();
+    let mut all = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if log {
+            sink.line(&line);
+        }
+        all.push(line);
+    }
+    all
+}

@@ -1,0 +1,244 @@
+//! Reaching a machine with the system OpenSSH client.
+//!
+//! Every machine gets one master connection (ControlMaster) whose socket
+//! lives in a private per-user directory; every command, and Nix's copy via
+//! NIX_SSHOPTS, goes through it, and it stays open for a while after we exit
+//! (ControlPersist) so the next command skips the handshake. The user's
+//! ~/.ssh/config, agent and jump hosts apply as with plain `ssh`.
+//!
+//! Host keys are pinned per machine: the first contact learns the key into a
+//! known_hosts file of our own (under a HostKeyAlias naming the deployment and
+//! machine), the key is kept in state, and afterwards a different key is
+//! refused.
+
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::Command;
+
+use crate::process::{self, Output, Sink};
+
+/// ssh's exit code for connection and authentication failures.
+pub const SSH_FAILURE: i32 = 255;
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: String,
+    pub ssh_options: Vec<String>,
+    /// Prefix for commands that need root (empty when user is root).
+    pub escalation: Vec<String>,
+    /// The pinned host key ("type base64"), if known.
+    pub host_key: Option<String>,
+    /// Name under which the host key is known, independent of host and port.
+    pub alias: String,
+    pub persist_secs: u64,
+    dir: PathBuf,
+}
+
+impl Target {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        deployment_uuid: &str,
+        machine: &str,
+        host: &str,
+        port: Option<u16>,
+        user: &str,
+        ssh_options: Vec<String>,
+        escalation: Vec<String>,
+        host_key: Option<String>,
+        persist_secs: u64,
+    ) -> Result<Self> {
+        let escalation = if user == "root" { Vec::new() } else { escalation };
+        let target = Target {
+            host: host.into(),
+            port,
+            user: user.into(),
+            ssh_options,
+            escalation,
+            host_key,
+            alias: format!("nixops-{deployment_uuid}-{machine}"),
+            persist_secs,
+            dir: control_dir()?,
+        };
+        let kh = target.known_hosts_path();
+        match &target.host_key {
+            Some(key) => write_private(&kh, format!("{} {}\n", target.alias, key).as_bytes())?,
+            None => {
+                let _ = std::fs::remove_file(&kh);
+            }
+        }
+        Ok(target)
+    }
+
+    fn id(&self) -> String {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.user, &self.host, &self.port, &self.ssh_options, &self.alias).hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    pub fn control_path(&self) -> PathBuf {
+        self.dir.join(self.id())
+    }
+
+    fn known_hosts_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.known", self.id()))
+    }
+
+    pub fn destination(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+
+    /// Options for every ssh use of this machine, ours and Nix's. The user's
+    /// sshOptions come first: ssh takes the first value given for an option.
+    pub fn options(&self) -> Vec<String> {
+        let kh = self.known_hosts_path();
+        // First contact learns whatever key the machine presents.
+        let strict = if self.host_key.is_some() {
+            "yes"
+        } else {
+            "accept-new"
+        };
+        let mut o = self.ssh_options.clone();
+        for opt in [
+            "ControlMaster=auto".to_string(),
+            format!("ControlPath={}", self.control_path().display()),
+            format!("ControlPersist={}", self.persist_secs),
+            format!("HostKeyAlias={}", self.alias),
+            format!("UserKnownHostsFile={}", kh.display()),
+            "GlobalKnownHostsFile=/dev/null".to_string(),
+            format!("StrictHostKeyChecking={strict}"),
+            // Debian hashes known_hosts by default; we read ours back.
+            "HashKnownHosts=no".to_string(),
+            "BatchMode=yes".to_string(),
+            "ConnectTimeout=15".to_string(),
+            "ServerAliveInterval=15".to_string(),
+        ] {
+            o.push("-o".into());
+            o.push(opt);
+        }
+        if let Some(p) = self.port {
+            o.push("-p".into());
+            o.push(p.to_string());
+        }
+        o
+    }
+
+    /// The value for NIX_SSHOPTS so that Nix's ssh reuses our master.
+    pub fn nix_sshopts(&self) -> Result<String> {
+        Ok(self.options().join(" "))
+    }
+
+    /// The key learned on first contact, if the machine had none pinned.
+    pub fn learned_host_key(&self) -> Option<String> {
+        if self.host_key.is_some() {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.known_hosts_path()).ok()?;
+        text.lines().find_map(|l| {
+            let mut parts = l.split_whitespace();
+            let host = parts.next()?;
+            let (kt, key) = (parts.next()?, parts.next()?);
+            // ssh lowercases the alias when it writes it.
+            host.eq_ignore_ascii_case(&self.alias)
+                .then(|| format!("{kt} {key}"))
+        })
+    }
+
+    /// The ssh command that runs `script` (a POSIX shell script) on the
+    /// machine, as root (through the escalation command for other users).
+    pub fn command(&self, script: &str, as_root: bool) -> Result<Command> {
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.options());
+        cmd.arg(self.destination());
+        cmd.arg("--");
+        let mut remote: Vec<String> = Vec::new();
+        if as_root {
+            remote.extend(self.escalation.iter().cloned());
+        }
+        remote.extend(["sh".into(), "-c".into(), script.into()]);
+        let quoted: Vec<String> = remote.iter().map(|a| quote(a)).collect();
+        cmd.arg(quoted.join(" "));
+        Ok(cmd)
+    }
+
+    pub async fn run(&self, script: &str, stdin: Option<&[u8]>, sink: Sink<'_>) -> Result<Output> {
+        let mut cmd = self.command(script, true)?;
+        process::run(&mut cmd, stdin, sink).await
+    }
+
+    /// Closes the master connection (e.g. after a reboot killed the machine
+    /// under it); harmless when there is none.
+    pub async fn close(&self) {
+        let path = self.control_path();
+        if path.exists() {
+            let _ = Command::new("ssh")
+                .args(["-o", &format!("ControlPath={}", path.display()), "-O", "exit"])
+                .arg(self.destination())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .await;
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Turns a failed ssh run into an error message; exit 255 means the machine
+/// could not be reached (or refused us).
+pub fn failure(what: &str, out: &Output) -> anyhow::Error {
+    if out.code == Some(SSH_FAILURE) {
+        anyhow::anyhow!("cannot reach machine: {}", out.last_error())
+    } else {
+        anyhow::anyhow!("{what} failed: {}", out.last_error())
+    }
+}
+
+pub fn quote(s: &str) -> String {
+    shlex::try_quote(s).map(|q| q.into_owned()).unwrap_or_else(|_| {
+        // Only NUL bytes make try_quote fail; they cannot be in an argv.
+        s.replace('\0', "")
+    })
+}
+
+/// The private directory for control sockets and known_hosts files: short
+/// (socket paths are limited to about 100 bytes) and only ours.
+fn control_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let uid = unsafe { libc::getuid() };
+    let dir = base.join(format!("nixops-ssh-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "{} is not a private directory owned by us; refusing to use it",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(data)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The test fleet from Rust: sshd test hosts (tests/fleet/fleet.sh), the
+//! stand-in nixpkgs (tests/nixpkgs) and the real `nixops` binary, run as a
+//! user whose ~/.ssh/config maps the hosts' names to their ports.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fleet_sh() -> PathBuf {
+    repo().join("tests/fleet/fleet.sh")
+}
+
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub names: Vec<String>,
+}
+
+impl Fleet {
+    /// Starts one test host per name.
+    pub fn start(names: &[&str]) -> Fleet {
+        let dir = tempfile::Builder::new().prefix("nixops-test-").tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let fleet = Fleet {
+            dir,
+            names: names.iter().map(|s| s.to_string()).collect(),
+        };
+        if !names.is_empty() {
+            let out = Command::new(fleet_sh())
+                .arg("start")
+                .arg(fleet.path())
+                .args(names)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "fleet start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        fleet
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.path().join("state.nixops")
+    }
+
+    pub fn port(&self, name: &str) -> u16 {
+        std::fs::read_to_string(self.path().join("hosts").join(name).join("port"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Writes a file into the fleet directory; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs a shell command inside a test host (not through ssh).
+    pub fn exec(&self, host: &str, script: &str) -> String {
+        let out = Command::new(fleet_sh())
+            .arg("exec")
+            .arg(self.path())
+            .arg(host)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "exec on {host} failed: {script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn current_system(&self, host: &str) -> String {
+        self.exec(host, "readlink /run/current-system || true")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn activations(&self, host: &str) -> Vec<String> {
+        self.exec(host, "cat /run/stub-os/activations.log 2>/dev/null || true")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn boot_id(&self, host: &str) -> String {
+        self.exec(host, "cat /proc/sys/kernel/random/boot_id")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn ssh_count(&self, host: &str) -> usize {
+        let out = Command::new(fleet_sh())
+            .arg("ssh-count")
+            .arg(self.path())
+            .arg(host)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    pub fn stop_host(&self, host: &str) {
+        let st = Command::new(fleet_sh())
+            .arg("stop")
+            .arg(self.path())
+            .arg(host)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// A `nixops` command run as the fleet's user.
+    pub fn nixops(&self, args: &[&str]) -> Command {
+        let mut cmd = if self.names.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_nixops"))
+        } else {
+            let mut c = Command::new(fleet_sh());
+            c.arg("run")
+                .arg(self.path())
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_nixops"));
+            c
+        };
+        cmd.args(args);
+        cmd.env("HOME", self.path().join("home"))
+            .env("NIXOPS_STATE", self.state_file())
+            .env(
+                "NIX_PATH",
+                format!("nixpkgs={}", repo().join("tests/nixpkgs").display()),
+            )
+            .env("NIX_CONFIG", "substituters =")
+            .env("NIXOPS_SSH_PERSIST", "5")
+            .env_remove("NIXOPS_DEPLOYMENT")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs nixops, returning its output (success or not).
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.nixops(args).output().unwrap();
+        Run::from(out)
+    }
+
+    /// Runs nixops and asserts success.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "nixops {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+        r
+    }
+
+    /// Creates deployment `name` from network text (written to `<name>.nix`).
+    pub fn create(&self, name: &str, network: &str) -> String {
+        let file = self.write(&format!("{name}.nix"), network);
+        self.ok(&["create", file.to_str().unwrap(), "-d", name])
+            .stdout
+            .trim()
+            .to_owned()
+    }
+
+    /// The toplevel that `export` records for a machine.
+    pub fn exported_toplevel(&self, deployment: &str, machine: &str) -> Option<String> {
+        let out = self.ok(&["export", "-d", deployment]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let (_, d) = v.as_object().unwrap().iter().next().unwrap();
+        d["resources"][machine]["toplevel"].as_str().map(str::to_owned)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = Command::new(fleet_sh()).arg("stop").arg(self.path()).status();
+    }
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// A network of `names`, each a stub machine with `extra` config.
+pub fn simple_network(names: &[&str], extra: &str) -> String {
+    let mut s = String::from("{\n  network.description = \"test network\";\n");
+    for n in names {
+        s += &format!("  {n} = {{ ... }}: {{ {extra} }};\n");
+    }
+    s + "}\n"
+}

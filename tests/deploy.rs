@@ -1,0 +1,335 @@
+//! `nixops deploy` against the test fleet.
+
+mod common;
+
+use common::{Fleet, simple_network};
+
+const USER_EXAMPLE: &str = r#"
+let
+  proxyHostname = "proxy.example.com";
+  gitHostname = "git.example.com";
+in {
+  network.description = "Staging environment for our git setup";
+  defaults.imports = [ ./common.nix ];
+
+  reverse-proxy = { nodes, ... }: {
+    deployment.targetHost = proxyHostname;
+    services.nginx = {
+      enable = true;
+      virtualHosts."example.com".locations."/" = {
+        proxyPass = "http://${gitHostname}:${nodes.gitServer.config.services.forgejo.port}";
+      };
+    };
+  };
+
+  gitServer = _: {
+    deployment.targetHost = gitHostname;
+    services.forgejo.enable = true;
+  };
+}
+"#;
+
+fn config_json(fleet: &Fleet, host: &str) -> serde_json::Value {
+    serde_json::from_str(&fleet.exec(host, "cat /run/current-system/config.json")).unwrap()
+}
+
+#[test]
+fn user_example_deploys() {
+    let fleet = Fleet::start(&["proxy.example.com", "git.example.com"]);
+    fleet.write("common.nix", "{ ... }: { services.openssh.enable = true; }\n");
+    let file = fleet.write("network-staging.nix", USER_EXAMPLE);
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "staging"]);
+    let r = fleet.ok(&["deploy", "-d", "staging"]);
+    assert!(r.stderr.contains("reverse-proxy"), "{}", r.stderr);
+
+    let proxy = config_json(&fleet, "proxy.example.com");
+    assert_eq!(proxy["hostName"], "reverse-proxy");
+    assert_eq!(
+        proxy["nginx"]["virtualHosts"]["example.com"]["locations"]["/"]["proxyPass"],
+        "http://git.example.com:3000"
+    );
+    let git = config_json(&fleet, "git.example.com");
+    assert_eq!(git["hostName"], "gitServer");
+    assert_eq!(git["forgejo"]["enable"], true);
+
+    for (machine, host) in [
+        ("reverse-proxy", "proxy.example.com"),
+        ("gitServer", "git.example.com"),
+    ] {
+        let recorded = fleet
+            .exported_toplevel("staging", machine)
+            .expect("toplevel recorded");
+        assert_eq!(fleet.current_system(host), recorded);
+        let profile = fleet.exec(host, "readlink -f /nix/var/nix/profiles/system");
+        assert_eq!(profile.trim(), recorded);
+        assert_eq!(fleet.activations(host), vec![format!("switch {recorded}")]);
+    }
+
+    let info = fleet.ok(&["info", "-d", "staging"]);
+    assert!(
+        info.stdout.contains("Staging environment for our git setup"),
+        "{}",
+        info.stdout
+    );
+    assert_eq!(info.stdout.matches("Up-to-date").count(), 2, "{}", info.stdout);
+
+    // One SSH connection per machine for the whole deploy, copy included.
+    assert_eq!(fleet.ssh_count("proxy.example.com"), 1);
+    assert_eq!(fleet.ssh_count("git.example.com"), 1);
+
+    // A no-op redeploy activates again (alwaysActivate defaults to true)
+    // and reuses the still-open master connections.
+    fleet.ok(&["deploy", "-d", "staging"]);
+    assert_eq!(fleet.activations("proxy.example.com").len(), 2);
+    assert_eq!(fleet.ssh_count("proxy.example.com"), 1);
+}
+
+#[test]
+fn one_failing_and_one_unreachable_machine_do_not_stop_the_others() {
+    let fleet = Fleet::start(&["good1", "bad", "good2", "down"]);
+    let net = r#"{
+      good1 = { ... }: { };
+      good2 = { ... }: { };
+      bad = { ... }: { stub.activation.fail = true; };
+      down = { ... }: { };
+    }"#;
+    fleet.create("d", net);
+    fleet.stop_host("down");
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("namely on ‘bad’, ‘down’"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("stub activation failure requested"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("cannot reach machine"), "{}", r.stderr);
+    for good in ["good1", "good2"] {
+        let t = fleet.exported_toplevel("d", good).expect("good machine recorded");
+        assert_eq!(fleet.current_system(good), t);
+    }
+    // The failed machines record no toplevel: they do not run one of ours.
+    assert_eq!(fleet.exported_toplevel("d", "bad"), None);
+    assert_eq!(fleet.exported_toplevel("d", "down"), None);
+    let info = fleet.ok(&["info", "--plain"]);
+    assert!(
+        info.stdout
+            .lines()
+            .any(|l| l.starts_with("down\tNew / Unreachable")),
+        "{}",
+        info.stdout
+    );
+}
+
+#[test]
+fn include_and_exclude_select_machines() {
+    let fleet = Fleet::start(&["a", "b", "c"]);
+    fleet.create("d", &simple_network(&["a", "b", "c"], ""));
+    fleet.ok(&["deploy", "--include", "a", "b", "--exclude", "b"]);
+    assert!(!fleet.current_system("a").is_empty());
+    assert!(fleet.current_system("b").is_empty());
+    assert!(fleet.current_system("c").is_empty());
+    fleet.ok(&["deploy", "--exclude", "a"]);
+    assert!(!fleet.current_system("b").is_empty());
+    assert!(!fleet.current_system("c").is_empty());
+    assert_eq!(fleet.activations("a").len(), 1);
+    let r = fleet.run(&["deploy", "--include", "nosuch"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("no machine named ‘nosuch’"), "{}", r.stderr);
+}
+
+#[test]
+fn reboot_request_needs_allow_reboot() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create(
+        "d",
+        &simple_network(&["m"], "stub.activation.requestReboot = true;"),
+    );
+    let before = fleet.boot_id("m");
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("requires a reboot"), "{}", r.stderr);
+    assert_eq!(fleet.boot_id("m"), before);
+
+    let r = fleet.ok(&["deploy", "--allow-reboot"]);
+    let after = fleet.boot_id("m");
+    assert_ne!(after, before, "{}", r.stderr);
+    let t = fleet.exported_toplevel("d", "m").unwrap();
+    assert_eq!(fleet.current_system("m"), t);
+    assert_eq!(fleet.exec("m", "readlink /run/booted-system").trim(), t);
+    // Booted into it: no further reboot is requested.
+    fleet.ok(&["deploy"]);
+    assert_eq!(fleet.boot_id("m"), after);
+}
+
+#[test]
+fn force_reboot_boots_into_the_new_system() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], ""));
+    let before = fleet.boot_id("m");
+    fleet.ok(&["deploy", "--force-reboot"]);
+    assert_ne!(fleet.boot_id("m"), before);
+    let t = fleet.exported_toplevel("d", "m").unwrap();
+    assert_eq!(fleet.current_system("m"), t);
+    assert!(fleet.activations("m").is_empty() || fleet.activations("m")[0].starts_with("boot"));
+}
+
+#[test]
+fn activation_modes() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], ""));
+
+    let r = fleet.ok(&["deploy", "--dry-run"]);
+    assert!(r.stdout.contains("m\t/nix/store/"), "{}", r.stdout);
+    assert_eq!(fleet.ssh_count("m"), 0);
+
+    fleet.ok(&["deploy", "--build-only"]);
+    assert_eq!(fleet.exec("m", "ls /nix/store 2>/dev/null | wc -l").trim(), "0");
+
+    fleet.ok(&["deploy", "--copy-only"]);
+    let t = {
+        let out = fleet.ok(&["deploy", "--dry-run"]);
+        out.stdout.split('\t').nth(1).unwrap().trim().to_owned()
+    };
+    assert_eq!(
+        fleet
+            .exec(
+                "m",
+                &format!("test -e {t}/bin/switch-to-configuration && echo yes")
+            )
+            .trim(),
+        "yes"
+    );
+    assert!(fleet.current_system("m").is_empty());
+
+    fleet.ok(&["deploy", "--dry-activate"]);
+    assert_eq!(fleet.activations("m"), vec![format!("dry-activate {t}")]);
+    assert!(fleet.current_system("m").is_empty());
+    assert_eq!(fleet.exported_toplevel("d", "m"), None);
+
+    fleet.ok(&["deploy", "--test"]);
+    assert_eq!(fleet.current_system("m"), t);
+    assert_eq!(
+        fleet
+            .exec("m", "readlink /nix/var/nix/profiles/system || echo none")
+            .trim(),
+        "none"
+    );
+
+    fleet.ok(&["deploy", "--boot"]);
+    assert!(fleet.activations("m").last().unwrap().starts_with("boot "));
+    assert_eq!(
+        fleet.exec("m", "readlink -f /nix/var/nix/profiles/system").trim(),
+        t
+    );
+
+    fleet.ok(&["deploy", "--no-sync"]);
+    assert!(fleet.activations("m").last().unwrap().starts_with("switch "));
+}
+
+#[test]
+fn always_activate_false_skips_unchanged_machines() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], "deployment.alwaysActivate = false;"));
+    fleet.ok(&["deploy"]);
+    fleet.ok(&["deploy"]);
+    assert_eq!(fleet.activations("m").len(), 1);
+    fleet.ok(&["deploy", "--always-activate"]);
+    assert_eq!(fleet.activations("m").len(), 2);
+}
+
+#[test]
+fn obsolete_machines_and_kill_obsolete() {
+    let fleet = Fleet::start(&["a", "b"]);
+    let file = fleet.write("net.nix", &simple_network(&["a", "b"], ""));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    fleet.ok(&["deploy"]);
+    fleet.write("net.nix", &simple_network(&["a"], ""));
+    let r = fleet.ok(&["deploy"]);
+    assert!(r.stderr.contains("machine ‘b’ is obsolete"), "{}", r.stderr);
+    let info = fleet.ok(&["info", "--plain"]);
+    assert!(info.stdout.contains("b\tObsolete"), "{}", info.stdout);
+    fleet.ok(&["deploy", "-k"]);
+    let info = fleet.ok(&["info", "--plain"]);
+    assert!(!info.stdout.contains("b\t"), "{}", info.stdout);
+}
+
+#[test]
+fn concurrent_deploys_of_one_deployment_take_turns() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], "stub.activation.sleep = 2;"));
+    let first = fleet
+        .nixops(&["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let second = fleet.run(&["deploy"]);
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("waiting for exclusive deployment lock..."),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(fleet.activations("m").len(), 2);
+}
+
+#[test]
+fn host_key_is_pinned_after_first_contact() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], ""));
+    fleet.ok(&["deploy"]);
+    let out = fleet.ok(&["export"]);
+    assert!(
+        out.stdout.contains("\"publicHostKey\": \"ssh-ed25519 "),
+        "{}",
+        out.stdout
+    );
+    // The machine comes back with another host key: refused.
+    let key = fleet.path().join("hosts/m/ssh_host_ed25519_key");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::remove_file(key.with_extension("pub")).ok();
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fleet.stop_host("m");
+    let st = std::process::Command::new(common::fleet_sh())
+        .arg("start")
+        .arg(fleet.path())
+        .arg("m")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = fleet.run(&["deploy", "--ssh-persist", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.to_lowercase().contains("host key"), "{}", r.stderr);
+}
+
+#[test]
+fn broken_network_file_names_file_and_keeps_state() {
+    let fleet = Fleet::start(&[]);
+    let file = fleet.write("net.nix", "{ m = { ... }: { services.nosuch.enable = true; }; }");
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("services.nosuch"), "{}", r.stderr);
+    fleet.write("net.nix", "{ m = { ... }: { networking.hostName = ; }; }");
+    let r = fleet.run(&["deploy", "--show-trace"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("net.nix"), "{}", r.stderr);
+    fleet.write("net.nix", "{ network.enableRollBack = true; m = { ... }: { }; }");
+    let r = fleet.run(&["deploy"]);
+    assert!(r.stderr.contains("network.enableRollBack"), "{}", r.stderr);
+    // Nothing was recorded by the failed deploys.
+    let out = fleet.ok(&["export"]);
+    assert!(!out.stdout.contains("\"m\""), "{}", out.stdout);
+}

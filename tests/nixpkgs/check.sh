@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# Self-checks of the stand-in nixpkgs (module system, stub OS, toplevel,
+# switch-to-configuration).  Needs: nix (offline), /bin/busybox, and root
+# for the switch-to-configuration part (unshare + tmpfs on a private /run).
+# Exits non-zero on the first failure.
+set -euo pipefail
+
+NIXPKGS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+T="$(mktemp -d /tmp/stub-nixpkgs-check.XXXXXX)"
+trap 'rm -rf "$T"' EXIT
+NIXOPTS=(-I "nixpkgs=$NIXPKGS" --option substituters '' --option sandbox false)
+
+pass=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+fail() { echo "FAIL $*" >&2; exit 1; }
+
+# ev FILE [ARGS...]  -> strict JSON of the expression in FILE
+ev() { nix-instantiate --eval --strict --json "${NIXOPTS[@]}" "$@"; }
+
+expect_json() { # name expected file [args...]
+  local name="$1" want="$2"; shift 2
+  local got
+  got="$(ev "$@" 2>"$T/err")" || { cat "$T/err" >&2; fail "$name: evaluation failed"; }
+  [[ "$got" == "$want" ]] || fail "$name: got $got, want $want"
+  ok "$name"
+}
+
+expect_error() { # name file [args...] -- patterns...
+  local name="$1" file="$2"; shift 2
+  local args=()
+  while [[ $# -gt 0 && "$1" != "--" ]]; do args+=("$1"); shift; done
+  shift
+  if ev "$file" "${args[@]}" >"$T/out" 2>"$T/err"; then
+    fail "$name: expected an evaluation error, got $(cat "$T/out")"
+  fi
+  local p
+  for p in "$@"; do
+    grep -qF -- "$p" "$T/err" || { cat "$T/err" >&2; fail "$name: error lacks '$p'"; }
+  done
+  ok "$name"
+}
+
+# ---------------------------------------------------------------------------
+# 1. Module system (lib.evalModules)
+# ---------------------------------------------------------------------------
+mkdir -p "$T/m"
+cat >"$T/m/decls.nix" <<'EOF'
+{ lib, ... }:
+let inherit (lib) mkOption types; in
+{
+  options = {
+    name = mkOption { type = types.str; default = "default-name"; };
+    forced = mkOption { type = types.str; };
+    port = mkOption { type = types.port; default = 80; };
+    enable = mkOption { type = types.bool; default = false; };
+    extra = mkOption { type = types.bool; default = false; };
+    list = mkOption { type = types.listOf types.str; default = [ ]; };
+    text = mkOption { type = types.lines; default = ""; };
+    tags = mkOption { type = types.attrsOf types.int; default = { }; };
+    nested.deep.value = mkOption { type = types.nullOr types.int; default = null; };
+    mode = mkOption { type = types.enum [ "a" "b" ]; default = "a"; };
+    either = mkOption { type = types.either types.int types.str; default = 1; };
+    fn = mkOption { type = types.functionTo types.str; default = x: "f${x}"; };
+  };
+}
+EOF
+cat >"$T/m/a.nix" <<'EOF'
+{ lib, ... }: {
+  imports = [ ./decls.nix ];
+  name = lib.mkDefault "from-a";
+  forced = "a";
+  list = [ "a1" "a2" ];
+  text = lib.mkAfter "last line";
+}
+EOF
+cat >"$T/m/b.nix" <<'EOF'
+{ config, lib, ... }: {
+  imports = [ ./decls.nix ./a.nix ];   # decls.nix imported twice: included once
+  config = lib.mkMerge [
+    { forced = lib.mkForce "b"; list = [ "b1" ]; text = "middle"; }
+    (lib.mkIf config.enable { extra = true; tags.x = 1; })
+    (lib.mkIf (!config.enable) { tags.never = 1; })
+  ];
+}
+EOF
+cat >"$T/m/eval.nix" <<'EOF'
+let lib = import <nixpkgs/lib>; in
+(lib.evalModules {
+  modules = [
+    ./b.nix
+    { enable = true; text = lib.mkBefore "first line"; nested.deep.value = 3; tags.y = 2; mode = "b"; either = "s"; }
+    { forced = "c"; list = lib.mkIf true [ "c1" ]; port = lib.mkOverride 10 8080; }
+    { port = 9090; }
+  ];
+}).config // { fn = (lib.evalModules { modules = [ ./decls.nix { forced = ""; } ]; }).config.fn "oo"; }
+EOF
+expect_json "evalModules: imports/mkDefault/mkForce/mkIf/mkMerge/mkOrder/listOf/lines" \
+  '{"either":"s","enable":true,"extra":true,"fn":"foo","forced":"b","list":["a1","a2","c1","b1"],"mode":"b","name":"from-a","nested":{"deep":{"value":3}},"port":8080,"tags":{"x":1,"y":2},"text":"first line\nmiddle\nlast line"}' \
+  "$T/m/eval.nix"
+
+cat >"$T/m/err.nix" <<'EOF'
+{ which }:
+let
+  lib = import <nixpkgs/lib>;
+  cases = {
+    undeclared = [ ./decls.nix ./undeclared.nix ];
+    type = [ ./decls.nix ./typeerr.nix ];
+    conflict = [ ./decls.nix ./conflict1.nix ./conflict2.nix ];
+    boolconflict = [ ./decls.nix { forced = "x"; enable = true; } { enable = false; } ];
+    undefined = [ ./decls.nix ];
+    disabled = [ ./decls.nix ./undeclared.nix { disabledModules = [ ./undeclared.nix ]; forced = "ok"; } ];
+  };
+in removeAttrs (lib.evalModules { modules = cases.${which}; }).config [ "fn" ]
+EOF
+echo '{ forced = "x"; services.bogus.enable = true; }' >"$T/m/undeclared.nix"
+echo '{ forced = "x"; port = "eighty"; }' >"$T/m/typeerr.nix"
+echo '{ forced = "one"; }' >"$T/m/conflict1.nix"
+echo '{ forced = "two"; }' >"$T/m/conflict2.nix"
+expect_error "undeclared option is reported" "$T/m/err.nix" --argstr which undeclared -- \
+  "The option \`services' does not exist" "undeclared.nix"
+expect_error "type error names option and file" "$T/m/err.nix" --argstr which type -- \
+  "A definition for option \`port' is not of type \`16 bit unsigned integer" "typeerr.nix"
+expect_error "str conflict names option and files" "$T/m/err.nix" --argstr which conflict -- \
+  "The option \`forced' has conflicting definition values" "conflict1.nix" "conflict2.nix"
+expect_error "bool conflict" "$T/m/err.nix" --argstr which boolconflict -- \
+  "The option \`enable' has conflicting definition values"
+expect_error "used but not defined" "$T/m/err.nix" --argstr which undefined -- \
+  "The option \`forced' is used but not defined."
+expect_json "disabledModules" '"ok"' -E "(import $T/m/err.nix { which = \"disabled\"; }).forced"
+
+# ---------------------------------------------------------------------------
+# 2. Stub OS via nixos/lib/eval-config.nix
+# ---------------------------------------------------------------------------
+mkdir -p "$T/os"
+cat >"$T/os/web1.nix" <<'EOF'
+{ config, lib, pkgs, name, nodes, ... }: {
+  networking.hostName = name;
+  services.nginx.enable = true;
+  services.nginx.virtualHosts."git.example".locations."/".proxyPass =
+    "http://${nodes.git.config.networking.hostName}:${nodes.git.config.services.forgejo.port}";
+  services.nginx.virtualHosts."www.example".serverName = "www";
+  systemd.services.web1 = { wantedBy = [ "multi-user.target" ]; script = "true"; };
+  environment.systemPackages = [ pkgs.hello ];
+}
+EOF
+cat >"$T/os/web2.nix" <<'EOF'
+{ config, lib, ... }: {
+  services.nginx.virtualHosts."git.example".locations."/static".root = "/srv/static";
+  services.nginx.virtualHosts."www.example".locations."/".extraConfig = "gzip on;";
+  services.openssh.ports = [ 2222 ];
+  systemd.services.web1.after = [ "network.target" ];
+  users.users.alice = { isNormalUser = true; extraGroups = [ "wheel" ]; };
+  users.groups.ops.members = [ "alice" ];
+  environment.etc."motd".text = lib.mkIf config.services.nginx.enable "hello from ${config.networking.hostName}";
+}
+EOF
+cat >"$T/os/net.nix" <<'EOF'
+# Evaluate like a deployment tool: nodes refer to each other.
+{ viaSpecialArgs ? false, etcText ? "one" }:
+let
+  lib = import <nixpkgs/lib>;
+  network = {
+    web = { imports = [ ./web1.nix ./web2.nix ]; environment.etc."app.conf".text = etcText; };
+    git = { lib, ... }: { services.forgejo.enable = true; services.forgejo.port = "3001"; };
+  };
+  nodes = lib.mapAttrs (name: m: import <nixpkgs/nixos/lib/eval-config.nix> (
+    if viaSpecialArgs
+    then { modules = [ m ]; specialArgs = { inherit name nodes; }; }
+    else { modules = [ m { _module.args = { inherit nodes; }; } ]; extraArgs = { inherit name; }; }
+  )) network;
+in nodes
+EOF
+cat >"$T/os/net-values.nix" <<'EOF'
+{ viaSpecialArgs }:
+let nodes = import ./net.nix { inherit viaSpecialArgs; }; c = nodes.web.config; in {
+  hostName = c.networking.hostName;
+  proxy = c.services.nginx.virtualHosts."git.example".locations."/".proxyPass;
+  static = c.services.nginx.virtualHosts."git.example".locations."/static".root;
+  www = { inherit (c.services.nginx.virtualHosts."www.example") serverName; extra = c.services.nginx.virtualHosts."www.example".locations."/".extraConfig; };
+  ssh = c.services.openssh.ports;
+  unit = { inherit (c.systemd.services.web1) wantedBy after script enable; };
+  alice = { inherit (c.users.users.alice) isNormalUser extraGroups group uid; };
+  ops = c.users.groups.ops.members;
+  motd = c.environment.etc.motd.text;
+  gitHost = nodes.git.config.networking.hostName;
+}
+EOF
+want='{"alice":{"extraGroups":["wheel"],"group":"","isNormalUser":true,"uid":null},"gitHost":"nixos","hostName":"web","motd":"hello from web","ops":["alice"],"proxy":"http://nixos:3001","ssh":[2222],"static":"/srv/static","unit":{"after":["network.target"],"enable":true,"script":"true","wantedBy":["multi-user.target"]},"www":{"extra":"gzip on;","serverName":"www"}}'
+expect_json "eval-config: attrsOf submodule merging across files, _module.args/extraArgs" "$want" \
+  "$T/os/net-values.nix" --arg viaSpecialArgs false
+expect_json "eval-config: specialArgs (name, nodes)" "$want" \
+  "$T/os/net-values.nix" --arg viaSpecialArgs true
+
+cat >"$T/os/bad.nix" <<'EOF'
+{ which }:
+let
+  modules = {
+    undeclared = { services.nginx.virtualHosts.x.bogusOption = 1; };
+    toplevelUndeclared = { services.nginxx.enable = true; };
+    type = { services.forgejo.port = 3000; };
+    assertion = { assertions = [ { assertion = false; message = "stub assertion fired"; } ]; };
+  };
+in (import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ modules.${which} ]; }).config.system.build.toplevel.drvPath
+EOF
+expect_error "eval-config: undeclared option in submodule" "$T/os/bad.nix" --argstr which undeclared -- \
+  "The option \`services.nginx.virtualHosts.x.bogusOption' does not exist" "bad.nix"
+expect_error "eval-config: undeclared option checked on config access" "$T/os/bad.nix" --argstr which toplevelUndeclared -- \
+  "The option \`services.nginxx' does not exist" "bad.nix"
+expect_error "eval-config: forgejo.port is a string" "$T/os/bad.nix" --argstr which type -- \
+  "A definition for option \`services.forgejo.port' is not of type \`string'" "bad.nix"
+expect_error "eval-config: failed assertions" "$T/os/bad.nix" --argstr which assertion -- \
+  "stub assertion fired"
+expect_json "eval-config: returned attributes" \
+  '["_module","_type","class","config","extendModules","extraArgs","lib","options","pkgs","type"]' \
+  -E 'builtins.attrNames (import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ ]; })'
+
+# ---------------------------------------------------------------------------
+# 3. Toplevel
+# ---------------------------------------------------------------------------
+build() { nix-build "${NIXOPTS[@]}" --no-out-link "$@" 2>"$T/build.log" || { cat "$T/build.log" >&2; fail "nix-build $*"; }; }
+top1=$(build -E "(import $T/os/net.nix { etcText = \"one\"; }).web.config.system.build.toplevel")
+top1b=$(build -E "(import $T/os/net.nix { etcText = \"one\"; viaSpecialArgs = true; }).web.config.system.build.toplevel")
+top2=$(build -E "(import $T/os/net.nix { etcText = \"two\"; }).web.config.system.build.toplevel")
+[[ "$top1" == */nix/store/*-nixos-system-web-stub ]] || fail "toplevel name: $top1"
+ok "toplevel builds: $top1"
+[[ -x "$top1/bin/switch-to-configuration" ]] || fail "no switch-to-configuration"
+head -n1 "$top1/bin/switch-to-configuration" | grep -qx '#!/bin/busybox sh' || fail "bad shebang"
+[[ "$(cat "$top1/nixos-version")" == stub && "$(cat "$top1/etc/app.conf")" == one && -d "$top1/sw/bin" && -x "$top1/init" ]] \
+  || fail "toplevel layout"
+ok "toplevel layout (switch-to-configuration, nixos-version, etc/, init, sw/bin)"
+expect_json "config.json contents" \
+  '{"etc":{"app.conf":"one","motd":"hello from web"},"forgejo":{"enable":false,"port":"3000"},"hostName":"web","nginx":{"enable":true,"virtualHosts":{"git.example":{"extraConfig":"","locations":{"/":{"extraConfig":"","proxyPass":"http://nixos:3001","root":null},"/static":{"extraConfig":"","proxyPass":null,"root":"/srv/static"}},"root":null,"serverAliases":[],"serverName":null},"www.example":{"extraConfig":"","locations":{"/":{"extraConfig":"gzip on;","proxyPass":null,"root":null}},"root":null,"serverAliases":[],"serverName":"www"}}},"systemdServices":["web1"],"users":["alice","root"]}' \
+  -E "let j = builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.readFile $top1/config.json)); in { inherit (j) etc forgejo hostName nginx systemdServices; users = builtins.attrNames j.users; }"
+[[ "$top1" == "$top1b" ]] || fail "same config gave different paths: $top1 $top1b"
+ok "same config -> same path"
+[[ "$top1" != "$top2" ]] || fail "different etc text gave the same path"
+ok "different etc text -> different path ($top2)"
+
+# ---------------------------------------------------------------------------
+# 4. 30-machine network, evaluated in one nix-instantiate --eval --strict
+# ---------------------------------------------------------------------------
+cat >"$T/os/net30.nix" <<'EOF'
+{ drv ? false }:
+let
+  lib = import <nixpkgs/lib>;
+  n = 30;
+  names = map (i: "m${toString i}") (lib.range 1 n);
+  next = name: let i = lib.strings.toInt (lib.removePrefix "m" name); in "m${toString (lib.trivial.mod i n + 1)}";
+  machine = name: { config, lib, nodes, ... }: {
+    networking.hostName = name;
+    services.forgejo.enable = true;
+    services.forgejo.port = toString (3000 + lib.strings.toInt (lib.removePrefix "m" name));
+    services.nginx.enable = true;
+    services.nginx.virtualHosts.${name}.locations."/".proxyPass =
+      "http://${next name}:${nodes.${next name}.config.services.forgejo.port}";
+    environment.etc."peer".text = nodes.${next name}.config.networking.hostName;
+    systemd.services.app = { wantedBy = [ "multi-user.target" ]; script = "true"; };
+  };
+  nodes = lib.genAttrs names (name: import <nixpkgs/nixos/lib/eval-config.nix> {
+    modules = [ (machine name) ];
+    extraArgs = { inherit name nodes; };
+  });
+in lib.mapAttrs (name: node:
+  if drv then node.config.system.build.toplevel.drvPath
+  else {
+    inherit (node.config.networking) hostName;
+    proxy = node.config.services.nginx.virtualHosts.${name}.locations."/".proxyPass;
+    peer = node.config.environment.etc.peer.text;
+    port = node.config.services.forgejo.port;
+  }) nodes
+EOF
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+t0=$(ms)
+out=$(ev "$T/os/net30.nix" --arg drv false) || fail "30-machine eval"
+t1=$(ms)
+echo "$out" | grep -qF '"m30":{"hostName":"m30","peer":"m1","port":"3030","proxy":"http://m1:3001"}' || fail "30-machine values: $out"
+ok "30-machine --eval --strict --json (nodes cross-referenced): $((t1 - t0)) ms"
+t0=$(ms)
+ev "$T/os/net30.nix" --arg drv true >/dev/null || fail "30-machine drvPaths"
+t1=$(ms)
+ok "30-machine toplevel drvPaths: $((t1 - t0)) ms"
+
+# ---------------------------------------------------------------------------
+# 5. switch-to-configuration, on a private tmpfs /run
+# ---------------------------------------------------------------------------
+if [[ $(id -u) -ne 0 ]]; then
+  echo "skip switch-to-configuration tests (need root)"
+else
+  cat >"$T/os/knobs.nix" <<'EOF'
+{ knobs }:
+(import <nixpkgs/nixos/lib/eval-config.nix> {
+  modules = [ { networking.hostName = "knobs"; stub.activation = knobs; } ];
+}).config.system.build.toplevel
+EOF
+  plain=$(build "$T/os/knobs.nix" --arg knobs '{}')
+  failing=$(build "$T/os/knobs.nix" --arg knobs '{ fail = true; }')
+  reboot=$(build "$T/os/knobs.nix" --arg knobs '{ requestReboot = true; }')
+  sleepy=$(build "$T/os/knobs.nix" --arg knobs '{ sleep = 1; }')
+  killer=$(build "$T/os/knobs.nix" --arg knobs '{ killSshd = true; }')
+  cat >"$T/stc.sh" <<EOF
+set -u
+BB=/bin/busybox
+mount -t tmpfs tmpfs /run || exit 90
+fail() { echo "FAIL \$*" >&2; exit 1; }
+# bad action
+$plain/bin/switch-to-configuration frobnicate 2>/dev/null; [ \$? -eq 1 ] || fail "bad action should exit 1"
+# dry-activate changes nothing
+o=\$($plain/bin/switch-to-configuration dry-activate) || fail dry-activate
+[ "\$o" = "would activate $plain" ] || fail "dry-activate output: \$o"
+[ ! -e /run/current-system ] && [ ! -e /run/stub-os/boot-default ] || fail "dry-activate changed state"
+# test: current-system only
+$plain/bin/switch-to-configuration test || fail test
+[ "\$(\$BB readlink /run/current-system)" = "$plain" ] || fail "test: current-system"
+[ ! -e /run/stub-os/boot-default ] || fail "test wrote boot-default"
+# boot: boot-default only
+$failing/bin/switch-to-configuration boot 2>/dev/null; [ \$? -eq 1 ] || fail "fail knob should exit 1"
+$reboot/bin/switch-to-configuration boot 2>/run/err; [ \$? -eq 100 ] || fail "requestReboot boot should exit 100"
+grep -q "reboot required" /run/err || fail "reboot message"
+[ "\$(cat /run/stub-os/boot-default)" = "$reboot" ] || fail "boot: boot-default"
+[ "\$(\$BB readlink /run/current-system)" = "$plain" ] || fail "boot changed current-system"
+# switch with requestReboot after booting into it: exit 0
+\$BB ln -s $reboot /run/booted-system
+$reboot/bin/switch-to-configuration switch || fail "requestReboot when booted into it should exit 0"
+[ "\$(\$BB readlink /run/current-system)" = "$reboot" ] || fail "switch: current-system"
+# switch
+$plain/bin/switch-to-configuration switch || fail switch
+[ "\$(\$BB readlink /run/current-system)" = "$plain" ] && [ "\$(cat /run/stub-os/boot-default)" = "$plain" ] || fail "switch: state"
+# sleep
+s=\$(\$BB date +%s); $sleepy/bin/switch-to-configuration test || fail sleepy; e=\$(\$BB date +%s)
+[ \$((e - s)) -ge 1 ] || fail "sleep knob"
+# killSshd with a pid file: kills that process tree
+# (a fake "sshd": a shell with a child process)
+\$BB sh -c '/bin/busybox sleep 1000 & echo \$! > /run/child; wait' & victim=\$!
+while [ ! -s /run/child ]; do \$BB sleep 0.1; done
+child=\$(cat /run/child)
+echo \$victim > /run/stub-os/sshd.pid
+$killer/bin/switch-to-configuration test || fail killer
+alive() { grep -q '^State:[[:space:]]*[RSD]' /proc/\$1/status 2>/dev/null; }
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  alive \$victim || alive \$child || break
+  \$BB sleep 0.2
+done
+alive \$victim && fail "killSshd did not kill the pid-file process"
+alive \$child && fail "killSshd did not kill the pid-file process' child"
+wait \$victim 2>/dev/null
+# activation log
+cat > /run/want <<LOG
+dry-activate $plain
+test $plain
+boot $failing
+boot $reboot
+switch $reboot
+switch $plain
+test $sleepy
+test $killer
+LOG
+cmp -s /run/want /run/stub-os/activations.log || { cat /run/stub-os/activations.log >&2; fail "activations.log"; }
+echo ALLGOOD
+EOF
+  res=$(unshare --mount --propagation private sh "$T/stc.sh" 2>&1) || { echo "$res" >&2; fail "switch-to-configuration"; }
+  [[ "$res" == *ALLGOOD* ]] || { echo "$res" >&2; fail "switch-to-configuration"; }
+  ok "switch-to-configuration: usage, dry-activate, test, boot, switch, fail, requestReboot, sleep, killSshd, log"
+fi
+
+echo "all $pass checks passed"

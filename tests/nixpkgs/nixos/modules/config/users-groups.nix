@@ -1,0 +1,122 @@
+{ lib, ... }:
+let
+  inherit (lib) mkOption types;
+
+  userOpts = { name, config, ... }: {
+    options = {
+      name = mkOption {
+        type = types.str;
+        default = name;
+        description = "The name of the user account.";
+      };
+      description = mkOption {
+        type = types.str;
+        default = "";
+        description = "A short description of the user account.";
+      };
+      isNormalUser = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Whether this is a real user.";
+      };
+      isSystemUser = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Whether this is a system user.";
+      };
+      uid = mkOption {
+        type = types.nullOr types.int;
+        default = null;
+        description = "The account UID.";
+      };
+      group = mkOption {
+        type = types.str;
+        default = "";
+        description = "The user's primary group.";
+      };
+      extraGroups = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "The user's auxiliary groups.";
+      };
+      home = mkOption {
+        type = types.str;
+        default = if config.isNormalUser then "/home/${name}" else "/var/empty";
+        description = "The user's home directory.";
+      };
+      createHome = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Whether to create the home directory.";
+      };
+      hashedPassword = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Hashed password.";
+      };
+      openssh.authorizedKeys = {
+        keys = mkOption {
+          type = types.listOf types.singleLineStr;
+          default = [ ];
+          description = "Public SSH keys allowed to log in as this user.";
+        };
+        keyFiles = mkOption {
+          type = types.listOf types.path;
+          default = [ ];
+          description = "Files containing public SSH keys.";
+        };
+      };
+    };
+  };
+
+  groupOpts = { name, ... }: {
+    options = {
+      name = mkOption {
+        type = types.str;
+        default = name;
+        description = "The name of the group.";
+      };
+      gid = mkOption {
+        type = types.nullOr types.int;
+        default = null;
+        description = "The group GID.";
+      };
+      members = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "The user names of the group members.";
+      };
+    };
+  };
+in
+{
+  imports = [
+    (lib.mkAliasOptionModule [ "users" "extraUsers" ] [ "users" "users" ])
+    (lib.mkAliasOptionModule [ "users" "extraGroups" ] [ "users" "groups" ])
+  ];
+
+  options.users = {
+    users = mkOption {
+      type = types.attrsOf (types.submodule userOpts);
+      default = { };
+      description = "Additional user accounts.";
+    };
+    groups = mkOption {
+      type = types.attrsOf (types.submodule groupOpts);
+      default = { };
+      description = "Additional groups.";
+    };
+    mutableUsers = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Whether users can be changed outside the configuration.";
+    };
+  };
+
+  config.users.users.root = {
+    uid = lib.mkDefault 0;
+    group = lib.mkDefault "root";
+    home = lib.mkDefault "/root";
+  };
+  config.users.groups.root.gid = lib.mkDefault 0;
+}

@@ -1,0 +1,175 @@
+# system.build.toplevel of the stub OS: a real derivation built offline with
+# /bin/busybox only.  Its output looks like a (tiny) NixOS system:
+#   config.json, nixos-version, etc/<files>, bin/switch-to-configuration,
+#   init, kernel-params, sw/bin/
+{ config, lib, pkgs, ... }:
+let
+  inherit (lib) mkOption types escapeShellArg concatStringsSep mapAttrs
+    filterAttrs attrNames attrValues optionalString;
+
+  cfg = config;
+  act = cfg.stub.activation;
+  inherit (pkgs) system;
+
+  enabledEtc = filterAttrs (_: e: e.enable && e.text != null) cfg.environment.etc;
+  etcList = attrValues enabledEtc;
+
+  pkgName = p: p.name or (toString p);
+
+  configJson = builtins.toJSON {
+    hostName = cfg.networking.hostName;
+    domain = cfg.networking.domain;
+    stateVersion = cfg.system.stateVersion;
+    openssh = { inherit (cfg.services.openssh) enable ports; };
+    firewall = { inherit (cfg.networking.firewall) enable allowedTCPPorts allowedUDPPorts; };
+    nginx = {
+      inherit (cfg.services.nginx) enable;
+      virtualHosts = mapAttrs (name: vh: {
+        inherit (vh) serverName serverAliases root extraConfig;
+        locations = mapAttrs (_: l: { inherit (l) proxyPass root extraConfig; }) vh.locations;
+      }) cfg.services.nginx.virtualHosts;
+    };
+    forgejo = { inherit (cfg.services.forgejo) enable port; };
+    etc = mapAttrs (_: e: e.text) enabledEtc;
+    systemdServices = attrNames (filterAttrs (_: s: s.enable) cfg.systemd.services);
+    systemdPaths = attrNames (filterAttrs (_: s: s.enable) cfg.systemd.paths);
+    users = mapAttrs (_: u: { inherit (u) isNormalUser isSystemUser group extraGroups uid home; })
+      cfg.users.users;
+    groups = mapAttrs (_: g: { inherit (g) gid members; }) cfg.users.groups;
+    systemPackages = map pkgName cfg.environment.systemPackages;
+    activationScripts = attrNames cfg.system.activationScripts;
+    activation = { inherit (act) fail requestReboot sleep killSshd; };
+  };
+
+  bb = "/bin/busybox";
+
+  # @out@ is replaced by the output path at build time.
+  switchScript = ''
+    #!/bin/busybox sh
+    # switch-to-configuration of the stub OS (generated).
+    set -e
+    out=@out@
+    bb=/bin/busybox
+    action="$1"
+    case "$action" in
+      switch|boot|test|dry-activate) ;;
+      *)
+        echo "Usage: $0 [switch|boot|test|dry-activate]" >&2
+        exit 1
+        ;;
+    esac
+    $bb mkdir -p /run/stub-os
+    echo "$action $out" >> /run/stub-os/activations.log
+  '' + optionalString act.fail ''
+    echo "stub activation failure requested" >&2
+    exit 1
+  '' + ''
+    if [ "$action" = dry-activate ]; then
+      echo "would activate $out"
+      exit 0
+    fi
+  '' + optionalString (act.sleep > 0) ''
+    $bb sleep ${toString act.sleep}
+  '' + ''
+    case "$action" in
+      switch|test)
+        $bb ln -sfn "$out" /run/.current-system.tmp.$$
+        $bb mv -fT /run/.current-system.tmp.$$ /run/current-system
+        ;;
+    esac
+    case "$action" in
+      switch|boot)
+        echo "$out" > /run/stub-os/boot-default.tmp.$$
+        $bb mv -f /run/stub-os/boot-default.tmp.$$ /run/stub-os/boot-default
+        ;;
+    esac
+  '' + optionalString act.killSshd ''
+    case "$action" in
+      switch|test)
+        # With /run/stub-os/sshd.pid: kill that sshd and all its descendants
+        # (except this script); otherwise kill every sshd on the host.
+        if [ -f /run/stub-os/sshd.pid ]; then
+          children() {
+            for st in /proc/[0-9]*/status; do
+              pp=$($bb awk '/^PPid:/ { print $2 }' "$st" 2>/dev/null) || true
+              if [ "$pp" = "$1" ]; then
+                p=''${st#/proc/}; echo "''${p%/status}"
+              fi
+            done
+          }
+          killtree() {
+            for c in $(children "$1"); do killtree "$c"; done
+            [ "$1" = "$$" ] || $bb kill "$1" 2>/dev/null || true
+          }
+          for pid in $($bb cat /run/stub-os/sshd.pid); do killtree "$pid"; done
+        else
+          $bb killall sshd sshd-session 2>/dev/null || true
+        fi
+        ;;
+    esac
+  '' + optionalString act.requestReboot ''
+    case "$action" in
+      switch|boot)
+        if [ "$($bb readlink /run/booted-system 2>/dev/null)" != "$out" ]; then
+          echo "reboot required" >&2
+          exit 100
+        fi
+        ;;
+    esac
+  '' + ''
+    exit 0
+  '';
+
+  initScript = ''
+    #!/bin/busybox sh
+    echo "stub NixOS init: nothing to do" >&2
+    exit 0
+  '';
+
+  etcAttrs = builtins.listToAttrs (lib.imap0 (i: e: {
+    name = "etc_${toString i}";
+    value = e.text;
+  }) etcList);
+
+  buildScript = ''
+    set -e
+    bb=${bb}
+    $bb mkdir -p $out/bin $out/etc $out/sw/bin
+    $bb cp "$configJsonPath" $out/config.json
+    $bb printf '%s' "$nixosVersion" > $out/nixos-version
+    $bb printf "" > $out/kernel-params
+    $bb printf '%s' "$system" > $out/system
+    $bb sed "s|@out@|$out|g" "$switchScriptPath" > $out/bin/switch-to-configuration
+    $bb cp "$initScriptPath" $out/init
+    $bb chmod 0555 $out/bin/switch-to-configuration $out/init
+  '' + concatStringsSep "" (lib.imap0 (i: e: ''
+    $bb mkdir -p "$($bb dirname "$out/etc/"${escapeShellArg e.target})"
+    $bb cp "$etc_${toString i}Path" "$out/etc/"${escapeShellArg e.target}
+  '') etcList);
+
+  failedAssertions = map (x: x.message) (lib.filter (x: !x.assertion) cfg.assertions);
+
+  showWarnings = res:
+    lib.foldr (w: x: builtins.trace "[1;31mwarning: ${w}[0m" x) res cfg.warnings;
+
+  toplevel = derivation ({
+    name = "nixos-system-${cfg.networking.hostName}-${cfg.system.nixos.version}";
+    inherit system configJson switchScript initScript;
+    builder = bb;
+    args = [ "sh" "-c" buildScript ];
+    nixosVersion = cfg.system.nixos.version;
+    passAsFile = [ "configJson" "switchScript" "initScript" ] ++ attrNames etcAttrs;
+  } // etcAttrs);
+in
+{
+  options.system.build = mkOption {
+    type = types.lazyAttrsOf (types.uniq types.unspecified);
+    default = { };
+    description = "Attribute set of derivations used to set up the system.";
+  };
+
+  config.system.build.toplevel =
+    if failedAssertions != [ ] then
+      throw "\nFailed assertions:\n${concatStringsSep "\n" (map (x: "- ${x}") failedAssertions)}"
+    else showWarnings toplevel;
+}
