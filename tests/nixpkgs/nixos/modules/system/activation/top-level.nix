@@ -142,7 +142,10 @@ let
     $bb sed "s|@out@|$out|g" "$switchScriptPath" > $out/bin/switch-to-configuration
     $bb cp "$initScriptPath" $out/init
     $bb chmod 0555 $out/bin/switch-to-configuration $out/init
-  '' + concatStringsSep "" (lib.imap0 (i: e: ''
+  '' + concatStringsSep "" (lib.imap0 (i: p: ''
+    $bb ln -s ${p} $out/sw/pkg-${toString i}
+  '') cfg.environment.systemPackages)
+  + concatStringsSep "" (lib.imap0 (i: e: ''
     $bb mkdir -p "$($bb dirname "$out/etc/"${escapeShellArg e.target})"
     $bb cp "$etc_${toString i}Path" "$out/etc/"${escapeShellArg e.target}
   '') etcList);

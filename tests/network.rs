@@ -1,0 +1,121 @@
+//! Network file semantics (NixOps'), and how machines are reached.
+
+mod common;
+
+use common::Fleet;
+
+fn config_json(fleet: &Fleet, host: &str) -> serde_json::Value {
+    serde_json::from_str(&fleet.exec(host, "cat /run/current-system/config.json")).unwrap()
+}
+
+#[test]
+fn files_merge_require_defaults_and_module_arguments() {
+    let fleet = Fleet::start(&["alpha", "beta-host"]);
+    // Logical file: what the machines are. It requires a file of its own.
+    fleet.write(
+        "logical.nix",
+        r#"{
+          network.description = "merged";
+          require = [ ./extra.nix ];
+          defaults = { name, deploymentName, uuid, ... }: {
+            environment.etc.who.text = "${name} in ${deploymentName} ${builtins.substring 0 8 uuid}";
+          };
+          alpha = { nodes, resources, ... }: {
+            environment.etc.peer.text = nodes.beta.config.networking.hostName
+              + " " + resources.machines.beta.deployment.targetHost;
+          };
+          beta = [ ({ ... }: { services.forgejo.enable = true; }) { services.forgejo.port = "4000"; } ];
+        }"#,
+    );
+    fleet.write(
+        "extra.nix",
+        r#"{ alpha = { ... }: { services.nginx.enable = true; }; }"#,
+    );
+    // Physical file: where they are.
+    fleet.write(
+        "physical.nix",
+        r#"{
+          beta = { ... }: { deployment.targetHost = "beta-host"; networking.hostName = "b"; };
+        }"#,
+    );
+    let l = fleet.path().join("logical.nix");
+    let p = fleet.path().join("physical.nix");
+    let uuid = fleet
+        .ok(&["create", l.to_str().unwrap(), p.to_str().unwrap(), "-d", "net"])
+        .stdout;
+    fleet.ok(&["deploy"]);
+
+    let alpha = config_json(&fleet, "alpha");
+    assert_eq!(alpha["hostName"], "alpha");
+    assert_eq!(alpha["nginx"]["enable"], true);
+    assert_eq!(alpha["etc"]["peer"], "b beta-host");
+    assert_eq!(alpha["etc"]["who"], format!("alpha in net {}", &uuid[..8]));
+    let beta = config_json(&fleet, "beta-host");
+    assert_eq!(beta["hostName"], "b");
+    assert_eq!(beta["forgejo"]["enable"], true);
+    assert_eq!(beta["forgejo"]["port"], "4000");
+    assert_eq!(beta["etc"]["who"], format!("beta in net {}", &uuid[..8]));
+    let info = fleet.ok(&["info", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+    assert_eq!(v["description"], "merged");
+    assert_eq!(v["machines"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn nix_path_from_create_and_show_trace() {
+    let fleet = Fleet::start(&["m"]);
+    let file = fleet.write("net.nix", "{ m = { ... }: { }; }");
+    let nixpkgs = format!("nixpkgs={}", common::repo().join("tests/nixpkgs").display());
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d", "-I", &nixpkgs]);
+    // No NIX_PATH: the -I given to create is kept in state and used.
+    let out = fleet.nixops(&["deploy"]).env_remove("NIX_PATH").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    fleet.write(
+        "net.nix",
+        "{ m = { config, ... }: { networking.hostName = config.nosuch.option; }; }",
+    );
+    let plain = fleet.run(&["deploy"]);
+    let traced = fleet.run(&["deploy", "--show-trace"]);
+    assert_eq!(plain.code, 1);
+    assert_eq!(traced.code, 1);
+    assert!(plain.stderr.contains("nosuch"), "{}", plain.stderr);
+    assert!(
+        traced.stderr.len() > plain.stderr.len(),
+        "--show-trace adds the trace"
+    );
+    assert!(traced.stderr.contains("while evaluating"), "{}", traced.stderr);
+}
+
+#[test]
+fn target_port_ssh_options_and_debug() {
+    let fleet = Fleet::start(&["p1", "p2"]);
+    let (port1, port2) = (fleet.port("p1"), fleet.port("p2"));
+    let net = format!(
+        r#"{{
+          viaport = {{ ... }}: {{ deployment.targetHost = "127.0.0.1"; deployment.targetPort = {port1}; }};
+          viaopts = {{ ... }}: {{ deployment.targetHost = "127.0.0.1"; deployment.sshOptions = [ "-p" "{port2}" ]; }};
+        }}"#
+    );
+    fleet.create("d", &net);
+    let r = fleet.ok(&["deploy", "--debug"]);
+    assert!(r.stderr.contains("running: ssh"), "{}", r.stderr);
+    assert!(r.stderr.contains("running: nix-copy-closure"), "{}", r.stderr);
+    assert_eq!(config_json(&fleet, "p1")["hostName"], "viaport");
+    assert_eq!(config_json(&fleet, "p2")["hostName"], "viaopts");
+    let exported = fleet.ok(&["export"]).stdout;
+    assert!(
+        exported.contains(&format!("\"targetPort\": \"{port1}\"")),
+        "{exported}"
+    );
+}
+
+#[test]
+fn targets_from_ssh_config_need_no_port() {
+    // The fleet's ~/.ssh/config gives the port; the network names none.
+    let fleet = Fleet::start(&["cfg"]);
+    fleet.create("d", "{ cfg = { ... }: { }; }");
+    fleet.ok(&["deploy"]);
+    assert!(!fleet.current_system("cfg").is_empty());
+    assert!(!fleet.ok(&["export"]).stdout.contains("targetPort"));
+}

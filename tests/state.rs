@@ -1,0 +1,268 @@
+//! The state file and the commands that manage deployments.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{Fleet, simple_network};
+
+#[test]
+fn deployment_lifecycle_commands() {
+    let fleet = Fleet::start(&[]);
+    let file = fleet.write("net.nix", &simple_network(&["m"], ""));
+    let f = file.to_str().unwrap();
+    let out = fleet.ok(&["create", f, "-d", "one"]);
+    let uuid = out.stdout.trim().to_owned();
+    assert!(
+        out.stderr.contains(&format!("created deployment ‘{uuid}’")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(uuid.len(), 36);
+
+    // With exactly one deployment, -d may be left out.
+    let info = fleet.ok(&["info", "--no-eval"]);
+    assert!(
+        info.stdout.contains(&format!("Network UUID: {uuid}")),
+        "{}",
+        info.stdout
+    );
+
+    // Names must be valid and unique.
+    assert_ne!(fleet.run(&["create", f, "-d", "one"]).code, 0);
+    assert_ne!(fleet.run(&["create", f, "-d", "9bad"]).code, 0);
+
+    fleet.ok(&["clone", "-d", "one", "-n", "two"]);
+    let list = fleet.ok(&["list"]);
+    assert!(
+        list.stdout.contains("one") && list.stdout.contains("two"),
+        "{}",
+        list.stdout
+    );
+    // Now -d is needed...
+    let r = fleet.run(&["info", "--no-eval"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("-d"), "{}", r.stderr);
+    // ...and takes a UUID prefix, or $NIXOPS_DEPLOYMENT.
+    fleet.ok(&["info", "--no-eval", "-d", &uuid[..8]]);
+    let out = fleet
+        .nixops(&["info", "--no-eval"])
+        .env("NIXOPS_DEPLOYMENT", "two")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Network name: two"));
+
+    fleet.ok(&["rename", "two", "three"]);
+    assert!(fleet.ok(&["list"]).stdout.contains("three"));
+    let other = fleet.write("other.nix", &simple_network(&["x", "y"], ""));
+    fleet.ok(&["modify", "-d", "three", other.to_str().unwrap(), "-n", "four"]);
+    let info = fleet.ok(&["info", "-d", "four", "--plain"]);
+    assert_eq!(info.stdout.lines().count(), 2, "{}", info.stdout);
+    assert!(info.stdout.starts_with("x\tNew"), "{}", info.stdout);
+
+    // export | import into another state file.
+    let exported = fleet.ok(&["export", "--all"]).stdout;
+    let other_state = fleet.path().join("other.nixops");
+    let mut child = fleet
+        .nixops(&["import", "-s", other_state.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exported.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = fleet
+        .ok(&["export", "--all", "-s", other_state.to_str().unwrap()])
+        .stdout;
+    let a: serde_json::Value = serde_json::from_str(&exported).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(a, b);
+    // Importing the same UUIDs again is refused and changes nothing.
+    let mut child = fleet
+        .nixops(&["import", "-s", other_state.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exported.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already contains"));
+
+    fleet.ok(&["delete", "-d", "four"]);
+    fleet.ok(&["delete", "--all"]);
+    assert_eq!(fleet.ok(&["list", "--json"]).stdout.trim(), "[]");
+}
+
+#[test]
+fn delete_refuses_deployments_with_machines_unless_forced() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], ""));
+    fleet.ok(&["deploy"]);
+    let r = fleet.run(&["delete"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("still has 1 resource"), "{}", r.stderr);
+    fleet.ok(&["delete", "--force"]);
+    assert_eq!(fleet.ok(&["list", "--json"]).stdout.trim(), "[]");
+}
+
+#[test]
+fn set_args_and_network_functions() {
+    let fleet = Fleet::start(&["m"]);
+    let net = r#"{ greeting, count ? 1, ... }: {
+      m = { ... }: { environment.etc.greeting.text = "${greeting} x${toString count}"; };
+    }"#;
+    fleet.create("d", net);
+    let r = fleet.run(&["deploy"]);
+    assert_ne!(r.code, 0, "missing argument must fail");
+    assert!(r.stderr.contains("greeting"), "{}", r.stderr);
+    fleet.ok(&[
+        "set-args",
+        "--argstr",
+        "greeting",
+        "hello \"world\"",
+        "--arg",
+        "count",
+        "1 + 2",
+    ]);
+    let shown = fleet.ok(&["show-arguments"]).stdout;
+    assert!(
+        shown.contains("greeting") && shown.contains("1 + 2") && shown.contains("required"),
+        "{shown}"
+    );
+    fleet.ok(&["deploy"]);
+    let text = fleet.exec("m", "cat /run/current-system/etc/greeting");
+    assert_eq!(text, "hello \"world\" x3");
+    fleet.ok(&["set-args", "--unset", "count"]);
+    fleet.ok(&["deploy"]);
+    assert_eq!(
+        fleet.exec("m", "cat /run/current-system/etc/greeting"),
+        "hello \"world\" x1"
+    );
+    let exported = fleet.ok(&["export"]).stdout;
+    assert!(
+        exported.contains(r#""args": "{\"greeting\":\"\\\"hello"#),
+        "{exported}"
+    );
+}
+
+/// A state file made by the sqlite3 CLI in NixOps' own schema, as NixOps
+/// would have left it, lists, deploys and exports.
+#[test]
+fn nixops_state_file_from_sqlite3() {
+    let fleet = Fleet::start(&["web"]);
+    let net = fleet.write("net.nix", &simple_network(&["web"], ""));
+    let state = fleet.state_file();
+    let sql = format!(
+        r#"
+        create table SchemaVersion(version integer not null);
+        insert into SchemaVersion(version) values (3);
+        create table Deployments(uuid text primary key);
+        create table DeploymentAttrs(deployment text not null, name text not null, value text not null,
+          primary key(deployment, name), foreign key(deployment) references Deployments(uuid) on delete cascade);
+        create table Resources(id integer primary key autoincrement, deployment text not null,
+          name text not null, type text not null,
+          foreign key(deployment) references Deployments(uuid) on delete cascade);
+        create table ResourceAttrs(machine integer not null, name text not null, value text not null,
+          primary key(machine, name), foreign key(machine) references Resources(id) on delete cascade);
+        insert into Deployments values ('0a6c5f5e-7d8e-11ee-9a1b-0242ac120002');
+        insert into DeploymentAttrs values ('0a6c5f5e-7d8e-11ee-9a1b-0242ac120002', 'name', 'legacy');
+        insert into DeploymentAttrs values ('0a6c5f5e-7d8e-11ee-9a1b-0242ac120002', 'nixExprs', '["{net}"]');
+        insert into DeploymentAttrs values ('0a6c5f5e-7d8e-11ee-9a1b-0242ac120002', 'description', 'old network');
+        insert into Resources(deployment, name, type) values ('0a6c5f5e-7d8e-11ee-9a1b-0242ac120002', 'web', 'none');
+        insert into ResourceAttrs values (1, 'state', '3');
+        insert into ResourceAttrs values (1, 'index', '0');
+        insert into ResourceAttrs values (1, 'targetHost', 'web');
+        insert into ResourceAttrs values (1, 'toplevel', '/nix/store/00000000000000000000000000000000-nixos-system-web-old');
+        "#,
+        net = net.display()
+    );
+    let st = Command::new("sqlite3").arg(&state).arg(sql).status().unwrap();
+    assert!(st.success());
+    let list = fleet.ok(&["list"]);
+    assert!(
+        list.stdout.contains("legacy") && list.stdout.contains("old network"),
+        "{}",
+        list.stdout
+    );
+    let info = fleet.ok(&["info", "--plain"]);
+    assert!(info.stdout.starts_with("web\tOutdated"), "{}", info.stdout);
+    fleet.ok(&["deploy", "-d", "legacy"]);
+    let t = fleet.exported_toplevel("legacy", "web").unwrap();
+    assert_eq!(fleet.current_system("web"), t);
+    let info = fleet.ok(&["info", "--plain"]);
+    assert!(info.stdout.starts_with("web\tUp-to-date"), "{}", info.stdout);
+    // Still NixOps' schema: one row per resource, version 3.
+    let out = Command::new("sqlite3")
+        .arg(&state)
+        .arg("select version from SchemaVersion; select count(*) from Resources;")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n1\n");
+}
+
+#[test]
+fn corrupt_state_file_is_named_and_left_alone() {
+    let fleet = Fleet::start(&[]);
+    let garbage = b"SQLite format 3\0 this is not really a database at all, sorry.......".repeat(100);
+    std::fs::write(fleet.state_file(), &garbage).unwrap();
+    let r = fleet.run(&["list"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("state.nixops"), "{}", r.stderr);
+    assert_eq!(std::fs::read(fleet.state_file()).unwrap(), garbage);
+}
+
+/// A deploy killed with SIGKILL in the middle of copying leaves state
+/// readable and consistent, and the next deploy completes.
+#[test]
+fn deploy_killed_mid_copy_then_redeploy() {
+    let fleet = Fleet::start(&["m", "n"]);
+    let net = r#"let big = { pkgs, ... }: {
+        environment.systemPackages = [ (pkgs.runCommand "big" { } "dd if=/dev/zero of=$out bs=1M count=400") ];
+      }; in { m = big; n = big; }"#;
+    fleet.create("d", net);
+    let mut child = fleet
+        .nixops(&["deploy", "--max-concurrent-copy", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let copying = line.ends_with("> copying");
+        seen.push(line);
+        if copying {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            // fleet.sh execs into nixops, so the child's pid is nixops'.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "deploy should have been killed: {seen:?}");
+    assert!(seen.iter().any(|l| l.ends_with("> copying")), "{seen:?}");
+
+    // State is intact: nothing claims to run a system it does not.
+    let out = fleet.ok(&["export"]);
+    assert!(!out.stdout.contains("\"toplevel\""), "{}", out.stdout);
+    fleet.ok(&["deploy"]);
+    for h in ["m", "n"] {
+        assert_eq!(fleet.current_system(h), fleet.exported_toplevel("d", h).unwrap());
+    }
+}
