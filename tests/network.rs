@@ -98,8 +98,25 @@ fn target_port_ssh_options_and_debug() {
         }}"#
     );
     fleet.create("d", &net);
-    let r = fleet.ok(&["deploy", "--debug"]);
+    let r = fleet.ok(&[
+        "deploy",
+        "--debug",
+        "-j",
+        "1",
+        "--cores",
+        "1",
+        "--fallback",
+        "--option",
+        "max-silent-time",
+        "300",
+    ]);
     assert!(r.stderr.contains("running: ssh"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--option max-silent-time 300 --max-jobs 1 --cores 1 --keep-going --fallback"),
+        "Nix options are passed through: {}",
+        r.stderr
+    );
     assert!(r.stderr.contains("running: nix-copy-closure"), "{}", r.stderr);
     assert_eq!(config_json(&fleet, "p1")["hostName"], "viaport");
     assert_eq!(config_json(&fleet, "p2")["hostName"], "viaopts");
@@ -118,4 +135,30 @@ fn targets_from_ssh_config_need_no_port() {
     fleet.ok(&["deploy"]);
     assert!(!fleet.current_system("cfg").is_empty());
     assert!(!fleet.ok(&["export"]).stdout.contains("targetPort"));
+}
+
+#[test]
+fn non_root_target_user_with_privilege_escalation() {
+    let fleet = Fleet::start(&["u1", "u2"]);
+    let net = r#"{
+      u1 = { ... }: { deployment.targetUser = "deployer"; };
+      u2 = { ... }: { deployment.targetUser = "deployer"; deployment.privilegeEscalationCommand = [ "false" ]; };
+    }"#;
+    fleet.create("d", net);
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("namely on ‘u2’)"), "{}", r.stderr);
+    // u1: logged in as deployer, root work done through sudo.
+    let t = fleet.exported_toplevel("d", "u1").unwrap();
+    assert_eq!(fleet.current_system("u1"), t);
+    assert_eq!(
+        fleet
+            .exec("u1", "readlink -f /nix/var/nix/profiles/system")
+            .trim(),
+        t
+    );
+    let log = std::fs::read_to_string(fleet.path().join("hosts/u1/sshd.log")).unwrap();
+    assert!(log.contains("Accepted publickey for deployer"), "{log}");
+    assert!(!log.contains("Accepted publickey for root"), "{log}");
+    assert!(fleet.current_system("u2").is_empty());
 }

@@ -247,7 +247,8 @@ async fn finish(
         })
         .collect();
     for (name, stage, _) in &failed {
-        eprintln!("\n--- {name}: {stage} failed; last lines of its log:");
+        eprintln!();
+        eprintln!("--- {name}: {stage} failed; last lines of its log:");
         for l in report.tails.get(*name).into_iter().flatten() {
             eprintln!("{name}> {l}");
         }

@@ -154,11 +154,36 @@ pub fn remove_gc_roots(uuid: &str, machine: Option<&str>) {
 }
 
 /// Copies `path`'s closure to the machine through its master connection.
+/// As root this is `nix-copy-closure`; for other users the receiving
+/// `nix-store` runs under the privilege escalation command (`nix copy` with
+/// the store's `remote-program`), so no trusted-user setup is needed.
 pub async fn copy_closure(target: &Target, path: &str, use_substitutes: bool, sink: Sink<'_>) -> Result<()> {
-    let mut cmd = Command::new("nix-copy-closure");
-    cmd.arg("--to").arg(target.destination());
-    if use_substitutes {
-        cmd.arg("--use-substitutes");
+    let mut cmd;
+    if target.escalation.is_empty() {
+        cmd = Command::new("nix-copy-closure");
+        cmd.arg("--to").arg(target.destination());
+        if use_substitutes {
+            cmd.arg("--use-substitutes");
+        }
+    } else {
+        let mut program: Vec<String> = target.escalation.clone();
+        program.push("nix-store".into());
+        let url = format!(
+            "ssh://{}?remote-program={}",
+            target.destination(),
+            percent_encode(&program.join(" "))
+        );
+        cmd = Command::new("nix");
+        cmd.args([
+            "--extra-experimental-features",
+            "nix-command",
+            "copy",
+            "--to",
+            &url,
+        ]);
+        if use_substitutes {
+            cmd.arg("--substitute-on-destination");
+        }
     }
     cmd.arg(path).env("NIX_SSHOPTS", target.nix_sshopts()?);
     let out = process::run(&mut cmd, None, sink).await?;
@@ -166,4 +191,16 @@ pub async fn copy_closure(target: &Target, path: &str, use_substitutes: bool, si
         bail!("copying closure failed: {}", out.last_error());
     }
     Ok(())
+}
+
+/// Percent-encodes everything but unreserved URL characters.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

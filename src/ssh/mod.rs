@@ -114,6 +114,8 @@ impl Target {
             // Debian hashes known_hosts by default; we read ours back.
             "HashKnownHosts=no".to_string(),
             "BatchMode=yes".to_string(),
+            // Errors only: no "Permanently added" chatter in machine logs.
+            "LogLevel=ERROR".to_string(),
             "ConnectTimeout=15".to_string(),
             "ServerAliveInterval=15".to_string(),
         ] {
