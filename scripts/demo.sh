@@ -31,7 +31,8 @@ echo
 echo "== what the hosts run now"
 for h in proxy.example.com git.example.com; do
   bash "$repo/tests/fleet/fleet.sh" exec "$fleet" "$h" -- sh -c \
-    'echo "$0: /run/current-system -> $(readlink /run/current-system)"; cat /run/current-system/config.json; echo' "$h"
+    'echo "$0: /run/current-system -> $(readlink /run/current-system)"
+     grep -o "\"hostName\":\"[^\"]*\"\|\"proxyPass\":\"[^\"]*\"\|\"forgejo\":{[^}]*}" /run/current-system/config.json | sed "s/^/    /"' "$h"
 done
 run deploy -d staging
 nixops delete -d staging --force >/dev/null

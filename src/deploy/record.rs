@@ -30,29 +30,23 @@ fn bool_attr(name: &str, value: bool, default: bool) -> AttrChange {
 /// ones gone from it obsolete (or forgets them with --kill-obsolete).
 /// Returns the resource id of every machine in the network.
 pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BTreeMap<String, i64>> {
-    let store = ctx.store.lock().expect("state lock");
     let uuid = &ctx.deployment.uuid;
-    store.set_deployment_attrs(
-        uuid,
-        &[
-            attr(
-                "description",
-                Some(info.network.description.clone()),
-                Some("Unnamed NixOps network"),
-            ),
-            bool_attr("rollbackEnabled", info.network.enable_rollback, false),
-        ],
-    )?;
+    let deployment = [
+        attr(
+            "description",
+            Some(info.network.description.clone()),
+            Some("Unnamed NixOps network"),
+        ),
+        bool_attr("rollbackEnabled", info.network.enable_rollback, false),
+    ];
     let mut next_index = ctx
         .deployment
         .machines()
         .filter_map(|r| r.get("index").and_then(|i| i.parse::<i64>().ok()))
         .max()
         .map_or(0, |i| i + 1);
-    let mut ids = BTreeMap::new();
+    let mut machines = Vec::new();
     for (name, m) in &info.machines {
-        let existing = ctx.deployment.resources.get(name);
-        let id = store.ensure_resource(uuid, name, "none")?;
         let mut changes = vec![
             attr("targetHost", Some(m.target_host.clone()), None),
             attr("targetPort", m.target_port.map(|p| p.to_string()), None),
@@ -71,30 +65,43 @@ pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BT
             attr("owners", Some(serde_json::to_string(&m.owners)?), Some("[]")),
             bool_attr("obsolete", false, false),
         ];
-        if existing.is_none() {
+        if !ctx.deployment.resources.contains_key(name) {
             changes.push(attr("index", Some(next_index.to_string()), None));
             changes.push(attr("creationTime", Some(now().to_string()), None));
             next_index += 1;
         }
-        store.set_resource_attrs(id, &changes)?;
-        ids.insert(name.clone(), id);
+        machines.push((name.clone(), "none".to_owned(), changes));
     }
-    for r in ctx.deployment.machines() {
-        if info.machines.contains_key(&r.name) {
-            continue;
-        }
+    let mut forget = Vec::new();
+    for r in ctx
+        .deployment
+        .machines()
+        .filter(|r| !info.machines.contains_key(&r.name))
+    {
         if kill_obsolete {
             eprintln!("forgetting obsolete machine ‘{}’", r.name);
-            store.delete_resource(r.id)?;
-            crate::nix::remove_gc_roots(uuid, Some(&r.name));
-        } else if !r.obsolete() {
+            forget.push(r.id);
+        } else {
             eprintln!(
                 "machine ‘{}’ is obsolete (use --kill-obsolete to forget it)",
                 r.name
             );
-            store.set_resource_attrs(r.id, &[bool_attr("obsolete", true, false)])?;
+            machines.push((
+                r.name.clone(),
+                r.kind.clone(),
+                vec![bool_attr("obsolete", true, false)],
+            ));
         }
     }
+    let mut ids =
+        ctx.store
+            .lock()
+            .expect("state lock")
+            .record_network(uuid, &deployment, &machines, &forget)?;
+    for r in ctx.deployment.machines().filter(|r| forget.contains(&r.id)) {
+        crate::nix::remove_gc_roots(uuid, Some(&r.name));
+    }
+    ids.retain(|name, _| info.machines.contains_key(name));
     Ok(ids)
 }
 

@@ -121,10 +121,17 @@ pub trait Store {
     fn create_deployment(&self, uuid: &str, attrs: &Attrs) -> Result<()>;
     fn set_deployment_attrs(&self, uuid: &str, changes: &[AttrChange]) -> Result<()>;
     fn delete_deployment(&self, uuid: &str) -> Result<()>;
-    /// Creates the resource if it does not exist; returns its id.
-    fn ensure_resource(&self, uuid: &str, name: &str, kind: &str) -> Result<i64>;
+    /// Records an evaluated network at once: deployment attribute changes,
+    /// machines to create or update (name, type, changes), resources to
+    /// forget. Returns the id of every machine given.
+    fn record_network(
+        &self,
+        uuid: &str,
+        deployment: &[AttrChange],
+        machines: &[(String, String, Vec<AttrChange>)],
+        forget: &[i64],
+    ) -> Result<BTreeMap<String, i64>>;
     fn set_resource_attrs(&self, id: i64, changes: &[AttrChange]) -> Result<()>;
-    fn delete_resource(&self, id: i64) -> Result<()>;
     /// Imports a whole deployment in NixOps' export format.
     fn import(&self, uuid: &str, attrs: &Attrs, resources: &[(String, String, Attrs)]) -> Result<()>;
     /// Copies a deployment's attributes (not its resources) to a new UUID.

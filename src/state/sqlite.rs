@@ -1,5 +1,6 @@
 //! NixOps' SQLite state file, schema version 3.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -226,40 +227,48 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn ensure_resource(&self, uuid: &str, name: &str, kind: &str) -> Result<i64> {
+    fn record_network(
+        &self,
+        uuid: &str,
+        deployment: &[AttrChange],
+        machines: &[(String, String, Vec<AttrChange>)],
+        forget: &[i64],
+    ) -> Result<BTreeMap<String, i64>> {
         let tx = self.conn.unchecked_transaction()?;
-        let existing: Option<i64> = tx
-            .query_row(
-                "select id from Resources where deployment = ?1 and name = ?2",
-                params![uuid, name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                tx.execute(
-                    "insert into Resources(deployment, name, type) values (?1, ?2, ?3)",
-                    params![uuid, name, kind],
-                )?;
-                tx.last_insert_rowid()
-            }
-        };
+        apply(&tx, "DeploymentAttrs", "deployment", &uuid, deployment)?;
+        let mut ids = BTreeMap::new();
+        for (name, kind, changes) in machines {
+            let existing: Option<i64> = tx
+                .query_row(
+                    "select id from Resources where deployment = ?1 and name = ?2",
+                    params![uuid, name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    tx.execute(
+                        "insert into Resources(deployment, name, type) values (?1, ?2, ?3)",
+                        params![uuid, name, kind],
+                    )?;
+                    tx.last_insert_rowid()
+                }
+            };
+            apply(&tx, "ResourceAttrs", "machine", &id, changes)?;
+            ids.insert(name.clone(), id);
+        }
+        for id in forget {
+            tx.execute("delete from ResourceAttrs where machine = ?1", [id])?;
+            tx.execute("delete from Resources where id = ?1", [id])?;
+        }
         tx.commit()?;
-        Ok(id)
+        Ok(ids)
     }
 
     fn set_resource_attrs(&self, id: i64, changes: &[AttrChange]) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         apply(&tx, "ResourceAttrs", "machine", &id, changes)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn delete_resource(&self, id: i64) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        tx.execute("delete from ResourceAttrs where machine = ?1", [id])?;
-        tx.execute("delete from Resources where id = ?1", [id])?;
         tx.commit()?;
         Ok(())
     }
@@ -317,8 +326,14 @@ mod tests {
         let mut attrs = Attrs::new();
         attrs.insert("name".into(), "x".into());
         s.create_deployment("u1", &attrs).unwrap();
-        let id = s.ensure_resource("u1", "m", "none").unwrap();
-        assert_eq!(s.ensure_resource("u1", "m", "none").unwrap(), id);
+        let ids = s
+            .record_network("u1", &[], &[("m".into(), "none".into(), vec![])], &[])
+            .unwrap();
+        let id = ids["m"];
+        let again = s
+            .record_network("u1", &[], &[("m".into(), "none".into(), vec![])], &[])
+            .unwrap();
+        assert_eq!(again["m"], id);
         s.set_resource_attrs(id, &[("toplevel".into(), Some("/nix/store/x".into()))])
             .unwrap();
         let d = s.load("u1").unwrap();
