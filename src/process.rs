@@ -44,6 +44,9 @@ pub struct Sink<'a> {
     pub machine: Option<&'a str>,
     /// Also send stdout lines to the log (e.g. activation output).
     pub log_stdout: bool,
+    /// Print lines at once, prefixed with this name: stdout lines to stdout,
+    /// stderr lines to stderr (for ssh-for-each).
+    pub print_prefix: Option<&'a str>,
 }
 
 impl<'a> Sink<'a> {
@@ -52,6 +55,7 @@ impl<'a> Sink<'a> {
             events: None,
             machine: None,
             log_stdout: false,
+            print_prefix: None,
         }
     }
     pub fn machine(events: &'a Events, machine: &'a str) -> Self {
@@ -59,6 +63,7 @@ impl<'a> Sink<'a> {
             events: Some(events),
             machine: Some(machine),
             log_stdout: false,
+            print_prefix: None,
         }
     }
     pub fn global(events: &'a Events) -> Self {
@@ -66,6 +71,7 @@ impl<'a> Sink<'a> {
             events: Some(events),
             machine: None,
             log_stdout: false,
+            print_prefix: None,
         }
     }
     fn line(&self, line: &str) {
@@ -109,7 +115,10 @@ pub async fn run(cmd: &mut Command, stdin: Option<&[u8]>, sink: Sink<'_>) -> Res
     }
     let out = child.stdout.take().expect("piped stdout");
     let err = child.stderr.take().expect("piped stderr");
-    let (stdout, stderr) = tokio::join!(collect(out, sink, sink.log_stdout), collect(err, sink, true));
+    let (stdout, stderr) = tokio::join!(
+        collect(out, sink, sink.log_stdout, false),
+        collect(err, sink, true, true)
+    );
     let status = child
         .wait()
         .await
@@ -121,11 +130,17 @@ pub async fn run(cmd: &mut Command, stdin: Option<&[u8]>, sink: Sink<'_>) -> Res
     })
 }
 
-async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool) -> Vec<String> {
+async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool, is_stderr: bool) -> Vec<String> {
     let mut lines = BufReader::new(r).lines();
     let mut all = Vec::new();
     while let Ok(Some(line)) = lines.next_line().await {
-        if log {
+        if let Some(p) = sink.print_prefix {
+            if is_stderr {
+                eprintln!("{p}> {line}");
+            } else {
+                println!("{p}> {line}");
+            }
+        } else if log {
             sink.line(&line);
         }
         all.push(line);

@@ -9,6 +9,9 @@ use crate::state::lock;
 
 #[derive(Args, Debug)]
 pub struct Opts {
+    /// Check the machines first; deploy only those not running their new system
+    #[arg(long)]
+    pub check: bool,
     /// Deploy only these machines
     #[arg(long, num_args = 1.., value_name = "MACHINE")]
     pub include: Vec<String>,
@@ -89,6 +92,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         ssh_persist: g.ssh_persist,
     };
     let opts = DeployOptions {
+        check: o.check,
         include: o.include,
         exclude: o.exclude,
         kill_obsolete: o.kill_obsolete,

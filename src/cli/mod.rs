@@ -1,18 +1,33 @@
 //! The command line: NixOps' global options and subcommands. Each subcommand
 //! lives in its own file and stays thin: it parses, then calls the library.
 
+mod check;
 mod clone;
+mod completions;
+mod copy_closure;
 mod create;
 mod delete;
 mod deploy;
+mod destroy;
+mod dump_nix_paths;
+mod edit;
 mod export;
+mod generations;
 mod import;
 mod info;
 mod list;
 mod modify;
+mod reboot;
 mod rename;
+mod scp;
 mod set_args;
 mod show_arguments;
+mod show_option;
+mod show_physical;
+mod ssh;
+mod ssh_for_each;
+mod start_stop;
+mod unlock;
 
 use std::path::PathBuf;
 
@@ -76,7 +91,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub no_build_output: bool,
     /// Set a Nix option (may be given several times)
-    #[arg(long = "option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    #[arg(long = "option", id = "nix_option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
     pub option: Vec<String>,
     /// Evaluate without writing to the Nix store where possible
     #[arg(long, global = true)]
@@ -90,6 +105,8 @@ pub struct Global {
 pub enum Command {
     /// List all known deployments
     List(list::Opts),
+    /// Check the state of the machines
+    Check(check::Opts),
     /// Create a new deployment
     Create(create::Opts),
     /// Change the network files or name of a deployment
@@ -108,6 +125,42 @@ pub enum Command {
     ShowArguments(show_arguments::Opts),
     /// Deploy the network
     Deploy(deploy::Opts),
+    /// Log in to a machine or run a command on it
+    Ssh(ssh::Opts),
+    /// Run a command on every machine
+    SshForEach(ssh_for_each::Opts),
+    /// Copy files to or from a machine
+    Scp(scp::Opts),
+    /// Copy a store path's closure to a machine
+    CopyClosure(copy_closure::Opts),
+    /// Reboot machines and wait until they are back
+    Reboot(reboot::Opts),
+    /// Start machines (not possible for existing machines)
+    Start(start_stop::Opts),
+    /// Stop machines (not possible for existing machines)
+    Stop(start_stop::Opts),
+    /// Forget machines (existing machines keep running)
+    Destroy(destroy::Opts),
+    /// Open the network files in $EDITOR
+    Edit(edit::Opts),
+    /// Remove a lock left behind by a killed process
+    Unlock(unlock::Opts),
+    /// Show the value of an option of a machine
+    ShowOption(show_option::Opts),
+    /// Show the physical spec of the network
+    ShowPhysical(show_physical::Opts),
+    /// List the deployment's generations
+    ListGenerations(generations::ListOpts),
+    /// Put a generation back on its machines
+    Rollback(generations::RollbackOpts),
+    /// Delete a generation
+    DeleteGeneration(generations::DeleteOpts),
+    /// Print the store paths of the machines' systems
+    DumpNixPaths(dump_nix_paths::Opts),
+    /// Print a shell completion script
+    Completions(completions::CompletionOpts),
+    /// Print the man page
+    Man(completions::ManOpts),
     /// Export deployments as JSON
     Export(export::Opts),
     /// Import deployments from JSON on stdin
@@ -118,6 +171,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
     let g = cli.global;
     match cli.command {
         Command::List(o) => list::run(&g, o),
+        Command::Check(o) => check::run(&g, o).await,
         Command::Create(o) => create::run(&g, o),
         Command::Modify(o) => modify::run(&g, o),
         Command::Clone(o) => clone::run(&g, o),
@@ -127,6 +181,24 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::SetArgs(o) => set_args::run(&g, o),
         Command::ShowArguments(o) => show_arguments::run(&g, o).await,
         Command::Deploy(o) => deploy::run(&g, o).await,
+        Command::Ssh(o) => ssh::run(&g, o).await,
+        Command::SshForEach(o) => ssh_for_each::run(&g, o).await,
+        Command::Scp(o) => scp::run(&g, o).await,
+        Command::CopyClosure(o) => copy_closure::run(&g, o).await,
+        Command::Reboot(o) => reboot::run(&g, o).await,
+        Command::Start(o) => start_stop::run(&g, o, "start"),
+        Command::Stop(o) => start_stop::run(&g, o, "stop"),
+        Command::Destroy(o) => destroy::run(&g, o),
+        Command::Edit(o) => edit::run(&g, o),
+        Command::Unlock(o) => unlock::run(&g, o),
+        Command::ShowOption(o) => show_option::run(&g, o).await,
+        Command::ShowPhysical(o) => show_physical::run(&g, o),
+        Command::ListGenerations(o) => generations::list(&g, o),
+        Command::Rollback(o) => generations::rollback(&g, o).await,
+        Command::DeleteGeneration(o) => generations::delete(&g, o).await,
+        Command::DumpNixPaths(o) => dump_nix_paths::run(&g, o).await,
+        Command::Completions(o) => completions::completions(o),
+        Command::Man(o) => completions::man(o),
         Command::Export(o) => export::run(&g, o),
         Command::Import(o) => import::run(&g, o),
     }
@@ -167,5 +239,15 @@ impl Global {
             fallback: self.fallback,
             no_build_output: self.no_build_output,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -24,7 +24,7 @@ pub async fn run(
     for m in machines {
         events.stage(&m.name, "building");
     }
-    let drvs: Vec<String> = machines.iter().map(|m| m.drv_path.clone()).collect();
+    let drvs: Vec<String> = machines.iter().filter_map(|m| m.drv_path.clone()).collect();
     let mut opts = ctx.nix.clone();
     opts.keep_going = true;
     let roots = tempfile::Builder::new().prefix("nixops-build-").tempdir();
@@ -54,7 +54,7 @@ pub async fn dry_run(machines: &[Machine], opts: &NixOpts) -> Result<()> {
     let mut cmd = Command::new("nix-store");
     cmd.arg("--realise")
         .arg("--dry-run")
-        .args(machines.iter().map(|m| &m.drv_path))
+        .args(machines.iter().filter_map(|m| m.drv_path.as_ref()))
         .args(opts.common_args());
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     for l in &out.stderr {

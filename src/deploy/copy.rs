@@ -10,15 +10,24 @@ use crate::process::Sink;
 use crate::ssh;
 use crate::ui::Events;
 
+/// What became of a machine in the copy stage.
+pub enum Copied {
+    /// Its closure is there; activate it.
+    Ready,
+    /// `--check` found it already running its new system: nothing to do.
+    AlreadyRunning,
+}
+
 pub async fn run(
     ctx: &Ctx,
     machines: Vec<Machine>,
     events: &Events,
     max: usize,
-) -> Vec<(Machine, Result<()>)> {
+    check: bool,
+) -> Vec<(Machine, Result<Copied>)> {
     futures::stream::iter(machines)
         .map(|mut m| async move {
-            let r = copy_one(ctx, &mut m, events).await;
+            let r = copy_one(ctx, &mut m, events, check).await;
             (m, r)
         })
         .buffer_unordered(max.max(1))
@@ -30,12 +39,17 @@ pub async fn run(
 pub struct Probe {
     pub boot_id: String,
     pub has_path: bool,
+    /// What /run/current-system points at.
+    pub current_system: Option<String>,
 }
 
-/// One round trip: the boot id, and whether `path` is valid in its store.
+/// One round trip: the boot id, whether `path` is valid in its store, and
+/// the system it runs.
 pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Result<Probe> {
     let script = format!(
-        "cat /proc/sys/kernel/random/boot_id; if nix-store --check-validity {} >/dev/null 2>&1; then echo present; else echo missing; fi",
+        "cat /proc/sys/kernel/random/boot_id
+if nix-store --check-validity {} >/dev/null 2>&1; then echo present; else echo missing; fi
+readlink /run/current-system || true",
         ssh::quote(path)
     );
     let out = m
@@ -56,22 +70,26 @@ pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Resul
     Ok(Probe {
         boot_id: boot_id.trim().to_owned(),
         has_path: status.trim() == "present",
+        current_system: lines
+            .next()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty()),
     })
 }
 
-async fn copy_one(ctx: &Ctx, m: &mut Machine, events: &Events) -> Result<()> {
+async fn copy_one(ctx: &Ctx, m: &mut Machine, events: &Events, check: bool) -> Result<Copied> {
     events.stage(&m.name, "connecting");
     let p = probe(ctx, m, &m.toplevel, events).await?;
     m.boot_id = Some(p.boot_id);
-    if p.has_path {
-        return Ok(());
+    if check && p.current_system.as_deref() == Some(m.toplevel.as_str()) {
+        // It runs what we would deploy: make sure state says so too.
+        record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
+        return Ok(Copied::AlreadyRunning);
     }
-    events.stage(&m.name, "copying");
-    nix::copy_closure(
-        &m.target,
-        &m.toplevel,
-        !m.info.has_fast_connection,
-        Sink::machine(events, &m.name),
-    )
-    .await
+    if !p.has_path {
+        events.stage(&m.name, "copying");
+        let sink = Sink::machine(events, &m.name);
+        nix::copy_closure(&m.target, &m.toplevel, !m.info.has_fast_connection, sink).await?;
+    }
+    Ok(Copied::Ready)
 }

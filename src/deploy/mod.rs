@@ -7,8 +7,12 @@
 
 mod activate;
 mod build;
+pub mod check;
 mod copy;
+pub mod generations;
+pub mod keys;
 mod record;
+pub mod select;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,13 +24,16 @@ use crate::network::{MachineInfo, Network, NetworkInfo, NixFiles};
 use crate::nix::NixOpts;
 use crate::process::Sink;
 use crate::ssh::Target;
-use crate::state::{Deployment, SqliteStore};
+use crate::state::{Deployment, SqliteStore, Store};
 use crate::ui::{self, Events};
 
-pub use activate::Action;
+pub use activate::{Action, reboot_and_wait};
 
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
+    /// Check each machine first and deploy only those not already running
+    /// their new system.
+    pub check: bool,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub kill_obsolete: bool,
@@ -59,7 +66,9 @@ pub struct Machine {
     pub resource_id: i64,
     pub info: MachineInfo,
     pub toplevel: String,
-    pub drv_path: String,
+    /// The toplevel's derivation (None when it is only known as a path,
+    /// e.g. from a rollback generation).
+    pub drv_path: Option<String>,
     pub target: Target,
     /// Boot id seen when we first reached it (to notice a reboot).
     pub boot_id: Option<String>,
@@ -101,13 +110,9 @@ fn check_supported(info: &NetworkInfo) -> Result<()> {
         if let Some(port) = m.target_port.filter(|p| !(1..=65535).contains(p)) {
             bail!("machine ‘{name}’: deployment.targetPort = {port} is not a port number");
         }
-        if !m.keys.is_empty() {
-            bail!(
-                "machine ‘{name}’ declares deployment.keys, which this version cannot deliver yet; refusing to deploy it without its secrets"
-            );
-        }
     }
-    Ok(())
+    keys::check(info)
+
 }
 
 /// Runs a deploy; returns the process exit code.
@@ -151,7 +156,7 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
             resource_id: ids[name],
             info: m.clone(),
             toplevel: m.toplevel.clone().expect("selected machines have a toplevel"),
-            drv_path: m.drv_path.clone().expect("selected machines have a drvPath"),
+            drv_path: m.drv_path.clone(),
             target: record::target(&ctx, name, m, res)?,
             boot_id: None,
         });
@@ -161,19 +166,50 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
         build::dry_run(&machines, &ctx.nix).await?;
         return Ok(0);
     }
+    let code = execute(&ctx, machines, &opts, true, started).await?;
+    let switched = matches!(opts.action, Action::Switch | Action::Boot);
+    if code == 0 && info.network.enable_rollback && switched && !opts.build_only && !opts.copy_only {
+        let d = ctx.store.lock().expect("state lock").load(&ctx.deployment.uuid)?;
+        let deployed: BTreeMap<String, String> = d
+            .machines()
+            .filter(|r| info.machines.contains_key(&r.name))
+            .filter_map(|r| Some((r.name.clone(), r.toplevel()?.to_owned())))
+            .collect();
+        let n = generations::record(&ctx.deployment.uuid, &deployed).await?;
+        eprintln!("recorded generation {n}");
+    }
+    Ok(code)
+}
 
-    let (events, renderer) = ui::start(&selected);
+/// Runs the per-machine stages on machines whose toplevels are known:
+/// build (when `build` is set; otherwise the toplevels must exist, as for a
+/// rollback), copy, activate. Returns the exit code.
+pub async fn execute(
+    ctx: &Ctx,
+    machines: Vec<Machine>,
+    opts: &DeployOptions,
+    build: bool,
+    started: Instant,
+) -> Result<i32> {
+    let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
+    let (events, renderer) = ui::start(&names);
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
 
     // Build.
-    let (built, _build_roots) = build::run(&ctx, &machines, &events).await;
+    let mut _build_roots = None;
     let mut live = Vec::new();
-    for m in machines {
-        match built.get(&m.name) {
-            Some(Ok(())) => live.push(m),
-            Some(Err(e)) => fail(&events, &mut outcomes, &m.name, "build", e.clone()),
-            None => fail(&events, &mut outcomes, &m.name, "build", "not built".into()),
+    if build {
+        let (built, roots) = build::run(ctx, &machines, &events).await;
+        _build_roots = roots;
+        for m in machines {
+            match built.get(&m.name) {
+                Some(Ok(())) => live.push(m),
+                Some(Err(e)) => fail(&events, &mut outcomes, &m.name, "build", e.clone()),
+                None => fail(&events, &mut outcomes, &m.name, "build", "not built".into()),
+            }
         }
+    } else {
+        live = machines;
     }
     if opts.build_only {
         for m in &live {
@@ -182,12 +218,23 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
         return finish(events, renderer, outcomes, started).await;
     }
 
-    // Copy.
-    let copied = copy::run(&ctx, live, &events, opts.max_concurrent_copy).await;
+    // Copy; meanwhile, evaluate the keys' texts (one evaluation for all)
+    // if the machines are to be activated.
+    let sends_keys = !opts.copy_only && opts.action != Action::DryActivate;
+    let key_jobs: Vec<(String, MachineInfo)> = if sends_keys {
+        live.iter().map(|m| (m.name.clone(), m.info.clone())).collect()
+    } else {
+        Vec::new()
+    };
+    let (copied, mut machine_keys) = tokio::join!(
+        copy::run(ctx, live, &events, opts.max_concurrent_copy, opts.check),
+        keys::prepare(ctx, key_jobs)
+    );
     let mut live = Vec::new();
     for (m, r) in copied {
         match r {
-            Ok(()) => live.push(m),
+            Ok(copy::Copied::Ready) => live.push(m),
+            Ok(copy::Copied::AlreadyRunning) => stop(&events, &mut outcomes, &m.name, "already running it"),
             Err(e) => fail(&events, &mut outcomes, &m.name, "copy", format!("{e:#}")),
         }
     }
@@ -198,8 +245,15 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
         return finish(events, renderer, outcomes, started).await;
     }
 
-    // Activate.
-    let activated = activate::run(&ctx, live, &events, &opts).await;
+    // Activate (sending keys before and after).
+    let mut with_keys = Vec::new();
+    for m in live {
+        match machine_keys.remove(&m.name).transpose() {
+            Ok(k) => with_keys.push((m, k)),
+            Err(e) => fail(&events, &mut outcomes, &m.name, "keys", format!("{e:#}")),
+        }
+    }
+    let activated = activate::run(ctx, with_keys, &events, opts).await;
     for (m, r) in activated {
         match r {
             Ok(o) => {

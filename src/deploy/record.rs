@@ -157,3 +157,36 @@ fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// A machine's deployment options as state last recorded them, for commands
+/// that work without evaluating the network.
+pub fn stored_info(r: &Resource) -> Result<MachineInfo> {
+    let json_list = |name: &str, default: &[&str]| -> Result<Vec<String>> {
+        match r.get(name) {
+            Some(v) => serde_json::from_str(v).map_err(|e| {
+                anyhow::anyhow!(
+                    "machine ‘{}’: state attribute {name} is not a JSON list: {e}",
+                    r.name
+                )
+            }),
+            None => Ok(default.iter().map(|s| s.to_string()).collect()),
+        }
+    };
+    let Some(host) = r.get("targetHost") else {
+        anyhow::bail!("machine ‘{}’ has no targetHost in state; deploy it first", r.name);
+    };
+    Ok(MachineInfo {
+        target_env: r.kind.clone(),
+        target_host: host.to_owned(),
+        target_port: r.get("targetPort").and_then(|p| p.parse().ok()),
+        target_user: r.get("targetUser").unwrap_or("root").to_owned(),
+        ssh_options: json_list("sshOptions", &[])?,
+        privilege_escalation_command: json_list("privilegeEscalationCommand", &["sudo", "-H", "--"])?,
+        always_activate: true,
+        has_fast_connection: r.get("hasFastConnection") == Some("1"),
+        owners: json_list("owners", &[])?,
+        keys: Default::default(),
+        toplevel: r.toplevel().map(str::to_owned),
+        drv_path: None,
+    })
+}

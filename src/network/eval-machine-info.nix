@@ -8,6 +8,8 @@
 , includeJSON ? "null"    # JSON list of machines to instantiate (null: all)
 , excludeJSON ? "[]"      # JSON list of machines not to instantiate
 , system ? builtins.currentSystem
+, optionMachine ? ""      # for `show-option`
+, optionPathJSON ? "[]"
 }:
 let
   call = x: if builtins.isFunction x then x args else x;
@@ -80,13 +82,24 @@ let
     let d = node.config.deployment; in {
       inherit (d) targetEnv targetHost targetPort targetUser sshOptions
         privilegeEscalationCommand alwaysActivate hasFastConnection owners provisionSSHKey;
-      keys = lib.mapAttrs
-        (k: v:
-          if builtins.isString v then { deprecatedString = true; name = k; }
-          else { inherit (v) name destDir user group permissions uploadAt;
-                 hasText = v.text != null; keyFile = v.keyFile; keyCommand = v.keyCommand; })
-        d.keys;
+      keys = lib.mapAttrs (keyInfo name) d.keys;
     };
+
+  # A key's options without its secret; exactly one source must be given.
+  keyInfo = machine: k: v:
+    if builtins.isString v then {
+      name = k; destDir = "/run/keys"; user = "root"; group = "root"; permissions = "0600";
+      uploadAt = "pre-activation"; source = "text"; keyFile = null; keyCommand = null;
+      deprecatedString = true;
+    } else
+      let sources = builtins.filter (s: v.${s} != null) [ "text" "keyFile" "keyCommand" ]; in
+      if builtins.length sources != 1 then
+        throw "machine ‘${machine}’: deployment.keys.${k} must set exactly one of text, keyFile and keyCommand (it sets ${if sources == [ ] then "none" else builtins.concatStringsSep " and " sources})"
+      else {
+        inherit (v) name destDir user group permissions uploadAt keyFile keyCommand;
+        source = builtins.head sources;
+        deprecatedString = false;
+      };
 
   include = builtins.fromJSON includeJSON;
   exclude = builtins.fromJSON excludeJSON;
@@ -114,10 +127,25 @@ in
       nodes;
   };
 
+  # The `text` of the selected machines' keys, for the tool to read from
+  # nix-instantiate's stdout (evaluated only: nothing goes to the store).
+  keyTexts = lib.mapAttrs
+    (name: node: lib.mapAttrs (k: v: if builtins.isString v then v else v.text)
+      (lib.filterAttrs (k: v: builtins.isString v || v.text != null) node.config.deployment.keys))
+    (lib.filterAttrs (name: node: isSelected name) nodes);
+
   # For `show-arguments`: the arguments the network files take, by name,
   # true where the file gives a default.
   arguments = builtins.foldl'
     (acc: f: let x = import f; in acc // (if builtins.isFunction x then builtins.functionArgs x else { }))
     { }
     networkExprs;
+
+  # For `show-option`: one option's value on one machine.
+  optionValue =
+    let path = builtins.fromJSON optionPathJSON; in
+    if !(nodes ? ${optionMachine}) then throw "there is no machine named ‘${optionMachine}’ in the network"
+    else lib.attrByPath path
+      (throw "machine ‘${optionMachine}’ has no option ‘${lib.concatStringsSep "." path}’")
+      nodes.${optionMachine}.config;
 }

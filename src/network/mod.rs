@@ -1,5 +1,5 @@
 //! Evaluating network files with NixOps' semantics. The Nix side lives in
-//! `eval-machine-info.nix` and `options.nix` beside this file; both are
+//! `eval-machine-info.nix`, `options.nix` and `keys.nix` beside this file; all are
 //! embedded in the binary and written to a private directory at run time.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use crate::process::{self, Sink};
 
 const EVAL_MACHINE_INFO: &str = include_str!("eval-machine-info.nix");
 const OPTIONS: &str = include_str!("options.nix");
+const KEYS: &str = include_str!("keys.nix");
 
 /// What identifies a network: its files, arguments and deployment.
 #[derive(Debug, Clone)]
@@ -54,9 +55,30 @@ pub struct MachineInfo {
     pub always_activate: bool,
     pub has_fast_connection: bool,
     pub owners: Vec<String>,
-    pub keys: BTreeMap<String, serde_json::Value>,
+    /// deployment.keys without the secrets; None when not known (the
+    /// machine's options were read from state, not evaluated).
+    pub keys: Option<BTreeMap<String, KeyInfo>>,
     pub toplevel: Option<String>,
     pub drv_path: Option<String>,
+}
+
+/// One of deployment.keys, as eval-machine-info.nix describes it: where the
+/// secret comes from, never the secret itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    pub name: String,
+    pub dest_dir: String,
+    pub user: String,
+    pub group: String,
+    pub permissions: String,
+    pub upload_at: String,
+    /// "text", "keyFile" or "keyCommand".
+    pub source: String,
+    pub key_file: Option<String>,
+    pub key_command: Option<Vec<String>>,
+    /// The key was given as a plain string (deprecated).
+    pub deprecated_string: bool,
 }
 
 /// The tool's Nix files, written once per process into a private directory.
@@ -69,6 +91,7 @@ impl NixFiles {
         let dir = tempfile::Builder::new().prefix("nixops-nix-").tempdir()?;
         std::fs::write(dir.path().join("eval-machine-info.nix"), EVAL_MACHINE_INFO)?;
         std::fs::write(dir.path().join("options.nix"), OPTIONS)?;
+        std::fs::write(dir.path().join("keys.nix"), KEYS)?;
         Ok(NixFiles { dir })
     }
 
@@ -195,6 +218,70 @@ impl Network {
     }
 }
 
+impl Network {
+    /// Evaluates one option of one machine: Nix syntax, or JSON.
+    pub async fn option(
+        &self,
+        files: &NixFiles,
+        opts: &NixOpts,
+        machine: &str,
+        path: &[String],
+        json: bool,
+    ) -> Result<String> {
+        let mut cmd = self.instantiate(files, opts, "optionValue")?;
+        cmd.args(["--eval", "--strict"]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.args(["--argstr", "optionMachine", machine]);
+        cmd.args(["--argstr", "optionPathJSON"])
+            .arg(serde_json::to_string(path)?);
+        let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+        if !out.success() {
+            bail!("evaluation failed:\n{}", out.stderr.join("\n"));
+        }
+        Ok(out.stdout)
+    }
+}
+
+/// Splits an option path like `services.nginx.virtualHosts."example.com"`
+/// into its attribute names.
+pub fn split_option_path(s: &str) -> Result<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => cur.extend(chars.next()),
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        bail!("unbalanced quotes in option name ‘{s}’");
+    }
+    parts.push(cur);
+    if parts.iter().any(String::is_empty) {
+        bail!("‘{s}’ is not an option name");
+    }
+    Ok(parts)
+}
+
+impl Network {
+    /// The nix-instantiate command whose stdout is the JSON object
+    /// machine → key → `text` of the given machines' keys. Evaluation only:
+    /// no --read-write-mode, so nothing is written to the store. The caller
+    /// reads the secrets from its stdout pipe.
+    pub fn key_texts_command(&self, files: &NixFiles, opts: &NixOpts, machines: &[String]) -> Result<Command> {
+        let mut cmd = self.instantiate(files, opts, "keyTexts")?;
+        cmd.args(["--eval", "--strict", "--json"]);
+        cmd.args(["--argstr", "includeJSON"]).arg(serde_json::to_string(machines)?);
+        Ok(cmd)
+    }
+}
+
 /// Absolute form of a network file path given on the command line.
 pub fn absolute(p: &Path) -> Result<PathBuf> {
     let abs = if p.is_absolute() {
@@ -206,4 +293,20 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
         bail!("network file {} does not exist", abs.display());
     }
     Ok(abs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_paths() {
+        assert_eq!(split_option_path("a.b").unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            split_option_path("services.nginx.virtualHosts.\"example.com\".root").unwrap(),
+            vec!["services", "nginx", "virtualHosts", "example.com", "root"]
+        );
+        assert!(split_option_path("a..b").is_err());
+        assert!(split_option_path("a.\"b").is_err());
+    }
 }

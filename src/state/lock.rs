@@ -23,8 +23,9 @@ pub fn acquire(uuid: &str) -> Result<DeploymentLock> {
     let path = lock_path(uuid)?;
     let dir = path.parent().expect("lock path has a parent");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
+        .read(true)
         .write(true)
         .truncate(false)
         .open(&path)
@@ -40,5 +41,47 @@ pub fn acquire(uuid: &str) -> Result<DeploymentLock> {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()));
         }
     }
+    // Say who holds it, for `nixops unlock` and for people looking.
+    use std::io::{Seek, Write};
+    file.set_len(0)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    writeln!(file, "{}", std::process::id())?;
     Ok(DeploymentLock { _file: file })
+}
+
+/// What `unlock` found.
+pub enum Unlock {
+    NotLocked,
+    /// A lock file was left behind; nobody holds it (removed now).
+    Cleared,
+    /// A live process holds the lock.
+    Held {
+        pid: Option<u32>,
+    },
+}
+
+/// Removes a lock file that no live process holds; refuses to touch a held
+/// lock.
+pub fn unlock(uuid: &str) -> Result<Unlock> {
+    let path = lock_path(uuid)?;
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Unlock::NotLocked),
+        Err(e) => return Err(e).with_context(|| format!("cannot open lock file {}", path.display())),
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            Ok(Unlock::Cleared)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            Ok(Unlock::Held { pid })
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }

@@ -1,0 +1,115 @@
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::deploy::check::{self, Health};
+use crate::deploy::select;
+use crate::process::Sink;
+use crate::state::{Store, machine_state};
+use crate::ui::table;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Check all deployments
+    #[arg(long)]
+    pub all: bool,
+    /// Check only these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub include: Vec<String>,
+    /// Do not check these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub exclude: Vec<String>,
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "Yes" } else { "No" }.into()
+}
+
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let ds = if o.all {
+        store.deployments()?
+    } else {
+        vec![g.deployment(&store)?]
+    };
+    let mut code = 0;
+    for d in &ds {
+        let machines = select::stored_in(d, g.ssh_persist, &o.include, &o.exclude)?;
+        let results: Vec<Health> =
+            futures::future::join_all(machines.iter().map(|m| check::health(&m.target, Sink::quiet()))).await;
+        let mut rows = Vec::new();
+        for (m, h) in machines.iter().zip(&results) {
+            let deployed = m.resource.toplevel();
+            code |= h.bits(deployed);
+            let mut changes = vec![(
+                "state".to_owned(),
+                Some(
+                    if h.reachable {
+                        machine_state::UP
+                    } else {
+                        machine_state::UNREACHABLE
+                    }
+                    .to_string(),
+                ),
+            )];
+            if let Some(key) = m.target.learned_host_key() {
+                changes.push(("publicHostKey".into(), Some(key)));
+            }
+            store.set_resource_attrs(m.resource.id, &changes)?;
+            let mut notes = Vec::new();
+            if let Some(e) = &h.error {
+                notes.push(e.clone());
+            }
+            if h.drifted(deployed) {
+                notes.push(format!(
+                    "runs {} instead of the deployed {}",
+                    h.current_system.as_deref().unwrap_or("no system"),
+                    deployed.unwrap_or("-")
+                ));
+            }
+            if deployed.is_none() {
+                notes.push("never deployed".into());
+            }
+            if h.reachable && !h.up() {
+                notes.push(format!(
+                    "system is {}",
+                    h.system_state.as_deref().unwrap_or("in an unknown state")
+                ));
+            }
+            rows.push(vec![
+                m.name.clone(),
+                yes_no(deployed.is_some()),
+                yes_no(h.up()),
+                yes_no(h.reachable),
+                "N/A".into(),
+                h.load.clone().unwrap_or_default(),
+                h.failed_units
+                    .iter()
+                    .map(|u| format!("{u} [failed]"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                notes.join("; "),
+            ]);
+        }
+        if ds.len() > 1 {
+            println!("{}:", d.label());
+        }
+        print!(
+            "{}",
+            table(
+                &[
+                    "Name",
+                    "Exists",
+                    "Up",
+                    "Reachable",
+                    "Disks OK",
+                    "Load avg.",
+                    "Units",
+                    "Notes"
+                ],
+                rows
+            )
+        );
+    }
+    Ok(code)
+}

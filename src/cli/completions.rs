@@ -1,0 +1,27 @@
+use anyhow::Result;
+use clap::{Args, CommandFactory};
+
+use super::Cli;
+
+#[derive(Args, Debug)]
+pub struct CompletionOpts {
+    /// The shell
+    pub shell: clap_complete::Shell,
+}
+
+/// Prints a completion script for the shell, from the CLI definition.
+pub fn completions(o: CompletionOpts) -> Result<i32> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(o.shell, &mut cmd, "nixops", &mut std::io::stdout());
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct ManOpts {}
+
+/// Prints the man page (roff), from the CLI definition.
+pub fn man(_o: ManOpts) -> Result<i32> {
+    let cmd = Cli::command();
+    clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+    Ok(0)
+}

@@ -1,0 +1,28 @@
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::deploy::select;
+use crate::process::Sink;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// The machine to copy to
+    pub machine: String,
+    /// The store path whose closure is copied
+    pub path: String,
+}
+
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let m = select::stored_in(&d, g.ssh_persist, std::slice::from_ref(&o.machine), &[])?
+        .pop()
+        .expect("one machine");
+    let sink = Sink {
+        print_prefix: Some(&m.name),
+        ..Sink::quiet()
+    };
+    crate::nix::copy_closure(&m.target, &o.path, !m.info.has_fast_connection, sink).await?;
+    Ok(0)
+}

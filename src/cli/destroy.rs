@@ -1,0 +1,75 @@
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::Global;
+use crate::deploy::select;
+use crate::state::{Store, lock};
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Only these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub include: Vec<String>,
+    /// Not these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub exclude: Vec<String>,
+    /// Destroy the machines of all deployments
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// For existing machines, "destroy" means forgetting them: they keep running
+/// whatever they run; nixops stops managing them.
+pub fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let ds = if o.all {
+        store.deployments()?
+    } else {
+        vec![g.deployment(&store)?]
+    };
+    for d in ds {
+        let _lock = lock::acquire(&d.uuid)?;
+        let machines = select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)?;
+        if machines.is_empty() {
+            eprintln!("deployment ‘{}’ has no machines to destroy", d.label());
+            continue;
+        }
+        let names: Vec<String> = machines.iter().map(|m| format!("‘{}’", m.name)).collect();
+        let question = format!(
+            "are you sure you want to destroy {} of deployment ‘{}’?",
+            names.join(", "),
+            d.label()
+        );
+        if !confirm(g, &question)? {
+            bail!("not destroying anything");
+        }
+        let ids: Vec<i64> = machines.iter().map(|m| m.resource.id).collect();
+        store.record_network(&d.uuid, &[], &[], &ids)?;
+        for m in &machines {
+            crate::nix::remove_gc_roots(&d.uuid, Some(&m.name));
+            eprintln!(
+                "{}> forgot machine ‘{}’; it is an existing machine (targetEnv \"none\") and keeps running as it is",
+                m.name, m.name
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Asks on the terminal; `--confirm` answers yes, no terminal answers no.
+fn confirm(g: &Global, question: &str) -> Result<bool> {
+    if g.confirm {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("{question} (no terminal to ask on; use --confirm)");
+        return Ok(false);
+    }
+    eprint!("{question} (y/N) ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}

@@ -1,0 +1,54 @@
+use anyhow::{Result, bail};
+use clap::Args;
+use tokio::process::Command;
+
+use super::Global;
+use crate::network::NixFiles;
+use crate::process::{self, Sink};
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Only these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub include: Vec<String>,
+    /// Not these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub exclude: Vec<String>,
+}
+
+/// Prints every store path of the machines' systems: the toplevels and their
+/// closures (building them if needed).
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let network = crate::deploy::network_of(&d)?;
+    let files = NixFiles::write()?;
+    let nix = g.nix_opts(Some(&d))?;
+    let include = (!o.include.is_empty()).then_some(o.include.as_slice());
+    let info = network
+        .evaluate(&files, &nix, include, &o.exclude, true, Sink::quiet())
+        .await?;
+    let drvs: Vec<String> = info
+        .machines
+        .values()
+        .filter_map(|m| m.drv_path.clone())
+        .collect();
+    if drvs.is_empty() {
+        return Ok(0);
+    }
+    let roots = tempfile::Builder::new().prefix("nixops-dump-").tempdir()?;
+    let toplevels = crate::nix::realise(&drvs, &nix, roots.path(), Sink::quiet()).await?;
+    let mut cmd = Command::new("nix-store");
+    cmd.args(["--query", "--requisites"]).args(&toplevels);
+    let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+    if !out.success() {
+        bail!("nix-store --query failed: {}", out.last_error());
+    }
+    let mut paths: Vec<&str> = out.stdout.lines().collect();
+    paths.sort();
+    paths.dedup();
+    for p in paths {
+        println!("{p}");
+    }
+    Ok(0)
+}

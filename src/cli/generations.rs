@@ -1,0 +1,174 @@
+//! `list-generations`, `rollback` and `delete-generation`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::deploy::{self, Action, Ctx, DeployOptions, generations, select};
+use crate::state::{Deployment, Store, lock};
+use crate::ui::table;
+
+fn require_rollback(d: &Deployment) -> Result<()> {
+    if d.attrs.get("rollbackEnabled").map(String::as_str) != Some("1") {
+        return Err(generations::not_enabled(d.label()));
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ListOpts {}
+
+pub fn list(g: &Global, _o: ListOpts) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    require_rollback(&d)?;
+    let current = generations::current(&d.uuid)?;
+    let rows = generations::list(&d.uuid)?
+        .into_iter()
+        .map(|generation| {
+            let secs = generation
+                .created
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            vec![
+                generation.number.to_string(),
+                format_time(secs),
+                generation.machines.keys().cloned().collect::<Vec<_>>().join(", "),
+                if Some(generation.number) == current {
+                    "(current)".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["Generation", "Created (UTC)", "Machines", ""], rows)
+    );
+    Ok(0)
+}
+
+fn format_time(secs: u64) -> String {
+    // Days since the epoch to a civil date (UTC).
+    let days = (secs / 86400) as i64;
+    let (h, m, s) = (secs % 86400 / 3600, secs % 3600 / 60, secs % 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}")
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackOpts {
+    /// The generation to go back to
+    pub generation: u32,
+    /// Only these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub include: Vec<String>,
+    /// Not these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub exclude: Vec<String>,
+    /// Reboot machines whose activation asks for it
+    #[arg(long)]
+    pub allow_reboot: bool,
+    /// Reboot every machine into the old system
+    #[arg(long)]
+    pub force_reboot: bool,
+    /// How many machines to copy to at once
+    #[arg(long, default_value_t = 5)]
+    pub max_concurrent_copy: usize,
+    /// How many machines to activate at once (default: all)
+    #[arg(long)]
+    pub max_concurrent_activate: Option<usize>,
+}
+
+/// Copies and activates a generation's toplevels on its machines.
+pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
+    let started = Instant::now();
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let _lock = lock::acquire(&d.uuid)?;
+    let d = store.load(&d.uuid)?;
+    require_rollback(&d)?;
+    let generation = generations::get(&d.uuid, o.generation)?;
+    let mut machines = Vec::new();
+    for sm in select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)? {
+        match generation.machines.get(&sm.name) {
+            Some(t) => {
+                let t = t.clone();
+                machines.push(sm.into_machine(t));
+            }
+            None => eprintln!("{}> not in generation {}; left as it is", sm.name, o.generation),
+        }
+    }
+    for name in generation.machines.keys() {
+        if !d.resources.contains_key(name) {
+            eprintln!(
+                "{name}> in generation {} but no longer in state; skipped",
+                o.generation
+            );
+        }
+    }
+    let ctx = Ctx {
+        store: Arc::new(Mutex::new(store)),
+        deployment: d,
+        nix: g.nix_opts(None)?,
+        ssh_persist: g.ssh_persist,
+    };
+    let opts = DeployOptions {
+        action: if o.force_reboot {
+            Action::Boot
+        } else {
+            Action::Switch
+        },
+        allow_reboot: o.allow_reboot,
+        force_reboot: o.force_reboot,
+        max_concurrent_copy: o.max_concurrent_copy,
+        max_concurrent_activate: o.max_concurrent_activate,
+        reboot_timeout: 600,
+        ..Default::default()
+    };
+    let code = deploy::execute(&ctx, machines, &opts, false, started).await?;
+    if code == 0 {
+        generations::switch(&ctx.deployment.uuid, o.generation).await?;
+        eprintln!("switched to generation {}", o.generation);
+    }
+    Ok(code)
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteOpts {
+    /// The generation to delete
+    pub generation: u32,
+}
+
+pub async fn delete(g: &Global, o: DeleteOpts) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let _lock = lock::acquire(&d.uuid)?;
+    require_rollback(&d)?;
+    generations::delete(&d.uuid, o.generation).await?;
+    eprintln!("deleted generation {}", o.generation);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_time(1_795_000_000), "2026-11-18 11:06:40");
+        assert_eq!(super::format_time(951_782_400), "2000-02-29 00:00:00");
+    }
+}

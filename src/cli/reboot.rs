@@ -1,0 +1,93 @@
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::Global;
+use crate::deploy::{self, Ctx, select};
+use crate::process::Sink;
+use crate::state::lock;
+use crate::ui;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Only these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub include: Vec<String>,
+    /// Not these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub exclude: Vec<String>,
+    /// Do not wait for the machines to come back
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Reboot into rescue mode (not possible for existing machines)
+    #[arg(long)]
+    pub rescue: bool,
+    /// Hard reset (not possible for existing machines)
+    #[arg(long)]
+    pub hard: bool,
+    /// Seconds to wait for each machine to come back
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// Reboots machines in parallel and waits until each is back: a new boot
+/// id and SSH answering.
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    if o.rescue || o.hard {
+        bail!(
+            "--rescue and --hard need control over the machine's hardware; machines of type ‘none’ can only be rebooted from within"
+        );
+    }
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let _lock = lock::acquire(&d.uuid)?;
+    let machines = select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)?;
+    let ctx = Ctx {
+        store: Arc::new(Mutex::new(store)),
+        deployment: d,
+        nix: g.nix_opts(None)?,
+        ssh_persist: g.ssh_persist,
+    };
+    let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
+    let (events, renderer) = ui::start(&names);
+    let results = futures::future::join_all(machines.into_iter().map(|sm| {
+        let (ctx, events) = (&ctx, &events);
+        async move {
+            let toplevel = sm.resource.toplevel().unwrap_or_default().to_owned();
+            let mut m = sm.into_machine(toplevel);
+            let r = if o.no_wait {
+                events.stage(&m.name, "rebooting");
+                // The connection may drop before an answer comes back.
+                let _ = m.target.run("systemctl reboot", None, Sink::quiet()).await;
+                m.target.close().await;
+                Ok(())
+            } else {
+                deploy::reboot_and_wait(ctx, &mut m, events, o.timeout).await
+            };
+            match &r {
+                Ok(()) => events.done(
+                    &m.name,
+                    if o.no_wait { "reboot requested" } else { "rebooted" },
+                    None,
+                ),
+                Err(e) => events.done(&m.name, "reboot failed", Some(format!("{e:#}"))),
+            }
+            (m.name, r)
+        }
+    }))
+    .await;
+    drop(events);
+    renderer.await?;
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| format!("‘{n}’"))
+        .collect();
+    if failed.is_empty() {
+        Ok(0)
+    } else {
+        eprintln!("error: rebooting failed on {}", failed.join(", "));
+        Ok(1)
+    }
+}

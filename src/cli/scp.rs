@@ -1,0 +1,66 @@
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::Global;
+use crate::deploy::select;
+use crate::process::Sink;
+use crate::ssh;
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false, id = "direction")]
+pub struct Direction {
+    /// Copy from this machine
+    #[arg(long, value_name = "MACHINE")]
+    pub from: Option<String>,
+    /// Copy to this machine
+    #[arg(long, value_name = "MACHINE")]
+    pub to: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    #[command(flatten)]
+    pub direction: Direction,
+    /// Source path
+    pub source: String,
+    /// Destination path
+    pub destination: String,
+}
+
+/// Copies files with scp over the machine's master connection.
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let name = o
+        .direction
+        .from
+        .as_ref()
+        .or(o.direction.to.as_ref())
+        .expect("clap requires one");
+    let m = select::stored_in(&d, g.ssh_persist, std::slice::from_ref(name), &[])?
+        .pop()
+        .expect("one machine");
+    // Open (or reuse) the master; scp then rides on it, so the user's ssh
+    // options, port and pinned host key apply as for every other command.
+    let out = m.target.run("true", None, Sink::quiet()).await?;
+    if !out.success() {
+        return Err(ssh::failure("connecting", &out));
+    }
+    let remote = |p: &str| format!("{}:{}", m.target.destination(), p);
+    let (src, dst) = match (&o.direction.from, &o.direction.to) {
+        (Some(_), None) => (remote(&o.source), o.destination.clone()),
+        (None, Some(_)) => (o.source.clone(), remote(&o.destination)),
+        _ => bail!("give exactly one of --from and --to"),
+    };
+    let mut cmd = tokio::process::Command::new("scp");
+    cmd.args(["-r", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("ControlPath={}", m.target.control_path().display()));
+    if let Some(p) = m.target.port {
+        cmd.arg("-P").arg(p.to_string());
+    }
+    cmd.arg(src).arg(dst);
+    tracing::debug!("running: {}", crate::process::describe(&cmd));
+    let status = cmd.status().await?;
+    Ok(status.code().unwrap_or(1))
+}

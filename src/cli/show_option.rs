@@ -1,0 +1,29 @@
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::network::{NixFiles, split_option_path};
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// The machine
+    pub machine: String,
+    /// The option, e.g. services.nginx.enable
+    pub option: String,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let network = crate::deploy::network_of(&d)?;
+    let path = split_option_path(&o.option)?;
+    let files = NixFiles::write()?;
+    let value = network
+        .option(&files, &g.nix_opts(Some(&d))?, &o.machine, &path, o.json)
+        .await?;
+    println!("{}", value.trim_end());
+    Ok(0)
+}

@@ -1,0 +1,34 @@
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::deploy::select;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    /// Only these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub include: Vec<String>,
+    /// Not these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub exclude: Vec<String>,
+}
+
+/// `start` and `stop`: machines of type `none` are existing machines that we
+/// do not control the power of.
+pub fn run(g: &Global, o: Opts, verb: &str) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let machines = select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)?;
+    let mut code = 0;
+    for m in &machines {
+        if m.resource.kind == "none" {
+            eprintln!(
+                "{}> cannot {verb} machine ‘{}’: it is an existing machine (targetEnv \"none\") that nixops does not manage the power of; use ‘nixops reboot’ or your provider's tools",
+                m.name, m.name
+            );
+            code = 1;
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,25 @@
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::Global;
+use crate::state::lock::{self, Unlock};
+
+#[derive(Args, Debug)]
+pub struct Opts {}
+
+/// Clears a lock left behind by a process that is gone; refuses while a
+/// live process holds it.
+pub fn run(g: &Global, _o: Opts) -> Result<i32> {
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    match lock::unlock(&d.uuid)? {
+        Unlock::NotLocked => eprintln!("deployment ‘{}’ is not locked", d.label()),
+        Unlock::Cleared => eprintln!("removed the stale lock of deployment ‘{}’", d.label()),
+        Unlock::Held { pid } => bail!(
+            "deployment ‘{}’ is locked by a running process{}; refusing to unlock it",
+            d.label(),
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+    }
+    Ok(0)
+}

@@ -1,0 +1,353 @@
+//! Operating a deployment after the first deploy: check, ssh, scp, reboot,
+//! generations, introspection.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{Fleet, simple_network};
+
+fn deployed(names: &[&str], extra: &str) -> Fleet {
+    let fleet = Fleet::start(names);
+    fleet.create("d", &simple_network(names, extra));
+    fleet.ok(&["deploy"]);
+    fleet
+}
+
+#[test]
+fn check_reports_drift_unreachable_and_failed_units() {
+    let fleet = deployed(&["ok", "drift", "units", "down"], "");
+    let r = fleet.run(&["check"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.stdout.matches("| Yes    | Yes | Yes       |").count(),
+        4,
+        "{}",
+        r.stdout
+    );
+
+    // Changed by hand behind our back.
+    fleet.exec(
+        "drift",
+        "ln -sfn /nix/store/00000000000000000000000000000000-other /run/current-system",
+    );
+    std::fs::write(
+        fleet.path().join("hosts/units/failed-units"),
+        "foo.service\nbar.service\n",
+    )
+    .unwrap();
+    fleet.stop_host("down");
+    let r = fleet.run(&["check"]);
+    assert_eq!(r.code, 4 | 2 | 16 | 32, "{}{}", r.stdout, r.stderr);
+    let line = |name: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} ")))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        line("drift")
+            .contains("runs /nix/store/00000000000000000000000000000000-other instead of the deployed")
+    );
+    assert!(
+        line("units").contains("foo.service [failed], bar.service [failed]"),
+        "{}",
+        line("units")
+    );
+    assert!(line("down").contains("| No  | No        |"), "{}", line("down"));
+    assert!(
+        line("ok").ends_with("|  |") || !line("ok").contains("instead"),
+        "{}",
+        line("ok")
+    );
+
+    // Per-machine selection and exit codes.
+    assert_eq!(fleet.run(&["check", "--include", "ok"]).code, 0);
+    assert_eq!(fleet.run(&["check", "--include", "units"]).code, 16);
+    assert_eq!(fleet.run(&["check", "--exclude", "down", "units"]).code, 32);
+
+    // deploy --check puts the drifted machine right and leaves the others.
+    let before = fleet.activations("ok").len();
+    fleet.ok(&["deploy", "--check", "--exclude", "down"]);
+    assert_eq!(fleet.activations("ok").len(), before);
+    assert_eq!(
+        fleet.current_system("drift"),
+        fleet.exported_toplevel("d", "drift").unwrap()
+    );
+    assert_eq!(fleet.run(&["check", "--include", "drift"]).code, 0);
+}
+
+#[test]
+fn ssh_exit_codes_stdin_and_one_connection() {
+    let fleet = deployed(&["m"], "");
+    let r = fleet.run(&["ssh", "m", "--", "exit", "7"]);
+    assert_eq!(r.code, 7);
+    let r = fleet.ok(&["ssh", "m", "--", "cat", "/proc/sys/kernel/random/boot_id"]);
+    assert_eq!(r.stdout.trim(), fleet.boot_id("m"));
+    let mut child = fleet
+        .nixops(&["ssh", "m", "--", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO STDIN\n");
+
+    // scp both ways, copy-closure, ssh-for-each, check: all over the one
+    // master connection the deploy opened.
+    let local = fleet.write("hello.txt", "over scp\n");
+    fleet.ok(&[
+        "scp",
+        "--to",
+        "m",
+        local.to_str().unwrap(),
+        "/tmp/hello-from-test.txt",
+    ]);
+    assert_eq!(
+        fleet.exec("m", "cat /tmp/hello-from-test.txt; rm /tmp/hello-from-test.txt"),
+        "over scp\n"
+    );
+    fleet.exec("m", "echo back > /run/from-host.txt");
+    let back = fleet.path().join("back.txt");
+    fleet.ok(&["scp", "--from", "m", "/run/from-host.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "back\n");
+    let path = fleet
+        .ok(&["deploy", "--dry-run"])
+        .stdout
+        .split('\t')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    fleet.exec("m", &format!("nix-store --delete {path} >/dev/null 2>&1 || true"));
+    fleet.ok(&["copy-closure", "m", &path]);
+    fleet.ok(&["check"]);
+    fleet.ok(&["ssh-for-each", "--", "true"]);
+    assert_eq!(
+        fleet.ssh_count("m"),
+        1,
+        "every command reused the deploy's connection"
+    );
+}
+
+#[test]
+fn ssh_for_each_in_parallel() {
+    let names = ["a", "b", "c", "d", "e"];
+    let fleet = deployed(&names, "");
+    let r = fleet.ok(&[
+        "ssh-for-each",
+        "-p",
+        "--",
+        "cat",
+        "/etc/hostname-does-not-matter",
+        "2>/dev/null;",
+        "echo",
+        "hi",
+    ]);
+    for n in names {
+        assert!(r.stdout.contains(&format!("{n}> hi")), "{}", r.stdout);
+    }
+    let r = fleet.run(&[
+        "ssh-for-each",
+        "-p",
+        "--exclude",
+        "a",
+        "--",
+        "test",
+        "$(cat /proc/sys/kernel/random/boot_id)",
+        "!=",
+        &fleet.boot_id("c"),
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("‘c’ (exit code 1)"), "{}", r.stderr);
+    assert!(!r.stderr.contains("‘b’"), "{}", r.stderr);
+}
+
+#[test]
+fn reboot_waits_for_a_new_boot() {
+    let fleet = deployed(&["r1", "r2"], "");
+    let (b1, b2) = (fleet.boot_id("r1"), fleet.boot_id("r2"));
+    fleet.ok(&["reboot", "--include", "r1"]);
+    assert_ne!(fleet.boot_id("r1"), b1);
+    assert_eq!(fleet.boot_id("r2"), b2);
+    // The machine is usable right away, booted into the deployed system.
+    let t = fleet.exported_toplevel("d", "r1").unwrap();
+    assert_eq!(
+        fleet
+            .ok(&["ssh", "r1", "--", "readlink", "/run/booted-system"])
+            .stdout
+            .trim(),
+        t
+    );
+
+    fleet.ok(&["reboot", "--include", "r2", "--no-wait"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_ne!(fleet.boot_id("r2"), b2);
+
+    let r = fleet.run(&["stop"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot stop machine ‘r1’"), "{}", r.stderr);
+    assert_eq!(fleet.run(&["start", "--include", "r2"]).code, 1);
+    assert_ne!(fleet.run(&["reboot", "--hard"]).code, 0);
+}
+
+#[test]
+fn destroy_forgets_machines_after_confirmation() {
+    let fleet = deployed(&["x", "y"], "");
+    let r = fleet.run(&["destroy", "--include", "x"]);
+    assert_ne!(r.code, 0, "no terminal and no --confirm: nothing happens");
+    assert!(fleet.ok(&["export"]).stdout.contains("\"x\""));
+    let r = fleet.ok(&["destroy", "--include", "x", "--confirm"]);
+    assert!(r.stderr.contains("keeps running"), "{}", r.stderr);
+    let exported = fleet.ok(&["export"]).stdout;
+    assert!(
+        !exported.contains("\"x\"") && exported.contains("\"y\""),
+        "{exported}"
+    );
+    assert!(
+        !fleet.current_system("x").is_empty(),
+        "the machine itself is untouched"
+    );
+}
+
+#[test]
+fn generations_and_rollback() {
+    let fleet = Fleet::start(&["g1", "g2"]);
+    let file = fleet.write("net.nix", "");
+    let net = |text: &str| {
+        format!(
+            "{{ network.enableRollback = true; g1 = {{ ... }}: {{ environment.etc.v.text = \"{text}\"; }}; g2 = {{ ... }}: {{ environment.etc.v.text = \"{text}\"; }}; }}"
+        )
+    };
+    std::fs::write(&file, net("one")).unwrap();
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    let r = fleet.ok(&["deploy"]);
+    assert!(r.stderr.contains("recorded generation 1"), "{}", r.stderr);
+    let first = (fleet.current_system("g1"), fleet.current_system("g2"));
+    std::fs::write(&file, net("two")).unwrap();
+    let r = fleet.ok(&["deploy"]);
+    assert!(r.stderr.contains("recorded generation 2"), "{}", r.stderr);
+    assert_ne!(fleet.current_system("g1"), first.0);
+
+    let list = fleet.ok(&["list-generations"]).stdout;
+    assert!(
+        list.contains("| 1 ") && list.contains("| 2 ") && list.contains("(current)"),
+        "{list}"
+    );
+    fleet.ok(&["rollback", "1"]);
+    assert_eq!((fleet.current_system("g1"), fleet.current_system("g2")), first);
+    assert_eq!(fleet.exported_toplevel("d", "g1").unwrap(), first.0);
+    assert_eq!(fleet.exec("g2", "cat /run/current-system/etc/v"), "one");
+    let list = fleet.ok(&["list-generations"]).stdout;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("| 1 ") && l.contains("(current)")),
+        "{list}"
+    );
+
+    assert_ne!(
+        fleet.run(&["delete-generation", "1"]).code,
+        0,
+        "the current generation stays"
+    );
+    fleet.ok(&["delete-generation", "2"]);
+    let list = fleet.ok(&["list-generations"]).stdout;
+    assert!(!list.contains("| 2 "), "{list}");
+    assert_ne!(fleet.run(&["rollback", "2"]).code, 0);
+}
+
+#[test]
+fn generations_need_enable_rollback() {
+    let fleet = deployed(&["m"], "");
+    let r = fleet.run(&["list-generations"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("network.enableRollback = true"), "{}", r.stderr);
+    assert_ne!(fleet.run(&["rollback", "1"]).code, 0);
+}
+
+#[test]
+fn introspection_commands() {
+    let fleet = deployed(
+        &["web"],
+        "services.nginx.enable = true; services.nginx.virtualHosts.\"a.example\".locations.\"/\".proxyPass = \"http://x\";",
+    );
+    assert_eq!(
+        fleet
+            .ok(&["show-option", "web", "services.nginx.enable"])
+            .stdout
+            .trim(),
+        "true"
+    );
+    let v = fleet
+        .ok(&["show-option", "web", "services.nginx.virtualHosts", "--json"])
+        .stdout;
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["a.example"]["locations"]["/"]["proxyPass"], "http://x");
+    assert_eq!(
+        fleet
+            .ok(&[
+                "show-option",
+                "web",
+                "services.nginx.virtualHosts.\"a.example\".locations.\"/\".proxyPass"
+            ])
+            .stdout
+            .trim(),
+        "\"http://x\""
+    );
+    let r = fleet.run(&["show-option", "web", "services.nosuch"]);
+    assert!(
+        r.stderr.contains("has no option ‘services.nosuch’"),
+        "{}",
+        r.stderr
+    );
+    let r = fleet.run(&["show-option", "nosuch", "networking.hostName"]);
+    assert!(r.stderr.contains("no machine named ‘nosuch’"), "{}", r.stderr);
+
+    let phys = fleet.ok(&["show-physical"]).stdout;
+    assert!(
+        phys.contains("services.openssh.knownHosts.\"web\"") && phys.contains("ssh-ed25519"),
+        "{phys}"
+    );
+
+    let paths = fleet.ok(&["dump-nix-paths"]).stdout;
+    let t = fleet.exported_toplevel("d", "web").unwrap();
+    assert!(paths.lines().any(|l| l == t), "{paths}");
+
+    let out = fleet.nixops(&["edit"]).env("EDITOR", "cat").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("services.nginx.enable"));
+
+    let info: serde_json::Value = serde_json::from_str(&fleet.ok(&["info", "--json"]).stdout).unwrap();
+    assert_eq!(info["machines"][0]["status"], "Up-to-date");
+    let list: serde_json::Value = serde_json::from_str(&fleet.ok(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["name"], "d");
+
+    assert!(fleet.ok(&["completions", "bash"]).stdout.contains("ssh-for-each"));
+    assert!(fleet.ok(&["man"]).stdout.contains(".TH nixops"));
+}
+
+#[test]
+fn unlock_refuses_a_live_lock_and_clears_a_dead_one() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], "stub.activation.sleep = 3;"));
+    assert!(fleet.ok(&["unlock"]).stderr.contains("not locked"));
+    let deploy = fleet.nixops(&["deploy"]).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = fleet.run(&["unlock"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains(&format!("pid {}", deploy.id())), "{}", r.stderr);
+    assert!(deploy.wait_with_output().unwrap().status.success());
+    // A lock file left by a process that is gone.
+    let uuid = fleet.ok(&["list", "--json"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&uuid).unwrap();
+    let lock = fleet
+        .path()
+        .join("home/.nixops/locks")
+        .join(v[0]["uuid"].as_str().unwrap());
+    std::fs::write(&lock, "999999\n").unwrap();
+    assert!(fleet.ok(&["unlock"]).stderr.contains("removed the stale lock"));
+    assert!(!lock.exists());
+}
