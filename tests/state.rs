@@ -65,44 +65,18 @@ fn deployment_lifecycle_commands() {
     // export | import into another state file.
     let exported = fleet.ok(&["export", "--all"]).stdout;
     let other_state = fleet.path().join("other.nixops");
-    let mut child = fleet
-        .nixops(&["import", "-s", other_state.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(exported.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let again = fleet
-        .ok(&["export", "--all", "-s", other_state.to_str().unwrap()])
-        .stdout;
+    let other = other_state.to_str().unwrap();
+    let r = fleet.run_with_stdin(&["import", "-s", other], &exported);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let again = fleet.ok(&["export", "--all", "-s", other]).stdout;
     let a: serde_json::Value = serde_json::from_str(&exported).unwrap();
     let b: serde_json::Value = serde_json::from_str(&again).unwrap();
     assert_eq!(a, b);
     // Importing the same UUIDs again is refused and changes nothing.
-    let mut child = fleet
-        .nixops(&["import", "-s", other_state.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(exported.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already contains"));
+    let r = fleet.run_with_stdin(&["import", "-s", other], &exported);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("already contains"), "{}", r.stderr);
+    assert_eq!(fleet.ok(&["export", "--all", "-s", other]).stdout, again);
 
     fleet.ok(&["delete", "-d", "four"]);
     fleet.ok(&["delete", "--all"]);

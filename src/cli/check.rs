@@ -13,12 +13,8 @@ pub struct Opts {
     /// Check all deployments
     #[arg(long)]
     pub all: bool,
-    /// Check only these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub include: Vec<String>,
-    /// Do not check these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub machines: super::Selection,
 }
 
 fn yes_no(b: bool) -> String {
@@ -34,7 +30,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     let mut code = 0;
     for d in &ds {
-        let machines = select::stored_in(d, g.ssh_persist, &o.include, &o.exclude)?;
+        let machines = select::stored_in(d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
         let results: Vec<Health> =
             futures::future::join_all(machines.iter().map(|m| check::health(&m.target, Sink::quiet()))).await;
         let mut rows = Vec::new();

@@ -12,12 +12,8 @@ pub struct Opts {
     /// Check the machines first; deploy only those not running their new system
     #[arg(long)]
     pub check: bool,
-    /// Deploy only these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub include: Vec<String>,
-    /// Do not deploy these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub machines: super::Selection,
     /// Forget machines that are no longer in the network
     #[arg(short = 'k', long)]
     pub kill_obsolete: bool,
@@ -93,8 +89,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     let opts = DeployOptions {
         check: o.check,
-        include: o.include,
-        exclude: o.exclude,
+        include: o.machines.include,
+        exclude: o.machines.exclude,
         kill_obsolete: o.kill_obsolete,
         dry_run: o.dry_run,
         build_only: o.build_only,

@@ -9,12 +9,8 @@ use crate::state::{Store, lock};
 
 #[derive(Args, Debug)]
 pub struct Opts {
-    /// Only these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub include: Vec<String>,
-    /// Not these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub machines: super::Selection,
     /// Destroy the machines of all deployments
     #[arg(long)]
     pub all: bool,
@@ -31,7 +27,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     for d in ds {
         let _lock = lock::acquire(&d.uuid)?;
-        let machines = select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)?;
+        let machines = select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
         if machines.is_empty() {
             eprintln!("deployment ‘{}’ has no machines to destroy", d.label());
             continue;

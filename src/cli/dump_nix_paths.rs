@@ -8,12 +8,8 @@ use crate::process::{self, Sink};
 
 #[derive(Args, Debug)]
 pub struct Opts {
-    /// Only these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub include: Vec<String>,
-    /// Not these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub machines: super::Selection,
 }
 
 /// Prints every store path of the machines' systems: the toplevels and their
@@ -24,9 +20,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let network = crate::deploy::network_of(&d)?;
     let files = NixFiles::write()?;
     let nix = g.nix_opts(Some(&d))?;
-    let include = (!o.include.is_empty()).then_some(o.include.as_slice());
+    let include = (!o.machines.include.is_empty()).then_some(o.machines.include.as_slice());
     let info = network
-        .evaluate(&files, &nix, include, &o.exclude, true, Sink::quiet())
+        .evaluate(&files, &nix, include, &o.machines.exclude, true, Sink::quiet())
         .await?;
     let drvs: Vec<String> = info
         .machines

@@ -73,12 +73,8 @@ fn format_time(secs: u64) -> String {
 pub struct RollbackOpts {
     /// The generation to go back to
     pub generation: u32,
-    /// Only these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub include: Vec<String>,
-    /// Not these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub machines: super::Selection,
     /// Reboot machines whose activation asks for it
     #[arg(long)]
     pub allow_reboot: bool,
@@ -103,7 +99,7 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
     require_rollback(&d)?;
     let generation = generations::get(&d.uuid, o.generation)?;
     let mut machines = Vec::new();
-    for sm in select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)? {
+    for sm in select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)? {
         match generation.machines.get(&sm.name) {
             Some(t) => {
                 let t = t.clone();

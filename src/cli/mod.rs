@@ -20,6 +20,7 @@ mod modify;
 mod reboot;
 mod rename;
 mod scp;
+mod send_keys;
 mod set_args;
 mod show_arguments;
 mod show_option;
@@ -101,6 +102,17 @@ pub struct Global {
     pub ssh_persist: u64,
 }
 
+/// `--include` / `--exclude`, taken by every command that acts on machines.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub include: Vec<String>,
+    /// Not these machines
+    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    pub exclude: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List all known deployments
@@ -125,6 +137,8 @@ pub enum Command {
     ShowArguments(show_arguments::Opts),
     /// Deploy the network
     Deploy(deploy::Opts),
+    /// Send the machines' deployment.keys without deploying
+    SendKeys(send_keys::Opts),
     /// Log in to a machine or run a command on it
     Ssh(ssh::Opts),
     /// Run a command on every machine
@@ -181,6 +195,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::SetArgs(o) => set_args::run(&g, o),
         Command::ShowArguments(o) => show_arguments::run(&g, o).await,
         Command::Deploy(o) => deploy::run(&g, o).await,
+        Command::SendKeys(o) => send_keys::run(&g, o).await,
         Command::Ssh(o) => ssh::run(&g, o).await,
         Command::SshForEach(o) => ssh_for_each::run(&g, o).await,
         Command::Scp(o) => scp::run(&g, o).await,

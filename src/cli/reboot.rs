@@ -11,12 +11,8 @@ use crate::ui;
 
 #[derive(Args, Debug)]
 pub struct Opts {
-    /// Only these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub include: Vec<String>,
-    /// Not these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub machines: super::Selection,
     /// Do not wait for the machines to come back
     #[arg(long)]
     pub no_wait: bool,
@@ -42,7 +38,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
     let _lock = lock::acquire(&d.uuid)?;
-    let machines = select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)?;
+    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
     let ctx = Ctx {
         store: Arc::new(Mutex::new(store)),
         deployment: d,

@@ -11,12 +11,8 @@ pub struct Opts {
     /// Run on all machines at once
     #[arg(short = 'p', long)]
     pub parallel: bool,
-    /// Only these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub include: Vec<String>,
-    /// Not these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub machines: super::Selection,
     /// The command (after `--`)
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -30,7 +26,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let machines = select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)?;
+    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
     let script = o.command.join(" ");
     let width = if o.parallel { machines.len().max(1) } else { 1 };
     let results: Vec<(String, Option<i32>)> = futures::stream::iter(&machines)

@@ -6,12 +6,8 @@ use crate::deploy::select;
 
 #[derive(Args, Debug)]
 pub struct Opts {
-    /// Only these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub include: Vec<String>,
-    /// Not these machines
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub machines: super::Selection,
 }
 
 /// `start` and `stop`: machines of type `none` are existing machines that we
@@ -19,7 +15,7 @@ pub struct Opts {
 pub fn run(g: &Global, o: Opts, verb: &str) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let machines = select::stored_in(&d, g.ssh_persist, &o.include, &o.exclude)?;
+    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
     let mut code = 0;
     for m in &machines {
         if m.resource.kind == "none" {

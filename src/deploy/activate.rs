@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 
+use super::keys::{self, MachineKeys, Phase};
 use super::{Ctx, DeployOptions, Machine, Outcome, record};
 use crate::process::Sink;
 use crate::ssh;
@@ -45,16 +46,20 @@ impl Action {
     }
 }
 
+/// Activates each machine; a machine with keys gets them before (and, for
+/// post-activation keys, after) activation and again after a reboot. Its
+/// secrets are dropped as soon as it is done.
 pub async fn run(
     ctx: &Ctx,
-    machines: Vec<Machine>,
+    machines: Vec<(Machine, Option<MachineKeys>)>,
     events: &Events,
     opts: &DeployOptions,
 ) -> Vec<(Machine, Result<Outcome>)> {
     let max = opts.max_concurrent_activate.unwrap_or(machines.len()).max(1);
     futures::stream::iter(machines)
-        .map(|mut m| async move {
-            let r = activate_one(ctx, &mut m, events, opts).await;
+        .map(|(mut m, mut k)| async move {
+            let r = activate_one(ctx, &mut m, k.as_mut(), events, opts).await;
+            drop(k);
             (m, r)
         })
         .buffer_unordered(max)
@@ -82,7 +87,23 @@ fn script(toplevel: &str, action: Action, skip_if_current: bool, sync: bool) -> 
     s
 }
 
-async fn activate_one(ctx: &Ctx, m: &mut Machine, events: &Events, opts: &DeployOptions) -> Result<Outcome> {
+async fn activate_one(
+    ctx: &Ctx,
+    m: &mut Machine,
+    mut keys: Option<&mut MachineKeys>,
+    events: &Events,
+    opts: &DeployOptions,
+) -> Result<Outcome> {
+    if opts.action == Action::DryActivate {
+        keys = None;
+    }
+    if let Some(k) = keys.as_deref_mut() {
+        events.stage(&m.name, "reading keys");
+        k.gather().await?;
+        keys::deliver(ctx, &m.key_target(), k, Phase::Pre, events)
+            .await
+            .context("sending keys")?;
+    }
     events.stage(&m.name, "activating");
     let skip = !m.info.always_activate && !opts.always_activate && opts.action != Action::DryActivate;
     let sync = !opts.no_sync && opts.action.sets_profile();
@@ -117,9 +138,20 @@ async fn activate_one(ctx: &Ctx, m: &mut Machine, events: &Events, opts: &Deploy
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
     }
     let reboot = opts.force_reboot || (code == Some(NEEDS_REBOOT) && opts.allow_reboot);
+    if let Some(k) = keys.as_deref_mut().filter(|k| !reboot && k.has_post()) {
+        keys::deliver(ctx, &m.key_target(), k, Phase::Post, events)
+            .await
+            .context("sending keys after activation")?;
+    }
     if reboot {
         reboot_and_wait(ctx, m, events, opts.reboot_timeout).await?;
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
+        // The reboot emptied /run: all keys again.
+        if let Some(k) = keys {
+            keys::deliver(ctx, &m.key_target(), k, Phase::All, events)
+                .await
+                .context("sending keys after the reboot")?;
+        }
     } else if code == Some(NEEDS_REBOOT) {
         bail!(
             "the new configuration requires a reboot of ‘{}’ to take effect (hint: use ‘--allow-reboot’)",

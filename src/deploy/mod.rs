@@ -112,7 +112,6 @@ fn check_supported(info: &NetworkInfo) -> Result<()> {
         }
     }
     keys::check(info)
-
 }
 
 /// Runs a deploy; returns the process exit code.
@@ -253,6 +252,8 @@ pub async fn execute(
             Err(e) => fail(&events, &mut outcomes, &m.name, "keys", format!("{e:#}")),
         }
     }
+    // The secrets of machines that dropped out go now.
+    drop(machine_keys);
     let activated = activate::run(ctx, with_keys, &events, opts).await;
     for (m, r) in activated {
         match r {

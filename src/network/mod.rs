@@ -274,10 +274,16 @@ impl Network {
     /// machine → key → `text` of the given machines' keys. Evaluation only:
     /// no --read-write-mode, so nothing is written to the store. The caller
     /// reads the secrets from its stdout pipe.
-    pub fn key_texts_command(&self, files: &NixFiles, opts: &NixOpts, machines: &[String]) -> Result<Command> {
+    pub fn key_texts_command(
+        &self,
+        files: &NixFiles,
+        opts: &NixOpts,
+        machines: &[String],
+    ) -> Result<Command> {
         let mut cmd = self.instantiate(files, opts, "keyTexts")?;
         cmd.args(["--eval", "--strict", "--json"]);
-        cmd.args(["--argstr", "includeJSON"]).arg(serde_json::to_string(machines)?);
+        cmd.args(["--argstr", "includeJSON"])
+            .arg(serde_json::to_string(machines)?);
         Ok(cmd)
     }
 }

@@ -4,21 +4,31 @@
 { config, lib, name, ... }:
 let
   inherit (lib) mkOption types;
-  keyOptions = { name, ... }: {
+  keyOptions = { name, config, ... }: {
     options = {
       name = mkOption { type = types.str; default = name; description = "File name of the key on the target."; };
       text = mkOption { type = types.nullOr types.str; default = null; description = "The secret itself."; };
-      keyFile = mkOption { type = types.nullOr types.str; default = null; description = "A file on the deploying machine holding the secret."; };
+      # A path literal stays a path name: toString keeps it out of the store.
+      keyFile = mkOption { type = types.nullOr types.path; default = null; apply = v: if v == null then null else toString v; description = "A file on the deploying machine holding the secret, read at deploy time."; };
       keyCommand = mkOption { type = types.nullOr (types.listOf types.str); default = null; description = "A command run on the deploying machine whose stdout is the secret."; };
       destDir = mkOption { type = types.str; default = "/run/keys"; description = "Directory on the target the key is written to."; };
       user = mkOption { type = types.str; default = "root"; description = "Owner of the key file."; };
       group = mkOption { type = types.str; default = "root"; description = "Group of the key file."; };
       permissions = mkOption { type = types.str; default = "0600"; description = "Mode of the key file."; };
       uploadAt = mkOption { type = types.enum [ "pre-activation" "post-activation" ]; default = "pre-activation"; description = "When the key is sent."; };
+      # As in NixOps and Colmena: services refer to `deployment.keys.<name>.path`.
+      path = mkOption {
+        type = types.str;
+        default = (if lib.hasSuffix "/" config.destDir then config.destDir else config.destDir + "/") + config.name;
+        readOnly = true;
+        description = "Where the key is on the target: destDir/name.";
+      };
     };
   };
 in
 {
+  imports = [ ./keys.nix ];
+
   options = {
     deployment.name = mkOption { type = types.str; internal = true; description = "Name of the deployment."; };
     deployment.uuid = mkOption { type = types.str; internal = true; description = "UUID of the deployment."; };

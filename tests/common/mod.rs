@@ -155,6 +155,20 @@ impl Fleet {
         Run::from(out)
     }
 
+    /// Runs nixops with `input` on its stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .nixops(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        Run::from(child.wait_with_output().unwrap())
+    }
+
     /// Runs nixops and asserts success.
     pub fn ok(&self, args: &[&str]) -> Run {
         let r = self.run(args);

@@ -105,14 +105,28 @@ listener_pid() {
   printf '%s\n' "$pid"
 }
 
+# Of the pids in $1 (whitespace separated), those whose /run is one of the
+# host run directories given after it.  Namespace ids are reused as soon as
+# a namespace dies, so a recorded id alone may name someone else's processes
+# (a test's `fleet.sh run` namespace, say); the host's /run cannot lie.
+host_procs() {
+  local pids=$1 p r out=""; shift
+  for p in $pids; do
+    for r in "$@"; do
+      if [[ /proc/$p/root/run -ef $r ]]; then out+=" $p"; break; fi
+    done
+  done
+  printf '%s\n' "$out"
+}
+
 # Any pid inside the host's namespace (listener preferred); empty if none.
 host_ns_pid() {
-  local h=$1 pid ns
+  local h=$1 pid ns p
   pid=$(listener_pid "$h")
   if [[ -n $pid ]]; then printf '%s\n' "$pid"; return 0; fi
   ns=$(cat "$h/mntns" 2>/dev/null || true)
   [[ -n $ns ]] || return 0
-  ns_pids "$ns" | head -n1 || true
+  for p in $(host_procs "$(ns_pids "$ns")" "$h/run"); do printf '%s\n' "$p"; return 0; done
 }
 
 tcp_probe() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -584,11 +598,12 @@ cmd_start() {
 # left in their namespaces (fake reboot jobs...).  Idempotent.
 stop_hosts() {
   local f=$1; shift
-  local name h ns pid me targets=() nslist=" " table remaining i
+  local name h ns pid me targets=() nslist=" " table remaining i rundirs=()
   me=$(self_ns)
   for name in "$@"; do
     h=$(host_dir "$f" "$name")
     [[ -d $h ]] || continue
+    rundirs+=("$h/run")
     ns=$(cat "$h/mntns" 2>/dev/null || true)
     [[ -n $ns && $ns != "$me" ]] && nslist+="$ns "
     pid=$(listener_pid "$h"); [[ -n $pid ]] && targets+=("$pid")
@@ -596,6 +611,7 @@ stop_hosts() {
   for ((i = 0; i < 100; i++)); do
     table=$(ns_table)
     remaining=$(awk -v l="$nslist" 'index(l, " " $2 " ") { print $1 }' <<< "$table")
+    remaining=$(host_procs "$remaining" "${rundirs[@]}")
     for pid in "${targets[@]}"; do pid_alive "$pid" && remaining+=" $pid"; done
     [[ -z ${remaining// /} ]] && break
     if ((i < 10)); then

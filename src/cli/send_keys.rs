@@ -1,0 +1,83 @@
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::deploy::{Ctx, keys, select};
+use crate::state::lock;
+use crate::ui;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    #[command(flatten)]
+    pub machines: super::Selection,
+}
+
+/// Sends the machines' deployment.keys (as the network declares them now)
+/// without deploying: one SSH session per machine, all machines at once.
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    let started = Instant::now();
+    let store = g.open_store()?;
+    let d = g.deployment(&store)?;
+    let _lock = lock::acquire(&d.uuid)?;
+    let d = crate::state::Store::load(&store, &d.uuid)?;
+    let machines: Vec<select::StoredMachine> =
+        select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?
+            .into_iter()
+            .filter(|m| !m.resource.obsolete())
+            .collect();
+    if machines.is_empty() {
+        eprintln!("no machines to send keys to");
+        return Ok(0);
+    }
+    let ctx = Ctx {
+        nix: g.nix_opts(Some(&d))?,
+        store: Arc::new(Mutex::new(store)),
+        deployment: d,
+        ssh_persist: g.ssh_persist,
+    };
+    let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
+    let targets: Vec<keys::KeyTarget> = machines
+        .iter()
+        .map(|m| keys::KeyTarget {
+            name: &m.name,
+            resource_id: m.resource.id,
+            target: &m.target,
+        })
+        .collect();
+    let (events, renderer) = ui::start(&names);
+    let results = keys::send(&ctx, &targets, &events, false).await;
+    for (name, r) in &results {
+        match r {
+            Ok(0) => events.done(name, "no keys", None),
+            Ok(n) => events.done(
+                name,
+                &format!("{n} key{} sent", if *n == 1 { "" } else { "s" }),
+                None,
+            ),
+            Err(e) => events.done(name, "sending keys failed", Some(format!("{e:#}"))),
+        }
+    }
+    drop(events);
+    renderer.await?;
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| format!("‘{n}’"))
+        .collect();
+    let secs = started.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        eprintln!("keys sent to {} machines ({secs:.1} s)", results.len());
+        Ok(0)
+    } else {
+        eprintln!(
+            "error: sending keys to {} of {} machines failed (namely on {}) ({secs:.1} s)",
+            failed.len(),
+            results.len(),
+            failed.join(", ")
+        );
+        Ok(1)
+    }
+}
