@@ -169,10 +169,12 @@ fn ssh_for_each_in_parallel() {
 
 #[test]
 fn reboot_waits_for_a_new_boot() {
-    let fleet = deployed(&["r1", "r2"], "");
+    let fleet = deployed(&["r1", "r2"], "deployment.keys.k.text = \"kept across reboots\";");
     let (b1, b2) = (fleet.boot_id("r1"), fleet.boot_id("r2"));
     fleet.ok(&["reboot", "--include", "r1"]);
     assert_ne!(fleet.boot_id("r1"), b1);
+    // The reboot emptied /run; the key was sent again.
+    assert_eq!(fleet.exec("r1", "cat /run/keys/k"), "kept across reboots");
     assert_eq!(fleet.boot_id("r2"), b2);
     // The machine is usable right away, booted into the deployed system.
     let t = fleet.exported_toplevel("d", "r1").unwrap();

@@ -47,7 +47,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
     let (events, renderer) = ui::start(&names);
-    let results = futures::future::join_all(machines.into_iter().map(|sm| {
+    let reboots = futures::future::join_all(machines.into_iter().map(|sm| {
         let (ctx, events) = (&ctx, &events);
         async move {
             let toplevel = sm.resource.toplevel().unwrap_or_default().to_owned();
@@ -61,18 +61,43 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             } else {
                 deploy::reboot_and_wait(ctx, &mut m, events, o.timeout).await
             };
-            match &r {
-                Ok(()) => events.done(
-                    &m.name,
-                    if o.no_wait { "reboot requested" } else { "rebooted" },
-                    None,
-                ),
-                Err(e) => events.done(&m.name, "reboot failed", Some(format!("{e:#}"))),
+            if let Err(e) = &r {
+                events.done(&m.name, "reboot failed", Some(format!("{e:#}")));
             }
-            (m.name, r)
+            (m, r)
         }
     }))
     .await;
+    // A reboot empties /run: keys there must be sent again.
+    let mut results: Vec<(String, Result<()>)> = Vec::new();
+    let rebooted: Vec<_> = reboots
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(m, _)| m.key_target())
+        .collect();
+    let mut sent = if o.no_wait || rebooted.is_empty() {
+        Default::default()
+    } else {
+        deploy::keys::send(&ctx, &rebooted, &events, true).await
+    };
+    for (m, r) in &reboots {
+        let r = match (r, sent.remove(&m.name)) {
+            (Err(e), _) => Err(anyhow::anyhow!("{e:#}")),
+            (Ok(()), Some(Err(e))) => {
+                events.done(&m.name, "sending keys failed", Some(format!("{e:#}")));
+                Err(e)
+            }
+            (Ok(()), _) => {
+                events.done(
+                    &m.name,
+                    if o.no_wait { "reboot requested" } else { "rebooted" },
+                    None,
+                );
+                Ok(())
+            }
+        };
+        results.push((m.name.clone(), r));
+    }
     drop(events);
     renderer.await?;
     let failed: Vec<String> = results
