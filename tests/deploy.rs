@@ -333,3 +333,51 @@ fn broken_network_file_names_file_and_keeps_state() {
     let out = fleet.ok(&["export"]);
     assert!(!out.stdout.contains("\"m\""), "{}", out.stdout);
 }
+
+#[test]
+fn tags_globs_and_on_select_machines() {
+    let names = ["web-1", "web-2", "db-1", "lab"];
+    let fleet = Fleet::start(&names);
+    let net = r#"{
+      web-1 = { ... }: { deployment.tags = [ "web" "eu" ]; };
+      web-2 = { ... }: { deployment.tags = [ "web" "us" ]; };
+      db-1 = { ... }: { deployment.tags = [ "db" "eu" ]; };
+      # Never selected below: its system must not even be evaluated.
+      lab = { ... }: { deployment.tags = [ "lab" ]; environment.etc.x.text = throw "lab's system was evaluated"; };
+    }"#;
+    fleet.create("d", net);
+    let deployed = |f: &Fleet| -> Vec<&str> {
+        names
+            .iter()
+            .copied()
+            .filter(|n| !f.current_system(n).is_empty())
+            .collect()
+    };
+    fleet.ok(&["deploy", "--on", "@db"]);
+    assert_eq!(deployed(&fleet), ["db-1"]);
+    fleet.ok(&["deploy", "--include", "web-*", "--exclude", "@us"]);
+    assert_eq!(deployed(&fleet), ["web-1", "db-1"]);
+    fleet.ok(&["deploy", "--on", "web-2,@e?"]);
+    assert_eq!(deployed(&fleet), ["web-1", "web-2", "db-1"]);
+    assert_eq!(fleet.activations("web-1").len(), 2);
+    let r = fleet.run(&["deploy", "--on", "@nosuchtag"]);
+    assert!(
+        r.stderr.contains("no machine has a tag matching ‘@nosuchtag’"),
+        "{}",
+        r.stderr
+    );
+    let r = fleet.run(&["deploy"]);
+    assert!(r.stderr.contains("lab's system was evaluated"), "{}", r.stderr);
+
+    // Commands that work from state select the same way.
+    let r = fleet.ok(&["ssh-for-each", "--on", "@eu", "--", "echo", "hi"]);
+    let mut said: Vec<&str> = r.stdout.lines().collect();
+    said.sort();
+    assert_eq!(said, ["db-1> hi", "web-1> hi"]);
+    let r = fleet.ok(&["check", "--include", "web-?"]);
+    assert!(
+        r.stdout.contains("| web-1 ") && r.stdout.contains("| web-2 ") && !r.stdout.contains("| db-1 "),
+        "{}",
+        r.stdout
+    );
+}

@@ -30,7 +30,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     let mut code = 0;
     for d in &ds {
-        let machines = select::stored_in(d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
+        let machines = select::stored_in(d, g.ssh_persist, &o.machines.filter())?;
         let results: Vec<Health> =
             futures::future::join_all(machines.iter().map(|m| check::health(&m.target, Sink::quiet()))).await;
         let mut rows = Vec::new();

@@ -16,9 +16,7 @@ pub struct Opts {
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let m = select::stored_in(&d, g.ssh_persist, std::slice::from_ref(&o.machine), &[])?
-        .pop()
-        .expect("one machine");
+    let m = select::stored_one(&d, g.ssh_persist, &o.machine)?;
     let sink = Sink {
         print_prefix: Some(&m.name),
         ..Sink::quiet()

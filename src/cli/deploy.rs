@@ -89,8 +89,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     let opts = DeployOptions {
         check: o.check,
-        include: o.machines.include,
-        exclude: o.machines.exclude,
+        machines: o.machines.filter(),
         kill_obsolete: o.kill_obsolete,
         dry_run: o.dry_run,
         build_only: o.build_only,

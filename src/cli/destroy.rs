@@ -27,7 +27,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     for d in ds {
         let _lock = lock::acquire(&d.uuid)?;
-        let machines = select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
+        let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
         if machines.is_empty() {
             eprintln!("deployment ‘{}’ has no machines to destroy", d.label());
             continue;

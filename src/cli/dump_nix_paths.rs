@@ -20,10 +20,18 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let network = crate::deploy::network_of(&d)?;
     let files = NixFiles::write()?;
     let nix = g.nix_opts(Some(&d))?;
-    let include = (!o.machines.include.is_empty()).then_some(o.machines.include.as_slice());
+    let filter = o.machines.filter();
     let info = network
-        .evaluate(&files, &nix, include, &o.machines.exclude, true, Sink::quiet())
+        .evaluate(
+            &files,
+            &nix,
+            filter.include_opt(),
+            &filter.exclude,
+            true,
+            Sink::quiet(),
+        )
         .await?;
+    filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
     let drvs: Vec<String> = info
         .machines
         .values()

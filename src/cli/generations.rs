@@ -99,7 +99,7 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
     require_rollback(&d)?;
     let generation = generations::get(&d.uuid, o.generation)?;
     let mut machines = Vec::new();
-    for sm in select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)? {
+    for sm in select::stored_in(&d, g.ssh_persist, &o.machines.filter())? {
         match generation.machines.get(&sm.name) {
             Some(t) => {
                 let t = t.clone();

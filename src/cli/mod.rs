@@ -102,15 +102,32 @@ pub struct Global {
     pub ssh_persist: u64,
 }
 
-/// `--include` / `--exclude`, taken by every command that acts on machines.
+/// `--include` / `--exclude` / `--on`, taken by every command that acts on
+/// machines. Each takes names, globs (`web-*`) and tags (`@db`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct Selection {
-    /// Only these machines
+    /// Only these machines (names, globs, @tags)
     #[arg(long, num_args = 1.., value_name = "MACHINE")]
     pub include: Vec<String>,
-    /// Not these machines
+    /// Not these machines (names, globs, @tags)
     #[arg(long, num_args = 1.., value_name = "MACHINE")]
     pub exclude: Vec<String>,
+    /// Only these machines, comma-separated (as in Colmena): names, globs, @tags
+    #[arg(long, value_name = "MACHINES", value_delimiter = ',')]
+    pub on: Vec<String>,
+}
+
+impl Selection {
+    pub fn filter(&self) -> crate::network::MachineFilter {
+        let include: Vec<String> = self
+            .include
+            .iter()
+            .chain(&self.on)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        crate::network::MachineFilter::new(&include, &self.exclude)
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -38,7 +38,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
     let _lock = lock::acquire(&d.uuid)?;
-    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
+    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
     let ctx = Ctx {
         store: Arc::new(Mutex::new(store)),
         deployment: d,

@@ -37,9 +37,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         .as_ref()
         .or(o.direction.to.as_ref())
         .expect("clap requires one");
-    let m = select::stored_in(&d, g.ssh_persist, std::slice::from_ref(name), &[])?
-        .pop()
-        .expect("one machine");
+    let m = select::stored_one(&d, g.ssh_persist, name)?;
     // Open (or reuse) the master; scp then rides on it, so the user's ssh
     // options, port and pinned host key apply as for every other command.
     let out = m.target.run("true", None, Sink::quiet()).await?;

@@ -23,11 +23,10 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let d = g.deployment(&store)?;
     let _lock = lock::acquire(&d.uuid)?;
     let d = crate::state::Store::load(&store, &d.uuid)?;
-    let machines: Vec<select::StoredMachine> =
-        select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?
-            .into_iter()
-            .filter(|m| !m.resource.obsolete())
-            .collect();
+    let machines: Vec<select::StoredMachine> = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?
+        .into_iter()
+        .filter(|m| !m.resource.obsolete())
+        .collect();
     if machines.is_empty() {
         eprintln!("no machines to send keys to");
         return Ok(0);

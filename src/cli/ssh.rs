@@ -19,9 +19,7 @@ pub struct Opts {
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let m = select::stored_in(&d, g.ssh_persist, std::slice::from_ref(&o.machine), &[])?
-        .pop()
-        .expect("one machine selected");
+    let m = select::stored_one(&d, g.ssh_persist, &o.machine)?;
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.args(m.target.options());
     if o.command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {

@@ -26,7 +26,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
+    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
     let script = o.command.join(" ");
     let width = if o.parallel { machines.len().max(1) } else { 1 };
     let results: Vec<(String, Option<i32>)> = futures::stream::iter(&machines)

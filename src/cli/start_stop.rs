@@ -15,7 +15,7 @@ pub struct Opts {
 pub fn run(g: &Global, o: Opts, verb: &str) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.include, &o.machines.exclude)?;
+    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
     let mut code = 0;
     for m in &machines {
         if m.resource.kind == "none" {

@@ -719,7 +719,7 @@ pub async fn send(
 async fn evaluate(ctx: &Ctx) -> Result<NetworkInfo> {
     let network = super::network_of(&ctx.deployment)?;
     let files = NixFiles::write()?;
-    let none: &[String] = &[];
+    let none: &[crate::network::Selector] = &[];
     let info = network
         .evaluate(&files, &ctx.nix, Some(none), &[], false, Sink::quiet())
         .await?;

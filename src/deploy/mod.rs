@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use crate::network::{MachineInfo, Network, NetworkInfo, NixFiles};
+use crate::network::{MachineFilter, MachineInfo, Network, NetworkInfo, NixFiles};
 use crate::nix::NixOpts;
 use crate::process::Sink;
 use crate::ssh::Target;
@@ -34,8 +34,8 @@ pub struct DeployOptions {
     /// Check each machine first and deploy only those not already running
     /// their new system.
     pub check: bool,
-    pub include: Vec<String>,
-    pub exclude: Vec<String>,
+    /// Which machines to deploy.
+    pub machines: MachineFilter,
     pub kill_obsolete: bool,
     pub dry_run: bool,
     pub build_only: bool,
@@ -122,15 +122,18 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
 
     // Evaluate.
     eprintln!("evaluating network of deployment ‘{}’...", ctx.deployment.label());
-    let include = (!opts.include.is_empty()).then_some(opts.include.as_slice());
+    let filter = &opts.machines;
     let info = network
-        .evaluate(&files, &ctx.nix, include, &opts.exclude, true, Sink::quiet())
+        .evaluate(
+            &files,
+            &ctx.nix,
+            filter.include_opt(),
+            &filter.exclude,
+            true,
+            Sink::quiet(),
+        )
         .await?;
-    for name in opts.include.iter().chain(&opts.exclude) {
-        if !info.machines.contains_key(name) {
-            bail!("there is no machine named ‘{name}’ in the network");
-        }
-    }
+    filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
     check_supported(&info)?;
 
     // Record machines (new, obsolete) and network attributes.

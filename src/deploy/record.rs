@@ -63,6 +63,7 @@ pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BT
             ),
             bool_attr("hasFastConnection", m.has_fast_connection, false),
             attr("owners", Some(serde_json::to_string(&m.owners)?), Some("[]")),
+            attr("tags", Some(serde_json::to_string(&m.tags)?), Some("[]")),
             bool_attr("obsolete", false, false),
         ];
         if !ctx.deployment.resources.contains_key(name) {
@@ -186,6 +187,7 @@ pub fn stored_info(r: &Resource) -> Result<MachineInfo> {
         has_fast_connection: r.get("hasFastConnection") == Some("1"),
         owners: json_list("owners", &[])?,
         keys: Default::default(),
+        tags: json_list("tags", &[])?,
         toplevel: r.toplevel().map(str::to_owned),
         drv_path: None,
     })

@@ -1,16 +1,12 @@
 //! Choosing machines: `--include` / `--exclude`, and the machines of a
 //! deployment as state records them (for commands that do not evaluate).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::{Machine, record};
-use crate::network::MachineInfo;
+use crate::network::{MachineFilter, MachineInfo, Selector};
 use crate::ssh::Target;
 use crate::state::{Deployment, Resource};
-
-pub fn matches(name: &str, include: &[String], exclude: &[String]) -> bool {
-    (include.is_empty() || include.iter().any(|i| i == name)) && !exclude.iter().any(|e| e == name)
-}
 
 /// A machine known from state, with how to reach it.
 pub struct StoredMachine {
@@ -20,22 +16,29 @@ pub struct StoredMachine {
     pub target: Target,
 }
 
-/// The deployment's machines in state, selected by include/exclude; names
-/// that match no machine are an error.
-pub fn stored_in(
-    d: &Deployment,
-    persist: u64,
-    include: &[String],
-    exclude: &[String],
-) -> Result<Vec<StoredMachine>> {
-    for n in include.iter().chain(exclude) {
-        if !d.machines().any(|r| &r.name == n) {
-            bail!("deployment ‘{}’ has no machine named ‘{n}’", d.label());
-        }
+/// One machine of the deployment, by exact name.
+pub fn stored_one(d: &Deployment, persist: u64, name: &str) -> Result<StoredMachine> {
+    let filter = MachineFilter {
+        include: vec![Selector::exact(name)],
+        exclude: vec![],
+    };
+    Ok(stored_in(d, persist, &filter)?
+        .pop()
+        .expect("an exact selector that matched selects one"))
+}
+
+/// The deployment's machines in state that `filter` selects (by name, glob
+/// or the tags state recorded); a selector that matches none is an error.
+pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result<Vec<StoredMachine>> {
+    let mut all = Vec::new();
+    for r in d.machines() {
+        all.push((r, record::stored_info(r)?));
     }
+    filter
+        .check_used(all.iter().map(|(r, i)| (r.name.as_str(), i.tags.as_slice())))
+        .map_err(|e| anyhow::anyhow!("deployment ‘{}’: {e}", d.label()))?;
     let mut out = Vec::new();
-    for r in d.machines().filter(|r| matches(&r.name, include, exclude)) {
-        let info = record::stored_info(r)?;
+    for (r, info) in all.into_iter().filter(|(r, i)| filter.matches(&r.name, &i.tags)) {
         let target = Target::new(
             &d.uuid,
             &r.name,

@@ -5,8 +5,8 @@
 , args ? { }              # the deployment's arguments (set-args)
 , uuid
 , deploymentName
-, includeJSON ? "null"    # JSON list of machines to instantiate (null: all)
-, excludeJSON ? "[]"      # JSON list of machines not to instantiate
+, includeJSON ? "null"    # JSON list of selectors of machines to instantiate (null: all)
+, excludeJSON ? "[]"      # JSON list of selectors of machines not to instantiate
 , system ? builtins.currentSystem
 , optionMachine ? ""      # for `show-option`
 , optionPathJSON ? "[]"
@@ -80,7 +80,7 @@ let
   # What the tool needs of each machine, as plain data.
   machineInfo = name: node:
     let d = node.config.deployment; in {
-      inherit (d) targetEnv targetHost targetPort targetUser sshOptions
+      inherit (d) targetEnv targetHost targetPort targetUser sshOptions tags
         privilegeEscalationCommand alwaysActivate hasFastConnection owners provisionSSHKey;
       keys = lib.mapAttrs (keyInfo name) d.keys;
     };
@@ -101,9 +101,16 @@ let
         deprecatedString = false;
       };
 
+  # A selector is { tag; regex; }: the regex matches the machine's name, or
+  # with `tag`, one of its deployment.tags (evaluated only then).
   include = builtins.fromJSON includeJSON;
   exclude = builtins.fromJSON excludeJSON;
-  isSelected = name: (include == null || builtins.elem name include) && !(builtins.elem name exclude);
+  selects = name: node: s:
+    if s.tag then builtins.any (t: builtins.match s.regex t != null) node.config.deployment.tags
+    else builtins.match s.regex name != null;
+  isSelected = name: node:
+    (include == null || builtins.any (selects name node) include)
+    && !(builtins.any (selects name node) exclude);
 
   toplevel = node: node.config.system.build.toplevel;
 in
@@ -120,7 +127,7 @@ in
     };
     resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
     machines = lib.mapAttrs
-      (name: node: machineInfo name node // lib.optionalAttrs (isSelected name) {
+      (name: node: machineInfo name node // lib.optionalAttrs (isSelected name node) {
         toplevel = (toplevel node).outPath;
         drvPath = (toplevel node).drvPath;
       })
@@ -132,7 +139,7 @@ in
   keyTexts = lib.mapAttrs
     (name: node: lib.mapAttrs (k: v: if builtins.isString v then v else v.text)
       (lib.filterAttrs (k: v: builtins.isString v || v.text != null) node.config.deployment.keys))
-    (lib.filterAttrs (name: node: isSelected name) nodes);
+    (lib.filterAttrs isSelected nodes);
 
   # For `show-arguments`: the arguments the network files take, by name,
   # true where the file gives a default.

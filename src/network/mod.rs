@@ -9,6 +9,10 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use tokio::process::Command;
 
+mod selector;
+
+pub use selector::{MachineFilter, Selector};
+
 use crate::nix::NixOpts;
 use crate::process::{self, Sink};
 
@@ -58,6 +62,8 @@ pub struct MachineInfo {
     /// deployment.keys without the secrets; None when not known (the
     /// machine's options were read from state, not evaluated).
     pub keys: Option<BTreeMap<String, KeyInfo>>,
+    #[serde(default)]
+    pub tags: Vec<String>,
     pub toplevel: Option<String>,
     pub drv_path: Option<String>,
 }
@@ -167,8 +173,8 @@ impl Network {
         &self,
         files: &NixFiles,
         opts: &NixOpts,
-        include: Option<&[String]>,
-        exclude: &[String],
+        include: Option<&[Selector]>,
+        exclude: &[Selector],
         instantiate: bool,
         sink: Sink<'_>,
     ) -> Result<NetworkInfo> {
@@ -282,8 +288,9 @@ impl Network {
     ) -> Result<Command> {
         let mut cmd = self.instantiate(files, opts, "keyTexts")?;
         cmd.args(["--eval", "--strict", "--json"]);
+        let exact: Vec<Selector> = machines.iter().map(|m| Selector::exact(m)).collect();
         cmd.args(["--argstr", "includeJSON"])
-            .arg(serde_json::to_string(machines)?);
+            .arg(serde_json::to_string(&exact)?);
         Ok(cmd)
     }
 }

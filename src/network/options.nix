@@ -41,6 +41,7 @@ in
     deployment.privilegeEscalationCommand = mkOption { type = types.listOf types.str; default = [ "sudo" "-H" "--" ]; description = "Prefix for remote commands when targetUser is not root."; };
     deployment.alwaysActivate = mkOption { type = types.bool; default = true; description = "Activate even when the system profile already points at the new system."; };
     deployment.hasFastConnection = mkOption { type = types.bool; default = false; description = "Copy everything from the deployer instead of letting the target use substitutes."; };
+    deployment.tags = mkOption { type = types.listOf types.str; default = [ ]; description = "Tags for selecting machines with @tag in --include, --exclude and --on."; };
     deployment.owners = mkOption { type = types.listOf types.str; default = [ ]; description = "E-mail addresses of the machine's owners."; };
     deployment.provisionSSHKey = mkOption { type = types.bool; default = true; description = "Kept for NixOps compatibility."; };
     deployment.keys = mkOption { type = types.attrsOf (types.either types.str (types.submodule keyOptions)); default = { }; description = "Secrets sent to the machine outside the Nix store."; };
