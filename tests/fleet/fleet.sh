@@ -354,6 +354,20 @@ fi
 rm -f "$H/sshd.pid"
 exec /usr/sbin/sshd -f "$H/sshd_config" -E "$H/sshd.log" </dev/null >/dev/null 2>>"$H/boot.log"
 EOF
+  # --- ensure-sshd: what systemd does for sshd.service on activation: start
+  # it if it is not running (the stand-in OS calls it; see tests/nixpkgs).
+  emit "$h/libexec/ensure-sshd" <<EOF
+#!/bin/busybox sh
+H='$h'
+EOF
+  emit_append "$h/libexec/ensure-sshd" <<'EOF'
+if ! [ /run -ef "$H/run" ]; then echo "ensure-sshd: not inside the host namespace" >&2; exit 1; fi
+pid=$(cat "$H/sshd.pid" 2>/dev/null)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then exit 0; fi
+mkdir -p /run/sshd
+rm -f "$H/sshd.pid"
+/usr/sbin/sshd -f "$H/sshd_config" -E "$H/sshd.log" </dev/null >/dev/null 2>>"$H/boot.log"
+EOF
   chmod 0755 "$h"/bin/* "$h"/libexec/*
 }
 

@@ -328,13 +328,15 @@ $plain/bin/switch-to-configuration switch || fail switch
 # sleep
 s=\$(\$BB date +%s); $sleepy/bin/switch-to-configuration test || fail sleepy; e=\$(\$BB date +%s)
 [ \$((e - s)) -ge 1 ] || fail "sleep knob"
-# killSshd with a pid file: kills that process tree
+# killSshd: kills the process tree of the test host's sshd pid file
+# (\$STUB_HOST_DIR/sshd.pid)
 # (a fake "sshd": a shell with a child process)
 \$BB sh -c '/bin/busybox sleep 1000 & echo \$! > /run/child; wait' & victim=\$!
 while [ ! -s /run/child ]; do \$BB sleep 0.1; done
 child=\$(cat /run/child)
-echo \$victim > /run/stub-os/sshd.pid
-$killer/bin/switch-to-configuration test || fail killer
+\$BB mkdir -p /run/fakehost
+echo \$victim > /run/fakehost/sshd.pid
+STUB_HOST_DIR=/run/fakehost $killer/bin/switch-to-configuration test || fail killer
 alive() { grep -q '^State:[[:space:]]*[RSD]' /proc/\$1/status 2>/dev/null; }
 for i in 1 2 3 4 5 6 7 8 9 10; do
   alive \$victim || alive \$child || break

@@ -83,31 +83,39 @@ let
         $bb mv -f /run/stub-os/boot-default.tmp.$$ /run/stub-os/boot-default
         ;;
     esac
-  '' + optionalString act.killSshd ''
+  '' + (if act.killSshd then ''
     case "$action" in
       switch|test)
-        # With /run/stub-os/sshd.pid: kill that sshd and all its descendants
-        # (except this script); otherwise kill every sshd on the host.
-        if [ -f /run/stub-os/sshd.pid ]; then
-          children() {
-            for st in /proc/[0-9]*/status; do
-              pp=$($bb awk '/^PPid:/ { print $2 }' "$st" 2>/dev/null) || true
-              if [ "$pp" = "$1" ]; then
-                p=''${st#/proc/}; echo "''${p%/status}"
-              fi
-            done
-          }
-          killtree() {
-            for c in $(children "$1"); do killtree "$c"; done
-            [ "$1" = "$$" ] || $bb kill "$1" 2>/dev/null || true
-          }
-          for pid in $($bb cat /run/stub-os/sshd.pid); do killtree "$pid"; done
-        else
-          $bb killall sshd sshd-session 2>/dev/null || true
+        # Kill the test host's sshd and all its descendants (except this
+        # script), as a broken sshd configuration would.
+        children() {
+          for st in /proc/[0-9]*/status; do
+            pp=$($bb awk '/^PPid:/ { print $2 }' "$st" 2>/dev/null) || true
+            if [ "$pp" = "$1" ]; then
+              p=''${st#/proc/}; echo "''${p%/status}"
+            fi
+          done
+        }
+        killtree() {
+          for c in $(children "$1"); do killtree "$c"; done
+          [ "$1" = "$$" ] || $bb kill "$1" 2>/dev/null || true
+        }
+        pidfile=''${STUB_HOST_DIR:-/nonexistent}/sshd.pid
+        if [ ! -f "$pidfile" ]; then echo "killSshd: no sshd pid file at $pidfile" >&2; exit 1; fi
+        for pid in $($bb cat "$pidfile"); do killtree "$pid"; done
+        ;;
+    esac
+  '' else ''
+    case "$action" in
+      switch|test)
+        # As systemd would: make sure sshd runs (a rollback from a system
+        # that killed it brings it back).
+        if [ -n "''${STUB_HOST_DIR:-}" ] && [ -x "$STUB_HOST_DIR/libexec/ensure-sshd" ]; then
+          "$STUB_HOST_DIR/libexec/ensure-sshd" || true
         fi
         ;;
     esac
-  '' + optionalString act.requestReboot ''
+  '') + optionalString act.requestReboot ''
     case "$action" in
       switch|boot)
         if [ "$($bb readlink /run/booted-system 2>/dev/null)" != "$out" ]; then
