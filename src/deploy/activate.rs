@@ -78,9 +78,14 @@ fn script(toplevel: &str, action: Action, skip_if_current: bool, sync: bool) -> 
         );
     }
     if action.sets_profile() {
-        s += &format!("nix-env -p /nix/var/nix/profiles/system --set {t}\n");
-    }
-    if sync {
+        // A no-op redeploy starts no Nix process and flushes nothing.
+        s += &format!("if [ \"$(readlink -f /nix/var/nix/profiles/system)\" != {t} ]; then\n");
+        s += &format!("  nix-env -p /nix/var/nix/profiles/system --set {t}\n");
+        if sync {
+            s += "  sync\n";
+        }
+        s += "fi\n";
+    } else if sync {
         s += "sync\n";
     }
     s += &format!("exec {t}/bin/switch-to-configuration {}\n", action.as_str());

@@ -72,6 +72,8 @@ pub struct Machine {
     pub target: Target,
     /// Boot id seen when we first reached it (to notice a reboot).
     pub boot_id: Option<String>,
+    /// What the first contact found (None: not contacted yet).
+    pub probe: Option<copy::Probe>,
 }
 
 /// How a machine ended.
@@ -161,6 +163,7 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
             drv_path: m.drv_path.clone(),
             target: record::target(&ctx, name, m, res)?,
             boot_id: None,
+            probe: None,
         });
     }
 
@@ -197,11 +200,26 @@ pub async fn execute(
     let (events, renderer) = ui::start(&names);
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
 
-    // Build.
+    // Build; meanwhile reach every machine (its master connection then
+    // serves the copy and the activation) unless only building.
+    let building = async {
+        if build {
+            Some(build::run(ctx, &machines, &events).await)
+        } else {
+            None
+        }
+    };
+    let probing = async {
+        if opts.build_only {
+            Default::default()
+        } else {
+            copy::probe_all(ctx, &machines, &events).await
+        }
+    };
+    let (built, mut probes) = tokio::join!(building, probing);
     let mut _build_roots = None;
     let mut live = Vec::new();
-    if build {
-        let (built, roots) = build::run(ctx, &machines, &events).await;
+    if let Some((built, roots)) = built {
         _build_roots = roots;
         for m in machines {
             match built.get(&m.name) {
@@ -218,6 +236,19 @@ pub async fn execute(
             stop(&events, &mut outcomes, &m.name, "built");
         }
         return finish(events, renderer, outcomes, started).await;
+    }
+    let reached = live;
+    let mut live = Vec::new();
+    for mut m in reached {
+        match probes.remove(&m.name) {
+            Some(Ok(p)) => {
+                m.boot_id = Some(p.boot_id.clone());
+                m.probe = Some(p);
+                live.push(m);
+            }
+            Some(Err(e)) => fail(&events, &mut outcomes, &m.name, "connect", format!("{e:#}")),
+            None => live.push(m),
+        }
     }
 
     // Copy; meanwhile, evaluate the keys' texts (one evaluation for all)

@@ -71,6 +71,7 @@ impl StoredMachine {
             drv_path: None,
             target: self.target,
             boot_id: None,
+            probe: None,
         }
     }
 }
