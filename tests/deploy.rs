@@ -73,15 +73,19 @@ fn user_example_deploys() {
     );
     assert_eq!(info.stdout.matches("Up-to-date").count(), 2, "{}", info.stdout);
 
-    // One SSH connection per machine for the whole deploy, copy included.
-    assert_eq!(fleet.ssh_count("proxy.example.com"), 1);
-    assert_eq!(fleet.ssh_count("git.example.com"), 1);
+    // One SSH master connection per machine for the whole deploy, copy
+    // included, plus the one new connection magic rollback confirms over.
+    assert_eq!(fleet.ssh_count("proxy.example.com"), 2);
+    assert_eq!(fleet.ssh_count("git.example.com"), 2);
 
     // A no-op redeploy activates again (alwaysActivate defaults to true)
     // and reuses the still-open master connections.
     fleet.ok(&["deploy", "-d", "staging"]);
     assert_eq!(fleet.activations("proxy.example.com").len(), 2);
-    assert_eq!(fleet.ssh_count("proxy.example.com"), 1);
+    assert_eq!(fleet.ssh_count("proxy.example.com"), 3);
+    // Without magic rollback, the master is all there is.
+    fleet.ok(&["deploy", "-d", "staging", "--no-magic-rollback"]);
+    assert_eq!(fleet.ssh_count("proxy.example.com"), 3);
 }
 
 #[test]

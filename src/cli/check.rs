@@ -3,7 +3,7 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::check::{self, Health};
-use crate::deploy::select;
+use crate::deploy::{self, select};
 use crate::process::Sink;
 use crate::state::{Store, machine_state};
 use crate::ui::table;
@@ -31,12 +31,28 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let mut code = 0;
     for d in &ds {
         let machines = select::stored_in(d, g.ssh_persist, &o.machines.filter())?;
-        let results: Vec<Health> =
-            futures::future::join_all(machines.iter().map(|m| check::health(&m.target, Sink::quiet()))).await;
+        let (events, renderer) = crate::ui::start(&[]);
+        let results: Vec<(Health, Result<()>)> = futures::future::join_all(machines.iter().map(|m| async {
+            let h = check::health(&m.target, Sink::quiet()).await;
+            // The machine's health checks, as after a deploy.
+            let checks = &m.info.health_checks;
+            let r = if h.reachable {
+                deploy::health::run(&m.target, &m.info.target_host, checks, &m.name, &events).await
+            } else {
+                Ok(())
+            };
+            (h, r)
+        }))
+        .await;
+        drop(events);
+        renderer.await?;
         let mut rows = Vec::new();
-        for (m, h) in machines.iter().zip(&results) {
+        for (m, (h, checks)) in machines.iter().zip(&results) {
             let deployed = m.resource.toplevel();
             code |= h.bits(deployed);
+            if checks.is_err() {
+                code |= check::bits::NOT_UP;
+            }
             let mut changes = vec![(
                 "state".to_owned(),
                 Some(
@@ -66,6 +82,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             if deployed.is_none() {
                 notes.push("never deployed".into());
             }
+            if let Err(e) = checks {
+                notes.push(format!("{e:#}"));
+            }
             if h.reachable && !h.up() {
                 notes.push(format!(
                     "system is {}",
@@ -75,7 +94,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             rows.push(vec![
                 m.name.clone(),
                 yes_no(deployed.is_some()),
-                yes_no(h.up()),
+                yes_no(h.up() && checks.is_ok()),
                 yes_no(h.reachable),
                 "N/A".into(),
                 h.load.clone().unwrap_or_default(),

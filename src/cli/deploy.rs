@@ -9,6 +9,15 @@ use crate::state::lock;
 
 #[derive(Args, Debug)]
 pub struct Opts {
+    /// Activate without the guard that rolls back unconfirmed machines
+    #[arg(long)]
+    pub no_magic_rollback: bool,
+    /// Stop the rollout after a wave with a failure (default when health checks exist)
+    #[arg(long, overrides_with = "no_stop_on_failure")]
+    pub stop_on_failure: bool,
+    /// Go on with later waves after a failure
+    #[arg(long)]
+    pub no_stop_on_failure: bool,
     /// Check the machines first; deploy only those not running their new system
     #[arg(long)]
     pub check: bool,
@@ -88,6 +97,12 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         ssh_persist: g.ssh_persist,
     };
     let opts = DeployOptions {
+        magic_rollback: !o.no_magic_rollback,
+        stop_on_failure: match (o.stop_on_failure, o.no_stop_on_failure) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         check: o.check,
         machines: o.machines.filter(),
         kill_obsolete: o.kill_obsolete,

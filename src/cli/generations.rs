@@ -123,6 +123,7 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
         ssh_persist: g.ssh_persist,
     };
     let opts = DeployOptions {
+        magic_rollback: true,
         action: if o.force_reboot {
             Action::Boot
         } else {

@@ -4,10 +4,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures::StreamExt;
 
 use super::keys::{self, MachineKeys, Phase};
-use super::{Ctx, DeployOptions, Machine, Outcome, record};
+use super::{Ctx, DeployOptions, Machine, Outcome, guard, health, record};
 use crate::process::Sink;
 use crate::ssh;
 use crate::ui::Events;
@@ -46,25 +45,50 @@ impl Action {
     }
 }
 
-/// Activates each machine; a machine with keys gets them before (and, for
-/// post-activation keys, after) activation and again after a reboot. Its
-/// secrets are dropped as soon as it is done.
+/// Activates each machine, in waves of `--max-concurrent-activate`; a
+/// machine with keys gets them before (and, for post-activation keys, after)
+/// activation and again after a reboot. Its secrets are dropped as soon as
+/// it is done. With stop-on-failure (the default when health checks are
+/// defined), a wave with a failure ends the rollout: later machines are left
+/// untouched.
 pub async fn run(
     ctx: &Ctx,
     machines: Vec<(Machine, Option<MachineKeys>)>,
     events: &Events,
     opts: &DeployOptions,
 ) -> Vec<(Machine, Result<Outcome>)> {
-    let max = opts.max_concurrent_activate.unwrap_or(machines.len()).max(1);
-    futures::stream::iter(machines)
-        .map(|(mut m, mut k)| async move {
+    let wave_size = opts.max_concurrent_activate.unwrap_or(machines.len()).max(1);
+    let stop_on_failure = opts
+        .stop_on_failure
+        .unwrap_or_else(|| machines.iter().any(|(m, _)| !m.info.health_checks.is_empty()));
+    // Waves in name order: a rollout goes the same way every time.
+    let mut machines = machines;
+    machines.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut results = Vec::new();
+    let mut rest = machines.into_iter();
+    let mut stopped = false;
+    loop {
+        let wave: Vec<_> = rest.by_ref().take(wave_size).collect();
+        if wave.is_empty() {
+            break;
+        }
+        if stopped {
+            results.extend(wave.into_iter().map(|(m, _)| (m, Ok(Outcome::NotDeployed))));
+            continue;
+        }
+        let done = futures::future::join_all(wave.into_iter().map(|(mut m, mut k)| async move {
             let r = activate_one(ctx, &mut m, k.as_mut(), events, opts).await;
             drop(k);
             (m, r)
-        })
-        .buffer_unordered(max)
-        .collect()
-        .await
+        }))
+        .await;
+        stopped = stop_on_failure
+            && done
+                .iter()
+                .any(|(_, r)| r.as_ref().map_or(true, Outcome::is_failure));
+        results.extend(done);
+    }
+    results
 }
 
 /// The remote script: one round trip does the profile, the sync and the
@@ -112,33 +136,98 @@ async fn activate_one(
     events.stage(&m.name, "activating");
     let skip = !m.info.always_activate && !opts.always_activate && opts.action != Action::DryActivate;
     let sync = !opts.no_sync && opts.action.sets_profile();
-    let sink = Sink {
-        log_stdout: true,
-        ..Sink::machine(events, &m.name)
-    };
-    let out = m
-        .target
-        .run(&script(&m.toplevel, opts.action, skip, sync), None, sink)
-        .await?;
-    let code = out.code;
-    if code == Some(ssh::SSH_FAILURE) {
-        return Err(ssh::failure("activation", &out));
-    }
-    if opts.action == Action::DryActivate {
-        if code != Some(0) {
-            bail!("dry activation failed (exit code {code:?}): {}", out.last_error());
+    let guarded = opts.magic_rollback
+        && m.info.magic_rollback
+        && matches!(opts.action, Action::Switch | Action::Test)
+        && !(skip
+            && m.probe
+                .as_ref()
+                .is_some_and(|p| p.current_system.as_deref() == Some(m.toplevel.as_str())));
+    let (code, unchanged, guard) = if guarded {
+        let wait = m.info.confirm_timeout + m.info.health_checks.max_timeout();
+        let g = guard::start(m, opts.action, sync, wait, events).await?;
+        let code = match guard::activated(m, &g, events).await {
+            Ok(a) => a.code,
+            Err(e) => {
+                events.log(
+                    Some(&m.name),
+                    format!("lost the connection during activation: {e:#}"),
+                );
+                return ended(m, &g, events).await;
+            }
+        };
+        if code != 0 && code != NEEDS_REBOOT {
+            return ended(m, &g, events).await;
         }
-        return Ok(Outcome::Stopped("dry-activated"));
+        (Some(code), false, Some(g))
+    } else {
+        let sink = Sink {
+            log_stdout: true,
+            ..Sink::machine(events, &m.name)
+        };
+        let out = m
+            .target
+            .run(&script(&m.toplevel, opts.action, skip, sync), None, sink)
+            .await?;
+        if out.code == Some(ssh::SSH_FAILURE) {
+            return Err(ssh::failure("activation", &out));
+        }
+        if opts.action == Action::DryActivate {
+            if out.code != Some(0) {
+                bail!(
+                    "dry activation failed (exit code {}): {}",
+                    fmt_code(out.code),
+                    out.last_error()
+                );
+            }
+            return Ok(Outcome::Stopped("dry-activated"));
+        }
+        match out.code {
+            Some(0) | Some(NEEDS_REBOOT) => {}
+            c => bail!(
+                "switch-to-configuration failed (exit code {}): {}",
+                fmt_code(c),
+                out.last_error()
+            ),
+        }
+        (out.code, out.stdout.lines().any(|l| l == UNCHANGED_MARK), None)
+    };
+
+    // Does it still work? Health checks, then (guarded) a confirmation over
+    // a new SSH connection.
+    let health = health::run(
+        &m.target,
+        &m.info.target_host,
+        &m.info.health_checks,
+        &m.name,
+        events,
+    )
+    .await;
+    if let Some(g) = &guard {
+        if let Err(e) = &health {
+            events.log(Some(&m.name), format!("{e:#}"));
+            guard::roll_back(m, g, "health-check-failed").await.ok();
+            return match ended(m, g, events).await? {
+                Outcome::RolledBack(_) => Ok(Outcome::RolledBack(format!("{e:#}"))),
+                other => Ok(other),
+            };
+        }
+        events.stage(&m.name, "confirming");
+        match guard::confirm(m, g).await {
+            Ok(true) => {}
+            Ok(false) => return ended(m, g, events).await,
+            Err(e) => {
+                events.log(
+                    Some(&m.name),
+                    format!("cannot confirm over a new SSH connection: {e:#}"),
+                );
+                return ended(m, g, events).await;
+            }
+        }
+    } else {
+        health?;
     }
-    let unchanged = out.stdout.lines().any(|l| l == UNCHANGED_MARK);
-    match code {
-        Some(0) | Some(NEEDS_REBOOT) => {}
-        _ => bail!(
-            "switch-to-configuration failed (exit code {}): {}",
-            fmt_code(code),
-            out.last_error()
-        ),
-    }
+
     if opts.action.runs_new_system() {
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
     }
@@ -164,7 +253,20 @@ async fn activate_one(
         );
     }
     events.done(&m.name, if unchanged { "unchanged" } else { "deployed" }, None);
-    Ok(Outcome::Deployed)
+    Ok(if unchanged {
+        Outcome::Unchanged
+    } else {
+        Outcome::Deployed
+    })
+}
+
+/// Waits for the guard to finish, as the outcome of the machine.
+async fn ended(m: &Machine, g: &guard::Guard, events: &Events) -> Result<Outcome> {
+    events.stage(&m.name, "waiting for the machine's guard");
+    match guard::ending(m, g, events).await? {
+        guard::Ending::Kept => bail!("the guard kept the new system, but it was not confirmed by us"),
+        guard::Ending::RolledBack(why) => Ok(Outcome::RolledBack(why)),
+    }
 }
 
 fn fmt_code(code: Option<i32>) -> String {

@@ -10,6 +10,8 @@ mod build;
 pub mod check;
 mod copy;
 pub mod generations;
+mod guard;
+pub mod health;
 pub mod keys;
 mod record;
 pub mod select;
@@ -31,6 +33,11 @@ pub use activate::{Action, reboot_and_wait};
 
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
+    /// Activate under a guard that rolls back unless confirmed (for
+    /// machines that do not turn it off).
+    pub magic_rollback: bool,
+    /// Stop after a wave with a failure (None: when health checks exist).
+    pub stop_on_failure: Option<bool>,
     /// Check each machine first and deploy only those not already running
     /// their new system.
     pub check: bool,
@@ -80,12 +87,40 @@ pub struct Machine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Deployed,
+    /// Activation skipped: it already had the new system (alwaysActivate off).
+    Unchanged,
     /// Stopped on purpose at --build-only / --copy-only / --dry-activate.
     Stopped(&'static str),
+    /// The new system was activated, then taken back (magic rollback).
+    RolledBack(String),
     Failed {
         stage: &'static str,
         error: String,
     },
+    /// Left untouched because an earlier wave failed.
+    NotDeployed,
+}
+
+impl Outcome {
+    fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Outcome::RolledBack(_) | Outcome::Failed { .. } | Outcome::NotDeployed
+        )
+    }
+}
+
+/// Every machine's outcome and when it was reached.
+struct Outcomes {
+    started: Instant,
+    map: BTreeMap<String, (Outcome, f64)>,
+}
+
+impl Outcomes {
+    fn insert(&mut self, name: &str, o: Outcome) {
+        self.map
+            .insert(name.to_owned(), (o, self.started.elapsed().as_secs_f64()));
+    }
 }
 
 pub fn network_of(d: &Deployment) -> Result<Network> {
@@ -198,7 +233,10 @@ pub async fn execute(
 ) -> Result<i32> {
     let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
     let (events, renderer) = ui::start(&names);
-    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+    let mut outcomes = Outcomes {
+        started,
+        map: BTreeMap::new(),
+    };
 
     // Build; meanwhile reach every machine (its master connection then
     // serves the copy and the activation) unless only building.
@@ -235,7 +273,7 @@ pub async fn execute(
         for m in &live {
             stop(&events, &mut outcomes, &m.name, "built");
         }
-        return finish(events, renderer, outcomes, started).await;
+        return finish(events, renderer, outcomes).await;
     }
     let reached = live;
     let mut live = Vec::new();
@@ -275,7 +313,7 @@ pub async fn execute(
         for m in &live {
             stop(&events, &mut outcomes, &m.name, "copied");
         }
-        return finish(events, renderer, outcomes, started).await;
+        return finish(events, renderer, outcomes).await;
     }
 
     // Activate (sending keys before and after).
@@ -292,69 +330,94 @@ pub async fn execute(
     for (m, r) in activated {
         match r {
             Ok(o) => {
-                if let Outcome::Stopped(what) = &o {
-                    events.done(&m.name, what, None);
+                match &o {
+                    Outcome::Stopped(what) => events.done(&m.name, what, None),
+                    Outcome::RolledBack(why) => events.done(&m.name, "rolled back", Some(why.clone())),
+                    Outcome::NotDeployed => {
+                        events.done(&m.name, "not deployed", Some("an earlier wave failed".into()))
+                    }
+                    _ => {}
                 }
-                outcomes.insert(m.name.clone(), o);
+                outcomes.insert(&m.name, o);
             }
             Err(e) => fail(&events, &mut outcomes, &m.name, "activation", format!("{e:#}")),
         }
     }
-    finish(events, renderer, outcomes, started).await
+    finish(events, renderer, outcomes).await
 }
 
-fn fail(
-    events: &Events,
-    outcomes: &mut BTreeMap<String, Outcome>,
-    name: &str,
-    stage: &'static str,
-    error: String,
-) {
+fn fail(events: &Events, outcomes: &mut Outcomes, name: &str, stage: &'static str, error: String) {
     events.done(name, &format!("{stage} failed"), Some(error.clone()));
-    outcomes.insert(name.to_owned(), Outcome::Failed { stage, error });
+    outcomes.insert(name, Outcome::Failed { stage, error });
 }
 
-fn stop(events: &Events, outcomes: &mut BTreeMap<String, Outcome>, name: &str, what: &'static str) {
+fn stop(events: &Events, outcomes: &mut Outcomes, name: &str, what: &'static str) {
     events.done(name, what, None);
-    outcomes.insert(name.to_owned(), Outcome::Stopped(what));
+    outcomes.insert(name, Outcome::Stopped(what));
 }
 
-/// Prints the summary: the log tail of every failed machine, then one line.
+/// Prints the end: the log tail of every failed machine, a table of every
+/// machine (stage reached, result, time, first line of its error), and one
+/// line.
 async fn finish(
     events: Events,
     renderer: tokio::task::JoinHandle<ui::Report>,
-    outcomes: BTreeMap<String, Outcome>,
-    started: Instant,
+    outcomes: Outcomes,
 ) -> Result<i32> {
     drop(events);
     let report = renderer.await?;
-    let failed: Vec<(&String, &'static str, &String)> = outcomes
+    let failed: Vec<&String> = outcomes
+        .map
         .iter()
-        .filter_map(|(n, o)| match o {
-            Outcome::Failed { stage, error } => Some((n, *stage, error)),
-            _ => None,
-        })
+        .filter(|(_, (o, _))| o.is_failure())
+        .map(|(n, _)| n)
         .collect();
-    for (name, stage, _) in &failed {
+    for name in &failed {
+        if matches!(outcomes.map[*name].0, Outcome::NotDeployed) {
+            continue;
+        }
         eprintln!();
-        eprintln!("--- {name}: {stage} failed; last lines of its log:");
+        eprintln!("--- {name}: last lines of its log:");
         for l in report.tails.get(*name).into_iter().flatten() {
             eprintln!("{name}> {l}");
         }
     }
-    let secs = started.elapsed().as_secs_f64();
+    let rows = outcomes
+        .map
+        .iter()
+        .map(|(name, (o, t))| {
+            let (stage, result, error) = match o {
+                Outcome::Deployed => ("activation", "deployed", ""),
+                Outcome::Unchanged => ("activation", "unchanged", ""),
+                Outcome::Stopped(what) => (*what, "stopped", ""),
+                Outcome::RolledBack(why) => ("activation", "rolled back", why.as_str()),
+                Outcome::Failed { stage, error } => (*stage, "failed", error.as_str()),
+                Outcome::NotDeployed => ("-", "not deployed", "an earlier wave failed"),
+            };
+            vec![
+                name.clone(),
+                stage.to_owned(),
+                result.to_owned(),
+                format!("{t:.1} s"),
+                error.lines().next().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect();
+    eprintln!();
+    eprint!(
+        "{}",
+        ui::table(&["Machine", "Stage", "Result", "Time", "Error"], rows)
+    );
+    let secs = outcomes.started.elapsed().as_secs_f64();
+    let total = outcomes.map.len();
     if failed.is_empty() {
-        eprintln!(
-            "deployment finished successfully ({} machines, {secs:.1} s)",
-            outcomes.len()
-        );
+        eprintln!("deployment finished successfully ({total} machines, {secs:.1} s)");
         Ok(0)
     } else {
-        let names: Vec<String> = failed.iter().map(|(n, _, _)| format!("‘{n}’")).collect();
+        let names: Vec<String> = failed.iter().map(|n| format!("‘{n}’")).collect();
         eprintln!(
-            "error: deployment of {} of {} machines failed (namely on {}) ({secs:.1} s)",
+            "error: deployment of {} of {total} machines failed (namely on {}) ({secs:.1} s)",
             failed.len(),
-            outcomes.len(),
             names.join(", ")
         );
         Ok(1)

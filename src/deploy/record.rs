@@ -64,6 +64,13 @@ pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BT
             bool_attr("hasFastConnection", m.has_fast_connection, false),
             attr("owners", Some(serde_json::to_string(&m.owners)?), Some("[]")),
             attr("tags", Some(serde_json::to_string(&m.tags)?), Some("[]")),
+            attr(
+                "healthChecks",
+                (!m.health_checks.is_empty())
+                    .then(|| serde_json::to_string(&m.health_checks))
+                    .transpose()?,
+                None,
+            ),
             bool_attr("obsolete", false, false),
         ];
         if !ctx.deployment.resources.contains_key(name) {
@@ -188,6 +195,13 @@ pub fn stored_info(r: &Resource) -> Result<MachineInfo> {
         owners: json_list("owners", &[])?,
         keys: Default::default(),
         tags: json_list("tags", &[])?,
+        magic_rollback: true,
+        confirm_timeout: 30,
+        health_checks: match r.get("healthChecks") {
+            Some(v) => serde_json::from_str(v)
+                .map_err(|e| anyhow::anyhow!("machine ‘{}’: state attribute healthChecks: {e}", r.name))?,
+            None => Default::default(),
+        },
         toplevel: r.toplevel().map(str::to_owned),
         drv_path: None,
     })

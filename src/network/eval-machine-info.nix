@@ -80,7 +80,8 @@ let
   # What the tool needs of each machine, as plain data.
   machineInfo = name: node:
     let d = node.config.deployment; in {
-      inherit (d) targetEnv targetHost targetPort targetUser sshOptions tags
+      inherit (d) targetEnv targetHost targetPort targetUser sshOptions tags magicRollback confirmTimeout
+        healthChecks
         privilegeEscalationCommand alwaysActivate hasFastConnection owners provisionSSHKey;
       keys = lib.mapAttrs (keyInfo name) d.keys;
     };

@@ -64,6 +64,12 @@ pub struct MachineInfo {
     pub keys: Option<BTreeMap<String, KeyInfo>>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default = "yes")]
+    pub magic_rollback: bool,
+    #[serde(default = "thirty")]
+    pub confirm_timeout: u64,
+    #[serde(default)]
+    pub health_checks: HealthChecks,
     pub toplevel: Option<String>,
     pub drv_path: Option<String>,
 }
@@ -85,6 +91,56 @@ pub struct KeyInfo {
     pub key_command: Option<Vec<String>>,
     /// The key was given as a plain string (deprecated).
     pub deprecated_string: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+/// `deployment.healthChecks`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+pub struct HealthChecks {
+    #[serde(default)]
+    pub cmd: Vec<CmdCheck>,
+    #[serde(default)]
+    pub http: Vec<HttpCheck>,
+}
+
+impl HealthChecks {
+    pub fn is_empty(&self) -> bool {
+        self.cmd.is_empty() && self.http.is_empty()
+    }
+
+    /// The longest a check may take.
+    pub fn max_timeout(&self) -> u64 {
+        let cmd = self.cmd.iter().map(|c| c.timeout);
+        cmd.chain(self.http.iter().map(|h| h.timeout)).max().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+pub struct CmdCheck {
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    pub period: u64,
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+pub struct HttpCheck {
+    pub scheme: String,
+    pub host: Option<String>,
+    pub port: u16,
+    pub path: String,
+    #[serde(default)]
+    pub description: String,
+    pub period: u64,
+    pub timeout: u64,
 }
 
 /// The tool's Nix files, written once per process into a private directory.

@@ -25,6 +25,20 @@ let
       };
     };
   };
+  checkTiming = {
+    description = mkOption { type = types.str; default = ""; description = "What the check checks, for messages."; };
+    period = mkOption { type = types.int; default = 2; description = "Seconds between attempts."; };
+    timeout = mkOption { type = types.int; default = 30; description = "Seconds after activation until the check counts as failed."; };
+  };
+  cmdCheck = { options = checkTiming // {
+    cmd = mkOption { type = types.listOf types.str; description = "Command (argv) run on the machine; exit code 0 is healthy."; };
+  }; };
+  httpCheck = { options = checkTiming // {
+    scheme = mkOption { type = types.enum [ "http" "https" ]; default = "http"; description = "URL scheme."; };
+    host = mkOption { type = types.nullOr types.str; default = null; description = "Host to ask (default: deployment.targetHost)."; };
+    port = mkOption { type = types.int; default = 80; description = "Port."; };
+    path = mkOption { type = types.str; default = "/"; description = "Path; a 2xx answer is healthy."; };
+  }; };
 in
 {
   imports = [ ./keys.nix ];
@@ -41,6 +55,10 @@ in
     deployment.privilegeEscalationCommand = mkOption { type = types.listOf types.str; default = [ "sudo" "-H" "--" ]; description = "Prefix for remote commands when targetUser is not root."; };
     deployment.alwaysActivate = mkOption { type = types.bool; default = true; description = "Activate even when the system profile already points at the new system."; };
     deployment.hasFastConnection = mkOption { type = types.bool; default = false; description = "Copy everything from the deployer instead of letting the target use substitutes."; };
+    deployment.magicRollback = mkOption { type = types.bool; default = true; description = "Activate under a guard on the machine that goes back to the previous system unless the deployer confirms over a new SSH connection (switch and test)."; };
+    deployment.confirmTimeout = mkOption { type = types.int; default = 30; description = "Seconds the guard waits for the confirmation (after health checks)."; };
+    deployment.healthChecks.cmd = mkOption { type = types.listOf (types.submodule cmdCheck); default = [ ]; description = "Commands run on the machine after activation, retried until healthy or timed out."; };
+    deployment.healthChecks.http = mkOption { type = types.listOf (types.submodule httpCheck); default = [ ]; description = "HTTP requests made from the deployer after activation, retried until healthy or timed out."; };
     deployment.tags = mkOption { type = types.listOf types.str; default = [ ]; description = "Tags for selecting machines with @tag in --include, --exclude and --on."; };
     deployment.owners = mkOption { type = types.listOf types.str; default = [ ]; description = "E-mail addresses of the machine's owners."; };
     deployment.provisionSSHKey = mkOption { type = types.bool; default = true; description = "Kept for NixOps compatibility."; };

@@ -1,0 +1,256 @@
+//! Safe rollouts: magic rollback, health checks, rolling deploys.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use common::Fleet;
+
+/// A network of `names`, each machine with `extra` config and an etc file
+/// whose text is `rev` (to make a new system).
+fn network(names: &[&str], rev: &str, extra: &str) -> String {
+    let mut s = String::from("{\n");
+    for n in names {
+        s += &format!("  {n} = {{ ... }}: {{ environment.etc.rev.text = \"{rev}\"; {extra} }};\n");
+    }
+    s + "}\n"
+}
+
+fn setup(names: &[&str]) -> (Fleet, std::path::PathBuf) {
+    let fleet = Fleet::start(names);
+    let file = fleet.write("net.nix", &network(names, "first", ""));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    fleet.ok(&["deploy"]);
+    (fleet, file)
+}
+
+#[test]
+fn activation_that_kills_sshd_is_rolled_back_by_the_host() {
+    let (fleet, file) = setup(&["m"]);
+    let first = fleet.current_system("m");
+    std::fs::write(
+        &file,
+        network(
+            &["m"],
+            "second",
+            "stub.activation.killSshd = true; deployment.confirmTimeout = 3;",
+        ),
+    )
+    .unwrap();
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
+    // Back on the previous system, boot default included, and reachable.
+    assert_eq!(fleet.current_system("m"), first);
+    assert_eq!(
+        fleet.exec("m", "readlink -f /nix/var/nix/profiles/system").trim(),
+        first
+    );
+    assert_eq!(fleet.exported_toplevel("d", "m").unwrap(), first);
+    fleet.ok(&["ssh", "m", "--", "true"]);
+    assert_eq!(fleet.run(&["check"]).code, 0);
+}
+
+#[test]
+fn failed_activation_is_rolled_back() {
+    let (fleet, file) = setup(&["m"]);
+    let first = fleet.current_system("m");
+    std::fs::write(&file, network(&["m"], "second", "stub.activation.fail = true;")).unwrap();
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("activation failed with exit code 1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fleet.exec("m", "readlink -f /nix/var/nix/profiles/system").trim(),
+        first
+    );
+    assert_eq!(fleet.current_system("m"), first);
+    // Without magic rollback the failure stays as it is.
+    let r = fleet.run(&["deploy", "--no-magic-rollback"]);
+    assert_eq!(r.code, 1);
+    assert!(!r.stderr.contains("rolled back"), "{}", r.stderr);
+    assert_ne!(
+        fleet.exec("m", "readlink -f /nix/var/nix/profiles/system").trim(),
+        first
+    );
+}
+
+#[test]
+fn slow_good_activation_is_confirmed_and_kept() {
+    let (fleet, file) = setup(&["m"]);
+    std::fs::write(
+        &file,
+        network(
+            &["m"],
+            "second",
+            "stub.activation.sleep = 3; deployment.confirmTimeout = 2;",
+        ),
+    )
+    .unwrap();
+    let r = fleet.ok(&["deploy"]);
+    assert!(r.stderr.contains("| deployed"), "{}", r.stderr);
+    let t = fleet.exported_toplevel("d", "m").unwrap();
+    assert_eq!(fleet.current_system("m"), t);
+    assert_eq!(fleet.exec("m", "cat /run/current-system/etc/rev"), "second");
+    // Nothing rolls it back later either.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(fleet.current_system("m"), t);
+}
+
+/// A confirmation racing the guard's deadline is never lost: whatever the
+/// deployer reports is what the machine runs.
+#[test]
+fn confirmation_racing_the_deadline_is_never_lost() {
+    let (fleet, file) = setup(&["m"]);
+    let (mut kept, mut rolled) = (0, 0);
+    // The guard counts whole seconds: a timeout of 1 ends 0 to 1 s after
+    // activation, about when the confirmation arrives; 0 ends at once.
+    for i in 0..10 {
+        let before = fleet.current_system("m");
+        let timeout = format!("deployment.confirmTimeout = {};", i % 3 % 2);
+        std::fs::write(&file, network(&["m"], &format!("race {i}"), &timeout)).unwrap();
+        let r = fleet.run(&["deploy"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = fleet.current_system("m");
+        let recorded = fleet.exported_toplevel("d", "m").unwrap();
+        assert_eq!(now, recorded, "state says what the machine runs: {}", r.stderr);
+        if r.code == 0 {
+            kept += 1;
+            assert_ne!(now, before, "{}", r.stderr);
+            assert_eq!(
+                fleet.exec("m", "cat /run/current-system/etc/rev"),
+                format!("race {i}")
+            );
+        } else {
+            rolled += 1;
+            assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
+            assert_eq!(now, before, "{}", r.stderr);
+        }
+        assert_eq!(
+            fleet.exec("m", "readlink -f /nix/var/nix/profiles/system").trim(),
+            now
+        );
+    }
+    eprintln!("kept {kept}, rolled back {rolled}");
+}
+
+/// Answers every request on a local port with `status`.
+fn http_server(status: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn health_checks_keep_or_roll_back() {
+    let (fleet, file) = setup(&["m"]);
+    let first = fleet.current_system("m");
+    let good = http_server(200);
+    let bad = http_server(503);
+
+    let checks = format!(
+        r#"deployment.healthChecks.http = [ {{ host = "127.0.0.1"; port = {good}; path = "/health"; period = 1; timeout = 5; }} ];
+           deployment.healthChecks.cmd = [ {{ cmd = [ "test" "-e" "/run/current-system/etc/rev" ]; period = 1; timeout = 5; }} ];"#
+    );
+    std::fs::write(&file, network(&["m"], "second", &checks)).unwrap();
+    fleet.ok(&["deploy"]);
+    let second = fleet.current_system("m");
+    assert_ne!(second, first);
+    assert_eq!(fleet.run(&["check"]).code, 0);
+
+    let checks = format!(
+        r#"deployment.healthChecks.http = [ {{ host = "127.0.0.1"; port = {bad}; description = "web answers"; period = 1; timeout = 2; }} ];"#
+    );
+    std::fs::write(&file, network(&["m"], "third", &checks)).unwrap();
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("health check ‘web answers’ failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("503"), "{}", r.stderr);
+    assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
+    assert_eq!(fleet.current_system("m"), second);
+    // `check` runs the network's health checks too.
+    let r = fleet.run(&["check"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("health check ‘web answers’ failed"),
+        "{}",
+        r.stdout
+    );
+
+    let checks = r#"deployment.healthChecks.cmd = [ { cmd = [ "false" ]; description = "always fails"; period = 1; timeout = 2; } ];"#;
+    std::fs::write(&file, network(&["m"], "fourth", checks)).unwrap();
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("health check ‘always fails’ failed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fleet.current_system("m"), second);
+    assert_eq!(fleet.exported_toplevel("d", "m").unwrap(), second);
+}
+
+#[test]
+fn rolling_deploy_stops_after_a_failed_wave() {
+    let names = ["w1", "w2", "w3", "w4", "w5"];
+    let (fleet, file) = setup(&names);
+    let first: Vec<String> = names.iter().map(|n| fleet.current_system(n)).collect();
+    // w2 fails its health check; waves of two: w1 w2 | w3 w4 | w5.
+    let mut net = String::from("{\n");
+    for n in names {
+        let check = if n == "w2" {
+            "[ \"false\" ]"
+        } else {
+            "[ \"true\" ]"
+        };
+        net += &format!(
+            "  {n} = {{ ... }}: {{ environment.etc.rev.text = \"second\"; deployment.healthChecks.cmd = [ {{ cmd = {check}; period = 1; timeout = 2; }} ]; }};\n"
+        );
+    }
+    net += "}\n";
+    std::fs::write(&file, net).unwrap();
+    let r = fleet.run(&["deploy", "--max-concurrent-activate", "2"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_ne!(fleet.current_system("w1"), first[0], "w1 was in the first wave");
+    assert_eq!(fleet.current_system("w2"), first[1], "w2 rolled back");
+    for (i, n) in names.iter().enumerate().skip(2) {
+        assert_eq!(fleet.current_system(n), first[i], "{n} untouched");
+    }
+    let table_line = |n: &str| {
+        r.stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("| {n} ")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(table_line("w1").contains("deployed"), "{}", r.stderr);
+    assert!(table_line("w2").contains("rolled back"), "{}", r.stderr);
+    assert!(table_line("w3").contains("not deployed"), "{}", r.stderr);
+    assert!(table_line("w5").contains("not deployed"), "{}", r.stderr);
+
+    // --no-stop-on-failure goes on.
+    let r = fleet.run(&["deploy", "--max-concurrent-activate", "2", "--no-stop-on-failure"]);
+    assert_eq!(r.code, 1);
+    assert_ne!(fleet.current_system("w5"), first[4]);
+    assert_eq!(fleet.current_system("w2"), first[1]);
+}
