@@ -385,3 +385,18 @@ fn tags_globs_and_on_select_machines() {
         r.stdout
     );
 }
+
+#[test]
+fn plan_only_create_only_and_repair() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], ""));
+    assert_eq!(fleet.ok(&["deploy", "--plan-only"]).stdout, "+ m\n");
+    assert!(!fleet.ok(&["export"]).stdout.contains("\"m\""));
+    fleet.ok(&["deploy", "--create-only", "--allow-recreate"]);
+    assert!(fleet.ok(&["export"]).stdout.contains("\"targetHost\": \"m\""));
+    assert_eq!(fleet.ok(&["deploy", "--plan-only"]).stdout, "  m\n");
+    assert!(fleet.current_system("m").is_empty());
+    let r = fleet.ok(&["deploy", "--repair", "--debug"]);
+    assert!(r.stderr.contains("--repair"), "{}", r.stderr);
+    assert!(!fleet.current_system("m").is_empty());
+}

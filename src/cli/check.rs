@@ -23,11 +23,7 @@ fn yes_no(b: bool) -> String {
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
-    let ds = if o.all {
-        store.deployments()?
-    } else {
-        vec![g.deployment(&store)?]
-    };
+    let ds = g.deployments(&store, o.all)?;
     let mut code = 0;
     for d in &ds {
         let machines = select::stored_in(d, g.ssh_persist, &o.machines.filter())?;

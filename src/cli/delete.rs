@@ -16,11 +16,7 @@ pub struct Opts {
 
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
-    let targets = if o.all {
-        store.deployments()?
-    } else {
-        vec![g.deployment(&store)?]
-    };
+    let targets = g.deployments(&store, o.all)?;
     for d in targets {
         let _lock = lock::acquire(&d.uuid)?;
         let n = d.resources.len();

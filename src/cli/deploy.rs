@@ -29,6 +29,18 @@ pub struct Opts {
     /// Evaluate and show what would be built; build nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Show which machines are new or obsolete; change nothing
+    #[arg(long)]
+    pub plan_only: bool,
+    /// Only record the machines in state (existing machines need no creating)
+    #[arg(long)]
+    pub create_only: bool,
+    /// Accepted for NixOps compatibility: existing machines are never recreated
+    #[arg(long)]
+    pub allow_recreate: bool,
+    /// Repair corrupted or missing store paths while building
+    #[arg(long)]
+    pub repair: bool,
     /// Build, but do not copy or activate
     #[arg(long)]
     pub build_only: bool,
@@ -89,7 +101,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let _lock = lock::acquire(&d.uuid)?;
     // Re-read after waiting for the lock: the holder may have changed it.
     let d = crate::state::Store::load(&store, &d.uuid)?;
-    let nix = g.nix_opts(Some(&d))?;
+    let mut nix = g.nix_opts(Some(&d))?;
+    nix.repair = o.repair;
     let ctx = Ctx {
         store: Arc::new(Mutex::new(store)),
         deployment: d,
@@ -107,6 +120,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         machines: o.machines.filter(),
         kill_obsolete: o.kill_obsolete,
         dry_run: o.dry_run,
+        plan_only: o.plan_only,
+        create_only: o.create_only,
         build_only: o.build_only,
         copy_only: o.copy_only,
         action,

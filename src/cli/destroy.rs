@@ -20,11 +20,7 @@ pub struct Opts {
 /// whatever they run; nixops stops managing them.
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
-    let ds = if o.all {
-        store.deployments()?
-    } else {
-        vec![g.deployment(&store)?]
-    };
+    let ds = g.deployments(&store, o.all)?;
     for d in ds {
         let _lock = lock::acquire(&d.uuid)?;
         let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;

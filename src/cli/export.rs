@@ -2,7 +2,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::state::{self, Store};
+use crate::state;
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -13,11 +13,7 @@ pub struct Opts {
 
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
-    let ds = if o.all {
-        store.deployments()?
-    } else {
-        vec![g.deployment(&store)?]
-    };
+    let ds = g.deployments(&store, o.all)?;
     let mut out = serde_json::Map::new();
     for d in &ds {
         out.insert(d.uuid.clone(), state::export(d));

@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::Global;
 use crate::network::NixFiles;
-use crate::state::{Deployment, Store, machine_state};
+use crate::state::{Deployment, machine_state};
 use crate::ui::table;
 
 #[derive(Args, Debug)]
@@ -26,11 +26,7 @@ pub struct Opts {
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
-    let ds = if o.all {
-        store.deployments()?
-    } else {
-        vec![g.deployment(&store)?]
-    };
+    let ds = g.deployments(&store, o.all)?;
     let mut json = Vec::new();
     for d in &ds {
         let rows = machine_rows(g, d, o.no_eval).await?;

@@ -247,6 +247,15 @@ impl Global {
         Ok(state::resolve(&all, self.deployment.as_deref())?.clone())
     }
 
+    /// All deployments with `--all`, else the selected one.
+    pub fn deployments(&self, store: &SqliteStore, all: bool) -> Result<Vec<Deployment>> {
+        if all {
+            store.deployments()
+        } else {
+            Ok(vec![self.deployment(store)?])
+        }
+    }
+
     /// Nix options: the deployment's stored search path, then -I from the
     /// command line, then the pass-through flags.
     pub fn nix_opts(&self, d: Option<&Deployment>) -> Result<NixOpts> {
@@ -270,8 +279,20 @@ impl Global {
             keep_failed: self.keep_failed,
             fallback: self.fallback,
             no_build_output: self.no_build_output,
+            repair: false,
         })
     }
+}
+
+/// The quoted names of the machines whose result is an error.
+pub fn failed_names<'a, T: 'a, E: 'a>(
+    results: impl IntoIterator<Item = (&'a String, &'a std::result::Result<T, E>)>,
+) -> Vec<String> {
+    results
+        .into_iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| format!("‘{n}’"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -100,11 +100,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     drop(events);
     renderer.await?;
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(n, _)| format!("‘{n}’"))
-        .collect();
+    let failed = super::failed_names(results.iter().map(|(n, r)| (n, r)));
     if failed.is_empty() {
         Ok(0)
     } else {

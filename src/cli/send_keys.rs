@@ -61,11 +61,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     drop(events);
     renderer.await?;
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(n, _)| format!("‘{n}’"))
-        .collect();
+    let failed = super::failed_names(&results);
     let secs = started.elapsed().as_secs_f64();
     if failed.is_empty() {
         eprintln!("keys sent to {} machines ({secs:.1} s)", results.len());

@@ -45,6 +45,10 @@ pub struct DeployOptions {
     pub machines: MachineFilter,
     pub kill_obsolete: bool,
     pub dry_run: bool,
+    /// Show which machines are new and which obsolete; change nothing.
+    pub plan_only: bool,
+    /// Record the machines in state, then stop (NixOps: create resources).
+    pub create_only: bool,
     pub build_only: bool,
     pub copy_only: bool,
     pub action: Action,
@@ -174,7 +178,32 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
     check_supported(&info)?;
 
     // Record machines (new, obsolete) and network attributes.
+    if opts.plan_only {
+        for name in info.machines.keys() {
+            let known = ctx.deployment.resources.contains_key(name);
+            println!("{} {name}", if known { " " } else { "+" });
+        }
+        for r in ctx
+            .deployment
+            .machines()
+            .filter(|r| !info.machines.contains_key(&r.name))
+        {
+            println!(
+                "{} {} (obsolete)",
+                if opts.kill_obsolete { "-" } else { "~" },
+                r.name
+            );
+        }
+        return Ok(0);
+    }
     let ids = record::machines(&ctx, &info, opts.kill_obsolete)?;
+    if opts.create_only {
+        eprintln!(
+            "recorded {} machines; existing machines need no creating",
+            ids.len()
+        );
+        return Ok(0);
+    }
     let selected: Vec<String> = info
         .machines
         .iter()

@@ -22,6 +22,7 @@ pub struct NixOpts {
     pub keep_failed: bool,
     pub fallback: bool,
     pub no_build_output: bool,
+    pub repair: bool,
 }
 
 impl NixOpts {
@@ -67,6 +68,9 @@ impl NixOpts {
         }
         if self.no_build_output {
             a.push("--no-build-output".into());
+        }
+        if self.repair {
+            a.push("--repair".into());
         }
         a
     }
