@@ -254,3 +254,27 @@ fn rolling_deploy_stops_after_a_failed_wave() {
     assert_ne!(fleet.current_system("w5"), first[4]);
     assert_eq!(fleet.current_system("w2"), first[1]);
 }
+
+#[test]
+fn forced_reboots_go_wave_by_wave() {
+    let (fleet, file) = setup(&["b1", "b2"]);
+    std::fs::write(&file, network(&["b1", "b2"], "second", "")).unwrap();
+    fleet.ok(&[
+        "deploy",
+        "--boot",
+        "--force-reboot",
+        "--max-concurrent-activate",
+        "1",
+    ]);
+    let reboot_time = |h: &str| -> u64 {
+        let log = std::fs::read_to_string(fleet.path().join(format!("hosts/{h}/reboots.log"))).unwrap();
+        assert_eq!(log.lines().count(), 1, "{h} rebooted once: {log}");
+        log.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    // b2's wave started only once b1 was back from its reboot.
+    assert!(reboot_time("b2") > reboot_time("b1"));
+    for h in ["b1", "b2"] {
+        assert_eq!(fleet.exec(h, "cat /run/current-system/etc/rev"), "second");
+        assert_eq!(fleet.current_system(h), fleet.exported_toplevel("d", h).unwrap());
+    }
+}

@@ -145,8 +145,13 @@ async fn activate_one(
                 .is_some_and(|p| p.current_system.as_deref() == Some(m.toplevel.as_str())));
     let (code, unchanged, guard) = if guarded {
         let wait = m.info.confirm_timeout + m.info.health_checks.max_timeout();
-        let g = guard::start(m, opts.action, sync, wait, events).await?;
-        let code = match guard::activated(m, &g, events).await {
+        let (g, activated) = guard::activate(m, opts.action, sync, wait, events).await;
+        let Some(g) = g else {
+            return Err(activated
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the guard did not start")));
+        };
+        let code = match activated {
             Ok(a) => a.code,
             Err(e) => {
                 events.log(

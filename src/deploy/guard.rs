@@ -90,57 +90,57 @@ pub enum Ending {
     RolledBack(String),
 }
 
-/// Starts the guard: it activates right away. One round trip.
-pub async fn start(
+/// Starts the guard, which activates right away, and waits in the same
+/// round trip (over the master connection) until activation is done,
+/// showing its output. The guard is returned even when the wait fails (the
+/// connection was lost): it may be running.
+pub async fn activate(
     m: &Machine,
     action: Action,
     sync: bool,
     wait_secs: u64,
     events: &Events,
-) -> Result<Guard> {
+) -> (Option<Guard>, Result<Activated>) {
     let dir = format!("/run/nixops-guard/{}", uuid::Uuid::new_v4());
     let d = ssh::quote(&dir);
     let script = format!(
         "umask 077; mkdir -p {d} && cat > {d}/guard.sh || exit 1
-args='{d} {t} {a} {w} {s}'
-if command -v setsid >/dev/null 2>&1; then setsid sh {d}/guard.sh $args </dev/null >/dev/null 2>&1 &
-else nohup sh {d}/guard.sh $args </dev/null >/dev/null 2>&1 & fi
-echo started",
+if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=nohup; fi
+# Twice detached: the guard's parent is gone at once, so it belongs to no
+# SSH session that something might kill.
+( $detach sh {d}/guard.sh {d} {t} {a} {w} {s} </dev/null >/dev/null 2>&1 & )
+echo __NIXOPS_GUARD_STARTED__
+i=0
+while [ ! -e {d}/rc ]; do
+  if [ $i -lt 40 ]; then sleep 0.05 2>/dev/null || sleep 1; else sleep 0.2 2>/dev/null || sleep 1; fi
+  i=$((i + 1))
+done
+cat {d}/log; echo \"__NIXOPS_RC__ $(cat {d}/rc)\"",
         t = ssh::quote(&m.toplevel),
         a = action.as_str(),
         w = wait_secs,
         s = u8::from(sync),
     );
-    let out = m
-        .target
-        .run(&script, Some(GUARD.as_bytes()), Sink::machine(events, &m.name))
-        .await?;
-    if !out.success() || !out.stdout.contains("started") {
-        return Err(ssh::failure("starting the activation guard", &out));
-    }
-    Ok(Guard { dir, wait_secs })
-}
-
-/// Waits (over the master connection) until activation is done and shows
-/// its output. An error means the connection was lost.
-pub async fn activated(m: &Machine, g: &Guard, events: &Events) -> Result<Activated> {
-    let d = ssh::quote(&g.dir);
-    let script = format!(
-        "while [ ! -e {d}/rc ]; do sleep 0.2 2>/dev/null || sleep 1; done; cat {d}/log; echo \"__NIXOPS_RC__ $(cat {d}/rc)\""
-    );
     let sink = Sink {
         log_stdout: true,
         ..Sink::machine(events, &m.name)
     };
-    let out = m.target.run(&script, None, sink).await?;
+    let out = match m.target.run(&script, Some(GUARD.as_bytes()), sink).await {
+        Ok(out) => out,
+        Err(e) => return (None, Err(e)),
+    };
+    if !out.stdout.contains("__NIXOPS_GUARD_STARTED__") {
+        return (None, Err(ssh::failure("starting the activation guard", &out)));
+    }
+    let guard = Guard { dir, wait_secs };
     let code = out
         .stdout
         .lines()
         .find_map(|l| l.strip_prefix("__NIXOPS_RC__ "))
         .and_then(|c| c.trim().parse().ok());
     match code {
-        Some(code) if out.success() => Ok(Activated { code }),
-        _ => Err(ssh::failure("waiting for activation", &out)),
+        Some(code) if out.success() => (Some(guard), Ok(Activated { code })),
+        _ => (Some(guard), Err(ssh::failure("waiting for activation", &out))),
     }
 }
 
