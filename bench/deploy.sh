@@ -17,6 +17,9 @@
 # NIXOPS=/path/to/nixops measures that binary instead of building this
 # checkout (cargo build --release) and using target/release/nixops.
 #
+# NIXOPS_DEPLOY_ARGS adds options to every `nixops deploy` (e.g.
+# --no-magic-rollback, to compare like with like: Colmena has no rollback).
+#
 # With COLMENA=/path/to/colmena, Colmena is measured the same way on its own
 # fresh fleet, and the table shows ours/Colmena ratios.
 #
@@ -68,6 +71,7 @@ fi
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 FLEET_SH=$REPO/tests/fleet/fleet.sh
 NIXOPS=${NIXOPS:-}
+NIXOPS_DEPLOY_ARGS=${NIXOPS_DEPLOY_ARGS:-}
 COLMENA=${COLMENA:-}
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -284,7 +288,7 @@ ours_setup() {
 ours_deploy() {
   local dir=$1
   exec env HOME="$dir/home" NIXOPS_STATE="$dir/state.nixops" NIXOPS_SSH_PERSIST=60 \
-    "$FLEET_SH" run "$dir/fleet" -- "$NIXOPS" deploy -d bench
+    "$FLEET_SH" run "$dir/fleet" -- "$NIXOPS" deploy -d bench $NIXOPS_DEPLOY_ARGS
 }
 
 # ---- Colmena (baseline)
@@ -339,7 +343,7 @@ if ((BUSY)); then
 fi
 echo "deployer CPU: $CPU_METHOD"
 echo "$BASHRC_NOTE"
-echo "nixops: $NIXOPS ($("$NIXOPS" --version 2>/dev/null | head -n1))"
+echo "nixops: $NIXOPS ($("$NIXOPS" --version 2>/dev/null | head -n1))${NIXOPS_DEPLOY_ARGS:+, deploy $NIXOPS_DEPLOY_ARGS}"
 if [[ -n $COLMENA ]]; then
   echo "baseline: Colmena ($COLMENA, $("$COLMENA" --version 2>/dev/null | head -n1))"
   echo
