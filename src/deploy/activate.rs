@@ -136,8 +136,12 @@ async fn activate_one(
     events.stage(&m.name, "activating");
     let skip = !m.info.always_activate && !opts.always_activate && opts.action != Action::DryActivate;
     let sync = !opts.no_sync && opts.action.sets_profile();
+    // A machine that runs no system yet has nothing to go back to: a guard
+    // could only pretend to roll back.
+    let has_previous = m.probe.as_ref().is_none_or(|p| p.current_system.is_some());
     let guarded = opts.magic_rollback
         && m.info.magic_rollback
+        && has_previous
         && matches!(opts.action, Action::Switch | Action::Test)
         && !(skip
             && m.probe
