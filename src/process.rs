@@ -93,6 +93,10 @@ pub fn describe(cmd: &Command) -> String {
     parts.join(" ")
 }
 
+/// Lines starting with this are our remote scripts' messages to us, not
+/// output for people: collected, never logged.
+pub const MARKER: &str = "__NIXOPS_";
+
 /// Runs `cmd`, feeding it `stdin` (if any), streaming stderr into `sink`.
 pub async fn run(cmd: &mut Command, stdin: Option<&[u8]>, sink: Sink<'_>) -> Result<Output> {
     tracing::debug!("running: {}", describe(cmd));
@@ -140,7 +144,7 @@ async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool, is_stder
             } else {
                 println!("{p}> {line}");
             }
-        } else if log {
+        } else if log && !line.starts_with(MARKER) {
             sink.line(&line);
         }
         all.push(line);
