@@ -57,16 +57,9 @@ done
 [[ $R =~ ^[1-9][0-9]*$ ]] || { echo "deploy.sh: bad R: $R" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "deploy.sh: must run as root (test fleet)" >&2; exit 1; }
 
-ROOT_HOME=$(getent passwd "$(id -un)" | cut -d: -f6)
-BASHRC_NOTE="test hosts: root's ~/.bashrc as is"
-if ((MASK_BASHRC)) && [[ -f $ROOT_HOME/.bashrc ]]; then
-  if [[ -z ${NIXOPS_BENCH_NS:-} ]]; then
-    export NIXOPS_BENCH_NS=1
-    exec unshare --mount --propagation private -- "$BASH" "${BASH_SOURCE[0]}" "${ARGS[@]}"
-  fi
-  mount --bind /dev/null "$ROOT_HOME/.bashrc"
-  BASHRC_NOTE="test hosts: root's ~/.bashrc masked (empty) in a private mount namespace (-B: keep it)"
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+mask_bashrc "$MASK_BASHRC" "${ARGS[@]}"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 FLEET_SH=$REPO/tests/fleet/fleet.sh

@@ -52,16 +52,9 @@ done
 for v in N K SIZE; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "keys.sh: bad $v: ${!v}" >&2; exit 2; }; done
 [[ $(id -u) == 0 ]] || { echo "keys.sh: must run as root (test fleet)" >&2; exit 1; }
 
-ROOT_HOME=$(getent passwd "$(id -un)" | cut -d: -f6)
-BASHRC_NOTE="test hosts: root's ~/.bashrc as is"
-if ((MASK_BASHRC)) && [[ -f $ROOT_HOME/.bashrc ]]; then
-  if [[ -z ${NIXOPS_BENCH_NS:-} ]]; then
-    export NIXOPS_BENCH_NS=1
-    exec unshare --mount --propagation private -- "$BASH" "${BASH_SOURCE[0]}" "${ARGS[@]}"
-  fi
-  mount --bind /dev/null "$ROOT_HOME/.bashrc"
-  BASHRC_NOTE="test hosts: root's ~/.bashrc masked (empty) in a private mount namespace (-B: keep it)"
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+mask_bashrc "$MASK_BASHRC" "${ARGS[@]}"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 FLEET_SH=$REPO/tests/fleet/fleet.sh

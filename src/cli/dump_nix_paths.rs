@@ -21,17 +21,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let files = NixFiles::write()?;
     let nix = g.nix_opts(Some(&d))?;
     let filter = o.machines.filter();
-    let info = network
-        .evaluate(
-            &files,
-            &nix,
-            filter.include_opt(),
-            &filter.exclude,
-            true,
-            Sink::quiet(),
-        )
-        .await?;
-    filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
+    let info = network.evaluate_selected(&files, &nix, &filter, true).await?;
     let drvs: Vec<String> = info
         .machines
         .values()

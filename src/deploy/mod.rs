@@ -24,7 +24,6 @@ use anyhow::{Result, bail};
 
 use crate::network::{MachineFilter, MachineInfo, Network, NetworkInfo, NixFiles};
 use crate::nix::NixOpts;
-use crate::process::Sink;
 use crate::ssh::Target;
 use crate::state::{Deployment, SqliteStore, Store};
 use crate::ui::{self, Events};
@@ -164,17 +163,7 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
     // Evaluate.
     eprintln!("evaluating network of deployment ‘{}’...", ctx.deployment.label());
     let filter = &opts.machines;
-    let info = network
-        .evaluate(
-            &files,
-            &ctx.nix,
-            filter.include_opt(),
-            &filter.exclude,
-            true,
-            Sink::quiet(),
-        )
-        .await?;
-    filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
+    let info = network.evaluate_selected(&files, &ctx.nix, filter, true).await?;
     check_supported(&info)?;
 
     // Record machines (new, obsolete) and network attributes.

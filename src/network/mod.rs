@@ -281,6 +281,29 @@ impl Network {
 }
 
 impl Network {
+    /// [`evaluate`](Self::evaluate) for the machines `filter` selects; a
+    /// selector that matches no machine is an error.
+    pub async fn evaluate_selected(
+        &self,
+        files: &NixFiles,
+        opts: &NixOpts,
+        filter: &MachineFilter,
+        instantiate: bool,
+    ) -> Result<NetworkInfo> {
+        let info = self
+            .evaluate(
+                files,
+                opts,
+                filter.include_opt(),
+                &filter.exclude,
+                instantiate,
+                Sink::quiet(),
+            )
+            .await?;
+        filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
+        Ok(info)
+    }
+
     /// Evaluates one option of one machine: Nix syntax, or JSON.
     pub async fn option(
         &self,

@@ -1,0 +1,21 @@
+# Shared by the benchmarks (sourced, not run).
+#
+# The test hosts share this machine's /root, and bash runs root's ~/.bashrc
+# for every command sshd starts. If that file does expensive work (here:
+# `pyenv init`, ~0.1 s of CPU per SSH session), it swamps what we measure.
+# mask_bashrc re-executes the calling script in a private mount namespace
+# where ~/.bashrc is masked by /dev/null (nothing on disk changes), and sets
+# BASHRC_NOTE for the report. Call it as: mask_bashrc "$MASK_BASHRC" "${ARGS[@]}".
+mask_bashrc() {
+  local mask=$1; shift
+  ROOT_HOME=$(getent passwd "$(id -un)" | cut -d: -f6)
+  BASHRC_NOTE="test hosts: root's ~/.bashrc as is"
+  if ((mask)) && [[ -f $ROOT_HOME/.bashrc ]]; then
+    if [[ -z ${NIXOPS_BENCH_NS:-} ]]; then
+      export NIXOPS_BENCH_NS=1
+      exec unshare --mount --propagation private -- "$BASH" "${BASH_SOURCE[1]}" "$@"
+    fi
+    mount --bind /dev/null "$ROOT_HOME/.bashrc"
+    BASHRC_NOTE="test hosts: root's ~/.bashrc masked (empty) in a private mount namespace (-B: keep it)"
+  fi
+}
