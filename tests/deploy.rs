@@ -263,13 +263,13 @@ fn obsolete_machines_and_kill_obsolete() {
 #[test]
 fn concurrent_deploys_of_one_deployment_take_turns() {
     let fleet = Fleet::start(&["m"]);
-    fleet.create("d", &simple_network(&["m"], "stub.activation.sleep = 2;"));
+    let uuid = fleet.create("d", &simple_network(&["m"], "stub.activation.sleep = 2;"));
     let first = fleet
         .nixops(&["deploy"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    fleet.wait_for_lock(&uuid);
     let second = fleet.run(&["deploy"]);
     let first = first.wait_with_output().unwrap();
     assert!(

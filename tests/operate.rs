@@ -336,10 +336,10 @@ fn introspection_commands() {
 #[test]
 fn unlock_refuses_a_live_lock_and_clears_a_dead_one() {
     let fleet = Fleet::start(&["m"]);
-    fleet.create("d", &simple_network(&["m"], "stub.activation.sleep = 3;"));
+    let uuid = fleet.create("d", &simple_network(&["m"], "stub.activation.sleep = 3;"));
     assert!(fleet.ok(&["unlock"]).stderr.contains("not locked"));
     let deploy = fleet.nixops(&["deploy"]).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fleet.wait_for_lock(&uuid);
     let r = fleet.run(&["unlock"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains(&format!("pid {}", deploy.id())), "{}", r.stderr);

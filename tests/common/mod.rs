@@ -176,6 +176,19 @@ impl Fleet {
         r
     }
 
+    /// Waits until some process holds deployment `uuid`'s lock (its holder
+    /// writes its pid into the lock file once it has it).
+    pub fn wait_for_lock(&self, uuid: &str) {
+        let lock = self.path().join("home/.nixops/locks").join(uuid);
+        for _ in 0..200 {
+            if std::fs::read_to_string(&lock).is_ok_and(|s| !s.trim().is_empty()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nobody took the lock {}", lock.display());
+    }
+
     /// Creates deployment `name` from network text (written to `<name>.nix`).
     pub fn create(&self, name: &str, network: &str) -> String {
         let file = self.write(&format!("{name}.nix"), network);
