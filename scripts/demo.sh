@@ -12,7 +12,7 @@ repo=$PWD
 bash scripts/install-deps.sh
 cargo build --release --locked -q
 fleet=$(mktemp -d /tmp/nixops-demo.XXXXXX)
-cleanup() { bash tests/fleet/fleet.sh stop "$fleet" >/dev/null 2>&1 || true; }
+cleanup() { bash "$repo/tests/fleet/fleet.sh" stop "$fleet" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 echo "== starting test hosts proxy.example.com and git.example.com"
