@@ -14,12 +14,8 @@ use crate::process::{self, Sink};
 
 /// NixOps' profile location, so its generations carry over.
 pub fn profile(uuid: &str) -> PathBuf {
-    let user = std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "root".into());
     PathBuf::from("/nix/var/nix/profiles/per-user")
-        .join(user)
+        .join(crate::nix::user_name())
         .join("nixops")
         .join(uuid)
 }

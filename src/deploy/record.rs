@@ -114,9 +114,15 @@ pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BT
 }
 
 /// How to reach a machine, with the host key pinned in state.
-pub fn target(ctx: &Ctx, name: &str, m: &MachineInfo, res: Option<&Resource>) -> Result<Target> {
+pub fn target(
+    uuid: &str,
+    name: &str,
+    m: &MachineInfo,
+    res: Option<&Resource>,
+    persist: u64,
+) -> Result<Target> {
     Target::new(
-        &ctx.deployment.uuid,
+        uuid,
         name,
         &m.target_host,
         m.target_port.map(|p| p as u16),
@@ -124,7 +130,7 @@ pub fn target(ctx: &Ctx, name: &str, m: &MachineInfo, res: Option<&Resource>) ->
         m.ssh_options.clone(),
         m.privilege_escalation_command.clone(),
         res.and_then(|r| r.get("publicHostKey")).map(str::to_owned),
-        ctx.ssh_persist,
+        persist,
     )
 }
 

@@ -39,17 +39,7 @@ pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result
         .map_err(|e| anyhow::anyhow!("deployment ‘{}’: {e}", d.label()))?;
     let mut out = Vec::new();
     for (r, info) in all.into_iter().filter(|(r, i)| filter.matches(&r.name, &i.tags)) {
-        let target = Target::new(
-            &d.uuid,
-            &r.name,
-            &info.target_host,
-            info.target_port.map(|p| p as u16),
-            &info.target_user,
-            info.ssh_options.clone(),
-            info.privilege_escalation_command.clone(),
-            r.get("publicHostKey").map(str::to_owned),
-            persist,
-        )?;
+        let target = record::target(&d.uuid, &r.name, &info, Some(r), persist)?;
         out.push(StoredMachine {
             name: r.name.clone(),
             resource: r.clone(),

@@ -116,18 +116,22 @@ pub async fn realise(
     Ok(paths)
 }
 
-/// The directory of a deployment's permanent GC roots, one symlink per
-/// machine pointing at the toplevel it was last deployed with.
-pub fn gc_roots_dir(uuid: &str) -> PathBuf {
-    let user = std::env::var("USER")
+/// The name of Nix's per-user directories (GC roots, profiles) for us.
+pub fn user_name() -> String {
+    std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| {
             let uid = unsafe { libc::getuid() };
             if uid == 0 { "root".into() } else { uid.to_string() }
-        });
+        })
+}
+
+/// The directory of a deployment's permanent GC roots, one symlink per
+/// machine pointing at the toplevel it was last deployed with.
+pub fn gc_roots_dir(uuid: &str) -> PathBuf {
     PathBuf::from("/nix/var/nix/gcroots/per-user")
-        .join(user)
+        .join(user_name())
         .join("nixops")
         .join(uuid)
 }
