@@ -89,7 +89,7 @@ fi
 WORK=$(mktemp -d /tmp/nixops-bench.XXXXXX)
 RUN_ID=${WORK##*.}
 export NIX_PATH=nixpkgs=$REPO/tests/nixpkgs
-export NIX_CONFIG="substituters ="
+source "$REPO/scripts/offline-nix.sh"
 unset NIXOPS_DEPLOYMENT NIXOPS_STATE
 # Where nixops keeps its control sockets (see src/ssh/mod.rs).
 if [[ -n ${XDG_RUNTIME_DIR:-} && -d $XDG_RUNTIME_DIR ]]; then

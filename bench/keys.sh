@@ -71,7 +71,8 @@ fi
 
 WORK=$(mktemp -d /tmp/nixops-keys-bench.XXXXXX)
 F=$WORK/fleet
-export NIX_PATH=nixpkgs=$REPO/tests/nixpkgs NIX_CONFIG="substituters ="
+export NIX_PATH=nixpkgs=$REPO/tests/nixpkgs
+source "$REPO/scripts/offline-nix.sh"
 unset NIXOPS_DEPLOYMENT NIXOPS_STATE
 export HOME_DIR=$WORK/home
 mkdir -p "$HOME_DIR" "$WORK/secrets" "$WORK/cm"

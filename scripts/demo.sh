@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 bash scripts/install-deps.sh
+source scripts/offline-nix.sh
 cargo build --release --locked -q
 fleet=$(mktemp -d /tmp/nixops-demo.XXXXXX)
 cleanup() { bash "$repo/tests/fleet/fleet.sh" stop "$fleet" >/dev/null 2>&1 || true; }
@@ -18,7 +19,7 @@ trap cleanup EXIT
 echo "== starting test hosts proxy.example.com and git.example.com"
 bash tests/fleet/fleet.sh start "$fleet" proxy.example.com git.example.com >/dev/null
 cp demo/*.nix "$fleet/"
-export NIXOPS_STATE="$fleet/state.nixops" NIX_PATH="nixpkgs=$repo/tests/nixpkgs" NIX_CONFIG="substituters ="
+export NIXOPS_STATE="$fleet/state.nixops" NIX_PATH="nixpkgs=$repo/tests/nixpkgs"
 # Run nixops as a user whose ~/.ssh/config maps the two names to the hosts.
 nixops() { bash "$repo/tests/fleet/fleet.sh" run "$fleet" -- "$repo/target/release/nixops" "$@"; }
 cd "$fleet"

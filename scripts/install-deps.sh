@@ -21,4 +21,15 @@ if ((${#missing[@]})); then
       || { echo "error: could not install $p" >&2; exit 1; }
   done
 fi
+# Nix builds as root run as the nixbld build users (Debian's nix-setup-systemd
+# creates them; where that package cannot run, e.g. without systemd, we do).
+if ! getent group nixbld >/dev/null; then
+  echo "creating Nix build users (group nixbld)" >&2
+  groupadd --system nixbld
+fi
+for i in $(seq 1 8); do
+  getent passwd "nixbld$i" >/dev/null && continue
+  useradd --system --no-create-home --home-dir /var/empty --shell /usr/sbin/nologin \
+    --gid nixbld --groups nixbld --comment "Nix build user $i" "nixbld$i"
+done
 command -v cargo >/dev/null || { echo "error: cargo (Rust) is needed" >&2; exit 1; }

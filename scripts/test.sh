@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# The deploying side's Nix is offline in tests: nothing may be substituted.
-export NIX_CONFIG="substituters ="
+source scripts/offline-nix.sh
 bash tests/nixpkgs/check.sh
 bash tests/fleet/selftest.sh
 cargo test --locked -- --test-threads="${NIXOPS_TEST_THREADS:-2}"

@@ -6,6 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The deploying side's Nix in tests, as scripts/offline-nix.sh sets it:
+/// offline, with the stand-in nixpkgs' builder inside the build sandbox.
+pub const NIX_CONFIG: &str = "substituters =\nextra-sandbox-paths = /bin/busybox";
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -142,7 +146,7 @@ impl Fleet {
                 "NIX_PATH",
                 format!("nixpkgs={}", repo().join("tests/nixpkgs").display()),
             )
-            .env("NIX_CONFIG", "substituters =")
+            .env("NIX_CONFIG", NIX_CONFIG)
             .env("NIXOPS_SSH_PERSIST", "5")
             .env_remove("NIXOPS_DEPLOYMENT")
             .stdin(Stdio::null());

@@ -555,6 +555,9 @@ cmd_start() {
   done
   ensure_fleet "$f"
   lock_fleet "$f"
+  # The mount point for each host's private /etc/nix (a fresh Nix install
+  # has no /etc/nix at all).
+  mkdir -p /etc/nix
 
   local spec name port auto h used=" " names=() ports=() autos=()
   fake_targets

@@ -1,0 +1,5 @@
+# Sourced by the test, demo and bench scripts: the deploying side's Nix as the
+# tests use it. Offline (nothing may be substituted), and the stand-in
+# nixpkgs' builder, Debian's static /bin/busybox, visible inside Nix's build
+# sandbox. tests/common/mod.rs passes the same setting to every nixops it runs.
+export NIX_CONFIG=$'substituters =\nextra-sandbox-paths = /bin/busybox'
