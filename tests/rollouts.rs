@@ -7,22 +7,12 @@ use std::net::TcpListener;
 
 use common::Fleet;
 
-/// A network of `names`, each machine with `extra` config and an etc file
-/// whose text is `rev` (to make a new system).
 fn network(names: &[&str], rev: &str, extra: &str) -> String {
-    let mut s = String::from("{\n");
-    for n in names {
-        s += &format!("  {n} = {{ ... }}: {{ environment.etc.rev.text = \"{rev}\"; {extra} }};\n");
-    }
-    s + "}\n"
+    common::rev_network(names, rev, extra)
 }
 
 fn setup(names: &[&str]) -> (Fleet, std::path::PathBuf) {
-    let fleet = Fleet::start(names);
-    let file = fleet.write("net.nix", &network(names, "first", ""));
-    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
-    fleet.ok(&["deploy"]);
-    (fleet, file)
+    common::deployed(names, "")
 }
 
 #[test]

@@ -3,7 +3,7 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::check::{self, Health};
-use crate::deploy::{self, select};
+use crate::deploy::{self, record, select};
 use crate::process::Sink;
 use crate::state::{Store, machine_state};
 use crate::ui::table;
@@ -44,7 +44,17 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         renderer.await?;
         let mut rows = Vec::new();
         for (m, (h, checks)) in machines.iter().zip(&results) {
-            let deployed = m.resource.toplevel();
+            let mut deployed = m.resource.toplevel();
+            let mut notes = Vec::new();
+            let unrecorded =
+                record::unrecorded(&d.uuid, deployed, h.current_system.as_deref(), h.kept.as_ref());
+            if let Some(t) = unrecorded {
+                // An interrupted deploy of ours left it running: it is deployed.
+                crate::nix::set_gc_root(&d.uuid, &m.name, t)?;
+                store.set_resource_attrs(m.resource.id, &[("toplevel".into(), Some(t.to_owned()))])?;
+                notes.push(format!("recorded {t}, which an interrupted deploy left running"));
+                deployed = Some(t);
+            }
             code |= h.bits(deployed);
             if checks.is_err() {
                 code |= check::bits::NOT_UP;
@@ -64,7 +74,6 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 changes.push(("publicHostKey".into(), Some(key)));
             }
             store.set_resource_attrs(m.resource.id, &changes)?;
-            let mut notes = Vec::new();
             if let Some(e) = &h.error {
                 notes.push(e.clone());
             }

@@ -91,30 +91,9 @@ pub async fn run(
     results
 }
 
-/// The remote script: one round trip does the profile, the sync and the
-/// switch.
-fn script(toplevel: &str, action: Action, skip_if_current: bool, sync: bool) -> String {
-    let t = ssh::quote(toplevel);
-    let mut s = String::from("set -e\n");
-    if skip_if_current {
-        s += &format!(
-            "if [ \"$(readlink -f /nix/var/nix/profiles/system)\" = {t} ]; then echo {UNCHANGED_MARK}; exit 0; fi\n"
-        );
-    }
-    if action.sets_profile() {
-        // A no-op redeploy starts no Nix process and flushes nothing.
-        s += &format!("if [ \"$(readlink -f /nix/var/nix/profiles/system)\" != {t} ]; then\n");
-        s += &format!("  nix-env -p /nix/var/nix/profiles/system --set {t}\n");
-        if sync {
-            s += "  sync\n";
-        }
-        s += "fi\n";
-    } else if sync {
-        s += "sync\n";
-    }
-    s += &format!("exec {t}/bin/switch-to-configuration {}\n", action.as_str());
-    s
-}
+/// Unguarded activation, in one round trip: the profile, the sync and the
+/// switch, under the machine's activation lock (see activation-lib.sh).
+const ACTIVATE: &str = concat!(include_str!("activation-lib.sh"), include_str!("activate.sh"));
 
 async fn activate_one(
     ctx: &Ctx,
@@ -149,7 +128,7 @@ async fn activate_one(
                 .is_some_and(|p| p.current_system.as_deref() == Some(m.toplevel.as_str())));
     let (code, unchanged, guard) = if guarded {
         let wait = m.info.confirm_timeout + m.info.health_checks.max_timeout();
-        let (g, activated) = guard::activate(m, opts.action, sync, wait, events).await;
+        let (g, activated) = guard::activate(m, &ctx.deployment.uuid, opts.action, sync, wait, events).await;
         let Some(g) = g else {
             return Err(activated
                 .err()
@@ -174,10 +153,16 @@ async fn activate_one(
             log_stdout: true,
             ..Sink::machine(events, &m.name)
         };
-        let out = m
-            .target
-            .run(&script(&m.toplevel, opts.action, skip, sync), None, sink)
-            .await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let args = [
+            id.as_str(),
+            m.toplevel.as_str(),
+            opts.action.as_str(),
+            if skip { "1" } else { "0" },
+            if sync { "1" } else { "0" },
+            ctx.deployment.uuid.as_str(),
+        ];
+        let out = m.target.run_with_args(ACTIVATE, &args, None, sink).await?;
         if out.code == Some(ssh::SSH_FAILURE) {
             return Err(ssh::failure("activation", &out));
         }
@@ -275,6 +260,9 @@ async fn ended(m: &Machine, g: &guard::Guard, events: &Events) -> Result<Outcome
     match guard::ending(m, g, events).await? {
         guard::Ending::Kept => bail!("the guard kept the new system, but it was not confirmed by us"),
         guard::Ending::RolledBack(why) => Ok(Outcome::RolledBack(why)),
+        guard::Ending::Superseded => {
+            bail!("a later activation on the machine took over before this one was confirmed")
+        }
     }
 }
 

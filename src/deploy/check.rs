@@ -25,6 +25,8 @@ pub struct Health {
     pub system_state: Option<String>,
     pub load: Option<String>,
     pub failed_units: Vec<String>,
+    /// The newest activation, when it is final.
+    pub kept: Option<super::record::Kept>,
 }
 
 impl Health {
@@ -59,14 +61,18 @@ impl Health {
     }
 }
 
-const SCRIPT: &str = r#"echo "boot=$(cat /proc/sys/kernel/random/boot_id)"
+const SCRIPT: &str = concat!(
+    include_str!("activation-lib.sh"),
+    r#"echo "boot=$(cat /proc/sys/kernel/random/boot_id)"
 echo "current=$(readlink /run/current-system 2>/dev/null)"
 echo "state=$(systemctl is-system-running 2>/dev/null)"
 read a b c rest < /proc/loadavg && echo "load=$a $b $c"
 systemctl --failed --no-legend --plain --no-pager 2>/dev/null | while read -r unit rest; do
   case "$unit" in ''|'●'|'*') ;; *) echo "failed=$unit" ;; esac
 done
-"#;
+k=$(newest_kept); [ -z "$k" ] || echo "newest=$k"
+"#
+);
 
 pub async fn health(target: &Target, sink: Sink<'_>) -> Health {
     let out = match target.run(SCRIPT, None, sink).await {
@@ -99,6 +105,7 @@ pub async fn health(target: &Target, sink: Sink<'_>) -> Health {
             "state" if !v.is_empty() => h.system_state = Some(v),
             "load" => h.load = Some(v),
             "failed" => h.failed_units.push(v),
+            "newest" => h.kept = super::record::Kept::parse(&v),
             _ => {}
         }
     }

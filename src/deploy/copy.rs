@@ -62,22 +62,15 @@ pub struct Probe {
     pub current_system: Option<String>,
 }
 
-/// One round trip: the boot id, whether `path` is valid in its store (no
-/// Nix process when the profile already points at it, or when it does not
-/// even exist), the system it runs and its system profile.
+const PROBE: &str = concat!(include_str!("activation-lib.sh"), include_str!("probe.sh"));
+
+/// One round trip: the boot id, whether `path` is valid in its store, the
+/// system it runs, and what the newest activation there left final (so
+/// state learns what an interrupted deploy of ours left running).
 pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Result<Probe> {
-    let p = ssh::quote(path);
-    let script = format!(
-        "cat /proc/sys/kernel/random/boot_id
-profile=$(readlink -f /nix/var/nix/profiles/system 2>/dev/null || true)
-if [ \"$profile\" = {p} ]; then echo present
-elif [ -e {p} ] && nix-store --check-validity {p} >/dev/null 2>&1; then echo present
-else echo missing; fi
-readlink /run/current-system || true"
-    );
     let out = m
         .target
-        .run(&script, None, Sink::machine(events, &m.name))
+        .run_with_args(PROBE, &[path], None, Sink::machine(events, &m.name))
         .await?;
     if !out.success() {
         if out.code == Some(ssh::SSH_FAILURE) {
@@ -86,22 +79,31 @@ readlink /run/current-system || true"
         return Err(ssh::failure("contacting the machine", &out));
     }
     record::reached(ctx, m.resource_id, &m.target)?;
-    let mut lines = out.stdout.lines();
-    let (Some(boot_id), Some(status)) = (lines.next(), lines.next()) else {
+    // Not lines(): the third line may be empty, even as the last one.
+    let mut lines = out.stdout.split('\n');
+    let (Some(boot_id), Some(status), Some(current)) = (lines.next(), lines.next(), lines.next()) else {
         bail!("unexpected answer from the machine: {:?}", out.stdout);
     };
+    let current_system = Some(current.trim().to_owned()).filter(|c| !c.is_empty());
+    let kept = lines.next().and_then(record::Kept::parse);
+    let recorded = ctx.deployment.resources.get(&m.name).and_then(|r| r.toplevel());
+    if let Some(t) = record::unrecorded(
+        &ctx.deployment.uuid,
+        recorded,
+        current_system.as_deref(),
+        kept.as_ref(),
+    ) {
+        record::deployed(ctx, m.resource_id, &m.name, t)?;
+        events.log(
+            Some(&m.name),
+            format!("recorded {t}, which an interrupted deploy left running"),
+        );
+    }
     Ok(Probe {
         boot_id: boot_id.trim().to_owned(),
         has_path: status.trim() == "present",
-        current_system: next_path(&mut lines),
+        current_system,
     })
-}
-
-fn next_path<'a>(lines: &mut impl Iterator<Item = &'a str>) -> Option<String> {
-    lines
-        .next()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
 }
 
 async fn copy_one(ctx: &Ctx, m: &mut Machine, events: &Events, check: bool) -> Result<Copied> {

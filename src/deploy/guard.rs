@@ -1,17 +1,25 @@
 //! Magic rollback: activation under a guard on the machine.
 //!
-//! The guard is a POSIX shell script started detached (it survives the SSH
-//! connection dropping). It activates the new system, then waits for a
-//! decision: the deployer confirms over a *new* SSH connection (not the
-//! multiplexed master, which could hide a broken sshd), or asks to roll
-//! back, or the deadline passes. Without a confirmation, or when activation
-//! fails, the guard goes back to the previous system by itself.
+//! The guard (`guard.sh`) is a POSIX shell script started detached (it
+//! survives the SSH connection dropping). It activates the new system, then
+//! waits for a decision: the deployer confirms over a *new* SSH connection
+//! (not the multiplexed master, which could hide a broken sshd), or asks to
+//! roll back, or the deadline passes, or a later activation supersedes it.
+//! Without a confirmation, or when activation fails, the guard goes back to
+//! the previous system by itself.
 //!
-//! The decision is a symlink, `$dir/decision`, created with `ln -s`: creating
-//! a symlink is atomic and fails if it exists, so whoever decides first wins
-//! and everyone reads the same answer. A confirmation racing the deadline is
-//! either in time (the guard then reads "confirmed") or not (the deployer
-//! then reads the guard's "timeout"); it is never lost or half-applied.
+//! The decision is a symlink in the guard's directory, created with `ln -s`:
+//! creating a symlink is atomic and fails if it exists, so whoever decides
+//! first wins and everyone reads the same answer. A confirmation racing the
+//! deadline is either in time (the guard then reads "confirmed") or not (the
+//! deployer then reads the guard's "timeout"); it is never lost or
+//! half-applied.
+//!
+//! Every activation on a machine, guarded or not, takes the machine's
+//! activation lock and becomes its newest activation
+//! (`activation-lib.sh`); a guard goes back only under that lock and only
+//! while it is still the newest. So the guard of an interrupted deploy
+//! (Ctrl-C, a killed deployer, a frozen machine) can never undo a later one.
 
 use std::time::{Duration, Instant};
 
@@ -22,58 +30,25 @@ use crate::process::{self, Sink};
 use crate::ssh;
 use crate::ui::Events;
 
-const GUARD: &str = r#"d=$1; top=$2; action=$3; timeout=$4; sync=$5
-profile=/nix/var/nix/profiles/system
-prev_profile=$(readlink -f "$profile" 2>/dev/null || true)
-prev_current=$(readlink -f /run/current-system 2>/dev/null || true)
-nap() { sleep 0.2 2>/dev/null || sleep 1; }
-say() { echo "$*" >> "$d/log"; }
-finish() { echo "$1" > "$d/outcome.tmp" && mv "$d/outcome.tmp" "$d/outcome"; exit 0; }
-rollback() {
-  say "nixops guard: rolling back ($1)"
-  if [ "$action" = switch ] && [ -n "$prev_profile" ] && [ "$prev_profile" != "$top" ]; then
-    nix-env -p "$profile" --set "$prev_profile" >> "$d/log" 2>&1 || say "nixops guard: could not reset the profile"
-    "$prev_profile/bin/switch-to-configuration" boot >> "$d/log" 2>&1 || say "nixops guard: could not reset the boot default"
-  fi
-  if [ -n "$prev_current" ] && [ "$prev_current" != "$top" ]; then
-    "$prev_current/bin/switch-to-configuration" test >> "$d/log" 2>&1 || say "nixops guard: re-activating $prev_current failed"
-  elif [ -z "$prev_current" ]; then
-    say "nixops guard: there is no previous system to go back to"
-  fi
-  finish "rolled-back $1"
-}
-if [ "$action" = switch ] && [ "$prev_profile" != "$top" ]; then
-  if ! nix-env -p "$profile" --set "$top" >> "$d/log" 2>&1; then
-    echo 1 > "$d/rc"; ln -s failed "$d/decision"; rollback "setting the system profile failed"
-  fi
-  [ "$sync" = 1 ] && sync
-fi
-"$top/bin/switch-to-configuration" "$action" >> "$d/log" 2>&1
-rc=$?
-echo "$rc" > "$d/rc.tmp" && mv "$d/rc.tmp" "$d/rc"
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 100 ]; then
-  ln -s failed "$d/decision" 2>/dev/null
-  rollback "activation failed with exit code $rc"
-fi
-end=$(( $(date +%s) + timeout ))
-while :; do
-  dec=$(readlink "$d/decision" 2>/dev/null || true)
-  if [ -z "$dec" ] && [ "$(date +%s)" -ge "$end" ]; then
-    ln -s timeout "$d/decision" 2>/dev/null
-    dec=$(readlink "$d/decision")
-  fi
-  case "$dec" in
-    confirmed) finish kept ;;
-    '') nap ;;
-    timeout) rollback "no confirmation within ${timeout} s" ;;
-    *) rollback "$dec" ;;
-  esac
-done
-"#;
+const START: &str = concat!(include_str!("activation-lib.sh"), include_str!("guard-start.sh"));
+const GUARD: &str = concat!(include_str!("activation-lib.sh"), include_str!("guard.sh"));
+const DECIDE: &str = concat!(
+    include_str!("activation-lib.sh"),
+    r#"ln -s "$2" "$base/$1/decision" 2>/dev/null; readlink "$base/$1/decision""#
+);
+const OUTCOME: &str = concat!(
+    include_str!("activation-lib.sh"),
+    r#"cat "$base/$1/outcome" 2>/dev/null || true"#
+);
+const LOG: &str = concat!(
+    include_str!("activation-lib.sh"),
+    r#"cat "$base/$1/log" 2>/dev/null || true"#
+);
 
 /// A running guard on a machine.
 pub struct Guard {
-    dir: String,
+    /// Its directory's name under /run/nixops-guard.
+    id: String,
     /// When the guard gives up waiting, counted from activation's end.
     pub wait_secs: u64,
 }
@@ -88,6 +63,9 @@ pub struct Activated {
 pub enum Ending {
     Kept,
     RolledBack(String),
+    /// A later activation on the machine took over before this one was
+    /// decided; the machine is that one's now.
+    Superseded,
 }
 
 /// Starts the guard, which activates right away, and waits in the same
@@ -96,43 +74,38 @@ pub enum Ending {
 /// connection was lost): it may be running.
 pub async fn activate(
     m: &Machine,
+    deployment: &str,
     action: Action,
     sync: bool,
     wait_secs: u64,
     events: &Events,
 ) -> (Option<Guard>, Result<Activated>) {
-    let dir = format!("/run/nixops-guard/{}", uuid::Uuid::new_v4());
-    let d = ssh::quote(&dir);
-    let script = format!(
-        "umask 077; mkdir -p {d} && cat > {d}/guard.sh || exit 1
-if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=nohup; fi
-# Twice detached: the guard's parent is gone at once, so it belongs to no
-# SSH session that something might kill.
-( $detach sh {d}/guard.sh {d} {t} {a} {w} {s} </dev/null >/dev/null 2>&1 & )
-echo __NIXOPS_GUARD_STARTED__
-i=0
-while [ ! -e {d}/rc ]; do
-  if [ $i -lt 40 ]; then sleep 0.05 2>/dev/null || sleep 1; else sleep 0.2 2>/dev/null || sleep 1; fi
-  i=$((i + 1))
-done
-cat {d}/log; echo \"__NIXOPS_RC__ $(cat {d}/rc)\"",
-        t = ssh::quote(&m.toplevel),
-        a = action.as_str(),
-        w = wait_secs,
-        s = u8::from(sync),
-    );
+    let id = uuid::Uuid::new_v4().to_string();
+    let wait = wait_secs.to_string();
+    let args = [
+        id.as_str(),
+        m.toplevel.as_str(),
+        action.as_str(),
+        wait.as_str(),
+        if sync { "1" } else { "0" },
+        deployment,
+    ];
     let sink = Sink {
         log_stdout: true,
         ..Sink::machine(events, &m.name)
     };
-    let out = match m.target.run(&script, Some(GUARD.as_bytes()), sink).await {
+    let out = match m
+        .target
+        .run_with_args(START, &args, Some(GUARD.as_bytes()), sink)
+        .await
+    {
         Ok(out) => out,
         Err(e) => return (None, Err(e)),
     };
     if !out.stdout.contains("__NIXOPS_GUARD_STARTED__") {
         return (None, Err(ssh::failure("starting the activation guard", &out)));
     }
-    let guard = Guard { dir, wait_secs };
+    let guard = Guard { id, wait_secs };
     let code = out
         .stdout
         .lines()
@@ -148,15 +121,11 @@ cat {d}/log; echo \"__NIXOPS_RC__ $(cat {d}/rc)\"",
 /// (over the master). Returns the decision that stands, which is the
 /// guard's own when it decided first.
 async fn decide(m: &Machine, g: &Guard, decision: &str, fresh: bool) -> Result<String> {
-    let d = ssh::quote(&g.dir);
-    let script = format!(
-        "ln -s {} {d}/decision 2>/dev/null; readlink {d}/decision",
-        ssh::quote(decision)
-    );
+    let args = [g.id.as_str(), decision];
     let mut cmd = if fresh {
-        m.target.fresh_command(&script)?
+        m.target.fresh_command(DECIDE, &args)?
     } else {
-        m.target.command(&script, true)?
+        m.target.command_with_args(DECIDE, &args, true)?
     };
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     match out.stdout.lines().next().filter(|_| out.success()) {
@@ -178,20 +147,22 @@ pub async fn roll_back(m: &Machine, g: &Guard, reason: &str) -> Result<()> {
 /// Waits for the guard's end, reconnecting as needed (the machine may have
 /// lost sshd until the rollback brings it back).
 pub async fn ending(m: &Machine, g: &Guard, events: &Events) -> Result<Ending> {
-    let d = ssh::quote(&g.dir);
-    let script = format!("cat {d}/outcome 2>/dev/null || true");
+    let args = [g.id.as_str()];
     // The guard decides by itself within wait_secs; rolling back takes a
     // little longer.
     let deadline = Instant::now() + Duration::from_secs(g.wait_secs + 120);
     loop {
-        match m.target.run(&script, None, Sink::quiet()).await {
+        match m.target.run_with_args(OUTCOME, &args, None, Sink::quiet()).await {
             Ok(out) if out.success() => {
                 let o = out.stdout.trim();
                 if o == "kept" {
                     return Ok(Ending::Kept);
                 }
+                if o == "superseded" {
+                    return Ok(Ending::Superseded);
+                }
                 if let Some(why) = o.strip_prefix("rolled-back ") {
-                    let log = m.target.run(&format!("cat {d}/log"), None, Sink::quiet()).await;
+                    let log = m.target.run_with_args(LOG, &args, None, Sink::quiet()).await;
                     if let Ok(log) = log {
                         for l in log.stdout.lines().filter(|l| l.starts_with("nixops guard:")) {
                             events.log(Some(&m.name), l);

@@ -13,7 +13,7 @@ pub mod generations;
 mod guard;
 pub mod health;
 pub mod keys;
-mod record;
+pub mod record;
 pub mod select;
 
 use std::collections::BTreeMap;

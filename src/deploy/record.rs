@@ -165,6 +165,44 @@ pub fn deployed(ctx: &Ctx, id: i64, name: &str, toplevel: &str) -> Result<()> {
     )
 }
 
+/// The newest activation on a machine, when it is final (confirmed, or done
+/// without a guard): for whom, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub deployment: String,
+    pub toplevel: String,
+}
+
+impl Kept {
+    /// Parses activation-lib.sh's `newest_kept` line.
+    pub fn parse(line: &str) -> Option<Kept> {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("kept"), Some(d), Some(t), None) => Some(Kept {
+                deployment: d.to_owned(),
+                toplevel: t.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What state should record as the machine's system, if it does not yet:
+/// the newest activation's system when a deploy of ours (deployment `uuid`)
+/// activated and kept it but died before recording it, and the machine runs
+/// it. Nothing else counts: a system someone else put there stays a drift
+/// for `check` to report.
+pub fn unrecorded<'a>(
+    uuid: &str,
+    recorded: Option<&str>,
+    current: Option<&str>,
+    kept: Option<&'a Kept>,
+) -> Option<&'a str> {
+    let k = kept.filter(|k| k.deployment == uuid)?;
+    (current == Some(k.toplevel.as_str()) && recorded != Some(k.toplevel.as_str()))
+        .then_some(k.toplevel.as_str())
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

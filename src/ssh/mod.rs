@@ -153,6 +153,13 @@ impl Target {
     /// The ssh command that runs `script` (a POSIX shell script) on the
     /// machine, as root (through the escalation command for other users).
     pub fn command(&self, script: &str, as_root: bool) -> Result<Command> {
+        self.command_with_args(script, &[], as_root)
+    }
+
+    /// Like [`command`](Self::command), with positional arguments for the
+    /// script (`$1`, `$2`, ...), so that values never need to be spliced
+    /// into its text.
+    pub fn command_with_args(&self, script: &str, args: &[&str], as_root: bool) -> Result<Command> {
         let mut cmd = Command::new("ssh");
         cmd.args(self.options());
         cmd.arg(self.destination());
@@ -161,7 +168,8 @@ impl Target {
         if as_root {
             remote.extend(self.escalation.iter().cloned());
         }
-        remote.extend(["sh".into(), "-c".into(), script.into()]);
+        remote.extend(["sh".into(), "-c".into(), script.into(), "nixops".into()]);
+        remote.extend(args.iter().map(|a| a.to_string()));
         let quoted: Vec<String> = remote.iter().map(|a| quote(a)).collect();
         cmd.arg(quoted.join(" "));
         Ok(cmd)
@@ -170,8 +178,8 @@ impl Target {
     /// Like [`command`](Self::command) as root, but over a new connection
     /// of its own, bypassing the master: proof that sshd itself still lets
     /// us in (magic rollback's confirmation).
-    pub fn fresh_command(&self, script: &str) -> Result<Command> {
-        let mut cmd = self.command(script, true)?;
+    pub fn fresh_command(&self, script: &str, args: &[&str]) -> Result<Command> {
+        let mut cmd = self.command_with_args(script, args, true)?;
         let rest: Vec<std::ffi::OsString> = cmd.as_std().get_args().map(|a| a.to_owned()).collect();
         let mut fresh = Command::new("ssh");
         // ssh takes the first value given for an option.
@@ -185,7 +193,18 @@ impl Target {
     }
 
     pub async fn run(&self, script: &str, stdin: Option<&[u8]>, sink: Sink<'_>) -> Result<Output> {
-        let mut cmd = self.command(script, true)?;
+        self.run_with_args(script, &[], stdin, sink).await
+    }
+
+    /// [`run`](Self::run) with positional arguments for the script.
+    pub async fn run_with_args(
+        &self,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        sink: Sink<'_>,
+    ) -> Result<Output> {
+        let mut cmd = self.command_with_args(script, args, true)?;
         process::run(&mut cmd, stdin, sink).await
     }
 

@@ -117,6 +117,42 @@ impl Fleet {
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     }
 
+    /// Stops every process of a host where it is (SIGSTOP), or lets them go
+    /// on (SIGCONT): a frozen machine whose clock goes on.
+    pub fn freeze(&self, host: &str, frozen: bool) {
+        let st = Command::new(fleet_sh())
+            .arg(if frozen { "freeze" } else { "thaw" })
+            .arg(self.path())
+            .arg(host)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// What the host's system profile points at.
+    pub fn profile(&self, host: &str) -> String {
+        self.exec(host, "readlink -f /nix/var/nix/profiles/system || true")
+            .trim()
+            .to_owned()
+    }
+
+    /// The system the host would boot (the stand-in OS's boot loader entry).
+    pub fn boot_default(&self, host: &str) -> String {
+        self.exec(host, "cat /run/stub-os/boot-default 2>/dev/null || true")
+            .trim()
+            .to_owned()
+    }
+
+    /// Starts nixops in the background (output discarded unless the caller
+    /// sets it).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.nixops(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn stop_host(&self, host: &str) {
         let st = Command::new(fleet_sh())
             .arg("stop")
@@ -232,6 +268,46 @@ impl From<Output> for Run {
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
     }
+}
+
+/// Sends `signal` (e.g. libc::SIGKILL) to a child.
+pub fn signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on a pid we started and have not reaped yet.
+    let r = unsafe { libc::kill(child.id() as i32, signal) };
+    assert_eq!(r, 0, "kill failed");
+}
+
+/// Polls `f` every 50 ms until it holds; panics with `what` after `secs`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A network of `names`, each machine with `extra` config and an etc file
+/// whose text is `rev` (to make a new system).
+pub fn rev_network(names: &[&str], rev: &str, extra: &str) -> String {
+    let mut s = String::from("{\n");
+    for n in names {
+        s += &format!("  {n} = {{ ... }}: {{ environment.etc.rev.text = \"{rev}\"; {extra} }};\n");
+    }
+    s + "}\n"
+}
+
+/// Starts hosts `names`, creates deployment `d` from `net.nix` (revision
+/// "first", with `extra` config) and deploys it; returns the fleet and the
+/// network file.
+pub fn deployed(names: &[&str], extra: &str) -> (Fleet, PathBuf) {
+    let fleet = Fleet::start(names);
+    let file = fleet.write("net.nix", &rev_network(names, "first", extra));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    fleet.ok(&["deploy"]);
+    (fleet, file)
 }
 
 /// A network of `names`, each a stub machine with `extra` config.

@@ -21,6 +21,8 @@ usage:
   fleet.sh run      FLEET_DIR [--] CMD...      run CMD with FLEET_DIR/ssh as ~/.ssh
   fleet.sh exec     FLEET_DIR NAME [--] CMD... run CMD inside host NAME's namespace
   fleet.sh reboot   FLEET_DIR NAME [--wait]    fake-reboot host NAME
+  fleet.sh freeze   FLEET_DIR NAME             SIGSTOP every process of host NAME
+  fleet.sh thaw     FLEET_DIR NAME             SIGCONT them again
   fleet.sh ssh-count FLEET_DIR NAME            number of accepted SSH logins so far
   fleet.sh status   FLEET_DIR                  "<name> <port> up|down" per host
 EOF
@@ -702,6 +704,38 @@ cmd_reboot() {
   die "host $name did not come back"
 }
 
+# Every process of the host (listener, sessions, detached jobs), as the
+# host's /run tells them apart.
+host_all_pids() {
+  local h=$1 ns
+  ns=$(cat "$h/mntns" 2>/dev/null || true)
+  [[ -n $ns ]] || return 0
+  host_procs "$(ns_pids "$ns")" "$h/run"
+}
+
+# A frozen machine: nothing on it runs, its connections stay open but
+# silent, and its clock goes on (as after a VM pause or a hung kernel).
+cmd_freeze() {
+  (($# == 2)) || usage
+  local f; f=$(fleet_dir "$1"); check_name "$2"
+  local h pids; h=$(host_dir "$f" "$2")
+  pids=$(host_all_pids "$h")
+  [[ -n ${pids// /} ]] || die "host $2 is not running"
+  # Twice: a process forked while the first round ran is caught by the second.
+  kill -STOP $pids 2>/dev/null || true
+  pids=$(host_all_pids "$h")
+  kill -STOP $pids 2>/dev/null || true
+}
+
+cmd_thaw() {
+  (($# == 2)) || usage
+  local f; f=$(fleet_dir "$1"); check_name "$2"
+  local h pids; h=$(host_dir "$f" "$2")
+  pids=$(host_all_pids "$h")
+  [[ -n ${pids// /} ]] || return 0
+  kill -CONT $pids 2>/dev/null || true
+}
+
 cmd_ssh_count() {
   (($# == 2)) || usage
   local f; f=$(fleet_dir "$1"); check_name "$2"
@@ -728,6 +762,8 @@ case $cmd in
   run) cmd_run "$@" ;;
   exec) cmd_exec "$@" ;;
   reboot) cmd_reboot "$@" ;;
+  freeze) cmd_freeze "$@" ;;
+  thaw) cmd_thaw "$@" ;;
   ssh-count) cmd_ssh_count "$@" ;;
   status) cmd_status "$@" ;;
   -h|--help|help) usage ;;

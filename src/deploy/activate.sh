@@ -1,0 +1,41 @@
+# Activation without a guard, in the SSH session itself (after
+# activation-lib.sh): profile, sync, switch-to-configuration, under the
+# machine's activation lock, as the newest activation (so no guard of an
+# earlier, interrupted deploy can undo it).
+#
+# Arguments: ID TOPLEVEL ACTION SKIP_IF_CURRENT SYNC DEPLOYMENT
+me=$1
+top=$2
+action=$3
+skip=$4
+sync=$5
+if [ "$skip" = 1 ] && [ "$(readlink -f "$profile" 2>/dev/null)" = "$top" ]; then
+  echo __NIXOPS_UNCHANGED__
+  exit 0
+fi
+if [ "$action" = dry-activate ]; then
+  exec "$top/bin/switch-to-configuration" dry-activate
+fi
+need_flock
+lock || exit 1
+take_over "$me"
+record "$me" "$top" "$6"
+rc=0
+case "$action" in
+  switch|boot)
+    if [ "$(readlink -f "$profile" 2>/dev/null)" != "$top" ]; then
+      nix-env -p "$profile" --set "$top" 9>&- || rc=$?
+      if [ "$rc" -eq 0 ] && [ "$sync" = 1 ]; then sync; fi
+    fi
+    ;;
+esac
+if [ "$rc" -eq 0 ]; then
+  "$top/bin/switch-to-configuration" "$action" 9>&-
+  rc=$?
+fi
+case "$rc:$action" in
+  0:switch|0:test|100:switch|100:test) ln -s unguarded "$base/$me/decision" ;;
+  *) ln -s failed "$base/$me/decision" ;;
+esac
+echo "$rc" > "$base/$me/outcome"
+exit "$rc"

@@ -1,0 +1,77 @@
+# Shared by the activation scripts run on a machine (prepended to them):
+# the machine's activation lock and the record of its newest activation.
+#
+# Every activation that may change the system profile or the running system,
+# guarded by magic rollback or not, first takes the lock and makes itself
+# the newest activation ($base/newest holds its id). A guard touches the
+# profile or the running system only while it holds the lock *and* is still
+# the newest, so a guard left behind by an interrupted deploy can never undo
+# a later one: whichever takes the lock first acts, and the other sees it.
+#
+# $base/<id>/ is an activation's directory: toplevel and deployment (what
+# it activates, for whom), decision (a symlink: "confirmed", "unguarded" for
+# a finished activation without a guard, or why it is not kept), outcome
+# (how it ended); a guard's also has guard.sh, log, rc (activation's exit
+# code) and target (the system to go back to).
+
+base=/run/nixops-guard
+profile=/nix/var/nix/profiles/system
+
+# Exclusive, on fd 9; released when the holder exits, however it exits.
+# Commands run while holding it get 9>&- so they cannot keep it alive.
+lock() {
+  mkdir -p "$base" && exec 9>>"$base/lock" && flock -x 9
+}
+
+unlock() {
+  flock -u 9
+  exec 9>&-
+}
+
+need_flock() {
+  command -v flock >/dev/null 2>&1 && return 0
+  echo "error: this machine has no flock(1) (util-linux), which nixops needs to activate safely" >&2
+  exit 1
+}
+
+# take_over ID (with the lock held): makes activation ID the newest. A guard
+# of an earlier activation that has not decided yet is superseded: it exits
+# without touching anything. Sets tprof and tcur to the system to go back to
+# should ID's system not be kept: what runs now, or, when the previous
+# activation was never confirmed, where that one would have gone back to.
+# shellcheck disable=SC2034 # tprof and tcur are its results
+take_over() {
+  tprof=$(readlink -f "$profile" 2>/dev/null || true)
+  tcur=$(readlink -f /run/current-system 2>/dev/null || true)
+  old=$(cat "$base/newest" 2>/dev/null || true)
+  if [ -n "$old" ] && [ -d "$base/$old" ]; then
+    ln -s superseded "$base/$old/decision" 2>/dev/null || true
+    if [ "$(readlink "$base/$old/decision")" != confirmed ] && [ -f "$base/$old/target" ]; then
+      { read -r tprof; read -r tcur; } < "$base/$old/target"
+    fi
+  fi
+  echo "$1" > "$base/newest.tmp" && mv -f "$base/newest.tmp" "$base/newest"
+  # Guards that ended a while ago are of no more use to anyone.
+  find "$base" -mindepth 2 -maxdepth 2 -name outcome -mmin +30 2>/dev/null |
+    while read -r f; do rm -rf "${f%/outcome}"; done
+}
+
+# record ID TOPLEVEL DEPLOYMENT: what activation ID is about, for whoever
+# asks later which system an interrupted deploy left behind.
+record() {
+  mkdir -p "$base/$1" &&
+    echo "$2" > "$base/$1/toplevel" &&
+    echo "$3" > "$base/$1/deployment"
+}
+
+# Prints "kept DEPLOYMENT TOPLEVEL" when the newest activation is final
+# (confirmed, or done without a guard), so the deployer can record what the
+# machine runs even if the deploy that activated it died before it could.
+newest_kept() {
+  n=$(cat "$base/newest" 2>/dev/null || true)
+  [ -n "$n" ] || return 0
+  case "$(readlink "$base/$n/decision" 2>/dev/null)" in
+    confirmed|unguarded)
+      echo "kept $(cat "$base/$n/deployment" 2>/dev/null) $(cat "$base/$n/toplevel" 2>/dev/null)" ;;
+  esac
+}

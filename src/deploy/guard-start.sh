@@ -1,0 +1,21 @@
+# Starts magic rollback's guard (guard.sh, read from stdin) detached, so it
+# survives the SSH connection dropping, then waits until it has activated
+# and shows activation's output. Runs after activation-lib.sh.
+#
+# Arguments: ID TOPLEVEL ACTION TIMEOUT SYNC DEPLOYMENT (passed on to guard.sh)
+need_flock
+umask 077
+d=$base/$1
+mkdir -p "$d" && cat > "$d/guard.sh" || exit 1
+if command -v setsid >/dev/null 2>&1; then detach="setsid"; else detach="nohup"; fi
+# Twice detached: the guard's parent is gone at once, so it belongs to no
+# SSH session that something might kill.
+( $detach sh "$d/guard.sh" "$@" </dev/null >/dev/null 2>&1 & )
+echo __NIXOPS_GUARD_STARTED__
+i=0
+while [ ! -e "$d/rc" ]; do
+  if [ $i -lt 40 ]; then sleep 0.05 2>/dev/null || sleep 1; else sleep 0.2 2>/dev/null || sleep 1; fi
+  i=$((i + 1))
+done
+cat "$d/log" 2>/dev/null
+echo "__NIXOPS_RC__ $(cat "$d/rc")"
