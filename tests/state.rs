@@ -240,3 +240,57 @@ fn deploy_killed_mid_copy_then_redeploy() {
         assert_eq!(fleet.current_system(h), fleet.exported_toplevel("d", h).unwrap());
     }
 }
+
+/// `network.description` shows right after `create` (as in NixOps) and
+/// follows `modify` and `set-args`; a network that cannot be evaluated yet
+/// (it needs `set-args`) is still created, with a warning.
+#[test]
+fn description_is_recorded_at_create_and_modify() {
+    let fleet = Fleet::start(&[]);
+    let file = fleet.write("net.nix", &simple_network(&["m"], ""));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "one"]);
+    let info = fleet.ok(&["info", "--no-eval"]);
+    assert!(
+        info.stdout.contains("Network description: test network"),
+        "{}",
+        info.stdout
+    );
+    assert!(fleet.ok(&["list"]).stdout.contains("test network"));
+
+    let other = fleet.write(
+        "other.nix",
+        "{ network.description = \"the other one\"; m = { ... }: { }; }",
+    );
+    fleet.ok(&["modify", other.to_str().unwrap()]);
+    let info = fleet.ok(&["info", "--no-eval"]);
+    assert!(
+        info.stdout.contains("Network description: the other one"),
+        "{}",
+        info.stdout
+    );
+
+    let needs_args = fleet.write(
+        "args.nix",
+        "{ size }: { network.description = \"sized ${size}\"; m = { ... }: { }; }",
+    );
+    let r = fleet.ok(&["create", needs_args.to_str().unwrap(), "-d", "two"]);
+    assert!(
+        r.stderr.contains("warning: network.description not recorded yet"),
+        "{}",
+        r.stderr
+    );
+    let info = fleet.ok(&["info", "--no-eval", "-d", "two"]);
+    assert!(
+        info.stdout
+            .contains("Network description: Unnamed NixOps network"),
+        "{}",
+        info.stdout
+    );
+    fleet.ok(&["set-args", "-d", "two", "--argstr", "size", "big"]);
+    let info = fleet.ok(&["info", "--no-eval", "-d", "two"]);
+    assert!(
+        info.stdout.contains("Network description: sized big"),
+        "{}",
+        info.stdout
+    );
+}

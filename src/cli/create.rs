@@ -13,7 +13,7 @@ pub struct Opts {
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(g: &Global, o: Opts) -> Result<i32> {
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let mut attrs = Attrs::new();
     if let Some(name) = &g.deployment {
@@ -39,6 +39,9 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let uuid = uuid::Uuid::new_v4().to_string();
     store.create_deployment(&uuid, &attrs)?;
     eprintln!("created deployment ‘{uuid}’");
+    if !files.is_empty() {
+        super::record_network_attrs(g, &store, &uuid).await?;
+    }
     println!("{uuid}");
     Ok(0)
 }

@@ -203,13 +203,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::List(o) => list::run(&g, o),
         Command::Check(o) => check::run(&g, o).await,
-        Command::Create(o) => create::run(&g, o),
-        Command::Modify(o) => modify::run(&g, o),
+        Command::Create(o) => create::run(&g, o).await,
+        Command::Modify(o) => modify::run(&g, o).await,
         Command::Clone(o) => clone::run(&g, o),
         Command::Rename(o) => rename::run(&g, o),
         Command::Delete(o) => delete::run(&g, o),
         Command::Info(o) => info::run(&g, o).await,
-        Command::SetArgs(o) => set_args::run(&g, o),
+        Command::SetArgs(o) => set_args::run(&g, o).await,
         Command::ShowArguments(o) => show_arguments::run(&g, o).await,
         Command::Deploy(o) => deploy::run(&g, o).await,
         Command::SendKeys(o) => send_keys::run(&g, o).await,
@@ -281,6 +281,24 @@ impl Global {
             no_build_output: self.no_build_output,
             repair: false,
         })
+    }
+}
+
+/// Records the network's description (and rollback setting) right away, as
+/// NixOps shows it after `create`; a network that does not evaluate yet (it
+/// may need `set-args`) only earns a warning: deploy records them later.
+pub async fn record_network_attrs(g: &Global, store: &SqliteStore, uuid: &str) -> Result<()> {
+    let d = store.load(uuid)?;
+    let network = crate::deploy::network_of(&d)?;
+    let files = crate::network::NixFiles::write()?;
+    match network.meta(&files, &g.nix_opts(Some(&d))?).await {
+        Ok(meta) => store.set_deployment_attrs(uuid, &crate::deploy::record::network_attrs(&meta)),
+        Err(e) => {
+            let first = format!("{e:#}");
+            let first = first.lines().find(|l| l.contains("error")).unwrap_or("");
+            eprintln!("warning: network.description not recorded yet: {}", first.trim());
+            Ok(())
+        }
     }
 }
 

@@ -16,7 +16,7 @@ pub struct Opts {
     pub name: Option<String>,
 }
 
-pub fn run(g: &Global, o: Opts) -> Result<i32> {
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
     let _lock = lock::acquire(&d.uuid)?;
@@ -49,5 +49,8 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         bail!("nothing to modify: give network files, -I paths or -n NAME");
     }
     store.set_deployment_attrs(&d.uuid, &changes)?;
+    if !o.files.is_empty() || !g.nix_path.is_empty() {
+        super::record_network_attrs(g, &store, &d.uuid).await?;
+    }
     Ok(0)
 }

@@ -18,7 +18,7 @@ pub struct Opts {
     pub unset: Vec<String>,
 }
 
-pub fn run(g: &Global, o: Opts) -> Result<i32> {
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
     let _lock = lock::acquire(&d.uuid)?;
@@ -41,6 +41,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         Some(serde_json::to_string(&args)?)
     };
     store.set_deployment_attrs(&d.uuid, &[("args".into(), value)])?;
+    super::record_network_attrs(g, &store, &d.uuid).await?;
     Ok(0)
 }
 

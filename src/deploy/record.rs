@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use super::Ctx;
-use crate::network::{MachineInfo, NetworkInfo};
+use crate::network::{MachineInfo, NetworkInfo, NetworkMeta};
 use crate::ssh::Target;
 use crate::state::{AttrChange, Resource, Store, machine_state};
 
@@ -26,19 +26,24 @@ fn bool_attr(name: &str, value: bool, default: bool) -> AttrChange {
     )
 }
 
+/// The deployment attributes that come from the network's own attributes.
+pub fn network_attrs(meta: &NetworkMeta) -> [AttrChange; 2] {
+    [
+        attr(
+            "description",
+            Some(meta.description.clone()),
+            Some("Unnamed NixOps network"),
+        ),
+        bool_attr("rollbackEnabled", meta.enable_rollback, false),
+    ]
+}
+
 /// Records every machine of the network (selected or not) and marks the
 /// ones gone from it obsolete (or forgets them with --kill-obsolete).
 /// Returns the resource id of every machine in the network.
 pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BTreeMap<String, i64>> {
     let uuid = &ctx.deployment.uuid;
-    let deployment = [
-        attr(
-            "description",
-            Some(info.network.description.clone()),
-            Some("Unnamed NixOps network"),
-        ),
-        bool_attr("rollbackEnabled", info.network.enable_rollback, false),
-    ];
+    let deployment = network_attrs(&info.network);
     let mut next_index = ctx
         .deployment
         .machines()

@@ -265,6 +265,18 @@ impl Network {
 }
 
 impl Network {
+    /// The network's own attributes (`network.description`, ...), without
+    /// evaluating any machine.
+    pub async fn meta(&self, files: &NixFiles, opts: &NixOpts) -> Result<NetworkMeta> {
+        let mut cmd = self.instantiate(files, opts, "info.network")?;
+        cmd.args(["--eval", "--strict", "--json"]);
+        let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+        if !out.success() {
+            bail!("evaluation of the network failed:\n{}", out.stderr.join("\n"));
+        }
+        serde_json::from_str(&out.stdout).context("cannot parse the network's attributes")
+    }
+
     /// The arguments the network files take: name → has a default.
     pub async fn arguments(&self, files: &NixFiles, opts: &NixOpts) -> Result<BTreeMap<String, bool>> {
         let mut cmd = self.instantiate(files, opts, "arguments")?;
