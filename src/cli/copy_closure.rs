@@ -14,7 +14,7 @@ pub struct Opts {
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let m = select::stored_one(&d, g.ssh_persist, &o.machine)?;
     let sink = Sink {

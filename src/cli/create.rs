@@ -14,7 +14,7 @@ pub struct Opts {
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.create_store()?;
     let mut attrs = Attrs::new();
     if let Some(name) = &g.deployment {
         if !state::valid_name(name) {

@@ -15,7 +15,7 @@ pub struct Opts {
 /// Prints every store path of the machines' systems: the toplevels and their
 /// closures (building them if needed).
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let network = crate::deploy::network_of(&d)?;
     let files = NixFiles::write()?;

@@ -8,7 +8,7 @@ pub struct Opts {}
 
 /// Opens the deployment's network files in $EDITOR.
 pub fn run(g: &Global, _o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let files = d.nix_exprs()?;
     if files.is_empty() {

@@ -12,7 +12,7 @@ pub struct Opts {
 }
 
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let ds = g.deployments(&store, o.all)?;
     let mut out = serde_json::Map::new();
     for d in &ds {

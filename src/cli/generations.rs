@@ -22,7 +22,7 @@ fn require_rollback(d: &Deployment) -> Result<()> {
 pub struct ListOpts {}
 
 pub fn list(g: &Global, _o: ListOpts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     require_rollback(&d)?;
     let current = generations::current(&d.uuid)?;

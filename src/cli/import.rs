@@ -22,7 +22,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let obj = v
         .as_object()
         .context("the import must be a JSON object of deployments by UUID")?;
-    let store = g.open_store()?;
+    let store = g.create_store()?;
     let existing = store.deployments()?;
     // Check everything before writing anything.
     let mut parsed = Vec::new();

@@ -25,7 +25,7 @@ pub struct Opts {
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let ds = g.deployments(&store, o.all)?;
     let mut json = Vec::new();
     for d in &ds {

@@ -13,7 +13,7 @@ pub struct Opts {
 }
 
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let all = store.deployments()?;
     if o.json {
         let v: Vec<_> = all

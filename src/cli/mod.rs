@@ -32,11 +32,11 @@ mod unlock;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::nix::NixOpts;
-use crate::state::{self, Deployment, SqliteStore, Store};
+use crate::state::{self, Access, Deployment, SqliteStore, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -237,8 +237,38 @@ pub async fn run(cli: Cli) -> Result<i32> {
 }
 
 impl Global {
+    /// The state file, for a command that changes it; it must exist.
     pub fn open_store(&self) -> Result<SqliteStore> {
-        SqliteStore::open(&state::state_path(self.state.clone())?)
+        self.store(Access::Write)
+    }
+
+    /// The state file, for a command that only reads it (it may be
+    /// read-only); it must exist.
+    pub fn read_store(&self) -> Result<SqliteStore> {
+        self.store(Access::Read)
+    }
+
+    /// The state file, created if needed (`create`, `import`).
+    pub fn create_store(&self) -> Result<SqliteStore> {
+        self.store(Access::Create)
+    }
+
+    /// A file named with -s or $NIXOPS_STATE must exist unless the command
+    /// creates it, and its directory always (a typo is not a new state).
+    /// The default file is created, with its directory, when needed; until
+    /// then it holds no deployments.
+    fn store(&self, access: Access) -> Result<SqliteStore> {
+        let (path, named) = state::state_path(self.state.clone())?;
+        if !named && !path.exists() {
+            if access != Access::Create {
+                return SqliteStore::empty(&path);
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            }
+        }
+        SqliteStore::open(&path, access)
     }
 
     /// The deployment named by -d / $NIXOPS_DEPLOYMENT (or the only one).

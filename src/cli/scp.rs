@@ -29,7 +29,7 @@ pub struct Opts {
 
 /// Copies files with scp over the machine's master connection.
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let name = o
         .direction

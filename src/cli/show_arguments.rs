@@ -9,7 +9,7 @@ use crate::ui::table;
 pub struct Opts {}
 
 pub async fn run(g: &Global, _o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let network = crate::deploy::network_of(&d)?;
     let files = NixFiles::write()?;

@@ -16,7 +16,7 @@ pub struct Opts {
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let network = crate::deploy::network_of(&d)?;
     let path = split_option_path(&o.option)?;

@@ -11,7 +11,7 @@ pub struct Opts {}
 /// machines: each machine's configuration learns the other machines' SSH
 /// host keys (and the addresses state records for it).
 pub fn run(g: &Global, _o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let machines: Vec<_> = d.machines().filter(|r| !r.obsolete()).collect();
     let mut known_hosts = String::new();

@@ -24,7 +24,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     if o.command.is_empty() {
         bail!("no command given (put it after --)");
     }
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
     let script = o.command.join(" ");

@@ -13,7 +13,7 @@ pub struct Opts {
 /// `start` and `stop`: machines of type `none` are existing machines that we
 /// do not control the power of.
 pub fn run(g: &Global, o: Opts, verb: &str) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
     let mut code = 0;

@@ -10,7 +10,7 @@ pub struct Opts {}
 /// Clears a lock left behind by a process that is gone; refuses while a
 /// live process holds it.
 pub fn run(g: &Global, _o: Opts) -> Result<i32> {
-    let store = g.open_store()?;
+    let store = g.read_store()?;
     let d = g.deployment(&store)?;
     match lock::unlock(&d.uuid)? {
         Unlock::NotLocked => eprintln!("deployment ‘{}’ is not locked", d.label()),

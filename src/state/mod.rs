@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{Access, SqliteStore};
 
 /// Attribute values are text, as in NixOps: ints and bools as strings
 /// (bools as "1"/"0"), lists and dicts as JSON.
@@ -138,16 +138,17 @@ pub trait Store {
     fn clone_deployment(&self, from: &str, to: &str) -> Result<()>;
 }
 
-/// Where the state file is: `-s`, `$NIXOPS_STATE`, `~/.nixops/deployments.nixops`.
-pub fn state_path(arg: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(p) = arg {
-        return Ok(p);
+/// Where the state file is: `-s`, `$NIXOPS_STATE`, `~/.nixops/deployments.nixops`;
+/// and whether it was named (`-s`, `$NIXOPS_STATE`) rather than the default.
+pub fn state_path(arg: Option<PathBuf>) -> Result<(PathBuf, bool)> {
+    if let Some(p) = arg.filter(|p| !p.as_os_str().is_empty()) {
+        return Ok((p, true));
     }
     if let Some(p) = std::env::var_os("NIXOPS_STATE").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
+        return Ok((PathBuf::from(p), true));
     }
     let home = std::env::var_os("HOME").context("neither -s, $NIXOPS_STATE nor $HOME is set")?;
-    Ok(PathBuf::from(home).join(".nixops/deployments.nixops"))
+    Ok((PathBuf::from(home).join(".nixops/deployments.nixops"), false))
 }
 
 /// Finds a deployment by name, UUID or UUID prefix; with no selector and

@@ -1,0 +1,188 @@
+//! Faults around state and identity: a network that no longer evaluates, a
+//! machine name the tool cannot use, a reinstalled machine's new host key,
+//! a state file that is missing, read-only or on a full disk, a keyCommand
+//! that hangs.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Fleet, Run};
+
+/// Runs `nixops args` (as the fleet's user) after `setup`, in a private
+/// mount namespace of its own: mounts made there never reach the machine.
+fn in_mount_namespace(fleet: &Fleet, setup: &str, args: &[&str]) -> Run {
+    let inner = fleet.nixops(args);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("set -e; {setup}; exec \"$0\" \"$@\""))
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    Run::from(cmd.output().unwrap())
+}
+
+#[test]
+fn a_missing_state_file_is_not_made_up_by_commands_that_only_read() {
+    let fleet = Fleet::start(&[]);
+    let missing = fleet.path().join("no-such-dir/state.nixops");
+    for args in [&["list"][..], &["info"], &["export", "--all"], &["deploy"]] {
+        let mut all = args.to_vec();
+        all.extend(["-s", missing.to_str().unwrap()]);
+        let r = fleet.run(&all);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stdout);
+        assert!(
+            r.stderr
+                .contains(&format!("state file {} does not exist", missing.display())),
+            "{args:?}: {}",
+            r.stderr
+        );
+        // $NIXOPS_STATE is the same.
+        let out = fleet.nixops(args).env("NIXOPS_STATE", &missing).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            !missing.parent().unwrap().exists(),
+            "{args:?} created the directory"
+        );
+    }
+    // In an existing directory too, and create does not make directories.
+    let r = fleet.run(&["list"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(!fleet.state_file().exists());
+    let net = fleet.write("net.nix", "{ }");
+    let r = fleet.run(&["create", net.to_str().unwrap(), "-s", missing.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("directory"), "{}", r.stderr);
+    assert!(!missing.parent().unwrap().exists());
+
+    // The default file (~/.nixops/deployments.nixops) holds no deployments
+    // until something is created; reading it creates nothing.
+    let home = fleet.path().join("home");
+    let out = fleet
+        .nixops(&["list", "--json"])
+        .env_remove("NIXOPS_STATE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    assert!(!home.join(".nixops").exists());
+    let out = fleet
+        .nixops(&["create", net.to_str().unwrap(), "-d", "x"])
+        .env_remove("NIXOPS_STATE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(home.join(".nixops/deployments.nixops").exists());
+}
+
+/// A directory of its own for a state file (to mount something there), the
+/// file's path, and a network file.
+fn state_in_a_directory(fleet: &Fleet, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = fleet.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    let net = fleet.write("net.nix", &common::simple_network(&["m"], ""));
+    (dir.clone(), dir.join("state.nixops"), net)
+}
+
+#[test]
+fn a_read_only_state_file_is_read_and_refuses_changes_by_name() {
+    let fleet = Fleet::start(&[]);
+    let (dir, state, net) = state_in_a_directory(&fleet, "ro");
+    let s = state.to_str().unwrap();
+    fleet.ok(&["create", net.to_str().unwrap(), "-d", "d", "-s", s]);
+    fleet.ok(&["deploy", "--create-only", "-s", s]);
+    let before = fleet.ok(&["export", "--all", "-s", s]).stdout;
+    let ro = format!(
+        "mount --bind {0} {0} && mount -o remount,bind,ro {0}",
+        dir.display()
+    );
+
+    let r = in_mount_namespace(&fleet, &ro, &["list", "-s", s]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("| d "), "{}", r.stdout);
+    let r = in_mount_namespace(&fleet, &ro, &["info", "--no-eval", "-s", s]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("| m "), "{}", r.stdout);
+
+    for args in [&["set-args", "--arg", "x", "1"][..], &["deploy", "--create-only"]] {
+        let mut all = args.to_vec();
+        all.extend(["-s", s]);
+        let r = in_mount_namespace(&fleet, &ro, &all);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "cannot write state file {}: Read-only file system",
+                state.display()
+            )),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(fleet.ok(&["export", "--all", "-s", s]).stdout, before);
+}
+
+#[test]
+fn a_full_disk_is_named_and_leaves_the_state_as_it_was() {
+    let fleet = Fleet::start(&[]);
+    let (dir, state, net) = state_in_a_directory(&fleet, "small");
+    let s = state.to_str().unwrap();
+    // Made on the real disk, then copied onto a small file system.
+    let made = fleet.path().join("made.nixops");
+    let m = made.to_str().unwrap();
+    fleet.ok(&["create", net.to_str().unwrap(), "-d", "d", "-s", m]);
+    let before = fleet.ok(&["export", "--all", "-s", m]).stdout;
+    let small = format!(
+        "mount -t tmpfs -o size=1m tmpfs {0} && cp {m} {1}",
+        dir.display(),
+        state.display()
+    );
+
+    // An import far larger than the space left fails in its transaction.
+    let mut big: serde_json::Value = serde_json::from_str(&before).unwrap();
+    let (uuid, d) = big.as_object().unwrap().iter().next().unwrap();
+    let mut d = d.clone();
+    let filler = "x".repeat(64 * 1024);
+    for i in 0..64 {
+        d["resources"][format!("r{i}")] = serde_json::json!({ "type": "none", "filler": filler });
+    }
+    let mut one = serde_json::Map::new();
+    one.insert(uuid.replace(&uuid[..8], "00000000"), d);
+    big = serde_json::Value::Object(one);
+    let import = fleet.write("big.json", &big.to_string());
+    let check = format!(
+        "{small} && ! \"$0\" \"$@\" import -s {s} < {import} 2> {err} && \"$0\" \"$@\" export --all -s {s} > {after} && exit 0; exit 1",
+        import = import.display(),
+        err = fleet.path().join("import.err").display(),
+        after = fleet.path().join("after.json").display(),
+    );
+    let r = in_mount_namespace(&fleet, &check, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let err = std::fs::read_to_string(fleet.path().join("import.err")).unwrap();
+    assert!(
+        err.contains(&format!("cannot change state file {s}: database or disk is full")),
+        "{err}"
+    );
+    let after = std::fs::read_to_string(fleet.path().join("after.json")).unwrap();
+    assert_eq!(after, before);
+
+    // No room at all: even opening it says why.
+    let full = format!(
+        "{small} && (dd if=/dev/zero of={}/fill bs=4k 2>/dev/null || true)",
+        dir.display()
+    );
+    let r = in_mount_namespace(&fleet, &full, &["set-args", "--arg", "x", "1", "-s", s]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("state file {s}")), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("no space left on the file system of {}", dir.display())),
+        "{}",
+        r.stderr
+    );
+}
