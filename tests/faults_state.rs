@@ -186,3 +186,54 @@ fn a_full_disk_is_named_and_leaves_the_state_as_it_was() {
         r.stderr
     );
 }
+
+#[test]
+fn info_shows_what_state_has_when_the_network_no_longer_evaluates() {
+    let fleet = Fleet::start(&[]);
+    fleet.create("broken", &common::simple_network(&["web", "db"], ""));
+    fleet.create("fine", &common::simple_network(&["other"], ""));
+    fleet.ok(&["deploy", "-d", "broken", "--create-only"]);
+    let net = fleet.path().join("broken.nix");
+
+    // A syntax error.
+    std::fs::write(&net, "{ web = { ... }: { }; db = \n").unwrap();
+    let r = fleet.run(&["info", "-d", "broken"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("Network name: broken"), "{}", r.stdout);
+    for m in ["web", "db"] {
+        assert!(r.stdout.contains(&format!("| {m} ")), "{}", r.stdout);
+    }
+    assert!(r.stderr.starts_with("warning: "), "{}", r.stderr);
+    assert!(r.stderr.contains("--no-eval"), "{}", r.stderr);
+    assert!(r.stderr.contains("broken.nix"), "{}", r.stderr);
+
+    // The file is gone.
+    std::fs::remove_file(&net).unwrap();
+    let r = fleet.run(&["info", "-d", "broken", "--plain"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains(&format!(
+            "network file {} of deployment ‘broken’ does not exist",
+            net.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    let json = fleet.ok(&["info", "-d", "broken", "--json"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["machines"].as_array().unwrap().len(), 2, "{v}");
+    assert!(
+        v["evaluationError"].as_str().unwrap().contains("does not exist"),
+        "{v}"
+    );
+
+    // --all shows every deployment, the broken one too.
+    let r = fleet.run(&["info", "--all"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for needle in ["Network name: broken", "Network name: fine", "| web ", "| other "] {
+        assert!(r.stdout.contains(needle), "{needle}: {}", r.stdout);
+    }
+    assert!(r.stdout.contains("| other | New "), "{}", r.stdout);
+    assert_eq!(r.stderr.matches("warning: ").count(), 1, "{}", r.stderr);
+}

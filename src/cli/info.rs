@@ -29,15 +29,35 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let ds = g.deployments(&store, o.all)?;
     let mut json = Vec::new();
     for d in &ds {
-        let rows = machine_rows(g, d, o.no_eval).await?;
+        // As NixOps: a network that no longer evaluates still shows what
+        // state knows, with a warning.
+        let (spec, eval_error) = if o.no_eval {
+            (None, None)
+        } else {
+            match evaluate(g, d).await {
+                Ok(spec) => (Some(spec), None),
+                Err(e) => {
+                    eprintln!(
+                        "warning: evaluation of the network of deployment ‘{}’ failed, so the status shown is only what state recorded (--no-eval skips the evaluation): {e:#}",
+                        d.label()
+                    );
+                    (None, Some(format!("{e:#}")))
+                }
+            }
+        };
+        let rows = machine_rows(d, spec.as_ref());
         if o.json {
-            json.push(serde_json::json!({
+            let mut v = serde_json::json!({
                 "uuid": d.uuid, "name": d.name(), "description": d.description(),
-                "nixExprs": d.nix_exprs()?, "nixPath": d.nix_path()?, "args": d.args()?,
+                "nixExprs": d.nix_exprs().ok(), "nixPath": d.nix_path().ok(), "args": d.args().ok(),
                 "machines": rows.iter().map(|r| serde_json::json!({
                     "name": r[0], "status": r[1], "type": r[2], "resourceId": r[3], "ipAddress": r[4],
                 })).collect::<Vec<_>>(),
-            }));
+            });
+            if let Some(e) = eval_error {
+                v["evaluationError"] = e.into();
+            }
+            json.push(v);
         } else if o.plain {
             for r in rows {
                 println!("{}", r.join("\t"));
@@ -46,13 +66,20 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             println!("Network name: {}", d.name().unwrap_or(""));
             println!("Network UUID: {}", d.uuid);
             println!("Network description: {}", d.description());
-            let exprs: Vec<String> = d.nix_exprs()?.iter().map(|p| p.display().to_string()).collect();
-            println!("Nix expressions: {}", exprs.join(" "));
-            let np = d.nix_path()?;
+            let exprs = match d.nix_exprs() {
+                Ok(ps) => ps
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Err(_) => d.attrs.get("nixExprs").cloned().unwrap_or_default(),
+            };
+            println!("Nix expressions: {exprs}");
+            let np = d.nix_path().unwrap_or_default();
             if !np.is_empty() {
                 println!("Nix path: {}", np.join(" "));
             }
-            let args = d.args()?;
+            let args = d.args().unwrap_or_default();
             if !args.is_empty() {
                 let a: Vec<String> = args.iter().map(|(k, v)| format!("{k} = {v}")).collect();
                 println!("Nix arguments: {}", a.join(", "));
@@ -75,28 +102,36 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     Ok(0)
 }
 
+/// Machine name → (evaluated toplevel, target host).
+type Spec = BTreeMap<String, (Option<String>, String)>;
+
+async fn evaluate(g: &Global, d: &Deployment) -> Result<Spec> {
+    let network = crate::deploy::network_of(d)?;
+    let files = NixFiles::write()?;
+    let info = network
+        .evaluate(
+            &files,
+            &g.nix_opts(Some(d))?,
+            None,
+            &[],
+            false,
+            crate::process::Sink::quiet(),
+        )
+        .await?;
+    Ok(info
+        .machines
+        .into_iter()
+        .map(|(n, m)| (n, (m.toplevel, m.target_host)))
+        .collect())
+}
+
 /// One row per machine, in the network or in state: name, status, type,
-/// resource id, address.
-async fn machine_rows(g: &Global, d: &Deployment, no_eval: bool) -> Result<Vec<Vec<String>>> {
-    // Evaluated toplevel (None for a machine that is only in state).
-    let mut spec: BTreeMap<String, (Option<String>, String)> = BTreeMap::new();
-    if !no_eval {
-        let network = crate::deploy::network_of(d)?;
-        let files = NixFiles::write()?;
-        let info = network
-            .evaluate(
-                &files,
-                &g.nix_opts(Some(d))?,
-                None,
-                &[],
-                false,
-                crate::process::Sink::quiet(),
-            )
-            .await?;
-        for (n, m) in info.machines {
-            spec.insert(n, (m.toplevel, m.target_host));
-        }
-    }
+/// resource id, address. Without an evaluated network (`spec`), the status
+/// is what state recorded.
+fn machine_rows(d: &Deployment, spec: Option<&Spec>) -> Vec<Vec<String>> {
+    let no_eval = spec.is_none();
+    let empty = Spec::new();
+    let spec = spec.unwrap_or(&empty);
     let mut names: Vec<&String> = spec.keys().chain(d.machines().map(|r| &r.name)).collect();
     names.sort();
     names.dedup();
@@ -130,5 +165,5 @@ async fn machine_rows(g: &Global, d: &Deployment, no_eval: bool) -> Result<Vec<V
             .unwrap_or_default();
         rows.push(vec![name.clone(), status, "none".into(), String::new(), host]);
     }
-    Ok(rows)
+    rows
 }
