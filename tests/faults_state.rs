@@ -237,3 +237,67 @@ fn info_shows_what_state_has_when_the_network_no_longer_evaluates() {
     assert!(r.stdout.contains("| other | New "), "{}", r.stdout);
     assert_eq!(r.stderr.matches("warning: ").count(), 1, "{}", r.stderr);
 }
+
+fn export(fleet: &Fleet) -> serde_json::Value {
+    serde_json::from_str(&fleet.ok(&["export", "--all"]).stdout).unwrap()
+}
+
+/// The one machine resource of the only deployment, as `export` shows it.
+fn exported_machine(fleet: &Fleet, machine: &str) -> serde_json::Value {
+    let v = export(fleet);
+    let (_, d) = v.as_object().unwrap().iter().next().unwrap();
+    d["resources"][machine].clone()
+}
+
+#[test]
+fn unusable_machine_names_are_refused_before_anything_is_touched() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create(
+        "d",
+        r#"{ "" = { ... }: { deployment.targetHost = "m"; }; fine = { ... }: { deployment.targetHost = "m"; }; }"#,
+    );
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("machine name \"\" cannot be used: it is empty"),
+        "{}",
+        r.stderr
+    );
+    assert!(fleet.activations("m").is_empty());
+    assert_eq!(exported_machine(&fleet, "fine"), serde_json::Value::Null);
+    assert_eq!(fleet.ssh_count("m"), 0);
+
+    // NixOS takes the host name from the machine's name, and Nix refuses
+    // most of these in a store path's name; with a host name of its own,
+    // only our check stands in the way.
+    for (name, why) in [
+        ("..", "it cannot be a file name"),
+        ("a/b", "it contains ‘/’"),
+        ("a b", "it contains white space"),
+        ("a\\nb", "it contains a control character"),
+        ("a,b", "it contains ‘,’"),
+    ] {
+        let file = fleet.write(
+            "d.nix",
+            &format!("{{ \"{name}\" = {{ ... }}: {{ networking.hostName = \"x\"; }}; }}"),
+        );
+        fleet.ok(&["modify", "-d", "d", file.to_str().unwrap()]);
+        for cmd in [&["deploy", "--plan-only"][..], &["dump-nix-paths"]] {
+            let r = fleet.run(cmd);
+            assert_eq!(r.code, 1, "{name}: {}", r.stderr);
+            assert!(r.stderr.contains(why), "{name}: {}", r.stderr);
+        }
+    }
+
+    // Unicode is fine, all the way: GC root, host key alias, log prefix.
+    let file = fleet.write(
+        "d.nix",
+        r#"{ "é" = { ... }: { deployment.targetHost = "m"; networking.hostName = "e"; }; }"#,
+    );
+    fleet.ok(&["modify", "-d", "d", file.to_str().unwrap()]);
+    let r = fleet.ok(&["deploy"]);
+    assert!(r.stderr.contains("é>"), "{}", r.stderr);
+    let top = fleet.exported_toplevel("d", "é").unwrap();
+    assert_eq!(fleet.current_system("m"), top);
+    assert!(exported_machine(&fleet, "é")["publicHostKey"].is_string());
+}

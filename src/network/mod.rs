@@ -260,8 +260,36 @@ impl Network {
                     .join(", ")
             );
         }
+        for name in info.machines.keys() {
+            check_machine_name(name)?;
+        }
         Ok(info)
     }
+}
+
+/// Refuses a machine name the tool cannot use: it becomes a file name (the
+/// machine's GC root), part of ssh's `HostKeyAlias` and of a known_hosts
+/// line, and the `name>` prefix of log lines. Any other character,
+/// Unicode included, is fine.
+pub fn check_machine_name(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name == "." || name == ".." {
+        "it cannot be a file name"
+    } else if name.contains('/') {
+        "it contains ‘/’"
+    } else if name.chars().any(char::is_control) {
+        "it contains a control character"
+    } else if name.chars().any(char::is_whitespace) {
+        "it contains white space"
+    } else if name.contains(',') {
+        "it contains ‘,’, which separates host names in ssh's known_hosts"
+    } else if name.len() > 255 {
+        "it is longer than 255 bytes, the longest file name"
+    } else {
+        return Ok(());
+    };
+    bail!("machine name {name:?} cannot be used: {why}; rename the machine in the network files")
 }
 
 impl Network {
@@ -402,6 +430,26 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_names() {
+        for ok in ["m", "web-1", "é", "db.example.com", "_x", "a@b"] {
+            check_machine_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a\nb",
+            "tab\there",
+            "a,b",
+            &"x".repeat(256),
+        ] {
+            assert!(check_machine_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn option_paths() {
