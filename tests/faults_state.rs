@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Fleet, Run};
@@ -300,4 +300,81 @@ fn unusable_machine_names_are_refused_before_anything_is_touched() {
     let top = fleet.exported_toplevel("d", "é").unwrap();
     assert_eq!(fleet.current_system("m"), top);
     assert!(exported_machine(&fleet, "é")["publicHostKey"].is_string());
+}
+
+fn fingerprint(pub_file: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(pub_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+#[test]
+fn a_reinstalled_machine_is_refused_until_its_new_host_key_is_accepted() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create(
+        "d",
+        &common::simple_network(&["m"], "deployment.keys.k.text = \"s\";"),
+    );
+    fleet.ok(&["deploy"]);
+    let host = fleet.path().join("hosts/m");
+    let old_key = exported_machine(&fleet, "m")["publicHostKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // "Reinstall": a new host key.
+    fleet.stop_host("m");
+    std::fs::remove_file(host.join("ssh_host_ed25519_key")).unwrap();
+    std::fs::remove_file(host.join("ssh_host_ed25519_key.pub")).unwrap();
+    fleet.start_hosts(&["m"]);
+    let new_fp = fingerprint(&host.join("ssh_host_ed25519_key.pub"));
+    let new_key = std::fs::read_to_string(host.join("ssh_host_ed25519_key.pub")).unwrap();
+    let new_key: String = new_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    assert_ne!(new_key, old_key);
+
+    let accept = "nixops forget-host-key -d d m";
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the host key of machine ‘m’ (root@m) is not the one pinned in state"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("ED25519 key {new_fp}")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(accept), "{}", r.stderr);
+    // Not unreachable: state says what it said.
+    assert_eq!(exported_machine(&fleet, "m")["state"], "3");
+    let r = fleet.run(&["check"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stdout.contains(accept), "{}", r.stdout);
+    assert_eq!(exported_machine(&fleet, "m")["state"], "3");
+    let r = fleet.run(&["send-keys"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains(accept), "{}", r.stderr);
+
+    // Without a terminal or --confirm nothing changes.
+    let r = fleet.run(&["forget-host-key", "m"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("it now presents the ED25519 key {new_fp}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(exported_machine(&fleet, "m")["publicHostKey"], old_key.as_str());
+
+    fleet.ok(&["forget-host-key", "m", "--confirm"]);
+    assert!(exported_machine(&fleet, "m")["publicHostKey"].is_null());
+    fleet.ok(&["deploy"]);
+    assert_eq!(exported_machine(&fleet, "m")["publicHostKey"], new_key.as_str());
+    fleet.ok(&["check"]);
 }

@@ -59,21 +59,24 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             if checks.is_err() {
                 code |= check::bits::NOT_UP;
             }
-            let mut changes = vec![(
-                "state".to_owned(),
-                Some(
-                    if h.reachable {
-                        machine_state::UP
-                    } else {
-                        machine_state::UNREACHABLE
-                    }
-                    .to_string(),
-                ),
-            )];
-            if let Some(key) = m.target.learned_host_key() {
-                changes.push(("publicHostKey".into(), Some(key)));
+            // A refused host key says nothing about whether it is up.
+            if !h.host_key_changed {
+                let mut changes = vec![(
+                    "state".to_owned(),
+                    Some(
+                        if h.reachable {
+                            machine_state::UP
+                        } else {
+                            machine_state::UNREACHABLE
+                        }
+                        .to_string(),
+                    ),
+                )];
+                if let Some(key) = m.target.learned_host_key() {
+                    changes.push(("publicHostKey".into(), Some(key)));
+                }
+                store.set_resource_attrs(m.resource.id, &changes)?;
             }
-            store.set_resource_attrs(m.resource.id, &changes)?;
             if let Some(e) = &h.error {
                 notes.push(e.clone());
             }

@@ -1,9 +1,7 @@
-use std::io::{BufRead, IsTerminal, Write};
-
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::Global;
+use super::{Global, confirm};
 use crate::deploy::select;
 use crate::state::{Store, lock};
 
@@ -48,20 +46,4 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// Asks on the terminal; `--confirm` answers yes, no terminal answers no.
-fn confirm(g: &Global, question: &str) -> Result<bool> {
-    if g.confirm {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        eprintln!("{question} (no terminal to ask on; use --confirm)");
-        return Ok(false);
-    }
-    eprint!("{question} (y/N) ");
-    std::io::stderr().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }

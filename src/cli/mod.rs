@@ -12,6 +12,7 @@ mod destroy;
 mod dump_nix_paths;
 mod edit;
 mod export;
+mod forget_host_key;
 mod generations;
 mod import;
 mod info;
@@ -176,6 +177,8 @@ pub enum Command {
     Edit(edit::Opts),
     /// Remove a lock left behind by a killed process
     Unlock(unlock::Opts),
+    /// Forget a machine's pinned SSH host key (after a reinstall), so the next contact learns its new one
+    ForgetHostKey(forget_host_key::Opts),
     /// Show the value of an option of a machine
     ShowOption(show_option::Opts),
     /// Show the physical spec of the network
@@ -223,6 +226,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Destroy(o) => destroy::run(&g, o),
         Command::Edit(o) => edit::run(&g, o),
         Command::Unlock(o) => unlock::run(&g, o),
+        Command::ForgetHostKey(o) => forget_host_key::run(&g, o).await,
         Command::ShowOption(o) => show_option::run(&g, o).await,
         Command::ShowPhysical(o) => show_physical::run(&g, o),
         Command::ListGenerations(o) => generations::list(&g, o),
@@ -330,6 +334,23 @@ pub async fn record_network_attrs(g: &Global, store: &SqliteStore, uuid: &str) -
             Ok(())
         }
     }
+}
+
+/// Asks on the terminal; `--confirm` answers yes, no terminal answers no.
+pub fn confirm(g: &Global, question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if g.confirm {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("{question} (no terminal to ask on; use --confirm)");
+        return Ok(false);
+    }
+    eprint!("{question} (y/N) ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
 /// The quoted names of the machines whose result is an error.

@@ -17,6 +17,8 @@ pub mod bits {
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     pub reachable: bool,
+    /// Refused: the machine presented another host key than the pinned one.
+    pub host_key_changed: bool,
     pub error: Option<String>,
     pub boot_id: Option<String>,
     /// What /run/current-system points at.
@@ -79,6 +81,7 @@ pub async fn health(target: &Target, sink: Sink<'_>) -> Health {
         Ok(out) => out,
         Err(e) => {
             return Health {
+                host_key_changed: e.is::<ssh::HostKeyChanged>(),
                 error: Some(format!("{e:#}")),
                 ..Default::default()
             };

@@ -214,7 +214,7 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
             info: m.clone(),
             toplevel: m.toplevel.clone().expect("selected machines have a toplevel"),
             drv_path: m.drv_path.clone(),
-            target: record::target(&ctx.deployment.uuid, name, m, res, ctx.ssh_persist)?,
+            target: record::target(&ctx.deployment, name, m, res, ctx.ssh_persist)?,
             boot_id: None,
             probe: None,
         });

@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::Ctx;
 use crate::network::{MachineInfo, NetworkInfo, NetworkMeta};
 use crate::ssh::Target;
-use crate::state::{AttrChange, Resource, Store, machine_state};
+use crate::state::{AttrChange, Deployment, Resource, Store, machine_state};
 
 /// NixOps' rule: an attribute set back to its default is removed.
 fn attr(name: &str, value: Option<String>, default: Option<&str>) -> AttrChange {
@@ -120,14 +120,15 @@ pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BT
 
 /// How to reach a machine, with the host key pinned in state.
 pub fn target(
-    uuid: &str,
+    d: &Deployment,
     name: &str,
     m: &MachineInfo,
     res: Option<&Resource>,
     persist: u64,
 ) -> Result<Target> {
     Target::new(
-        uuid,
+        &d.uuid,
+        d.label(),
         name,
         &m.target_host,
         m.target_port.map(|p| p as u16),

@@ -39,7 +39,7 @@ pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result
         .map_err(|e| anyhow::anyhow!("deployment ‘{}’: {e}", d.label()))?;
     let mut out = Vec::new();
     for (r, info) in all.into_iter().filter(|(r, i)| filter.matches(&r.name, &i.tags)) {
-        let target = record::target(&d.uuid, &r.name, &info, Some(r), persist)?;
+        let target = record::target(d, &r.name, &info, Some(r), persist)?;
         out.push(StoredMachine {
             name: r.name.clone(),
             resource: r.clone(),

@@ -35,6 +35,9 @@ pub struct Target {
     pub host_key: Option<String>,
     /// Name under which the host key is known, independent of host and port.
     pub alias: String,
+    /// The deployment (name, or UUID) and machine, for messages.
+    pub deployment: String,
+    pub machine: String,
     pub persist_secs: u64,
     dir: PathBuf,
 }
@@ -43,6 +46,7 @@ impl Target {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         deployment_uuid: &str,
+        deployment: &str,
         machine: &str,
         host: &str,
         port: Option<u16>,
@@ -61,6 +65,8 @@ impl Target {
             escalation,
             host_key,
             alias: format!("nixops-{deployment_uuid}-{machine}"),
+            deployment: deployment.into(),
+            machine: machine.into(),
             persist_secs,
             dir: control_dir()?,
         };
@@ -192,6 +198,8 @@ impl Target {
         Ok(cmd)
     }
 
+    /// Runs `script` as root. A refused host key is an error of its own
+    /// ([`HostKeyChanged`]); any other outcome is the caller's to judge.
     pub async fn run(&self, script: &str, stdin: Option<&[u8]>, sink: Sink<'_>) -> Result<Output> {
         self.run_with_args(script, &[], stdin, sink).await
     }
@@ -205,7 +213,51 @@ impl Target {
         sink: Sink<'_>,
     ) -> Result<Output> {
         let mut cmd = self.command_with_args(script, args, true)?;
-        process::run(&mut cmd, stdin, sink).await
+        let out = process::run(&mut cmd, stdin, sink).await?;
+        match self.host_key_changed(&out) {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+
+    /// [`failure`] for this machine: a refused host key says so.
+    pub fn failure(&self, what: &str, out: &Output) -> anyhow::Error {
+        match self.host_key_changed(out) {
+            Some(e) => e.into(),
+            None => failure(what, out),
+        }
+    }
+
+    /// Whether ssh refused the machine because it presented another host
+    /// key than the pinned one (ssh then fails with 255 and says why).
+    pub fn host_key_changed(&self, out: &Output) -> Option<HostKeyChanged> {
+        let refused = self.host_key.is_some()
+            && out.code == Some(SSH_FAILURE)
+            && out
+                .stderr
+                .iter()
+                .any(|l| l.trim() == "Host key verification failed.");
+        if !refused {
+            return None;
+        }
+        // "The fingerprint for the ED25519 key sent by the remote host is"
+        // and the fingerprint on the next line.
+        let presented = out.stderr.windows(2).find_map(|w| {
+            let kind = w[0]
+                .strip_prefix("The fingerprint for the ")?
+                .strip_suffix(" key sent by the remote host is")?;
+            Some(format!("{kind} key {}", w[1].trim().trim_end_matches('.')))
+        });
+        let address = match self.port {
+            Some(p) => format!("{} port {p}", self.destination()),
+            None => self.destination(),
+        };
+        Some(HostKeyChanged {
+            machine: self.machine.clone(),
+            deployment: self.deployment.clone(),
+            address,
+            presented,
+        })
     }
 
     /// Closes the master connection (e.g. after a reboot killed the machine
@@ -225,6 +277,41 @@ impl Target {
         }
     }
 }
+
+/// The machine presented another host key than the one pinned in state:
+/// reinstalled, or someone in between. Not "unreachable": nothing is
+/// recorded about the machine.
+#[derive(Debug)]
+pub struct HostKeyChanged {
+    pub machine: String,
+    pub deployment: String,
+    /// user@host, and the port when the network sets one.
+    pub address: String,
+    /// The key it presents now ("ED25519 key SHA256:..."), when ssh said.
+    pub presented: Option<String>,
+}
+
+impl std::fmt::Display for HostKeyChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the host key of machine ‘{}’ ({}) is not the one pinned in state",
+            self.machine, self.address
+        )?;
+        if let Some(k) = &self.presented {
+            write!(f, "; it now presents the {k}")?;
+        }
+        write!(
+            f,
+            "; if the machine was reinstalled, accept its new key with: nixops forget-host-key -d {} {} \
+             (ssh's advice to edit a known_hosts file does not help: nixops writes that file from state)",
+            quote(&self.deployment),
+            quote(&self.machine)
+        )
+    }
+}
+
+impl std::error::Error for HostKeyChanged {}
 
 /// Turns a failed ssh run into an error message; exit 255 means the machine
 /// could not be reached (or refused us).

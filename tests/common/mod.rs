@@ -33,19 +33,24 @@ impl Fleet {
             names: names.iter().map(|s| s.to_string()).collect(),
         };
         if !names.is_empty() {
-            let out = Command::new(fleet_sh())
-                .arg("start")
-                .arg(fleet.path())
-                .args(names)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "fleet start failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            fleet.start_hosts(names);
         }
         fleet
+    }
+
+    /// Starts hosts (again, after [`stop_host`](Self::stop_host)).
+    pub fn start_hosts(&self, names: &[&str]) {
+        let out = Command::new(fleet_sh())
+            .arg("start")
+            .arg(self.path())
+            .args(names)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fleet start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn path(&self) -> &Path {
