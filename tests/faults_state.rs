@@ -378,3 +378,78 @@ fn a_reinstalled_machine_is_refused_until_its_new_host_key_is_accepted() {
     assert_eq!(exported_machine(&fleet, "m")["publicHostKey"], new_key.as_str());
     fleet.ok(&["check"]);
 }
+
+fn alive(pid: &str) -> bool {
+    // Gone, or a zombie nobody has reaped yet: either way it runs no more.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn a_hanging_key_command_is_ended_after_its_timeout() {
+    let fleet = Fleet::start(&["m", "other"]);
+    let dir = fleet.path().display().to_string();
+    fleet.create(
+        "d",
+        &format!(
+            r#"{{
+              m = {{ ... }}: {{
+                deployment.keys.vault = {{
+                  keyCommand = [ "sh" "-c" "sleep 30 & echo $! > {dir}/child.pid; echo $$ > {dir}/leader.pid; printf half-a-%s secret; exec sleep 31" ];
+                  keyCommandTimeout = 1;
+                }};
+              }};
+              other = {{ ... }}: {{ deployment.keys.k.keyCommand = [ "echo" "fine" ]; }};
+            }}"#
+        ),
+    );
+    // The default is 60 s.
+    let shown = fleet.ok(&["show-option", "other", "deployment.keys.k.keyCommandTimeout"]);
+    assert_eq!(shown.stdout.trim(), "60");
+
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("machine ‘m’: deployment.keys.vault: keyCommand"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("did not finish within 1 s"), "{}", r.stderr);
+    assert!(r.stderr.contains("namely on ‘m’)"), "{}", r.stderr);
+    assert!(!r.stderr.contains("half-a-secret"), "{}", r.stderr);
+    assert!(
+        !std::fs::read(fleet.state_file())
+            .unwrap()
+            .windows(13)
+            .any(|w| w == b"half-a-secret")
+    );
+    for f in ["leader.pid", "child.pid"] {
+        let pid = std::fs::read_to_string(fleet.path().join(f)).unwrap();
+        assert!(!alive(pid.trim()), "{f} {pid} still runs");
+    }
+    assert!(fleet.activations("m").is_empty());
+    assert_eq!(fleet.exec("other", "cat /run/keys/k"), "fine\n");
+
+    let file = fleet.write(
+        "d.nix",
+        r#"{ m = { ... }: { deployment.keys.k = { keyCommand = [ "true" ]; keyCommandTimeout = 0; }; }; }"#,
+    );
+    fleet.ok(&["modify", file.to_str().unwrap()]);
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(
+            "machine ‘m’: deployment.keys.k.keyCommandTimeout = 0 is not a positive number of seconds"
+        ),
+        "{}",
+        r.stderr
+    );
+}

@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::value::RawValue;
@@ -52,7 +53,8 @@ const NO_OWNER_MARK: &str = "nixops-key-no-owner";
 pub enum Source {
     Text,
     File(String),
-    Command(Vec<String>),
+    /// argv, and how long it may run.
+    Command(Vec<String>, Duration),
 }
 
 /// One key of a machine, validated.
@@ -125,7 +127,16 @@ pub fn specs(machine: &str, keys: &BTreeMap<String, KeyInfo>) -> Result<Vec<KeyS
                 if argv.is_empty() {
                     bail!("{what}.keyCommand is an empty list");
                 }
-                Source::Command(argv)
+                let secs = u64::try_from(k.key_command_timeout)
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{what}.keyCommandTimeout = {} is not a positive number of seconds",
+                            k.key_command_timeout
+                        )
+                    })?;
+                Source::Command(argv, Duration::from_secs(secs))
             }
             other => bail!("{what}: unknown source {other}"),
         };
@@ -316,23 +327,48 @@ async fn eval_texts(ctx: &Ctx, machines: &[String]) -> Result<Texts> {
     Ok(texts)
 }
 
-/// Runs a keyCommand; its stdout is the secret.
-async fn run_key_command(argv: &[String]) -> Result<Secret> {
+/// Runs a keyCommand; its stdout is the secret. It runs in a process group
+/// of its own, so that when it takes longer than `timeout` every process it
+/// started (forked ones too) is ended with it; what it printed by then is
+/// dropped unread.
+async fn run_key_command(argv: &[String], timeout: Duration) -> Result<Secret> {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        .process_group(0);
+    // Out of our process group, a Ctrl-C no longer reaches it: it ends
+    // when we do instead.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     tracing::debug!("running: {}", process::describe(&cmd));
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", argv[0]))?;
     let so = child.stdout.take().expect("piped stdout");
     let mut se = child.stderr.take().expect("piped stderr");
-    let (secret, err) = tokio::join!(read_secret(so), async {
-        let mut b = Vec::new();
-        let _ = se.read_to_end(&mut b).await;
-        b
-    });
+    let output = async {
+        tokio::join!(read_secret(so), async {
+            let mut b = Vec::new();
+            let _ = se.read_to_end(&mut b).await;
+            b
+        })
+    };
+    let Ok((secret, err)) = tokio::time::timeout(timeout, output).await else {
+        // Not yet reaped, so its pid still names its group.
+        if let Some(pgid) = child.id() {
+            unsafe { libc::killpg(pgid as libc::pid_t, libc::SIGKILL) };
+        }
+        let _ = child.wait().await;
+        bail!(
+            "it did not finish within {} s, so it was ended with every process it started (keyCommandTimeout sets how long it may take)",
+            timeout.as_secs()
+        );
+    };
     let status = child.wait().await?;
     let secret = secret?;
     if !status.success() {
@@ -541,7 +577,7 @@ impl MachineKeys {
                         .await
                         .with_context(|| format!("{what}: cannot read keyFile ‘{path}’"))?
                 }
-                Source::Command(argv) => run_key_command(argv)
+                Source::Command(argv, timeout) => run_key_command(argv, *timeout)
                     .await
                     .with_context(|| format!("{what}: keyCommand ‘{}’ failed", argv.join(" ")))?,
             };

@@ -91,13 +91,13 @@ let
     if builtins.isString v then {
       name = k; destDir = "/run/keys"; user = "root"; group = "root"; permissions = "0600";
       uploadAt = "pre-activation"; source = "text"; keyFile = null; keyCommand = null;
-      deprecatedString = true;
+      keyCommandTimeout = 60; deprecatedString = true;
     } else
       let sources = builtins.filter (s: v.${s} != null) [ "text" "keyFile" "keyCommand" ]; in
       if builtins.length sources != 1 then
         throw "machine ‘${machine}’: deployment.keys.${k} must set exactly one of text, keyFile and keyCommand (it sets ${if sources == [ ] then "none" else builtins.concatStringsSep " and " sources})"
       else {
-        inherit (v) name destDir user group permissions uploadAt keyFile keyCommand;
+        inherit (v) name destDir user group permissions uploadAt keyFile keyCommand keyCommandTimeout;
         source = builtins.head sources;
         deprecatedString = false;
       };

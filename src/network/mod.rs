@@ -89,6 +89,9 @@ pub struct KeyInfo {
     pub source: String,
     pub key_file: Option<String>,
     pub key_command: Option<Vec<String>>,
+    /// Seconds the keyCommand may run.
+    #[serde(default = "sixty")]
+    pub key_command_timeout: i64,
     /// The key was given as a plain string (deprecated).
     pub deprecated_string: bool,
 }
@@ -99,6 +102,10 @@ fn yes() -> bool {
 
 fn thirty() -> u64 {
     30
+}
+
+fn sixty() -> i64 {
+    60
 }
 
 /// `deployment.healthChecks`.

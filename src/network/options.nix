@@ -11,6 +11,7 @@ let
       # A path literal stays a path name: toString keeps it out of the store.
       keyFile = mkOption { type = types.nullOr types.path; default = null; apply = v: if v == null then null else toString v; description = "A file on the deploying machine holding the secret, read at deploy time."; };
       keyCommand = mkOption { type = types.nullOr (types.listOf types.str); default = null; description = "A command run on the deploying machine whose stdout is the secret."; };
+      keyCommandTimeout = mkOption { type = types.int; default = 60; description = "Seconds the keyCommand may take; then it and every process it started are ended and the machine fails."; };
       destDir = mkOption { type = types.str; default = "/run/keys"; description = "Directory on the target the key is written to."; };
       user = mkOption { type = types.str; default = "root"; description = "Owner of the key file."; };
       group = mkOption { type = types.str; default = "root"; description = "Group of the key file."; };
