@@ -71,6 +71,8 @@ fn user_example_deploys() {
         "{}",
         info.stdout
     );
+    assert_eq!(info.stdout.matches("| Deployed").count(), 2, "{}", info.stdout);
+    let info = fleet.ok(&["info", "-d", "staging", "--check-outdated"]);
     assert_eq!(info.stdout.matches("Up-to-date").count(), 2, "{}", info.stdout);
 
     // One SSH connection per machine for the whole deploy, copy included

@@ -324,7 +324,8 @@ fn introspection_commands() {
     let out = fleet.nixops(&["edit"]).env("EDITOR", "cat").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("services.nginx.enable"));
 
-    let info: serde_json::Value = serde_json::from_str(&fleet.ok(&["info", "--json"]).stdout).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&fleet.ok(&["info", "--json", "--check-outdated"]).stdout).unwrap();
     assert_eq!(info["machines"][0]["status"], "Up-to-date");
     let list: serde_json::Value = serde_json::from_str(&fleet.ok(&["list", "--json"]).stdout).unwrap();
     assert_eq!(list[0]["name"], "d");
@@ -354,4 +355,36 @@ fn unlock_refuses_a_live_lock_and_clears_a_dead_one() {
     std::fs::write(&lock, "999999\n").unwrap();
     assert!(fleet.ok(&["unlock"]).stderr.contains("removed the stale lock"));
     assert!(!lock.exists());
+}
+
+/// `info` is cheap: it evaluates the machines' deployment options, never
+/// their systems, unless --check-outdated asks for NixOps' comparison;
+/// `list` evaluates nothing.
+#[test]
+fn info_evaluates_no_system_unless_asked() {
+    let fleet = deployed(&["web"], "");
+    // A system that can no longer be evaluated at all; its deployment
+    // options still can.
+    fleet.write(
+        "d.nix",
+        "{ network.description = \"test network\"; web = { ... }: { environment.etc.x.text = throw \"evaluated the system\"; }; new = { ... }: { }; }",
+    );
+    let r = fleet.ok(&["info", "--plain"]);
+    assert_eq!(r.stdout, "new\tNew\tnone\t\tnew\nweb\tDeployed\tnone\t\tweb\n");
+    assert!(!r.stderr.contains("evaluated the system"), "{}", r.stderr);
+    let r = fleet.ok(&["info"]);
+    assert!(
+        r.stderr
+            .contains("--check-outdated tells Up-to-date from Outdated"),
+        "{}",
+        r.stderr
+    );
+    // NixOps' way evaluates the systems (and here warns that it cannot).
+    let r = fleet.ok(&["info", "--plain", "--check-outdated"]);
+    assert!(r.stderr.contains("evaluated the system"), "{}", r.stderr);
+    // list reads state only: even a network file that is gone does not matter.
+    std::fs::remove_file(fleet.path().join("d.nix")).unwrap();
+    let r = fleet.ok(&["list"]);
+    assert!(r.stdout.contains("test network"), "{}", r.stdout);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
 }

@@ -174,12 +174,12 @@ fn nixops_state_file_from_sqlite3() {
         "{}",
         list.stdout
     );
-    let info = fleet.ok(&["info", "--plain"]);
+    let info = fleet.ok(&["info", "--plain", "--check-outdated"]);
     assert!(info.stdout.starts_with("web\tOutdated"), "{}", info.stdout);
     fleet.ok(&["deploy", "-d", "legacy"]);
     let t = fleet.exported_toplevel("legacy", "web").unwrap();
     assert_eq!(fleet.current_system("web"), t);
-    let info = fleet.ok(&["info", "--plain"]);
+    let info = fleet.ok(&["info", "--plain", "--check-outdated"]);
     assert!(info.stdout.starts_with("web\tUp-to-date"), "{}", info.stdout);
     // Still NixOps' schema: one row per resource, version 3.
     let out = Command::new("sqlite3")

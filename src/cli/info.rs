@@ -17,8 +17,12 @@ pub struct Opts {
     #[arg(long)]
     pub plain: bool,
     /// Do not evaluate the network (show only what state records)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check_outdated")]
     pub no_eval: bool,
+    /// Also evaluate every machine's system, to tell Up-to-date from Outdated
+    /// (as NixOps' info always did; costs as much as a dry-run deploy)
+    #[arg(long)]
+    pub check_outdated: bool,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -34,7 +38,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         let (spec, eval_error) = if o.no_eval {
             (None, None)
         } else {
-            match evaluate(g, d).await {
+            match evaluate(g, d, o.check_outdated).await {
                 Ok(spec) => (Some(spec), None),
                 Err(e) => {
                     eprintln!(
@@ -84,11 +88,17 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 let a: Vec<String> = args.iter().map(|(k, v)| format!("{k} = {v}")).collect();
                 println!("Nix arguments: {}", a.join(", "));
             }
+            let unknown = rows.iter().any(|r| r[1].starts_with("Deployed"));
             println!();
             print!(
                 "{}",
                 table(&["Name", "Status", "Type", "Resource Id", "IP address"], rows)
             );
+            if unknown {
+                eprintln!(
+                    "(Deployed: runs the system last deployed; whether the network has changed since was not evaluated: --check-outdated tells Up-to-date from Outdated)"
+                );
+            }
         }
     }
     if o.json {
@@ -105,14 +115,18 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
 /// Machine name → (evaluated toplevel, target host).
 type Spec = BTreeMap<String, (Option<String>, String)>;
 
-async fn evaluate(g: &Global, d: &Deployment) -> Result<Spec> {
+/// The network's machines and their deployment options (one cheap
+/// evaluation); with `toplevels`, also every machine's system, which costs
+/// as much as evaluating for a deploy.
+async fn evaluate(g: &Global, d: &Deployment, toplevels: bool) -> Result<Spec> {
     let network = crate::deploy::network_of(d)?;
     let files = NixFiles::write()?;
+    let none: &[crate::network::Selector] = &[];
     let info = network
         .evaluate(
             &files,
             &g.nix_opts(Some(d))?,
-            None,
+            if toplevels { None } else { Some(none) },
             &[],
             false,
             crate::process::Sink::quiet(),
@@ -148,10 +162,12 @@ fn machine_rows(d: &Deployment, spec: Option<&Spec>) -> Vec<Vec<String>> {
             },
             (None, _) => "Obsolete".to_owned(),
             (Some(_), None) => "New".to_owned(),
-            (Some((top, _)), Some(r)) => match r.toplevel() {
-                None => "New".to_owned(),
-                Some(t) if Some(t) == top.as_deref() => "Up-to-date".to_owned(),
-                Some(_) => "Outdated".to_owned(),
+            (Some((top, _)), Some(r)) => match (r.toplevel(), top) {
+                (None, _) => "New".to_owned(),
+                // The machine's system was not evaluated (no --check-outdated).
+                (Some(_), None) => "Deployed".to_owned(),
+                (Some(t), Some(top)) if t == top => "Up-to-date".to_owned(),
+                (Some(_), Some(_)) => "Outdated".to_owned(),
             },
         };
         let status = if res.is_some_and(|r| r.state() == machine_state::UNREACHABLE) && !no_eval {
