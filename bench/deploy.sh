@@ -89,6 +89,7 @@ fi
 WORK=$(mktemp -d /tmp/nixops-bench.XXXXXX)
 RUN_ID=${WORK##*.}
 export NIX_PATH=nixpkgs=$REPO/tests/nixpkgs
+bash "$REPO/tests/nixpkgs/link-lib.sh" >/dev/null  # says which lib
 source "$REPO/scripts/offline-nix.sh"
 unset NIXOPS_DEPLOYMENT NIXOPS_STATE
 # Where nixops keeps its control sockets (see src/ssh/mod.rs).

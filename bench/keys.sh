@@ -72,6 +72,7 @@ fi
 WORK=$(mktemp -d /tmp/nixops-keys-bench.XXXXXX)
 F=$WORK/fleet
 export NIX_PATH=nixpkgs=$REPO/tests/nixpkgs
+bash "$REPO/tests/nixpkgs/link-lib.sh" >/dev/null  # says which lib
 source "$REPO/scripts/offline-nix.sh"
 unset NIXOPS_DEPLOYMENT NIXOPS_STATE
 export HOME_DIR=$WORK/home

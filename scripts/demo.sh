@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 bash scripts/install-deps.sh
 source scripts/offline-nix.sh
+bash tests/nixpkgs/link-lib.sh >/dev/null  # says which lib
 cargo build --release --locked -q
 fleet=$(mktemp -d /tmp/nixops-demo.XXXXXX)
 cleanup() { bash "$repo/tests/fleet/fleet.sh" stop "$fleet" >/dev/null 2>&1 || true; }

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 source scripts/offline-nix.sh
+# nixpkgs' real lib for the stand-in nixpkgs (says which one it found).
+bash tests/nixpkgs/link-lib.sh >/dev/null
 bash tests/nixpkgs/check.sh
 bash tests/fleet/selftest.sh
 cargo test --locked -- --test-threads="${NIXOPS_TEST_THREADS:-2}"

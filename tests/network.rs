@@ -4,10 +4,6 @@ mod common;
 
 use common::Fleet;
 
-fn config_json(fleet: &Fleet, host: &str) -> serde_json::Value {
-    serde_json::from_str(&fleet.exec(host, "cat /run/current-system/config.json")).unwrap()
-}
-
 #[test]
 fn files_merge_require_defaults_and_module_arguments() {
     let fleet = Fleet::start(&["alpha", "beta-host"]);
@@ -45,12 +41,12 @@ fn files_merge_require_defaults_and_module_arguments() {
         .stdout;
     fleet.ok(&["deploy"]);
 
-    let alpha = config_json(&fleet, "alpha");
+    let alpha = fleet.config_json("alpha");
     assert_eq!(alpha["hostName"], "alpha");
     assert_eq!(alpha["nginx"]["enable"], true);
     assert_eq!(alpha["etc"]["peer"], "b beta-host");
     assert_eq!(alpha["etc"]["who"], format!("alpha in net {}", &uuid[..8]));
-    let beta = config_json(&fleet, "beta-host");
+    let beta = fleet.config_json("beta-host");
     assert_eq!(beta["hostName"], "b");
     assert_eq!(beta["forgejo"]["enable"], true);
     assert_eq!(beta["forgejo"]["port"], "4000");
@@ -65,7 +61,7 @@ fn files_merge_require_defaults_and_module_arguments() {
 fn nix_path_from_create_and_show_trace() {
     let fleet = Fleet::start(&["m"]);
     let file = fleet.write("net.nix", "{ m = { ... }: { }; }");
-    let nixpkgs = format!("nixpkgs={}", common::repo().join("tests/nixpkgs").display());
+    let nixpkgs = format!("nixpkgs={}", common::nixpkgs().display());
     fleet.ok(&["create", file.to_str().unwrap(), "-d", "d", "-I", &nixpkgs]);
     // No NIX_PATH: the -I given to create is kept in state and used.
     let out = fleet.nixops(&["deploy"]).env_remove("NIX_PATH").output().unwrap();
@@ -118,8 +114,8 @@ fn target_port_ssh_options_and_debug() {
         r.stderr
     );
     assert!(r.stderr.contains("running: nix-copy-closure"), "{}", r.stderr);
-    assert_eq!(config_json(&fleet, "p1")["hostName"], "viaport");
-    assert_eq!(config_json(&fleet, "p2")["hostName"], "viaopts");
+    assert_eq!(fleet.config_json("p1")["hostName"], "viaport");
+    assert_eq!(fleet.config_json("p2")["hostName"], "viaopts");
     let exported = fleet.ok(&["export"]).stdout;
     assert!(
         exported.contains(&format!("\"targetPort\": \"{port1}\"")),

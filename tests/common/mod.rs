@@ -14,6 +14,24 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The stand-in nixpkgs, its `lib` linked to nixpkgs' real one first (by
+/// tests/nixpkgs/link-lib.sh, as scripts/test.sh does), once per test binary,
+/// so that a single test run by hand evaluates with the real module system too.
+pub fn nixpkgs() -> PathBuf {
+    static LINKED: std::sync::Once = std::sync::Once::new();
+    let dir = repo().join("tests/nixpkgs");
+    LINKED.call_once(|| {
+        // stderr is inherited: the script says which lib this run uses.
+        let st = Command::new("bash")
+            .arg(dir.join("link-lib.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run tests/nixpkgs/link-lib.sh");
+        assert!(st.success(), "tests/nixpkgs/link-lib.sh failed");
+    });
+    dir
+}
+
 pub fn fleet_sh() -> PathBuf {
     repo().join("tests/fleet/fleet.sh")
 }
@@ -97,6 +115,11 @@ impl Fleet {
         self.exec(host, "readlink /run/current-system || true")
             .trim()
             .to_owned()
+    }
+
+    /// What the stand-in OS running on a host was configured with.
+    pub fn config_json(&self, host: &str) -> serde_json::Value {
+        serde_json::from_str(&self.exec(host, "cat /run/current-system/config.json")).unwrap()
     }
 
     pub fn activations(&self, host: &str) -> Vec<String> {
@@ -183,10 +206,7 @@ impl Fleet {
         cmd.args(args);
         cmd.env("HOME", self.path().join("home"))
             .env("NIXOPS_STATE", self.state_file())
-            .env(
-                "NIX_PATH",
-                format!("nixpkgs={}", repo().join("tests/nixpkgs").display()),
-            )
+            .env("NIX_PATH", format!("nixpkgs={}", nixpkgs().display()))
             .env("NIX_CONFIG", NIX_CONFIG)
             .env("NIXOPS_SSH_PERSIST", "5")
             .env_remove("NIXOPS_DEPLOYMENT")

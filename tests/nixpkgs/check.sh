@@ -6,6 +6,7 @@
 set -euo pipefail
 
 NIXPKGS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bash "$NIXPKGS/link-lib.sh" >/dev/null
 T="$(mktemp -d /tmp/stub-nixpkgs-check.XXXXXX)"
 trap 'rm -rf "$T"' EXIT
 NIXOPTS=(-I "nixpkgs=$NIXPKGS" --option substituters '' --option sandbox false)
@@ -125,7 +126,7 @@ expect_error "str conflict names option and files" "$T/m/err.nix" --argstr which
 expect_error "bool conflict" "$T/m/err.nix" --argstr which boolconflict -- \
   "The option \`enable' has conflicting definition values"
 expect_error "used but not defined" "$T/m/err.nix" --argstr which undefined -- \
-  "The option \`forced' is used but not defined."
+  "The option \`forced' was accessed but has no value defined."
 expect_json "disabledModules" '"ok"' -E "(import $T/m/err.nix { which = \"disabled\"; }).forced"
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-# Stand-in for nixpkgs' `lib`: a small subset with the same names and
-# meanings.  Each sub-file takes `{ lib }` and returns an attrset whose
+# The fallback for nixpkgs' `lib` where the real one is not found (see
+# ../link-lib.sh): a small subset with the same names and meanings.  Each sub-file takes `{ lib }` and returns an attrset whose
 # attribute *names* never depend on `lib`, so the knot below is lazy enough.
 let
   sub = {

@@ -102,7 +102,7 @@ let
       if isDefined then
         if all (d: type.check d.value) defsFinal then type.merge loc defsFinal
         else throw "A definition for option `${showOption loc}' is not of type `${type.description}'. Definition values:${showDefs (filter (d: !type.check d.value) defsFinal)}"
-      else throw "The option `${showOption loc}' is used but not defined.";
+      else throw "The option `${showOption loc}' was accessed but has no value defined. Try setting the option.";
     optionalValue = if isDefined then { value = mergedValue; } else { };
   };
 
