@@ -211,9 +211,56 @@ expect_error "eval-config: forgejo.port is a string" "$T/os/bad.nix" --argstr wh
   "A definition for option \`services.forgejo.port' is not of type \`string'" "bad.nix"
 expect_error "eval-config: failed assertions" "$T/os/bad.nix" --argstr which assertion -- \
   "stub assertion fired"
+# (nixpkgs' real lib adds `graph`, the module graph, to an extended evaluation.)
 expect_json "eval-config: returned attributes" \
   '["_module","_type","class","config","extendModules","extraArgs","lib","options","pkgs","type"]' \
-  -E 'builtins.attrNames (import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ ]; })'
+  -E 'builtins.attrNames (removeAttrs (import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ ]; }) [ "graph" ])'
+
+# NixOS' eval-config contract: system (null leaves it to nixpkgs.*), pkgs
+# (becomes nixpkgs.pkgs), baseModules (replacing them drops the pkgs module),
+# extraModules, and the module arguments it adds.
+cat >"$T/os/contract.nix" <<'EOF'
+let
+  evalConfig = import <nixpkgs/nixos/lib/eval-config.nix>;
+  lib = import <nixpkgs/lib>;
+  noSystem = evalConfig { system = null; modules = [ { nixpkgs.hostPlatform = "riscv64-linux"; } ]; };
+  own = (import <nixpkgs> { system = "aarch64-linux"; }) // { marker = "own"; };
+  withPkgs = evalConfig { pkgs = own; modules = [ ]; };
+  extra = evalConfig { modules = [ ]; extraModules = [ { networking.hostName = "fromextra"; } ]; };
+  args = evalConfig { modules = [ ({ baseModules, extraModules, modules, noUserModules, ... }: {
+    environment.etc.n.text = "${toString (builtins.length modules)} ${toString (builtins.length extraModules)} ${toString (noUserModules.config.networking.hostName)}";
+  }) ]; };
+in {
+  noSystem = noSystem.pkgs.system;
+  pkgs = withPkgs.pkgs.marker;
+  pkgsSystem = withPkgs._module.args.pkgs.system;
+  extra = extra.config.networking.hostName;
+  args = args.config.environment.etc.n.text;
+  extended = ((args.extendModules { modules = [ { networking.hostName = "ext"; } ]; }).config.networking.hostName);
+}
+EOF
+expect_json "eval-config: system = null, pkgs, extraModules, module arguments, extendModules" \
+  '{"args":"1 0 nixos","extended":"ext","extra":"fromextra","noSystem":"riscv64-linux","pkgs":"own","pkgsSystem":"aarch64-linux"}' \
+  "$T/os/contract.nix"
+expect_error "eval-config: pkgs conflicts with a user's nixpkgs.pkgs" -E \
+  '(import <nixpkgs/nixos/lib/eval-config.nix> { pkgs = { system = "a"; }; modules = [ { nixpkgs.pkgs = { system = "b"; }; } ]; }).pkgs.system' -- \
+  "The option \`nixpkgs.pkgs' is defined multiple times"
+
+# networking.hostName is one DNS label, as in NixOS.
+cat >"$T/os/hostname.nix" <<'EOF'
+{ name, domain ? null }:
+(import <nixpkgs/nixos/lib/eval-config.nix> {
+  modules = [ { networking.hostName = name; networking.domain = domain; } ];
+}).config.networking
+EOF
+expect_json "hostName: labels, fqdn" '{"fqdn":"db_1.example.com","or":"db_1.example.com"}' \
+  -E "let n = import $T/os/hostname.nix { name = \"db_1\"; domain = \"example.com\"; }; in { fqdn = n.fqdn; or = n.fqdnOrHostName; }"
+expect_json "hostName: empty is allowed, fqdnOrHostName without domain" '""' \
+  -E "(import $T/os/hostname.nix { name = \"\"; }).fqdnOrHostName"
+for bad in web.example.com -web web- "$(printf 'a%.0s' $(seq 64))"; do
+  expect_error "hostName: '$bad' is no DNS label" -E "(import $T/os/hostname.nix { name = \"$bad\"; }).hostName" -- \
+    "A definition for option \`networking.hostName' is not of type \`string matching the pattern"
+done
 
 # ---------------------------------------------------------------------------
 # 3. Toplevel
@@ -298,6 +345,8 @@ EOF
   reboot=$(build "$T/os/knobs.nix" --arg knobs '{ requestReboot = true; }')
   sleepy=$(build "$T/os/knobs.nix" --arg knobs '{ sleep = 1; }')
   killer=$(build "$T/os/knobs.nix" --arg knobs '{ killSshd = true; }')
+  newinit=$(build "$T/os/knobs.nix" --arg knobs '{ initInterfaceVersion = "stub 2"; }')
+  units=$(build "$T/os/knobs.nix" --arg knobs '{ failedUnits = [ "a.service" "b.service" ]; }')
   cat >"$T/stc.sh" <<EOF
 set -u
 BB=/bin/busybox
@@ -358,11 +407,27 @@ test $sleepy
 test $killer
 LOG
 cmp -s /run/want /run/stub-os/activations.log || { cat /run/stub-os/activations.log >&2; fail "activations.log"; }
+# As NixOS': only root may switch.
+setpriv --reuid 65534 --regid 65534 --clear-groups $plain/bin/switch-to-configuration test 2>/run/err; [ \$? -eq 1 ] || fail "non-root should exit 1"
+grep -q "must be run as the root user" /run/err || fail "non-root message"
+# As NixOS': another init interface exits 100 before activating (switch
+# has already made it the boot default), boot is fine.
+$newinit/bin/switch-to-configuration test 2>/run/err; [ \$? -eq 100 ] || fail "new init interface: test should exit 100"
+grep -q "after a reboot" /run/err || fail "init interface message"
+[ "\$(\$BB readlink /run/current-system)" = "$killer" ] || fail "exit 100 must not activate"
+NIXOS_INSTALL_BOOTLOADER=1 $newinit/bin/switch-to-configuration switch 2>/dev/null; [ \$? -eq 100 ] || fail "new init interface: switch should exit 100"
+[ "\$(cat /run/stub-os/boot-default)" = "$newinit" ] && [ "\$(\$BB readlink /run/current-system)" = "$killer" ] || fail "switch with exit 100: boot default only"
+tail -n1 /run/stub-os/bootloader.log | grep -qx "$newinit NIXOS_INSTALL_BOOTLOADER=1" || fail "bootloader.log: \$(tail -n1 /run/stub-os/bootloader.log)"
+$newinit/bin/switch-to-configuration boot || fail "new init interface: boot should exit 0"
+# As NixOS': failed units leave the new system active, exit 4.
+$units/bin/switch-to-configuration switch 2>/run/err; [ \$? -eq 4 ] || fail "failed units should exit 4"
+grep -q "the following units failed: a.service, b.service" /run/err || fail "failed units message"
+[ "\$(\$BB readlink /run/current-system)" = "$units" ] || fail "exit 4 keeps the new system active"
 echo ALLGOOD
 EOF
   res=$(unshare --mount --propagation private sh "$T/stc.sh" 2>&1) || { echo "$res" >&2; fail "switch-to-configuration"; }
   [[ "$res" == *ALLGOOD* ]] || { echo "$res" >&2; fail "switch-to-configuration"; }
-  ok "switch-to-configuration: usage, dry-activate, test, boot, switch, fail, requestReboot, sleep, killSshd, log"
+  ok "switch-to-configuration: usage, dry-activate, test, boot, switch, fail, requestReboot, sleep, killSshd, log, root only, exit 100 (init interface), exit 4 (failed units), NIXOS_INSTALL_BOOTLOADER"
 fi
 
 echo "all $pass checks passed"

@@ -1,4 +1,4 @@
-{ config, lib, ... }:
+{ config, options, lib, ... }:
 let
   inherit (lib) mkOption types;
   cfg = config.nixpkgs;
@@ -7,6 +7,10 @@ let
 in
 {
   options.nixpkgs = {
+    pkgs = mkOption {
+      type = types.uniq types.attrs;
+      description = "When set, the `pkgs` of every module (and nixpkgs.config, overlays are ignored).";
+    };
     system = mkOption {
       type = types.str;
       default = builtins.currentSystem;
@@ -34,8 +38,10 @@ in
     };
   };
 
-  config._module.args.pkgs = import ../../.. {
-    system = effectiveSystem;
-    inherit (cfg) config overlays;
-  };
+  config._module.args.pkgs =
+    if options.nixpkgs.pkgs.isDefined then cfg.pkgs
+    else import ../../.. {
+      system = effectiveSystem;
+      inherit (cfg) config overlays;
+    };
 }

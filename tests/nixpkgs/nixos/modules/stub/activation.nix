@@ -23,5 +23,24 @@ let inherit (lib) mkOption types; in
       default = false;
       description = "For switch/test, kill the host's sshd during activation.";
     };
+    # The two knobs below behave as NixOS' own switch-to-configuration does.
+    initInterfaceVersion = mkOption {
+      type = types.str;
+      default = "stub 1";
+      description = ''
+        Written to the toplevel's init-interface-version. For switch/test, when
+        /run/current-system's differs, switch-to-configuration exits 100
+        without activating ("won't take effect until you reboot"), as NixOS'
+        does when systemd's interface changed.
+      '';
+    };
+    failedUnits = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = ''
+        For switch/test, activate, then report these units as failed and exit
+        4, as NixOS' switch-to-configuration does when units fail to start.
+      '';
+    };
   };
 }

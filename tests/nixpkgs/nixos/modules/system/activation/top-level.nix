@@ -19,6 +19,7 @@ let
   configJson = builtins.toJSON {
     hostName = cfg.networking.hostName;
     domain = cfg.networking.domain;
+    fqdnOrHostName = cfg.networking.fqdnOrHostName;
     stateVersion = cfg.system.stateVersion;
     openssh = { inherit (cfg.services.openssh) enable ports; };
     firewall = { inherit (cfg.networking.firewall) enable allowedTCPPorts allowedUDPPorts; };
@@ -31,14 +32,15 @@ let
     };
     forgejo = { inherit (cfg.services.forgejo) enable port; };
     etc = mapAttrs (_: e: e.text) enabledEtc;
-    systemdServices = attrNames (filterAttrs (_: s: s.enable) cfg.systemd.services);
-    systemdPaths = attrNames (filterAttrs (_: s: s.enable) cfg.systemd.paths);
+    # (`or`: tests replace systemd.nix by free-form attributes.)
+    systemdServices = attrNames (filterAttrs (_: s: s.enable or true) (cfg.systemd.services or { }));
+    systemdPaths = attrNames (filterAttrs (_: s: s.enable or true) (cfg.systemd.paths or { }));
     users = mapAttrs (_: u: { inherit (u) isNormalUser isSystemUser group extraGroups uid home; })
       cfg.users.users;
     groups = mapAttrs (_: g: { inherit (g) gid members; }) cfg.users.groups;
     systemPackages = map pkgName cfg.environment.systemPackages;
     activationScripts = attrNames cfg.system.activationScripts;
-    activation = { inherit (act) fail requestReboot sleep killSshd; };
+    activation = { inherit (act) fail requestReboot sleep killSshd failedUnits; };
   };
 
   bb = "/bin/busybox";
@@ -58,6 +60,11 @@ let
         exit 1
         ;;
     esac
+    # As NixOS': only root may switch.
+    if [ "$($bb id -u)" != 0 ]; then
+      echo "switch-to-configuration must be run as the root user" >&2
+      exit 1
+    fi
     $bb mkdir -p /run/stub-os
     echo "$action $out" >> /run/stub-os/activations.log
   '' + optionalString act.fail ''
@@ -72,15 +79,30 @@ let
     $bb sleep ${toString act.sleep}
   '' + ''
     case "$action" in
+      switch|boot)
+        # The boot loader installer reads NIXOS_INSTALL_BOOTLOADER (1: also
+        # install it, not just update its entries).
+        echo "$out NIXOS_INSTALL_BOOTLOADER=''${NIXOS_INSTALL_BOOTLOADER:-}" >> /run/stub-os/bootloader.log
+        echo "$out" > /run/stub-os/boot-default.tmp.$$
+        $bb mv -f /run/stub-os/boot-default.tmp.$$ /run/stub-os/boot-default
+        ;;
+    esac
+    # As NixOS': a changed init interface cannot be switched to live. (NixOS
+    # also refuses when there is no current system; test hosts start without.)
+    case "$action" in
       switch|test)
-        $bb ln -sfn "$out" /run/.current-system.tmp.$$
-        $bb mv -fT /run/.current-system.tmp.$$ /run/current-system
+        if [ -e /run/current-system ] &&
+          [ "$($bb cat /run/current-system/init-interface-version 2>/dev/null)" != "$($bb cat "$out/init-interface-version")" ]; then
+          echo "warning: the new configuration's init interface differs from the running one's; it takes effect after a reboot" >&2
+          exit 100
+        fi
         ;;
     esac
     case "$action" in
-      switch|boot)
-        echo "$out" > /run/stub-os/boot-default.tmp.$$
-        $bb mv -f /run/stub-os/boot-default.tmp.$$ /run/stub-os/boot-default
+      switch|test)
+        # (NixOS' activation script does this.)
+        $bb ln -sfn "$out" /run/.current-system.tmp.$$
+        $bb mv -fT /run/.current-system.tmp.$$ /run/current-system
         ;;
     esac
   '' + (if act.killSshd then ''
@@ -115,7 +137,14 @@ let
         fi
         ;;
     esac
-  '') + optionalString act.requestReboot ''
+  '') + optionalString (act.failedUnits != [ ]) ''
+    case "$action" in
+      switch|test)
+        echo "warning: the following units failed: ${concatStringsSep ", " act.failedUnits}" >&2
+        exit 4
+        ;;
+    esac
+  '' + optionalString act.requestReboot ''
     case "$action" in
       switch|boot)
         if [ "$($bb readlink /run/booted-system 2>/dev/null)" != "$out" ]; then
@@ -145,6 +174,7 @@ let
     $bb mkdir -p $out/bin $out/etc $out/sw/bin
     $bb cp "$configJsonPath" $out/config.json
     $bb printf '%s' "$nixosVersion" > $out/nixos-version
+    $bb printf '%s' "$initInterfaceVersion" > $out/init-interface-version
     $bb printf "" > $out/kernel-params
     $bb printf '%s' "$system" > $out/system
     $bb sed "s|@out@|$out|g" "$switchScriptPath" > $out/bin/switch-to-configuration
@@ -164,15 +194,22 @@ let
     lib.foldr (w: x: builtins.trace "[1;31mwarning: ${w}[0m" x) res cfg.warnings;
 
   toplevel = derivation ({
-    name = "nixos-system-${cfg.networking.hostName}-${cfg.system.nixos.version}";
+    name = "nixos-system-${cfg.system.name}-${cfg.system.nixos.version}";
     inherit system configJson switchScript initScript;
     builder = bb;
     args = [ "sh" "-c" buildScript ];
     nixosVersion = cfg.system.nixos.version;
+    inherit (act) initInterfaceVersion;
     passAsFile = [ "configJson" "switchScript" "initScript" ] ++ attrNames etcAttrs;
   } // etcAttrs);
 in
 {
+  options.system.name = mkOption {
+    type = types.str;
+    default = if cfg.networking.hostName == "" then "unnamed" else cfg.networking.hostName;
+    description = "The name of the system in the toplevel's name, nixos-system-<name>-<version>.";
+  };
+
   options.system.build = mkOption {
     type = types.lazyAttrsOf (types.uniq types.unspecified);
     default = { };

@@ -17,8 +17,21 @@ let inherit (lib) mkOption types; in
       default = true;
       description = "Whether to open the firewall for the SSH ports.";
     };
+    # As in NixOS: a free-form submodule of sshd_config keywords.
     settings = mkOption {
-      type = types.attrsOf types.anything;
+      type = types.submodule {
+        freeformType = types.attrsOf (types.nullOr (types.oneOf [ types.bool types.int types.str (types.listOf types.str) ]));
+        options.PasswordAuthentication = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Whether passwords may be used to log in.";
+        };
+        options.PermitRootLogin = mkOption {
+          type = types.enum [ "yes" "without-password" "prohibit-password" "forced-commands-only" "no" ];
+          default = "prohibit-password";
+          description = "Whether root may log in over SSH.";
+        };
+      };
       default = { };
       description = "sshd_config settings.";
     };
