@@ -12,6 +12,12 @@
 # Only names, paths and owners are used here: a key's secret never enters the
 # Nix store. Nothing here is started by activation itself, so an activation
 # never waits for a key that is sent after it.
+#
+# Every definition's condition sits inside the attribute it defines, never
+# around the module's whole `config`: an OS whose top level (or `systemd`) is
+# free-form must know which attributes a module defines before it can read
+# config.deployment.keys, so `config = mkIf (keys != { }) ...` recurses
+# infinitely there.
 { config, lib, pkgs, ... }:
 let
   inherit (lib) escapeShellArg mapAttrs' nameValuePair mkIf mkMerge;
@@ -67,13 +73,10 @@ let
   };
 in
 {
-  config = mkIf (keys != { }) (mkMerge [
-    {
-      systemd.services = mapAttrs' keyService keys;
-      systemd.paths = mapAttrs' keyPath keys;
-    }
-    {
-      systemd.services.nixops-keys = {
+  config.systemd.services = mkMerge [
+    (mapAttrs' keyService keys)
+    (mkIf (keys != { }) {
+      nixops-keys = {
         description = "Keys sent by the deployer since boot (/run/keys/done)";
         path = [ pkgs.inotify-tools ];
         restartIfChanged = false;
@@ -84,11 +87,16 @@ in
         };
         script = waitFor "/run/keys" "/run/keys/done";
       };
-      systemd.paths.nixops-keys = {
+    })
+  ];
+  config.systemd.paths = mkMerge [
+    (mapAttrs' keyPath keys)
+    (mkIf (keys != { }) {
+      nixops-keys = {
         description = "Starts nixops-keys.service when the deployer has sent the keys";
         wantedBy = [ "multi-user.target" ];
         pathConfig.PathExists = "/run/keys/done";
       };
-    }
-  ]);
+    })
+  ];
 }
