@@ -48,6 +48,25 @@ let
 
   toModuleList = v: if builtins.isList v then v else [ v ];
 
+  # NixOps' default hostName is the machine's name, but NixOS types
+  # networking.hostName as one DNS label (RFC 1123 plus `_`, at most 63
+  # characters). A name that is none gives its first label, and the rest
+  # becomes networking.domain where the OS declares it: `web.example.com` is
+  # host `web` in domain `example.com`, `db_1.` is host `db_1`. A name without
+  # a valid first label is passed on as it is, for the OS's type to judge.
+  # See docs/decisions.md.
+  isLabel = s: builtins.match "[[:alnum:]]([[:alnum:]_-]{0,61}[[:alnum:]])?" s != null;
+  nameDefaults = options: name:
+    let
+      split = builtins.match "([^.]*)[.](.*)" name;
+      first = builtins.elemAt split 0;
+      rest = lib.removeSuffix "." (builtins.elemAt split 1);
+      isDomain = rest != "" && builtins.all isLabel (lib.splitString "." rest);
+    in
+    if isLabel name || split == null || !isLabel first then { hostName = lib.mkOverride 900 name; }
+    else { hostName = lib.mkOverride 900 first; }
+      // lib.optionalAttrs (isDomain && options ? networking.domain) { domain = lib.mkOverride 900 rest; };
+
   resources = { machines = lib.mapAttrs (_: node: node.config) nodes; }
     // lib.mapAttrs (_: defs: lib.foldl' (a: b: a // b) { } defs) (zipAttrs (network.resources or [ ]));
 
@@ -63,15 +82,18 @@ let
           ++ defaults
           ++ [
             ./options.nix
-            {
+            ({ options, ... }: {
               key = "nixops-stuff";
-              networking.hostName = lib.mkOverride 900 name;
+              # Where error messages say these definitions come from (the
+              # tool's Nix files live in a temporary directory).
+              _file = "<nixops>/eval-machine-info.nix, defaults of machine ‘${name}’";
+              networking = nameDefaults options name;
               deployment.targetHost = lib.mkOverride 900 name;
               deployment.name = deploymentName;
               deployment.uuid = uuid;
               deployment.arguments = args;
               _module.args = { inherit nodes resources uuid deploymentName name; };
-            }
+            })
           ];
       };
     })

@@ -73,6 +73,7 @@ let
   };
 in
 {
+  _file = "<nixops>/keys.nix";
   config.systemd.services = mkMerge [
     (mapAttrs' keyService keys)
     (mkIf (keys != { }) {

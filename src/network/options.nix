@@ -42,6 +42,8 @@ let
   }; };
 in
 {
+  # For error messages: the file itself is in a temporary directory.
+  _file = "<nixops>/options.nix";
   imports = [ ./keys.nix ];
 
   options = {
