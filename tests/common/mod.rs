@@ -32,6 +32,13 @@ pub fn nixpkgs() -> PathBuf {
     dir
 }
 
+/// Whether the stand-in nixpkgs runs on nixpkgs' real lib (not the minimal
+/// fallback, which link-lib.sh warns about).
+pub fn real_lib() -> bool {
+    let link = std::fs::read_link(nixpkgs().join("lib")).expect("tests/nixpkgs/lib is a link");
+    link != Path::new("minimal-lib")
+}
+
 pub fn fleet_sh() -> PathBuf {
     repo().join("tests/fleet/fleet.sh")
 }
