@@ -158,6 +158,10 @@ fn reboot_request_needs_allow_reboot() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("requires a reboot"), "{}", r.stderr);
     assert_eq!(fleet.boot_id("m"), before);
+    // As on NixOS, exit 100 activated nothing: the new system is only the
+    // boot default, and state does not claim the machine runs it.
+    assert_eq!(fleet.current_system("m"), "");
+    assert_eq!(fleet.exported_toplevel("d", "m"), None);
 
     let r = fleet.ok(&["deploy", "--allow-reboot"]);
     let after = fleet.boot_id("m");

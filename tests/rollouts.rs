@@ -268,3 +268,54 @@ fn forced_reboots_go_wave_by_wave() {
         assert_eq!(fleet.current_system(h), fleet.exported_toplevel("d", h).unwrap());
     }
 }
+
+/// Exit 100 (the new system takes effect only after a reboot) without
+/// --allow-reboot under magic rollback: nothing was activated, and the boot
+/// default goes back too, so the machine is exactly as it was.
+#[test]
+fn reboot_needed_without_allow_reboot_changes_nothing() {
+    let (fleet, file) = setup(&["m"]);
+    let first = fleet.current_system("m");
+    std::fs::write(
+        &file,
+        network(&["m"], "second", "stub.activation.requestReboot = true;"),
+    )
+    .unwrap();
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("requires a reboot"), "{}", r.stderr);
+    assert_eq!(fleet.current_system("m"), first);
+    assert_eq!(fleet.profile("m"), first);
+    assert_eq!(fleet.boot_default("m"), first);
+    assert_eq!(fleet.exported_toplevel("d", "m").unwrap(), first);
+    // With it: rebooted into the new system, and only then recorded.
+    let before = fleet.boot_id("m");
+    fleet.ok(&["deploy", "--allow-reboot"]);
+    assert_ne!(fleet.boot_id("m"), before);
+    let t = fleet.exported_toplevel("d", "m").unwrap();
+    assert_ne!(t, first);
+    assert_eq!(fleet.current_system("m"), t);
+    assert_eq!(fleet.exec("m", "cat /run/current-system/etc/rev"), "second");
+}
+
+/// --no-sync reaches switch-to-configuration as NIXOS_NO_SYNC=1 (NixOS' own
+/// switch flushes unless told not to); without it nothing is set.
+#[test]
+fn no_sync_reaches_switch_to_configuration() {
+    for magic in [true, false] {
+        let (fleet, file) = setup(&["m"]);
+        std::fs::write(&file, network(&["m"], "second", "")).unwrap();
+        let mut args = vec!["deploy", "--no-sync"];
+        if !magic {
+            args.push("--no-magic-rollback");
+        }
+        fleet.ok(&args);
+        let log = fleet.exec("m", "cat /run/stub-os/environment.log");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(
+            lines,
+            ["switch NIXOS_NO_SYNC=", "switch NIXOS_NO_SYNC=1"],
+            "{log}"
+        );
+    }
+}

@@ -59,7 +59,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 m.target.close().await;
                 Ok(())
             } else {
-                deploy::reboot_and_wait(ctx, &mut m, events, o.timeout).await
+                deploy::reboot_and_wait(ctx, &mut m, events, o.timeout)
+                    .await
+                    .map(|_| ())
             };
             if let Err(e) = &r {
                 events.done(&m.name, "reboot failed", Some(format!("{e:#}")));

@@ -39,10 +39,6 @@ impl Action {
     fn runs_new_system(self) -> bool {
         matches!(self, Action::Switch | Action::Test)
     }
-
-    fn sets_profile(self) -> bool {
-        matches!(self, Action::Switch | Action::Boot)
-    }
 }
 
 /// Activates each machine, in waves of `--max-concurrent-activate`; a
@@ -114,7 +110,9 @@ async fn activate_one(
     }
     events.stage(&m.name, "activating");
     let skip = !m.info.always_activate && !opts.always_activate && opts.action != Action::DryActivate;
-    let sync = !opts.no_sync && opts.action.sets_profile();
+    // Flush after setting the profile, and let switch-to-configuration
+    // flush too (NIXOS_NO_SYNC otherwise), unless --no-sync.
+    let sync = !opts.no_sync;
     // A machine that runs no system yet has nothing to go back to: a guard
     // could only pretend to roll back.
     let has_previous = m.probe.as_ref().is_none_or(|p| p.current_system.is_some());
@@ -187,6 +185,26 @@ async fn activate_one(
         (out.code, out.stdout.lines().any(|l| l == UNCHANGED_MARK), None)
     };
 
+    // Exit 100: nothing was activated, the new system takes effect only
+    // after a reboot (switch has made it the boot default).
+    let needs_reboot = code == Some(NEEDS_REBOOT);
+    let reboot = opts.force_reboot || (needs_reboot && opts.allow_reboot);
+    if needs_reboot && !reboot {
+        let msg = format!(
+            "the new configuration requires a reboot of ‘{}’ to take effect (hint: use ‘--allow-reboot’)",
+            m.name
+        );
+        if let Some(g) = &guard {
+            // Its boot default goes back too: the machine is as it was.
+            guard::roll_back(m, g, "needs-reboot").await.ok();
+            return match ended(m, g, events).await? {
+                Outcome::RolledBack(_) => Ok(Outcome::RolledBack(msg)),
+                other => Ok(other),
+            };
+        }
+        bail!(msg);
+    }
+
     // Does it still work? Health checks, then (guarded) a confirmation over
     // a new SSH connection.
     let health = health::run(
@@ -222,17 +240,23 @@ async fn activate_one(
         health?;
     }
 
-    if opts.action.runs_new_system() {
+    if opts.action.runs_new_system() && !needs_reboot {
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
     }
-    let reboot = opts.force_reboot || (code == Some(NEEDS_REBOOT) && opts.allow_reboot);
     if let Some(k) = keys.as_deref_mut().filter(|k| !reboot && k.has_post()) {
         keys::deliver(ctx, &m.key_target(), k, Phase::Post, events)
             .await
             .context("sending keys after activation")?;
     }
     if reboot {
-        reboot_and_wait(ctx, m, events, opts.reboot_timeout).await?;
+        let running = reboot_and_wait(ctx, m, events, opts.reboot_timeout).await?;
+        if running.as_deref() != Some(m.toplevel.as_str()) {
+            bail!(
+                "after the reboot, ‘{}’ runs {} instead of the new system",
+                m.name,
+                running.as_deref().unwrap_or("no system")
+            );
+        }
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
         // The reboot emptied /run: all keys again.
         if let Some(k) = keys {
@@ -240,11 +264,6 @@ async fn activate_one(
                 .await
                 .context("sending keys after the reboot")?;
         }
-    } else if code == Some(NEEDS_REBOOT) {
-        bail!(
-            "the new configuration requires a reboot of ‘{}’ to take effect (hint: use ‘--allow-reboot’)",
-            m.name
-        );
     }
     events.done(&m.name, if unchanged { "unchanged" } else { "deployed" }, None);
     Ok(if unchanged {
@@ -271,8 +290,13 @@ fn fmt_code(code: Option<i32>) -> String {
 }
 
 /// Reboots the machine and waits until it is back: a different boot id and
-/// SSH answering.
-pub async fn reboot_and_wait(ctx: &Ctx, m: &mut Machine, events: &Events, timeout: u64) -> Result<()> {
+/// SSH answering. Returns the system it runs then.
+pub async fn reboot_and_wait(
+    ctx: &Ctx,
+    m: &mut Machine,
+    events: &Events,
+    timeout: u64,
+) -> Result<Option<String>> {
     let old = match &m.boot_id {
         Some(id) => id.clone(),
         None => super::copy::probe(ctx, m, "/", events).await?.boot_id,
@@ -287,15 +311,21 @@ pub async fn reboot_and_wait(ctx: &Ctx, m: &mut Machine, events: &Events, timeou
         tokio::time::sleep(Duration::from_millis(500)).await;
         let out = m
             .target
-            .run("cat /proc/sys/kernel/random/boot_id", None, Sink::quiet())
+            .run(
+                "cat /proc/sys/kernel/random/boot_id; readlink /run/current-system || echo",
+                None,
+                Sink::quiet(),
+            )
             .await?;
-        if out.success() {
-            let id = out.stdout.trim().to_owned();
-            if id != old && !id.is_empty() {
-                m.boot_id = Some(id);
-                events.log(Some(&m.name), "machine is back after reboot");
-                return Ok(());
-            }
+        let mut lines = out.stdout.split('\n');
+        if let (true, Some(id)) = (out.success(), lines.next().map(str::trim))
+            && id != old
+            && !id.is_empty()
+        {
+            m.boot_id = Some(id.to_owned());
+            events.log(Some(&m.name), "machine is back after reboot");
+            let current = lines.next().map(str::trim).filter(|c| !c.is_empty());
+            return Ok(current.map(str::to_owned));
         }
         // Whatever master we got was to the old boot or is broken.
         m.target.close().await;

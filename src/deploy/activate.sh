@@ -9,6 +9,8 @@ top=$2
 action=$3
 skip=$4
 sync=$5
+# --no-sync: switch-to-configuration must not flush either.
+if [ "$sync" = 0 ]; then export NIXOS_NO_SYNC=1; fi
 if [ "$skip" = 1 ] && [ "$(readlink -f "$profile" 2>/dev/null)" = "$top" ]; then
   echo __NIXOPS_UNCHANGED__
   exit 0

@@ -14,6 +14,8 @@ top=$2
 action=$3
 timeout=$4
 sync=$5
+# --no-sync: switch-to-configuration must not flush either.
+if [ "$sync" = 0 ]; then export NIXOS_NO_SYNC=1; fi
 d=$base/$me
 record "$me" "$top" "$6"
 

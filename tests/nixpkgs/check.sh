@@ -364,10 +364,14 @@ $plain/bin/switch-to-configuration test || fail test
 [ ! -e /run/stub-os/boot-default ] || fail "test wrote boot-default"
 # boot: boot-default only
 $failing/bin/switch-to-configuration boot 2>/dev/null; [ \$? -eq 1 ] || fail "fail knob should exit 1"
-$reboot/bin/switch-to-configuration boot 2>/run/err; [ \$? -eq 100 ] || fail "requestReboot boot should exit 100"
-grep -q "reboot required" /run/err || fail "reboot message"
+$reboot/bin/switch-to-configuration boot || fail "requestReboot: boot should exit 0"
 [ "\$(cat /run/stub-os/boot-default)" = "$reboot" ] || fail "boot: boot-default"
 [ "\$(\$BB readlink /run/current-system)" = "$plain" ] || fail "boot changed current-system"
+# requestReboot, as NixOS: switch exits 100 before activating, boot default set
+$reboot/bin/switch-to-configuration switch 2>/run/err; [ \$? -eq 100 ] || fail "requestReboot switch should exit 100"
+grep -q "only after a reboot" /run/err || fail "reboot message"
+[ "\$(cat /run/stub-os/boot-default)" = "$reboot" ] || fail "requestReboot switch: boot-default"
+[ "\$(\$BB readlink /run/current-system)" = "$plain" ] || fail "requestReboot switch must not activate"
 # switch with requestReboot after booting into it: exit 0
 \$BB ln -s $reboot /run/booted-system
 $reboot/bin/switch-to-configuration switch || fail "requestReboot when booted into it should exit 0"
@@ -401,6 +405,7 @@ dry-activate $plain
 test $plain
 boot $failing
 boot $reboot
+switch $reboot
 switch $reboot
 switch $plain
 test $sleepy

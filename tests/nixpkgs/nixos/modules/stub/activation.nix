@@ -11,7 +11,11 @@ let inherit (lib) mkOption types; in
     requestReboot = mkOption {
       type = types.bool;
       default = false;
-      description = "For switch/boot, exit 100 unless /run/booted-system is this toplevel.";
+      description = ''
+        For switch/test, unless /run/booted-system is this toplevel, exit 100
+        without activating (after updating the boot default for switch), as
+        NixOS' switch-to-configuration does when a change needs a reboot.
+      '';
     };
     sleep = mkOption {
       type = types.ints.unsigned;

@@ -67,6 +67,8 @@ let
     fi
     $bb mkdir -p /run/stub-os
     echo "$action $out" >> /run/stub-os/activations.log
+    # What NixOS' switch-to-configuration reads from its environment.
+    echo "$action NIXOS_NO_SYNC=''${NIXOS_NO_SYNC:-}" >> /run/stub-os/environment.log
   '' + optionalString act.fail ''
     echo "stub activation failure requested" >&2
     exit 1
@@ -89,6 +91,16 @@ let
     esac
     # As NixOS': a changed init interface cannot be switched to live. (NixOS
     # also refuses when there is no current system; test hosts start without.)
+  '' + optionalString act.requestReboot ''
+    case "$action" in
+      switch|test)
+        if [ "$($bb readlink /run/booted-system 2>/dev/null)" != "$out" ]; then
+          echo "warning: this configuration takes effect only after a reboot" >&2
+          exit 100
+        fi
+        ;;
+    esac
+  '' + ''
     case "$action" in
       switch|test)
         if [ -e /run/current-system ] &&
@@ -142,15 +154,6 @@ let
       switch|test)
         echo "warning: the following units failed: ${concatStringsSep ", " act.failedUnits}" >&2
         exit 4
-        ;;
-    esac
-  '' + optionalString act.requestReboot ''
-    case "$action" in
-      switch|boot)
-        if [ "$($bb readlink /run/booted-system 2>/dev/null)" != "$out" ]; then
-          echo "reboot required" >&2
-          exit 100
-        fi
         ;;
     esac
   '' + ''
