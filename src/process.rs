@@ -135,9 +135,8 @@ pub async fn run(cmd: &mut Command, stdin: Option<&[u8]>, sink: Sink<'_>) -> Res
 }
 
 async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool, is_stderr: bool) -> Vec<String> {
-    let mut lines = BufReader::new(r).lines();
     let mut all = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
+    for_each_line(r, |line| {
         if let Some(p) = sink.print_prefix {
             if is_stderr {
                 eprintln!("{p}> {line}");
@@ -148,6 +147,30 @@ async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool, is_stder
             sink.line(&line);
         }
         all.push(line);
-    }
+    })
+    .await;
     all
+}
+
+/// Calls `f` with each line read from `r`, without its line ending. Bytes
+/// that are not UTF-8 (Nix prints names byte by byte) are shown as U+FFFD
+/// rather than ending the reading: no line is ever dropped.
+pub async fn for_each_line<R: AsyncRead + Unpin>(r: R, mut f: impl FnMut(String)) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                }
+                f(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
+    }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use zeroize::Zeroizing;
 
@@ -1042,20 +1042,17 @@ async fn run_script(
         let _ = stdin.shutdown().await;
     };
     let out = async {
-        let mut lines = BufReader::new(stdout).lines();
         let mut all = Vec::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            all.push(l);
-        }
+        process::for_each_line(stdout, |l| all.push(l)).await;
         all
     };
     let err = async {
-        let mut lines = BufReader::new(stderr).lines();
         let mut all = Vec::new();
-        while let Ok(Some(l)) = lines.next_line().await {
+        process::for_each_line(stderr, |l| {
             events.log(Some(machine), l.clone());
             all.push(l);
-        }
+        })
+        .await;
         all
     };
     let ((), stdout, stderr) = tokio::join!(feed, out, err);
