@@ -1,5 +1,9 @@
 //! nixops: deploy networks of NixOS machines, compatible with NixOps.
 
+// First, so that its printing macros serve every module.
+#[macro_use]
+mod ui;
+
 mod cli;
 mod deploy;
 mod network;
@@ -7,7 +11,6 @@ mod nix;
 mod process;
 mod ssh;
 mod state;
-mod ui;
 
 use clap::Parser;
 
@@ -26,13 +29,21 @@ async fn main() {
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
+        // Its own report of a failed write would panic on a closed stderr.
+        .log_internal_errors(false)
         .init();
-    let code = match cli::run(cli).await {
+    let mut code = match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             1
         }
     };
+    if let Some(e) = ui::stdout_error() {
+        errln!("error: cannot write the output: {e}");
+        if code == 0 {
+            code = 1;
+        }
+    }
     std::process::exit(code);
 }

@@ -139,9 +139,9 @@ async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool, is_stder
     for_each_line(r, |line| {
         if let Some(p) = sink.print_prefix {
             if is_stderr {
-                eprintln!("{p}> {line}");
+                errln!("{p}> {line}");
             } else {
-                println!("{p}> {line}");
+                outln!("{p}> {line}");
             }
         } else if log && !line.starts_with(MARKER) {
             sink.line(&line);

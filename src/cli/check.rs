@@ -115,9 +115,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             ]);
         }
         if ds.len() > 1 {
-            println!("{}:", d.label());
+            outln!("{}:", d.label());
         }
-        print!(
+        out!(
             "{}",
             table(
                 &[

@@ -27,7 +27,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     // A clone without a new name would share the old one; NixOps leaves it
     // unnamed then.
     store.set_deployment_attrs(&uuid, &[("name".into(), o.name.clone())])?;
-    eprintln!("created deployment ‘{uuid}’");
-    println!("{uuid}");
+    errln!("created deployment ‘{uuid}’");
+    outln!("{uuid}");
     Ok(0)
 }

@@ -12,7 +12,11 @@ pub struct CompletionOpts {
 /// Prints a completion script for the shell, from the CLI definition.
 pub fn completions(o: CompletionOpts) -> Result<i32> {
     let mut cmd = Cli::command();
-    clap_complete::generate(o.shell, &mut cmd, "nixops", &mut std::io::stdout());
+    // clap_complete panics when its writer fails (a closed pipe): it writes
+    // to memory, and the output goes out without panicking.
+    let mut script = Vec::new();
+    clap_complete::generate(o.shell, &mut cmd, "nixops", &mut script);
+    crate::ui::write_stdout_bytes(&script);
     Ok(0)
 }
 
@@ -22,6 +26,8 @@ pub struct ManOpts {}
 /// Prints the man page (roff), from the CLI definition.
 pub fn man(_o: ManOpts) -> Result<i32> {
     let cmd = Cli::command();
-    clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut page)?;
+    crate::ui::write_stdout_bytes(&page);
     Ok(0)
 }

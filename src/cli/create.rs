@@ -38,10 +38,10 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     let uuid = uuid::Uuid::new_v4().to_string();
     store.create_deployment(&uuid, &attrs)?;
-    eprintln!("created deployment ‘{uuid}’");
+    errln!("created deployment ‘{uuid}’");
     if !files.is_empty() {
         super::record_network_attrs(g, &store, &uuid).await?;
     }
-    println!("{uuid}");
+    outln!("{uuid}");
     Ok(0)
 }

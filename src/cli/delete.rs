@@ -28,7 +28,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         }
         store.delete_deployment(&d.uuid)?;
         crate::nix::remove_gc_roots(&d.uuid, None);
-        eprintln!("deleted deployment ‘{}’", d.label());
+        errln!("deleted deployment ‘{}’", d.label());
     }
     Ok(0)
 }

@@ -23,7 +23,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         let _lock = lock::acquire(&d.uuid)?;
         let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
         if machines.is_empty() {
-            eprintln!("deployment ‘{}’ has no machines to destroy", d.label());
+            errln!("deployment ‘{}’ has no machines to destroy", d.label());
             continue;
         }
         let names: Vec<String> = machines.iter().map(|m| format!("‘{}’", m.name)).collect();
@@ -39,7 +39,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         store.record_network(&d.uuid, &[], &[], &ids)?;
         for m in &machines {
             crate::nix::remove_gc_roots(&d.uuid, Some(&m.name));
-            eprintln!(
+            errln!(
                 "{}> forgot machine ‘{}’; it is an existing machine (targetEnv \"none\") and keeps running as it is",
                 m.name, m.name
             );

@@ -42,7 +42,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     paths.sort();
     paths.dedup();
     for p in paths {
-        println!("{p}");
+        outln!("{p}");
     }
     Ok(0)
 }

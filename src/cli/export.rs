@@ -18,6 +18,6 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     for d in &ds {
         out.insert(d.uuid.clone(), state::export(d));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }

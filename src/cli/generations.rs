@@ -46,7 +46,7 @@ pub fn list(g: &Global, _o: ListOpts) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(&["Generation", "Created (UTC)", "Machines", ""], rows)
     );
@@ -105,12 +105,12 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
                 let t = t.clone();
                 machines.push(sm.into_machine(t));
             }
-            None => eprintln!("{}> not in generation {}; left as it is", sm.name, o.generation),
+            None => errln!("{}> not in generation {}; left as it is", sm.name, o.generation),
         }
     }
     for name in generation.machines.keys() {
         if !d.resources.contains_key(name) {
-            eprintln!(
+            errln!(
                 "{name}> in generation {} but no longer in state; skipped",
                 o.generation
             );
@@ -139,7 +139,7 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
     let code = deploy::execute(&ctx, machines, &opts, false, started).await?;
     if code == 0 {
         generations::switch(&ctx.deployment.uuid, o.generation).await?;
-        eprintln!("switched to generation {}", o.generation);
+        errln!("switched to generation {}", o.generation);
     }
     Ok(code)
 }
@@ -156,7 +156,7 @@ pub async fn delete(g: &Global, o: DeleteOpts) -> Result<i32> {
     let _lock = lock::acquire(&d.uuid)?;
     require_rollback(&d)?;
     generations::delete(&d.uuid, o.generation).await?;
-    eprintln!("deleted generation {}", o.generation);
+    errln!("deleted generation {}", o.generation);
     Ok(0)
 }
 

@@ -33,7 +33,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         parsed.push((uuid, state::parse_export(uuid, dv)?));
     }
     for (uuid, (attrs, resources)) in &parsed {
-        eprintln!("added deployment ‘{uuid}’");
+        errln!("added deployment ‘{uuid}’");
         store.import(uuid, attrs, resources)?;
         if o.include_keys {
             add_known_hosts(resources)?;

@@ -41,7 +41,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             match evaluate(g, d, o.check_outdated).await {
                 Ok(spec) => (Some(spec), None),
                 Err(e) => {
-                    eprintln!(
+                    errln!(
                         "warning: evaluation of the network of deployment ‘{}’ failed, so the status shown is only what state recorded (--no-eval skips the evaluation): {e:#}",
                         d.label()
                     );
@@ -64,12 +64,12 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             json.push(v);
         } else if o.plain {
             for r in rows {
-                println!("{}", r.join("\t"));
+                outln!("{}", r.join("\t"));
             }
         } else {
-            println!("Network name: {}", d.name().unwrap_or(""));
-            println!("Network UUID: {}", d.uuid);
-            println!("Network description: {}", d.description());
+            outln!("Network name: {}", d.name().unwrap_or(""));
+            outln!("Network UUID: {}", d.uuid);
+            outln!("Network description: {}", d.description());
             let exprs = match d.nix_exprs() {
                 Ok(ps) => ps
                     .iter()
@@ -78,24 +78,24 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                     .join(" "),
                 Err(_) => d.attrs.get("nixExprs").cloned().unwrap_or_default(),
             };
-            println!("Nix expressions: {exprs}");
+            outln!("Nix expressions: {exprs}");
             let np = d.nix_path().unwrap_or_default();
             if !np.is_empty() {
-                println!("Nix path: {}", np.join(" "));
+                outln!("Nix path: {}", np.join(" "));
             }
             let args = d.args().unwrap_or_default();
             if !args.is_empty() {
                 let a: Vec<String> = args.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                println!("Nix arguments: {}", a.join(", "));
+                outln!("Nix arguments: {}", a.join(", "));
             }
             let unknown = rows.iter().any(|r| r[1].starts_with("Deployed"));
-            println!();
-            print!(
+            outln!();
+            out!(
                 "{}",
                 table(&["Name", "Status", "Type", "Resource Id", "IP address"], rows)
             );
             if unknown {
-                eprintln!(
+                errln!(
                     "(Deployed: runs the system last deployed; whether the network has changed since was not evaluated: --check-outdated tells Up-to-date from Outdated)"
                 );
             }
@@ -107,7 +107,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         } else {
             json.pop().unwrap_or_default()
         };
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(0)
 }

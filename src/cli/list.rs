@@ -25,7 +25,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
     let rows = all
@@ -40,7 +40,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(&["UUID", "Name", "Description", "# Machines", "Type"], rows)
     );

@@ -106,7 +106,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     if failed.is_empty() {
         Ok(0)
     } else {
-        eprintln!("error: rebooting failed on {}", failed.join(", "));
+        errln!("error: rebooting failed on {}", failed.join(", "));
         Ok(1)
     }
 }

@@ -28,7 +28,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         .filter(|m| !m.resource.obsolete())
         .collect();
     if machines.is_empty() {
-        eprintln!("no machines to send keys to");
+        errln!("no machines to send keys to");
         return Ok(0);
     }
     let ctx = Ctx {
@@ -64,10 +64,10 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let failed = super::failed_names(&results);
     let secs = started.elapsed().as_secs_f64();
     if failed.is_empty() {
-        eprintln!("keys sent to {} machines ({secs:.1} s)", results.len());
+        errln!("keys sent to {} machines ({secs:.1} s)", results.len());
         Ok(0)
     } else {
-        eprintln!(
+        errln!(
             "error: sending keys to {} of {} machines failed (namely on {}) ({secs:.1} s)",
             failed.len(),
             results.len(),

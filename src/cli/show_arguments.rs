@@ -32,6 +32,6 @@ pub async fn run(g: &Global, _o: Opts) -> Result<i32> {
             ]
         })
         .collect();
-    print!("{}", table(&["Name", "Value", "Taken by the network"], rows));
+    out!("{}", table(&["Name", "Value", "Taken by the network"], rows));
     Ok(0)
 }

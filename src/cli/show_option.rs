@@ -24,6 +24,6 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let value = network
         .option(&files, &g.nix_opts(Some(&d))?, &o.machine, &path, o.json)
         .await?;
-    println!("{}", value.trim_end());
+    outln!("{}", value.trim_end());
     Ok(0)
 }

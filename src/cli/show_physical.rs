@@ -25,7 +25,7 @@ pub fn run(g: &Global, _o: Opts) -> Result<i32> {
             );
         }
     }
-    println!("{{");
+    outln!("{{");
     for m in &machines {
         let mut config = known_hosts.clone();
         for (attr, option) in [
@@ -39,12 +39,12 @@ pub fn run(g: &Global, _o: Opts) -> Result<i32> {
         if config.is_empty() {
             continue;
         }
-        println!("  {} = {{ config, lib, pkgs, ... }}: {{", nix_string(&m.name));
-        println!("    config = {{");
-        print!("{config}");
-        println!("    }};");
-        println!("  }};");
+        outln!("  {} = {{ config, lib, pkgs, ... }}: {{", nix_string(&m.name));
+        outln!("    config = {{");
+        out!("{config}");
+        outln!("    }};");
+        outln!("  }};");
     }
-    println!("}}");
+    outln!("}}");
     Ok(0)
 }

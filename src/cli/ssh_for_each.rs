@@ -58,7 +58,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     if failed.is_empty() {
         Ok(0)
     } else {
-        eprintln!("error: the command failed on {}", failed.join(", "));
+        errln!("error: the command failed on {}", failed.join(", "));
         Ok(1)
     }
 }

@@ -19,9 +19,10 @@ pub fn run(g: &Global, o: Opts, verb: &str) -> Result<i32> {
     let mut code = 0;
     for m in &machines {
         if m.resource.kind == "none" {
-            eprintln!(
+            errln!(
                 "{}> cannot {verb} machine ‘{}’: it is an existing machine (targetEnv \"none\") that nixops does not manage the power of; use ‘nixops reboot’ or your provider's tools",
-                m.name, m.name
+                m.name,
+                m.name
             );
             code = 1;
         }

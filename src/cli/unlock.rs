@@ -13,8 +13,8 @@ pub fn run(g: &Global, _o: Opts) -> Result<i32> {
     let store = g.read_store()?;
     let d = g.deployment(&store)?;
     match lock::unlock(&d.uuid)? {
-        Unlock::NotLocked => eprintln!("deployment ‘{}’ is not locked", d.label()),
-        Unlock::Cleared => eprintln!("removed the stale lock of deployment ‘{}’", d.label()),
+        Unlock::NotLocked => errln!("deployment ‘{}’ is not locked", d.label()),
+        Unlock::Cleared => errln!("removed the stale lock of deployment ‘{}’", d.label()),
         Unlock::Held { pid } => bail!(
             "deployment ‘{}’ is locked by a running process{}; refusing to unlock it",
             d.label(),

@@ -58,13 +58,13 @@ pub async fn dry_run(machines: &[Machine], opts: &NixOpts) -> Result<()> {
         .args(opts.common_args());
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     for l in &out.stderr {
-        eprintln!("{l}");
+        errln!("{l}");
     }
     if !out.success() {
         bail!("nix-store --dry-run failed: {}", out.last_error());
     }
     for m in machines {
-        println!("{}\t{}", m.name, m.toplevel);
+        outln!("{}\t{}", m.name, m.toplevel);
     }
     Ok(())
 }

@@ -172,7 +172,7 @@ pub fn check(info: &NetworkInfo) -> Result<()> {
         specs(name, keys)?;
         for (attr, k) in keys {
             if k.deprecated_string {
-                eprintln!(
+                errln!(
                     "warning: machine ‘{name}’: deployment.keys.{attr} is a plain string, which is deprecated; write deployment.keys.{attr}.text = \"...\" instead"
                 );
             }

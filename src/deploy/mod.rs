@@ -161,7 +161,7 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
     let files = NixFiles::write()?;
 
     // Evaluate.
-    eprintln!("evaluating network of deployment ‘{}’...", ctx.deployment.label());
+    errln!("evaluating network of deployment ‘{}’...", ctx.deployment.label());
     let filter = &opts.machines;
     let info = network.evaluate_selected(&files, &ctx.nix, filter, true).await?;
     check_supported(&info)?;
@@ -170,14 +170,14 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
     if opts.plan_only {
         for name in info.machines.keys() {
             let known = ctx.deployment.resources.contains_key(name);
-            println!("{} {name}", if known { " " } else { "+" });
+            outln!("{} {name}", if known { " " } else { "+" });
         }
         for r in ctx
             .deployment
             .machines()
             .filter(|r| !info.machines.contains_key(&r.name))
         {
-            println!(
+            outln!(
                 "{} {} (obsolete)",
                 if opts.kill_obsolete { "-" } else { "~" },
                 r.name
@@ -187,7 +187,7 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
     }
     let ids = record::machines(&ctx, &info, opts.kill_obsolete)?;
     if opts.create_only {
-        eprintln!(
+        errln!(
             "recorded {} machines; existing machines need no creating",
             ids.len()
         );
@@ -200,7 +200,7 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
         .map(|(n, _)| n.clone())
         .collect();
     if selected.is_empty() {
-        eprintln!("no machines to deploy");
+        errln!("no machines to deploy");
         return Ok(0);
     }
 
@@ -234,7 +234,7 @@ pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
             .filter_map(|r| Some((r.name.clone(), r.toplevel()?.to_owned())))
             .collect();
         let n = generations::record(&ctx.deployment.uuid, &deployed).await?;
-        eprintln!("recorded generation {n}");
+        errln!("recorded generation {n}");
     }
     Ok(code)
 }
@@ -394,10 +394,10 @@ async fn finish(
         if matches!(outcomes.map[*name].0, Outcome::NotDeployed) {
             continue;
         }
-        eprintln!();
-        eprintln!("--- {name}: last lines of its log:");
+        errln!();
+        errln!("--- {name}: last lines of its log:");
         for l in report.tails.get(*name).into_iter().flatten() {
-            eprintln!("{name}> {l}");
+            errln!("{name}> {l}");
         }
     }
     let rows = outcomes
@@ -421,19 +421,19 @@ async fn finish(
             ]
         })
         .collect();
-    eprintln!();
-    eprint!(
+    errln!();
+    err!(
         "{}",
         ui::table(&["Machine", "Stage", "Result", "Time", "Error"], rows)
     );
     let secs = outcomes.started.elapsed().as_secs_f64();
     let total = outcomes.map.len();
     if failed.is_empty() {
-        eprintln!("deployment finished successfully ({total} machines, {secs:.1} s)");
+        errln!("deployment finished successfully ({total} machines, {secs:.1} s)");
         Ok(0)
     } else {
         let names: Vec<String> = failed.iter().map(|n| format!("‘{n}’")).collect();
-        eprintln!(
+        errln!(
             "error: deployment of {} of {total} machines failed (namely on {}) ({secs:.1} s)",
             failed.len(),
             names.join(", ")

@@ -92,10 +92,10 @@ pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BT
         .filter(|r| !info.machines.contains_key(&r.name))
     {
         if kill_obsolete {
-            eprintln!("forgetting obsolete machine ‘{}’", r.name);
+            errln!("forgetting obsolete machine ‘{}’", r.name);
             forget.push(r.id);
         } else {
-            eprintln!(
+            errln!(
                 "machine ‘{}’ is obsolete (use --kill-obsolete to forget it)",
                 r.name
             );

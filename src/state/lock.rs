@@ -33,7 +33,7 @@ pub fn acquire(uuid: &str) -> Result<DeploymentLock> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!("waiting for exclusive deployment lock...");
+            errln!("waiting for exclusive deployment lock...");
             file.lock()
                 .with_context(|| format!("cannot lock {}", path.display()))?;
         }

@@ -229,7 +229,7 @@ impl SqliteStore {
                 )?;
             }
             1 | 2 => {
-                eprintln!("updating database schema from version {version} to {SCHEMA_VERSION}...");
+                errln!("updating database schema from version {version} to {SCHEMA_VERSION}...");
                 if version == 1 {
                     tx.execute_batch(
                         "create table SchemaVersion(version integer not null);

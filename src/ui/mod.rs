@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
+#[macro_use]
+mod print;
+
+pub use print::{stdout_error, write_stderr, write_stdout, write_stdout_bytes};
+
 /// How many log lines of a failed machine the summary shows.
 const TAIL: usize = 20;
 
