@@ -1,6 +1,7 @@
 //! Running child processes (ssh, nix) with their stderr streamed line by line
 //! into a machine's log while stdout is collected.
 
+use std::ffi::OsStr;
 use std::process::Stdio;
 
 use anyhow::{Context, Result};
@@ -82,6 +83,48 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// A command whose process dies with us: killed when its handle is dropped
+/// (a cancelled command) and, through `PR_SET_PDEATHSIG`, told to stop when
+/// this process dies by any means, SIGKILL included. Every child is made here.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.kill_on_drop(true);
+    die_with_parent(cmd.as_std_mut());
+    cmd
+}
+
+/// Makes the child get SIGTERM when we die: Nix then stops its builds and
+/// their sandboxed builders (after a SIGKILL they keep running, as children
+/// of nobody), ssh closes its session. The signal follows the *thread*
+/// that forked the child: children are spawned from the main thread or the
+/// runtime's worker threads, which live as long as the process, never from
+/// `spawn_blocking` threads, which end when idle. ssh's ControlPersist
+/// master is forked by the ssh client (a fork does not inherit the setting),
+/// so it outlives us, as it should.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe system calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // We may have died before prctl ran: then nobody would
+                // ever send the signal.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 pub fn describe(cmd: &Command) -> String {
     let std = cmd.as_std();
     let mut parts = vec![std.get_program().to_string_lossy().into_owned()];
@@ -106,8 +149,7 @@ pub async fn run(cmd: &mut Command, stdin: Option<&[u8]>, sink: Sink<'_>) -> Res
         Stdio::null()
     })
     .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    .stderr(Stdio::piped());
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     let mut child = cmd.spawn().with_context(|| format!("cannot run {program}"))?;
     if let Some(data) = stdin {

@@ -63,3 +63,155 @@ fn closed_stdout_and_stderr_never_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// `(ppid, state, start time)` of a process, from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(u32, char, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = s[s.rfind(')')? + 2..].split(' ').collect();
+    Some((
+        rest[1].parse().ok()?,
+        rest[0].chars().next()?,
+        rest[19].parse().ok()?,
+    ))
+}
+
+fn argv0(pid: u32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let name = String::from_utf8_lossy(first);
+    name.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+fn cmdline(pid: u32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned()
+}
+
+/// Waits for a process that `test` accepts; returns its pid and start
+/// time (which tells it from a later process with the same pid).
+fn wait_for_process(what: &str, test: impl Fn(u32, u32) -> bool) -> (u32, u64) {
+    for _ in 0..2400 {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Some((ppid, _, start)) = stat(pid)
+                && test(pid, ppid)
+            {
+                return (pid, start);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{what} never started");
+}
+
+/// Waits for a child of `parent` running `program`.
+fn wait_for_child(parent: u32, program: &str) -> (u32, u64) {
+    wait_for_process(program, |pid, ppid| ppid == parent && argv0(pid) == program)
+}
+
+/// Whether that process still runs (a zombie has ended).
+fn running(pid: u32, start: u64) -> bool {
+    matches!(stat(pid), Some((_, state, s)) if s == start && state != 'Z')
+}
+
+/// Waits a while for the process to end; false if it keeps running.
+fn ends(pid: u32, start: u64) -> bool {
+    for _ in 0..300 {
+        if !running(pid, start) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Kills what a failed test left running.
+fn kill(pid: u32, start: u64) {
+    if running(pid, start) {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
+/// Whether some ssh master connection still serves a socket in `dir`.
+fn a_master_runs(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        e.file_type().unwrap().is_socket()
+            && std::process::Command::new("ssh")
+                .args(["-o", &format!("ControlPath={}", e.path().display())])
+                .args(["-O", "check", "web"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+    })
+}
+
+#[test]
+fn a_killed_deploy_stops_its_builds_and_copies() {
+    let fleet = Fleet::start(&["web"]);
+    let xdg = fleet.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    let deploy = |d: &str| {
+        let log = std::fs::File::create(fleet.path().join(format!("{d}.log"))).unwrap();
+        fleet
+            .nixops(&["deploy", "-d", d])
+            .env("XDG_RUNTIME_DIR", &xdg)
+            .env("NIXOPS_SSH_PERSIST", "60")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+
+    // A build that takes long (unique to this test: nothing is cached).
+    let slow = format!(
+        "{{ web = {{ pkgs, ... }}: {{ environment.systemPackages = [ (pkgs.runCommand \"slow\" {{ }} \"sleep 600; mkdir $out # {}\") ]; }}; }}",
+        fleet.path().display()
+    );
+    fleet.create("build", &slow);
+    let mut nixops = deploy("build");
+    let (pid, start) = wait_for_child(nixops.id(), "nix-store");
+    let nonce = fleet.path().to_str().unwrap().to_owned();
+    let (builder, builder_start) = wait_for_process("the builder", |pid, _| {
+        argv0(pid) == "busybox" && cmdline(pid).contains(&nonce)
+    });
+    nixops.kill().unwrap();
+    nixops.wait().unwrap();
+    let ended = ends(pid, start);
+    let builder_ended = ends(builder, builder_start);
+    kill(pid, start);
+    kill(builder, builder_start);
+    assert!(
+        ended,
+        "nix-store --realise kept running after the deploy was killed"
+    );
+    assert!(
+        builder_ended,
+        "the builder kept running after the deploy was killed"
+    );
+
+    // A copy that never ends: the host's nix-store --serve hangs.
+    let wrapper = fleet.path().join("hosts/web/bin/nix-store");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\n[ \"$1\" = --serve ] && exec sleep 600\nexec /usr/bin/nix-store \"$@\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    fleet.create("copy", &simple_network(&["web"], ""));
+    let mut nixops = deploy("copy");
+    let (pid, start) = wait_for_child(nixops.id(), "nix-copy-closure");
+    nixops.kill().unwrap();
+    nixops.wait().unwrap();
+    let ended = ends(pid, start);
+    kill(pid, start);
+    assert!(ended, "nix-copy-closure kept running after the deploy was killed");
+    // The master connection is no child of ours: it stays for the next command.
+    assert!(a_master_runs(&xdg.join("nixops-ssh-0")));
+}

@@ -1,6 +1,5 @@
 use anyhow::{Result, bail};
 use clap::Args;
-use tokio::process::Command;
 
 use super::Global;
 use crate::network::NixFiles;
@@ -32,7 +31,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     let roots = tempfile::Builder::new().prefix("nixops-dump-").tempdir()?;
     let toplevels = crate::nix::realise(&drvs, &nix, roots.path(), Sink::quiet()).await?;
-    let mut cmd = Command::new("nix-store");
+    let mut cmd = process::command("nix-store");
     cmd.args(["--query", "--requisites"]).args(&toplevels);
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     if !out.success() {

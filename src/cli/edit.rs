@@ -21,7 +21,9 @@ pub fn run(g: &Global, _o: Opts) -> Result<i32> {
     // $EDITOR may carry arguments ("code -w"), as for git.
     let mut parts = shlex::split(&editor).with_context(|| format!("cannot parse $EDITOR ({editor})"))?;
     let program = parts.remove(0);
-    let status = std::process::Command::new(&program)
+    let mut cmd = std::process::Command::new(&program);
+    crate::process::die_with_parent(&mut cmd);
+    let status = cmd
         .args(parts)
         .args(&files)
         .status()

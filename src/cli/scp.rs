@@ -50,7 +50,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         (None, Some(_)) => (o.source.clone(), remote(&o.destination)),
         _ => bail!("give exactly one of --from and --to"),
     };
-    let mut cmd = tokio::process::Command::new("scp");
+    let mut cmd = crate::process::command("scp");
     cmd.args(["-r", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
         .arg("-o")
         .arg(format!("ControlPath={}", m.target.control_path().display()));

@@ -20,7 +20,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
     let m = select::stored_one(&d, g.ssh_persist, &o.machine)?;
-    let mut cmd = tokio::process::Command::new("ssh");
+    let mut cmd = crate::process::command("ssh");
     cmd.args(m.target.options());
     if o.command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         cmd.arg("-t");

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use tokio::process::Command;
 
 use super::{Ctx, Machine};
 use crate::nix::{self, NixOpts};
@@ -51,7 +50,7 @@ pub async fn run(
 
 /// `--dry-run`: show what would be built and fetched, build nothing.
 pub async fn dry_run(machines: &[Machine], opts: &NixOpts) -> Result<()> {
-    let mut cmd = Command::new("nix-store");
+    let mut cmd = process::command("nix-store");
     cmd.arg("--realise")
         .arg("--dry-run")
         .args(machines.iter().filter_map(|m| m.drv_path.as_ref()))

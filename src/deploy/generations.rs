@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use tokio::process::Command;
 
 use crate::process::{self, Sink};
 
@@ -26,7 +25,7 @@ builtins.toFile "nixops-generation.json"
 
 /// Records `machines` (name → toplevel) as a new generation.
 pub async fn record(uuid: &str, machines: &BTreeMap<String, String>) -> Result<u32> {
-    let mut cmd = Command::new("nix-instantiate");
+    let mut cmd = process::command("nix-instantiate");
     cmd.args(["--eval", "--read-write-mode", "--json", "-E", WRITE_GENERATION])
         .args(["--argstr", "generationJSON"])
         .arg(serde_json::to_string(machines)?);
@@ -37,7 +36,7 @@ pub async fn record(uuid: &str, machines: &BTreeMap<String, String>) -> Result<u
     let file: String = serde_json::from_str(out.stdout.trim())?;
     let p = profile(uuid);
     std::fs::create_dir_all(p.parent().expect("profile has a parent"))?;
-    let mut cmd = Command::new("nix-env");
+    let mut cmd = process::command("nix-env");
     cmd.arg("-p").arg(&p).args(["--set", &file]);
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     if !out.success() {
@@ -129,7 +128,7 @@ pub async fn delete(uuid: &str, number: u32) -> Result<()> {
 }
 
 async fn nix_env(uuid: &str, args: &[&str]) -> Result<()> {
-    let mut cmd = Command::new("nix-env");
+    let mut cmd = process::command("nix-env");
     cmd.arg("-p").arg(profile(uuid)).args(args);
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     if !out.success() {

@@ -31,7 +31,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
 use zeroize::Zeroizing;
 
 use super::Ctx;
@@ -332,7 +331,7 @@ async fn eval_texts(ctx: &Ctx, machines: &[String]) -> Result<Texts> {
 /// started (forked ones too) is ended with it; what it printed by then is
 /// dropped unread.
 async fn run_key_command(argv: &[String], timeout: Duration) -> Result<Secret> {
-    let mut cmd = Command::new(&argv[0]);
+    let mut cmd = process::command(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -340,13 +339,7 @@ async fn run_key_command(argv: &[String], timeout: Duration) -> Result<Secret> {
         .kill_on_drop(true)
         .process_group(0);
     // Out of our process group, a Ctrl-C no longer reaches it: it ends
-    // when we do instead.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    // when we do instead (process::command).
     tracing::debug!("running: {}", process::describe(&cmd));
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", argv[0]))?;
     let so = child.stdout.take().expect("piped stdout");

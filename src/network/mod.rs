@@ -213,7 +213,7 @@ impl Network {
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
-        let mut cmd = Command::new("nix-instantiate");
+        let mut cmd = process::command("nix-instantiate");
         cmd.arg(files.eval_machine_info())
             .arg("-A")
             .arg(attr)

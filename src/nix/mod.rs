@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use tokio::process::Command;
 
 use crate::process::{self, Sink};
 use crate::ssh::Target;
@@ -85,7 +84,7 @@ pub async fn realise(
     tmp_roots: &Path,
     sink: Sink<'_>,
 ) -> Result<Vec<String>> {
-    let mut cmd = Command::new("nix-store");
+    let mut cmd = process::command("nix-store");
     cmd.arg("--realise")
         .args(drvs)
         .arg("--add-root")
@@ -168,7 +167,7 @@ pub fn remove_gc_roots(uuid: &str, machine: Option<&str>) {
 pub async fn copy_closure(target: &Target, path: &str, use_substitutes: bool, sink: Sink<'_>) -> Result<()> {
     let mut cmd;
     if target.escalation.is_empty() {
-        cmd = Command::new("nix-copy-closure");
+        cmd = process::command("nix-copy-closure");
         cmd.arg("--to").arg(target.destination());
         if use_substitutes {
             cmd.arg("--use-substitutes");
@@ -181,7 +180,7 @@ pub async fn copy_closure(target: &Target, path: &str, use_substitutes: bool, si
             target.destination(),
             percent_encode(&program.join(" "))
         );
-        cmd = Command::new("nix");
+        cmd = process::command("nix");
         cmd.args([
             "--extra-experimental-features",
             "nix-command",

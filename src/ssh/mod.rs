@@ -166,7 +166,7 @@ impl Target {
     /// script (`$1`, `$2`, ...), so that values never need to be spliced
     /// into its text.
     pub fn command_with_args(&self, script: &str, args: &[&str], as_root: bool) -> Result<Command> {
-        let mut cmd = Command::new("ssh");
+        let mut cmd = process::command("ssh");
         cmd.args(self.options());
         cmd.arg(self.destination());
         cmd.arg("--");
@@ -187,7 +187,7 @@ impl Target {
     pub fn fresh_command(&self, script: &str, args: &[&str]) -> Result<Command> {
         let mut cmd = self.command_with_args(script, args, true)?;
         let rest: Vec<std::ffi::OsString> = cmd.as_std().get_args().map(|a| a.to_owned()).collect();
-        let mut fresh = Command::new("ssh");
+        let mut fresh = process::command("ssh");
         // ssh takes the first value given for an option.
         fresh.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"]);
         // It carries no secret, only proof that we get in: prefer the cheap
@@ -265,7 +265,7 @@ impl Target {
     pub async fn close(&self) {
         let path = self.control_path();
         if path.exists() {
-            let _ = Command::new("ssh")
+            let _ = process::command("ssh")
                 .args(["-o", &format!("ControlPath={}", path.display()), "-O", "exit"])
                 .arg(self.destination())
                 .stdin(std::process::Stdio::null())
