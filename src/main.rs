@@ -11,8 +11,10 @@ mod nix;
 mod process;
 mod ssh;
 mod state;
+mod tmp;
 
 use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() {
@@ -32,6 +34,7 @@ async fn main() {
         // Its own report of a failed write would panic on a closed stderr.
         .log_internal_errors(false)
         .init();
+    on_signals_exit();
     let mut code = match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -45,5 +48,40 @@ async fn main() {
             code = 1;
         }
     }
+    tmp::remove_all();
     std::process::exit(code);
+}
+
+/// On SIGINT (Ctrl-C), SIGTERM or SIGHUP: remove our temporary directories
+/// and exit at once, with 128 + the signal's number as a shell reports it.
+/// This runs on a runtime thread, so it also works while the main thread
+/// blocks (a prompt, an editor). Children get SIGTERM as we exit (see
+/// `process::command`) and stop on their own: Nix stops its builders, ssh
+/// its session (magic rollback's guard on the machine decides by itself).
+/// State is safe: every write is one SQLite transaction.
+fn on_signals_exit() {
+    let mut handlers = Vec::new();
+    for (kind, name, number) in [
+        (SignalKind::interrupt(), "SIGINT", libc::SIGINT),
+        (SignalKind::terminate(), "SIGTERM", libc::SIGTERM),
+        (SignalKind::hangup(), "SIGHUP", libc::SIGHUP),
+    ] {
+        match signal(kind) {
+            Ok(s) => handlers.push((s, name, number)),
+            Err(e) => tracing::warn!("cannot handle {name}: {e}"),
+        }
+    }
+    tokio::spawn(async move {
+        let waits = handlers.iter_mut().map(|(s, name, number)| {
+            Box::pin(async move {
+                s.recv().await;
+                (*name, *number)
+            })
+        });
+        let ((name, number), _, _) = futures::future::select_all(waits).await;
+        tmp::remove_all();
+        errln!();
+        errln!("nixops: stopped by {name}");
+        std::process::exit(128 + number);
+    });
 }

@@ -148,22 +148,92 @@ fn a_master_runs(dir: &std::path::Path) -> bool {
     })
 }
 
-#[test]
-fn a_killed_deploy_stops_its_builds_and_copies() {
-    let fleet = Fleet::start(&["web"]);
-    let xdg = fleet.path().join("xdg");
-    std::fs::create_dir(&xdg).unwrap();
-    let deploy = |d: &str| {
+/// Private directories for the tool's temporary files (`TMPDIR`) and ssh
+/// sockets (`XDG_RUNTIME_DIR`): other tests run beside this one.
+struct Private {
+    tmp: std::path::PathBuf,
+    xdg: std::path::PathBuf,
+}
+
+impl Private {
+    fn new(fleet: &Fleet) -> Private {
+        let p = Private {
+            tmp: fleet.path().join("tmp"),
+            xdg: fleet.path().join("xdg"),
+        };
+        std::fs::create_dir(&p.tmp).unwrap();
+        std::fs::create_dir(&p.xdg).unwrap();
+        p
+    }
+
+    fn ssh_dir(&self) -> std::path::PathBuf {
+        self.xdg.join(format!("nixops-ssh-{}", unsafe { libc::getuid() }))
+    }
+
+    /// A deploy in the background, its output in `<name>.log`.
+    fn deploy(&self, fleet: &Fleet, d: &str) -> std::process::Child {
         let log = std::fs::File::create(fleet.path().join(format!("{d}.log"))).unwrap();
-        fleet
-            .nixops(&["deploy", "-d", d])
-            .env("XDG_RUNTIME_DIR", &xdg)
-            .env("NIXOPS_SSH_PERSIST", "60")
+        self.command(fleet, &["deploy", "-d", d])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap()
-    };
+    }
+
+    fn command(&self, fleet: &Fleet, args: &[&str]) -> std::process::Command {
+        let mut cmd = fleet.nixops(args);
+        cmd.env("TMPDIR", &self.tmp)
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .env("NIXOPS_SSH_PERSIST", "60");
+        cmd
+    }
+
+    /// What the tool left behind: temporary directories and known_hosts
+    /// files, anywhere in its private directories.
+    fn leftovers(&self) -> Vec<String> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("nixops-") && !name.starts_with("nixops-ssh-")
+                    || name.starts_with("known-")
+                    || name.ends_with(".known")
+                {
+                    out.push(e.path().display().to_string());
+                }
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path(), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.tmp, &mut out);
+        walk(&self.xdg, &mut out);
+        out
+    }
+}
+
+/// Waits until the stub OS's switch-to-configuration has begun on `host`.
+fn wait_for_activation(fleet: &Fleet, host: &str) {
+    let log = fleet
+        .path()
+        .join("hosts")
+        .join(host)
+        .join("run/stub-os/activations.log");
+    for _ in 0..2400 {
+        if log.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{host} was never activated");
+}
+
+#[test]
+fn a_killed_deploy_stops_its_builds_and_copies() {
+    let fleet = Fleet::start(&["web"]);
+    let private = Private::new(&fleet);
+    let deploy = |d: &str| private.deploy(&fleet, d);
+    let xdg = &private.xdg;
 
     // A build that takes long (unique to this test: nothing is cached).
     let slow = format!(
@@ -214,4 +284,59 @@ fn a_killed_deploy_stops_its_builds_and_copies() {
     assert!(ended, "nix-copy-closure kept running after the deploy was killed");
     // The master connection is no child of ours: it stays for the next command.
     assert!(a_master_runs(&xdg.join("nixops-ssh-0")));
+}
+
+#[test]
+fn an_interrupted_deploy_leaves_no_temporary_files() {
+    let fleet = Fleet::start(&["web"]);
+    let private = Private::new(&fleet);
+    fleet.create("d", &simple_network(&["web"], "stub.activation.sleep = 600;"));
+    let nixops = private.deploy(&fleet, "d");
+    // By now the build's result link (a GC root) exists, and known_hosts.
+    wait_for_activation(&fleet, "web");
+    let left = private.leftovers();
+    let build = left
+        .iter()
+        .find(|l| l.contains("/nixops-build-"))
+        .expect("a build directory");
+    assert!(
+        std::path::Path::new(build).join("result").is_symlink(),
+        "{left:?}"
+    );
+    assert!(left.iter().any(|l| l.ends_with(".known")), "{left:?}");
+    unsafe { libc::kill(nixops.id() as i32, libc::SIGINT) };
+    let out = nixops.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(fleet.path().join("d.log")).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{log}");
+    assert!(log.contains("stopped by SIGINT"), "{log}");
+    assert_eq!(private.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn the_run_after_a_killed_deploy_removes_what_it_left() {
+    let fleet = Fleet::start(&["web"]);
+    let private = Private::new(&fleet);
+    let file = fleet.write("d.nix", &simple_network(&["web"], "stub.activation.sleep = 600;"));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    let mut nixops = private.deploy(&fleet, "d");
+    wait_for_activation(&fleet, "web");
+    nixops.kill().unwrap();
+    nixops.wait().unwrap();
+    let left = private.leftovers();
+    assert!(left.iter().any(|l| l.contains("/nixops-build-")), "{left:?}");
+    assert!(left.iter().any(|l| l.contains("/nixops-nix-")), "{left:?}");
+
+    // The next deploy removes them and leaves nothing of its own.
+    fleet.write("d.nix", &simple_network(&["web"], ""));
+    let out = private.command(&fleet, &["deploy", "-d", "d"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(private.leftovers(), Vec::<String>::new());
+    // Only the master connection's socket stays in the ssh directory.
+    let entries: Vec<_> = std::fs::read_dir(private.ssh_dir()).unwrap().flatten().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
 }

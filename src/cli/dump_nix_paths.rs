@@ -29,7 +29,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     if drvs.is_empty() {
         return Ok(0);
     }
-    let roots = tempfile::Builder::new().prefix("nixops-dump-").tempdir()?;
+    let roots = crate::tmp::TmpDir::new("nixops-dump-")?;
     let toplevels = crate::nix::realise(&drvs, &nix, roots.path(), Sink::quiet()).await?;
     let mut cmd = process::command("nix-store");
     cmd.args(["--query", "--requisites"]).args(&toplevels);

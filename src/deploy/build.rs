@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use super::{Ctx, Machine};
 use crate::nix::{self, NixOpts};
 use crate::process::{self, Sink};
+use crate::tmp::TmpDir;
 use crate::ui::Events;
 
 /// Builds all toplevels at once. `--keep-going` is always on, so one
@@ -19,17 +20,17 @@ pub async fn run(
     ctx: &Ctx,
     machines: &[Machine],
     events: &Events,
-) -> (BTreeMap<String, Result<(), String>>, Option<tempfile::TempDir>) {
+) -> (BTreeMap<String, Result<(), String>>, Option<TmpDir>) {
     for m in machines {
         events.stage(&m.name, "building");
     }
     let drvs: Vec<String> = machines.iter().filter_map(|m| m.drv_path.clone()).collect();
     let mut opts = ctx.nix.clone();
     opts.keep_going = true;
-    let roots = tempfile::Builder::new().prefix("nixops-build-").tempdir();
+    let roots = TmpDir::new("nixops-build-");
     let outcome = match &roots {
         Ok(dir) => nix::realise(&drvs, &opts, dir.path(), Sink::global(events)).await,
-        Err(e) => Err(anyhow::anyhow!("cannot create a temporary directory: {e}")),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
     let err = outcome.err().map(|e| format!("{e:#}"));
     let results = machines

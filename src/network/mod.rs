@@ -150,14 +150,14 @@ pub struct HttpCheck {
     pub timeout: u64,
 }
 
-/// The tool's Nix files, written once per process into a private directory.
+/// The tool's Nix files, written into a private directory.
 pub struct NixFiles {
-    dir: tempfile::TempDir,
+    dir: crate::tmp::TmpDir,
 }
 
 impl NixFiles {
     pub fn write() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("nixops-nix-").tempdir()?;
+        let dir = crate::tmp::TmpDir::new("nixops-nix-")?;
         std::fs::write(dir.path().join("eval-machine-info.nix"), EVAL_MACHINE_INFO)?;
         std::fs::write(dir.path().join("options.nix"), OPTIONS)?;
         std::fs::write(dir.path().join("keys.nix"), KEYS)?;

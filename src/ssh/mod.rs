@@ -11,11 +11,11 @@
 //! machine), the key is kept in state, and afterwards a different key is
 //! refused.
 
-use std::hash::{Hash, Hasher};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use crate::process::{self, Output, Sink};
@@ -40,6 +40,9 @@ pub struct Target {
     pub machine: String,
     pub persist_secs: u64,
     dir: PathBuf,
+    /// This process's directory for known_hosts files (written from state
+    /// for each run, so they need not outlive it).
+    known_dir: PathBuf,
 }
 
 impl Target {
@@ -57,6 +60,7 @@ impl Target {
         persist_secs: u64,
     ) -> Result<Self> {
         let escalation = if user == "root" { Vec::new() } else { escalation };
+        let dir = control_dir()?;
         let target = Target {
             host: host.into(),
             port,
@@ -68,7 +72,8 @@ impl Target {
             deployment: deployment.into(),
             machine: machine.into(),
             persist_secs,
-            dir: control_dir()?,
+            known_dir: crate::tmp::for_process(&dir, "known-")?,
+            dir,
         };
         let kh = target.known_hosts_path();
         match &target.host_key {
@@ -80,10 +85,15 @@ impl Target {
         Ok(target)
     }
 
+    /// Names the control socket: the same for every run (and Rust
+    /// release, unlike DefaultHasher) that reaches the machine the same way.
     fn id(&self) -> String {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&self.user, &self.host, &self.port, &self.ssh_options, &self.alias).hash(&mut h);
-        format!("{:016x}", h.finish())
+        let key = (&self.user, &self.host, &self.port, &self.ssh_options, &self.alias);
+        let json = serde_json::to_string(&key).expect("strings serialize");
+        Sha256::digest(json.as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     pub fn control_path(&self) -> PathBuf {
@@ -91,7 +101,7 @@ impl Target {
     }
 
     fn known_hosts_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.known", self.id()))
+        self.known_dir.join(format!("{}.known", self.id()))
     }
 
     pub fn destination(&self) -> String {
