@@ -24,13 +24,30 @@ impl Output {
         self.code == Some(0)
     }
 
-    /// The last non-empty stderr line, for one-line error messages.
+    /// The stderr line that best explains a failure, for one-line error
+    /// messages: usually the last one, but a full disk comes first (the
+    /// lines after it follow from it, e.g. the "Broken pipe" of Nix's
+    /// sending side after the receiving side ran out of space), and a mere
+    /// consequence (a closed pipe or connection) only when nothing else was
+    /// said.
     pub fn last_error(&self) -> String {
-        self.stderr
-            .iter()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .cloned()
+        const CAUSES: [&str; 3] = [
+            "No space left on device",
+            "Disk quota exceeded",
+            "Read-only file system",
+        ];
+        const CONSEQUENCES: [&str; 3] = [
+            "Broken pipe",
+            "Connection reset by peer",
+            "unexpected end-of-file",
+        ];
+        let said: Vec<&String> = self.stderr.iter().filter(|l| !l.trim().is_empty()).collect();
+        let names = |l: &&&String, what: &[&str]| what.iter().any(|w| l.contains(w));
+        said.iter()
+            .find(|l| names(l, &CAUSES))
+            .or_else(|| said.iter().rev().find(|l| !names(l, &CONSEQUENCES)))
+            .or(said.last())
+            .map(|l| l.to_string())
             .unwrap_or_else(|| match self.code {
                 Some(c) => format!("exit code {c}"),
                 None => "killed by a signal".into(),
@@ -214,5 +231,36 @@ pub async fn for_each_line<R: AsyncRead + Unpin>(r: R, mut f: impl FnMut(String)
                 f(String::from_utf8_lossy(&buf).into_owned());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Output;
+
+    fn failed(lines: &[&str]) -> Output {
+        Output {
+            code: Some(1),
+            stdout: String::new(),
+            stderr: lines.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_error_line_names_the_cause() {
+        let out = failed(&[
+            "copying path '/nix/store/x' to 'ssh://root@web'...",
+            "error: writing to file: No space left on device",
+            "error: writing to file: Broken pipe",
+            "",
+        ]);
+        assert_eq!(
+            out.last_error(),
+            "error: writing to file: No space left on device"
+        );
+        let out = failed(&["warning: something", "error: the real one", "error: Broken pipe"]);
+        assert_eq!(out.last_error(), "error: the real one");
+        assert_eq!(failed(&["error: Broken pipe"]).last_error(), "error: Broken pipe");
+        assert_eq!(failed(&[]).last_error(), "exit code 1");
     }
 }

@@ -340,3 +340,24 @@ fn the_run_after_a_killed_deploy_removes_what_it_left() {
     let entries: Vec<_> = std::fs::read_dir(private.ssh_dir()).unwrap().flatten().collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
 }
+
+#[test]
+fn a_full_disk_is_named_in_the_summary() {
+    let fleet = Fleet::start(&["web"]);
+    // The host's store gets far less room than the closure needs.
+    fleet.exec(
+        "web",
+        "mkdir -p /nix/store && mount -t tmpfs -o size=256k tmpfs /nix/store",
+    );
+    let big = "environment.systemPackages = [ (pkgs.runCommand \"big\" { } \"mkdir $out; dd if=/dev/zero of=$out/big bs=1024 count=2048\") ];";
+    fleet.create("d", &format!("{{ web = {{ pkgs, ... }}: {{ {big} }}; }}"));
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let row = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("| web "))
+        .expect("a summary row");
+    assert!(row.contains("No space left on device"), "{}", r.stderr);
+    assert!(!row.contains("Broken pipe"), "{}", r.stderr);
+}
