@@ -361,3 +361,65 @@ fn a_full_disk_is_named_in_the_summary() {
     assert!(row.contains("No space left on device"), "{}", r.stderr);
     assert!(!row.contains("Broken pipe"), "{}", r.stderr);
 }
+
+#[test]
+fn each_failed_build_names_only_its_own_derivations() {
+    let fleet = Fleet::start(&["a", "b", "c"]);
+    let broken = |name: &str| {
+        format!(
+            "(pkgs.runCommand \"broken-{name}\" {{ }} \"echo {name} breaks >&2; exit 3 # {}\")",
+            fleet.path().display()
+        )
+    };
+    let net = format!(
+        "{{
+          a = {{ pkgs, ... }}: {{ environment.systemPackages = [ {} ]; }};
+          b = {{ pkgs, ... }}: {{ environment.systemPackages = [ {} {} ]; }};
+          c = {{ ... }}: {{ }};
+        }}",
+        broken("one"),
+        broken("two"),
+        broken("three")
+    );
+    fleet.create("d", &net);
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("build failed: build failed"), "{}", r.stderr);
+    for (machine, own, others) in [
+        (
+            "a",
+            &["broken-one.drv"][..],
+            &["broken-two", "broken-three", "system-b"][..],
+        ),
+        (
+            "b",
+            &["broken-two.drv", "broken-three.drv"],
+            &["broken-one", "system-a"],
+        ),
+    ] {
+        let lines: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with(&format!("{machine}> build failed")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{}", r.stderr);
+        // "build failed" once: the stage says it, the error says what failed.
+        assert_eq!(lines[0].matches("build failed").count(), 1, "{}", r.stderr);
+        let row = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("| {machine} ")))
+            .unwrap();
+        assert!(!row.contains("build failed"), "{}", r.stderr);
+        for text in [lines[0], row] {
+            for o in own {
+                assert!(text.contains(o), "{machine} does not name {o}: {}", r.stderr);
+            }
+            for o in others {
+                assert!(!text.contains(o), "{machine} names {o}: {}", r.stderr);
+            }
+        }
+    }
+    let t = fleet.exported_toplevel("d", "c").expect("c deployed");
+    assert_eq!(fleet.current_system("c"), t);
+}

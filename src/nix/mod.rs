@@ -1,11 +1,12 @@
 //! The Nix CLI: options passed through to it, building, copying closures and
 //! keeping GC roots.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{self, Sink};
+use crate::process::{self, Output, Sink};
 use crate::ssh::Target;
 
 /// Options passed through to every Nix invocation (NixOps' global options).
@@ -93,7 +94,7 @@ pub async fn realise(
         .args(opts.build_args());
     let out = process::run(&mut cmd, None, sink).await?;
     if !out.success() {
-        bail!("build failed: {}", out.last_error());
+        return Err(BuildFailed(out).into());
     }
     let paths: Vec<String> = out
         .stdout
@@ -113,6 +114,55 @@ pub async fn realise(
         );
     }
     Ok(paths)
+}
+
+/// A build that failed, with what Nix said.
+#[derive(Debug, thiserror::Error)]
+#[error("build failed: {}", .0.last_error())]
+pub struct BuildFailed(pub Output);
+
+impl BuildFailed {
+    /// Nix's error messages: each a line "error: ..." and the lines after
+    /// it that are indented to its text (e.g. the builder's last log lines).
+    pub fn messages(&self) -> Vec<Vec<String>> {
+        let mut all: Vec<Vec<String>> = Vec::new();
+        let mut inside = false;
+        for l in &self.0.stderr {
+            if l.starts_with("error:") {
+                all.push(vec![l.clone()]);
+                inside = true;
+            } else if inside && l.starts_with("       ") && !l.trim().is_empty() {
+                all.last_mut().expect("a message").push(l.clone());
+            } else {
+                inside = false;
+            }
+        }
+        all
+    }
+}
+
+/// The derivation paths a message names.
+pub fn derivations_named(lines: &[String]) -> BTreeSet<String> {
+    static DRV: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r#"/[^\s'"`]+\.drv\b"#).expect("valid regex"));
+    lines
+        .iter()
+        .flat_map(|l| DRV.find_iter(l).map(|m| m.as_str().to_owned()))
+        .collect()
+}
+
+/// Every store path `drv` needs to be built, itself included.
+pub async fn requisites(drv: &str) -> Result<BTreeSet<String>> {
+    let mut cmd = process::command("nix-store");
+    cmd.args(["--query", "--requisites", drv]);
+    let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+    if !out.success() {
+        bail!(
+            "nix-store --query --requisites {drv} failed: {}",
+            out.last_error()
+        );
+    }
+    Ok(out.stdout.lines().map(str::to_owned).collect())
 }
 
 /// The name of Nix's per-user directories (GC roots, profiles) for us.
@@ -210,4 +260,35 @@ fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_messages_and_the_derivations_they_name() {
+        let out = Output {
+            code: Some(1),
+            stdout: String::new(),
+            stderr: [
+                "building '/nix/store/x-a.drv'...",
+                "a breaks",
+                "error: builder for '/nix/store/x-a.drv' failed with exit code 3;",
+                "       last 1 log lines:",
+                "       > a breaks",
+                "       For full logs, run 'nix log /nix/store/x-a.drv'.",
+                "error: 1 dependencies of derivation '/nix/store/y-system.drv' failed to build",
+                "  not Nix's",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let messages = BuildFailed(out).messages();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].len(), 4);
+        assert_eq!(messages[1].len(), 1);
+        let named: Vec<String> = derivations_named(&messages[0]).into_iter().collect();
+        assert_eq!(named, ["/nix/store/x-a.drv"]);
+    }
 }
