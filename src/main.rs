@@ -53,12 +53,14 @@ async fn main() {
 }
 
 /// On SIGINT (Ctrl-C), SIGTERM or SIGHUP: remove our temporary directories
-/// and exit at once, with 128 + the signal's number as a shell reports it.
-/// This runs on a runtime thread, so it also works while the main thread
-/// blocks (a prompt, an editor). Children get SIGTERM as we exit (see
-/// `process::command`) and stop on their own: Nix stops its builders, ssh
-/// its session (magic rollback's guard on the machine decides by itself).
-/// State is safe: every write is one SQLite transaction.
+/// and die of that signal at once (so a shell reports 128 + its number and
+/// a script's loop stops, as for any program Ctrl-C ends). This runs on a
+/// runtime thread, so it also works while the main thread blocks (a prompt,
+/// an editor). Children get SIGTERM as we die (see `process::command`) and
+/// stop on their own: Nix stops its builders, ssh its session (magic
+/// rollback's guard on the machine decides by itself). State is safe:
+/// every write is one SQLite transaction. A signal that we were started
+/// with ignored (`nohup`, `cmd &` in a script) stays ignored.
 fn on_signals_exit() {
     let mut handlers = Vec::new();
     for (kind, name, number) in [
@@ -66,10 +68,16 @@ fn on_signals_exit() {
         (SignalKind::terminate(), "SIGTERM", libc::SIGTERM),
         (SignalKind::hangup(), "SIGHUP", libc::SIGHUP),
     ] {
+        if ignored(number) {
+            continue;
+        }
         match signal(kind) {
             Ok(s) => handlers.push((s, name, number)),
             Err(e) => tracing::warn!("cannot handle {name}: {e}"),
         }
+    }
+    if handlers.is_empty() {
+        return;
     }
     tokio::spawn(async move {
         let waits = handlers.iter_mut().map(|(s, name, number)| {
@@ -82,6 +90,20 @@ fn on_signals_exit() {
         tmp::remove_all();
         errln!();
         errln!("nixops: stopped by {name}");
+        // SAFETY: plain system calls; the default action ends the process.
+        unsafe {
+            libc::signal(number, libc::SIG_DFL);
+            libc::raise(number);
+        }
         std::process::exit(128 + number);
     });
+}
+
+/// Whether `signal` is ignored (as inherited from whoever started us).
+fn ignored(signal: libc::c_int) -> bool {
+    // SAFETY: only reads the current action into a zeroed struct.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
 }

@@ -305,11 +305,37 @@ fn an_interrupted_deploy_leaves_no_temporary_files() {
     );
     assert!(left.iter().any(|l| l.ends_with(".known")), "{left:?}");
     unsafe { libc::kill(nixops.id() as i32, libc::SIGINT) };
-    let out = nixops.wait_with_output().unwrap();
+    let status = nixops.wait_with_output().unwrap().status;
     let log = std::fs::read_to_string(fleet.path().join("d.log")).unwrap();
-    assert_eq!(out.status.code(), Some(130), "{log}");
+    // It dies of the signal, as a shell expects of what Ctrl-C stops.
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGINT),
+        "{log}"
+    );
     assert!(log.contains("stopped by SIGINT"), "{log}");
     assert_eq!(private.leftovers(), Vec::<String>::new());
+
+    // Started with SIGHUP ignored (nohup), a deploy goes on after one.
+    fleet.create("n", &simple_network(&["web"], "stub.activation.sleep = 2;"));
+    std::fs::remove_file(fleet.path().join("hosts/web/run/stub-os/activations.log")).unwrap();
+    let mut cmd = private.command(&fleet, &["deploy", "-d", "n"]);
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let nixops = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for_activation(&fleet, "web");
+    unsafe { libc::kill(nixops.id() as i32, libc::SIGHUP) };
+    let out = nixops.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
