@@ -330,7 +330,7 @@ pub async fn record_network_attrs(g: &Global, store: &SqliteStore, uuid: &str) -
         Err(e) => {
             let first = format!("{e:#}");
             let first = first.lines().find(|l| l.contains("error")).unwrap_or("");
-            eprintln!("warning: network.description not recorded yet: {}", first.trim());
+            errln!("warning: network.description not recorded yet: {}", first.trim());
             Ok(())
         }
     }
