@@ -288,7 +288,7 @@ fn a_killed_deploy_stops_its_builds_and_copies() {
 
 #[test]
 fn an_interrupted_deploy_leaves_no_temporary_files() {
-    let fleet = Fleet::start(&["web"]);
+    let fleet = Fleet::start(&["web", "late"]);
     let private = Private::new(&fleet);
     fleet.create("d", &simple_network(&["web"], "stub.activation.sleep = 600;"));
     let nixops = private.deploy(&fleet, "d");
@@ -316,9 +316,9 @@ fn an_interrupted_deploy_leaves_no_temporary_files() {
     assert!(log.contains("stopped by SIGINT"), "{log}");
     assert_eq!(private.leftovers(), Vec::<String>::new());
 
-    // Started with SIGHUP ignored (nohup), a deploy goes on after one.
-    fleet.create("n", &simple_network(&["web"], "stub.activation.sleep = 2;"));
-    std::fs::remove_file(fleet.path().join("hosts/web/run/stub-os/activations.log")).unwrap();
+    // Started with SIGHUP ignored (nohup), a deploy goes on after one. (On
+    // another host: web's interrupted activation still holds its lock.)
+    fleet.create("n", &simple_network(&["late"], "stub.activation.sleep = 2;"));
     let mut cmd = private.command(&fleet, &["deploy", "-d", "n"]);
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
@@ -327,7 +327,7 @@ fn an_interrupted_deploy_leaves_no_temporary_files() {
         });
     }
     let nixops = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
-    wait_for_activation(&fleet, "web");
+    wait_for_activation(&fleet, "late");
     unsafe { libc::kill(nixops.id() as i32, libc::SIGHUP) };
     let out = nixops.wait_with_output().unwrap();
     assert_eq!(
@@ -351,6 +351,15 @@ fn the_run_after_a_killed_deploy_removes_what_it_left() {
     let left = private.leftovers();
     assert!(left.iter().any(|l| l.contains("/nixops-build-")), "{left:?}");
     assert!(left.iter().any(|l| l.contains("/nixops-nix-")), "{left:?}");
+    // The activation goes on on the machine, holding its activation lock:
+    // a (fake) reboot ends it.
+    let st = std::process::Command::new(common::fleet_sh())
+        .arg("reboot")
+        .arg(fleet.path())
+        .args(["web", "--wait"])
+        .status()
+        .unwrap();
+    assert!(st.success());
 
     // The next deploy removes them and leaves nothing of its own.
     fleet.write("d.nix", &simple_network(&["web"], ""));
