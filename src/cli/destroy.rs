@@ -41,7 +41,8 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
             crate::nix::remove_gc_roots(&d.uuid, Some(&m.name));
             errln!(
                 "{}> forgot machine ‘{}’; it is an existing machine (targetEnv \"none\") and keeps running as it is",
-                m.name, m.name
+                m.name,
+                m.name
             );
         }
     }

@@ -28,7 +28,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     for name in &o.machines {
         let m = select::stored_one(&d, g.ssh_persist, name)?;
         let Some(pinned) = m.resource.get("publicHostKey") else {
-            eprintln!("machine ‘{name}’ has no pinned host key; the next contact learns it");
+            errln!("machine ‘{name}’ has no pinned host key; the next contact learns it");
             continue;
         };
         let question = format!(
@@ -41,7 +41,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             bail!("not forgetting the host key of machine ‘{name}’");
         }
         store.set_resource_attrs(m.resource.id, &[("publicHostKey".into(), None)])?;
-        eprintln!(
+        errln!(
             "forgot the host key of machine ‘{name}’; the next command that reaches it learns its new key"
         );
     }

@@ -343,10 +343,10 @@ pub fn confirm(g: &Global, question: &str) -> Result<bool> {
         return Ok(true);
     }
     if !std::io::stdin().is_terminal() {
-        eprintln!("{question} (no terminal to ask on; use --confirm)");
+        errln!("{question} (no terminal to ask on; use --confirm)");
         return Ok(false);
     }
-    eprint!("{question} (y/N) ");
+    err!("{question} (y/N) ");
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
