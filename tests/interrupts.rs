@@ -67,7 +67,8 @@ fn interrupted_then_redeployed(sig: i32, during_health_check: bool) {
         // confirming for 3 s.
         r#"deployment.confirmTimeout = 2; deployment.healthChecks.cmd = [ { cmd = [ "sleep" "3" ]; timeout = 5; } ];"#
     } else {
-        "stub.activation.sleep = 3; deployment.confirmTimeout = 2;"
+        // Long enough that the next deploy meets it still running.
+        "stub.activation.sleep = 5; deployment.confirmTimeout = 2;"
     };
     write(&file, "second", extra);
     let mut child = fleet.spawn(&["deploy"]);
@@ -81,7 +82,15 @@ fn interrupted_then_redeployed(sig: i32, during_health_check: bool) {
     child.wait().unwrap();
 
     write(&file, "third", "deployment.confirmTimeout = 2;");
-    fleet.ok(&["deploy"]);
+    let r = fleet.ok(&["deploy"]);
+    if !during_health_check {
+        // The killed deploy's activation goes on there; this one says it waits.
+        assert!(
+            r.stderr.contains("waiting for the machine's activation lock"),
+            "{}",
+            r.stderr
+        );
+    }
     assert_eq!(fleet.exec("m", "cat /run/current-system/etc/rev"), "third");
     // Past every deadline of the interrupted deploy's guard.
     std::thread::sleep(Duration::from_secs(9));

@@ -19,9 +19,16 @@ profile=/nix/var/nix/profiles/system
 
 # Exclusive, on fd 9; released when the holder exits, however it exits.
 # Commands run while holding it get 9>&- so they cannot keep it alive.
+# Waiting for it is said (through `waiting`, which a script may redefine):
+# an interrupted deploy's activation may still be running on the machine.
 lock() {
-  mkdir -p "$base" && exec 9>>"$base/lock" && flock -x 9
+  mkdir -p "$base" && exec 9>>"$base/lock" || return 1
+  flock -n -x 9 && return 0
+  waiting "waiting for the machine's activation lock: another activation is still running there (an interrupted deploy's, or a guard going back)"
+  flock -x 9
 }
+
+waiting() { echo "$*" >&2; }
 
 unlock() {
   flock -u 9

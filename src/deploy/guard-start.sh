@@ -13,7 +13,9 @@ if command -v setsid >/dev/null 2>&1; then detach="setsid"; else detach="nohup";
 ( $detach sh "$d/guard.sh" "$@" </dev/null >/dev/null 2>&1 & )
 echo __NIXOPS_GUARD_STARTED__
 i=0
+said=
 while [ ! -e "$d/rc" ]; do
+  if [ -z "$said" ] && [ -s "$d/waiting" ]; then cat "$d/waiting" >&2; said=1; fi
   if [ $i -lt 40 ]; then sleep 0.05 2>/dev/null || sleep 1; else sleep 0.2 2>/dev/null || sleep 1; fi
   i=$((i + 1))
 done

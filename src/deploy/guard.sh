@@ -20,6 +20,8 @@ d=$base/$me
 record "$me" "$top" "$6"
 
 say() { echo "$*" >> "$d/log"; }
+# guard-start.sh shows this to the deployer while it waits.
+waiting() { echo "$*" > "$d/waiting"; }
 finish() { echo "$1" > "$d/outcome.tmp" && mv -f "$d/outcome.tmp" "$d/outcome"; exit 0; }
 nap() { sleep 0.2 2>/dev/null || sleep 1; }
 
