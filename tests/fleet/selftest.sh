@@ -29,14 +29,15 @@ trap cleanup EXIT
 # ---- state of the real machine, to check it is left alone
 REAL_BOOT=$(cat /proc/sys/kernel/random/boot_id)
 REAL_RUN=$(ls -A /run | sort)
-REAL_STORE_N=$(ls /nix/store | wc -l)
+# What a host's nix-env writes must stay in its private /nix. (Not a count of
+# /nix/store: other builds on this machine may add paths meanwhile.)
+REAL_PROFILE=$(readlink /nix/var/nix/profiles/system 2>/dev/null || echo none)
 REAL_SYSTEMCTL=$(sha256sum /usr/bin/systemctl)
 
 # ---- build a trivial store path on the deployer (the real machine)
 P=$(nix-build --no-out-link --option substituters '' -E \
   'derivation { name="fleet-selftest"; system=builtins.currentSystem; builder="/bin/busybox"; args=["sh" "-c" "echo hi > $out"]; }' 2>/dev/null | tail -n1)
 check "built a trivial store path ($P)" test -f "$P"
-REAL_STORE_N=$(ls /nix/store | wc -l)
 
 # ---- start 3 hosts
 t0=$(now_ms)
@@ -158,7 +159,8 @@ check "c answers ssh after reboots" test "$(fssh c cat /proc/sys/kernel/random/b
 check "real boot id unchanged" test "$(cat /proc/sys/kernel/random/boot_id)" = "$REAL_BOOT"
 check "real /run unchanged" test "$(ls -A /run | sort)" = "$REAL_RUN"
 check "real /run has no booted-system/marker" bash -c "! test -e /run/marker && ! test -e /run/booted-system"
-check "real /nix/store unchanged" test "$(ls /nix/store | wc -l)" = "$REAL_STORE_N"
+check "real system profile unchanged" test "$(readlink /nix/var/nix/profiles/system 2>/dev/null || echo none)" = "$REAL_PROFILE"
+check "host's profile is in its own /nix" test -L "$F/hosts/a/nix/var/nix/profiles/system"
 check "real systemctl unchanged" test "$(sha256sum /usr/bin/systemctl)" = "$REAL_SYSTEMCTL"
 
 # ---- stop / restart
