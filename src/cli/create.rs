@@ -8,7 +8,8 @@ use crate::state::{self, Attrs, Store};
 
 #[derive(Args, Debug)]
 pub struct Opts {
-    /// Network files
+    /// Network files (or --network DIR; without either, the current
+    /// directory's nixops.nix or flake.nix, as NixOps 2.0)
     #[arg(value_name = "NIX-FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -27,19 +28,31 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         }
         attrs.insert("name".into(), name.clone());
     }
-    let files = o
-        .files
-        .iter()
-        .map(|f| crate::network::absolute(f))
-        .collect::<Result<Vec<_>>>()?;
-    attrs.insert("nixExprs".into(), serde_json::to_string(&files)?);
+    // As NixOps 2.0, the current directory's network when none is named;
+    // without one there, a deployment without network (see `modify`).
+    let source = match super::network_of_args(g, &o.files)? {
+        Some(s) => s,
+        None if ["nixops.nix", "flake.nix"]
+            .iter()
+            .any(|f| std::path::Path::new(f).exists()) =>
+        {
+            crate::network::flake::resolve(".")?
+        }
+        None => crate::network::Source::Files(Vec::new()),
+    };
+    let has_network = source != crate::network::Source::Files(Vec::new());
+    for (k, v) in source.attr_changes()? {
+        if let Some(v) = v {
+            attrs.insert(k, v);
+        }
+    }
     if !g.nix_path.is_empty() {
         attrs.insert("nixPath".into(), serde_json::to_string(&g.nix_path)?);
     }
     let uuid = uuid::Uuid::new_v4().to_string();
     store.create_deployment(&uuid, &attrs)?;
     errln!("created deployment ‘{uuid}’");
-    if !files.is_empty() {
+    if has_network {
         super::record_network_attrs(g, &store, &uuid).await?;
     }
     outln!("{uuid}");

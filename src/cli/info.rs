@@ -35,17 +35,17 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     for d in &ds {
         // As NixOps: a network that no longer evaluates still shows what
         // state knows, with a warning.
-        let (spec, eval_error) = if o.no_eval {
-            (None, None)
+        let (spec, eval_error, locked) = if o.no_eval {
+            (None, None, None)
         } else {
             match evaluate(g, d, o.check_outdated).await {
-                Ok(spec) => (Some(spec), None),
+                Ok((spec, locked)) => (Some(spec), None, locked),
                 Err(e) => {
                     errln!(
                         "warning: evaluation of the network of deployment ‘{}’ failed, so the status shown is only what state recorded (--no-eval skips the evaluation): {e:#}",
                         d.label()
                     );
-                    (None, Some(format!("{e:#}")))
+                    (None, Some(format!("{e:#}")), None)
                 }
             }
         };
@@ -60,6 +60,12 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             });
             if let Some(e) = eval_error {
                 v["evaluationError"] = e.into();
+            }
+            if let Some(flake) = d.attrs.get("flake") {
+                v["flake"] = serde_json::json!({
+                    "flake": flake, "output": d.attrs.get("flakeAttr"), "lockedUrl": locked,
+                    "deployedUrl": d.attrs.get("flakeLockedUrl"),
+                });
             }
             json.push(v);
         } else if o.plain {
@@ -78,7 +84,26 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                     .join(" "),
                 Err(_) => d.attrs.get("nixExprs").cloned().unwrap_or_default(),
             };
-            outln!("Nix expressions: {exprs}");
+            if let Some(flake) = d.attrs.get("flake") {
+                let output = d
+                    .attrs
+                    .get("flakeAttr")
+                    .map(|a| format!("#{a}"))
+                    .unwrap_or_default();
+                outln!("Network flake: {flake}{output}");
+                if let Some(l) = &locked {
+                    outln!("Flake locked URL: {l}");
+                }
+                if let Some(l) = d
+                    .attrs
+                    .get("flakeLockedUrl")
+                    .filter(|l| Some(*l) != locked.as_ref())
+                {
+                    outln!("Last deployed from: {l}");
+                }
+            } else {
+                outln!("Nix expressions: {exprs}");
+            }
             let np = d.nix_path().unwrap_or_default();
             if !np.is_empty() {
                 outln!("Nix path: {}", np.join(" "));
@@ -118,7 +143,8 @@ type Spec = BTreeMap<String, (Option<String>, String)>;
 /// The network's machines and their deployment options (one cheap
 /// evaluation); with `toplevels`, also every machine's system, which costs
 /// as much as evaluating for a deploy.
-async fn evaluate(g: &Global, d: &Deployment, toplevels: bool) -> Result<Spec> {
+/// Also a flake network's locked URL.
+async fn evaluate(g: &Global, d: &Deployment, toplevels: bool) -> Result<(Spec, Option<String>)> {
     let network = crate::deploy::network_of(d)?;
     let files = NixFiles::write()?;
     let none: &[crate::network::Selector] = &[];
@@ -132,11 +158,12 @@ async fn evaluate(g: &Global, d: &Deployment, toplevels: bool) -> Result<Spec> {
             crate::process::Sink::quiet(),
         )
         .await?;
-    Ok(info
+    let spec = info
         .machines
         .into_iter()
         .map(|(n, m)| (n, (m.toplevel, m.target_host)))
-        .collect())
+        .collect();
+    Ok((spec, info.network.flake_url))
 }
 
 /// One row per machine, in the network or in state: name, status, type,

@@ -62,6 +62,18 @@ pub struct Global {
     /// Path to the state file
     #[arg(short = 's', long = "state", global = true, env = "NIXOPS_STATE")]
     pub state: Option<PathBuf>,
+    /// The network: a directory with nixops.nix or flake.nix (as NixOps 2.0;
+    /// DIR#NAME: the flake's nixopsConfigurations.NAME), or a flake URL.
+    /// `create` and `modify` record it; other commands use it instead of the
+    /// recorded one for this run
+    #[arg(long, global = true, value_name = "DIR")]
+    pub network: Option<String>,
+    /// Flake networks: override an input of the flake (not recorded in its flake.lock)
+    #[arg(long = "override-input", visible_alias = "flake-override-input", global = true, num_args = 2, value_names = ["NAME", "URL"], action = clap::ArgAction::Append)]
+    pub override_input: Vec<String>,
+    /// Flake networks: evaluate impurely (allows NIX_PATH, <nixpkgs>, builtins.getEnv...)
+    #[arg(long, global = true)]
+    pub impure: bool,
     /// Show every command that is run
     #[arg(long, global = true)]
     pub debug: bool,
@@ -275,10 +287,32 @@ impl Global {
         SqliteStore::open(&path, access)
     }
 
-    /// The deployment named by -d / $NIXOPS_DEPLOYMENT (or the only one).
+    /// The deployment named by -d / $NIXOPS_DEPLOYMENT (or the only one),
+    /// with the network of `--network` when given (for this run only).
     pub fn deployment(&self, store: &SqliteStore) -> Result<Deployment> {
         let all = store.deployments()?;
-        Ok(state::resolve(&all, self.deployment.as_deref())?.clone())
+        let mut d = state::resolve(&all, self.deployment.as_deref())?.clone();
+        if let Some(source) = self.network_source()? {
+            let recorded = crate::network::Source::of(&d)?;
+            if recorded != source && recorded != crate::network::Source::Files(Vec::new()) {
+                errln!(
+                    "note: using --network {} instead of the network deployment ‘{}’ records ({}); ‘nixops modify --network’ records it",
+                    source.describe(),
+                    d.label(),
+                    recorded.describe()
+                );
+            }
+            source.apply_to(&mut d)?;
+        }
+        Ok(d)
+    }
+
+    /// The network `--network` names, if given.
+    pub fn network_source(&self) -> Result<Option<crate::network::Source>> {
+        self.network
+            .as_deref()
+            .map(crate::network::flake::resolve)
+            .transpose()
     }
 
     /// All deployments with `--all`, else the selected one.
@@ -314,7 +348,28 @@ impl Global {
             fallback: self.fallback,
             no_build_output: self.no_build_output,
             repair: false,
+            override_inputs: self
+                .override_input
+                .chunks(2)
+                .map(|c| (c[0].clone(), c[1].clone()))
+                .collect(),
+            impure: self.impure,
         })
+    }
+}
+
+/// The network that `create` or `modify` names: network files or
+/// `--network`, not both; None when neither is given.
+pub fn network_of_args(g: &Global, files: &[PathBuf]) -> Result<Option<crate::network::Source>> {
+    match (files.is_empty(), g.network_source()?) {
+        (false, Some(_)) => anyhow::bail!("give network files or --network, not both"),
+        (false, None) => Ok(Some(crate::network::Source::Files(
+            files
+                .iter()
+                .map(|f| crate::network::absolute(f))
+                .collect::<Result<Vec<_>>>()?,
+        ))),
+        (true, source) => Ok(source),
     }
 }
 
@@ -326,7 +381,14 @@ pub async fn record_network_attrs(g: &Global, store: &SqliteStore, uuid: &str) -
     let network = crate::deploy::network_of(&d)?;
     let files = crate::network::NixFiles::write()?;
     match network.meta(&files, &g.nix_opts(Some(&d))?).await {
-        Ok(meta) => store.set_deployment_attrs(uuid, &crate::deploy::record::network_attrs(&meta)),
+        Ok(meta) => {
+            let mut attrs = crate::deploy::record::network_attrs(&meta).to_vec();
+            // The flake output found, so later commands need not look again.
+            if let Some(attr) = meta.flake_attr.filter(|_| !d.attrs.contains_key("flakeAttr")) {
+                attrs.push(("flakeAttr".into(), Some(attr)));
+            }
+            store.set_deployment_attrs(uuid, &attrs)
+        }
         Err(e) => {
             let first = format!("{e:#}");
             let first = first.lines().find(|l| l.contains("error")).unwrap_or("");

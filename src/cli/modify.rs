@@ -8,7 +8,7 @@ use crate::state::{self, AttrChange, Store, lock};
 
 #[derive(Args, Debug)]
 pub struct Opts {
-    /// New network files (replace the old ones)
+    /// New network files (replace the old network; or --network DIR)
     #[arg(value_name = "NIX-FILE")]
     pub files: Vec<PathBuf>,
     /// New name of the deployment
@@ -21,13 +21,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let d = g.deployment(&store)?;
     let _lock = lock::acquire(&d.uuid)?;
     let mut changes: Vec<AttrChange> = Vec::new();
-    if !o.files.is_empty() {
-        let files = o
-            .files
-            .iter()
-            .map(|f| crate::network::absolute(f))
-            .collect::<Result<Vec<_>>>()?;
-        changes.push(("nixExprs".into(), Some(serde_json::to_string(&files)?)));
+    let source = super::network_of_args(g, &o.files)?;
+    if let Some(s) = &source {
+        changes.extend(s.attr_changes()?);
     }
     if !g.nix_path.is_empty() {
         changes.push(("nixPath".into(), Some(serde_json::to_string(&g.nix_path)?)));
@@ -46,10 +42,10 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         changes.push(("name".into(), Some(name.clone())));
     }
     if changes.is_empty() {
-        bail!("nothing to modify: give network files, -I paths or -n NAME");
+        bail!("nothing to modify: give network files, --network DIR, -I paths or -n NAME");
     }
     store.set_deployment_attrs(&d.uuid, &changes)?;
-    if !o.files.is_empty() || !g.nix_path.is_empty() {
+    if source.is_some() || !g.nix_path.is_empty() {
         super::record_network_attrs(g, &store, &d.uuid).await?;
     }
     Ok(0)

@@ -287,13 +287,13 @@ type Texts = BTreeMap<String, BTreeMap<String, Secret>>;
 async fn eval_texts(ctx: &Ctx, machines: &[String]) -> Result<Texts> {
     let network = super::network_of(&ctx.deployment)?;
     let files = NixFiles::write()?;
-    let mut cmd = network.key_texts_command(&files, &ctx.nix, machines)?;
+    let mut cmd = network.key_texts_command(&files, &ctx.nix, machines).await?;
     tracing::debug!("running: {}", process::describe(&cmd));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().context("cannot run nix-instantiate")?;
+    let mut child = cmd.spawn().context("cannot run nix")?;
     let so = child.stdout.take().expect("piped stdout");
     let mut se = child.stderr.take().expect("piped stderr");
     let (json, err) = tokio::join!(read_secret(so), async {

@@ -127,12 +127,7 @@ impl Outcomes {
 }
 
 pub fn network_of(d: &Deployment) -> Result<Network> {
-    Ok(Network {
-        files: d.nix_exprs()?,
-        args: d.args()?,
-        uuid: d.uuid.clone(),
-        name: d.name().unwrap_or_default().to_owned(),
-    })
+    Network::of(d)
 }
 
 /// Checks what this tool cannot deploy before anything is touched.

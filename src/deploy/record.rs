@@ -26,9 +26,11 @@ fn bool_attr(name: &str, value: bool, default: bool) -> AttrChange {
     )
 }
 
-/// The deployment attributes that come from the network's own attributes.
-pub fn network_attrs(meta: &NetworkMeta) -> [AttrChange; 2] {
+/// The deployment attributes that come from the network's own attributes,
+/// and a flake network's locked URL (recorded with every deploy).
+pub fn network_attrs(meta: &NetworkMeta) -> [AttrChange; 3] {
     [
+        attr("flakeLockedUrl", meta.flake_url.clone(), None),
         attr(
             "description",
             Some(meta.description.clone()),

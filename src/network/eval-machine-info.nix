@@ -1,46 +1,132 @@
-# Evaluates a NixOps network: every machine through nixpkgs'
-# nixos/lib/eval-config.nix, with NixOps' module arguments and defaults.
-# Called by the tool with --arg/--argstr; see src/network/mod.rs.
-{ networkExprsJSON        # JSON list of absolute network file paths
-, args ? { }              # the deployment's arguments (set-args)
+# Evaluates a network: every machine's NixOS configuration, with NixOps'
+# module arguments and defaults, and what the tool needs of it as plain data.
+# Front ends, chosen by what the network is:
+#   - NixOps network files (`networkExprsJSON`), through nixpkgs'
+#     nixos/lib/eval-config.nix (`network.nixpkgs`, else <nixpkgs>);
+#   - a flake's nixopsConfigurations.<name> (`flakeKind = "nixops"`), through
+#     its `nixpkgs` attribute's lib.nixosSystem, evaluated purely;
+#   - a Colmena hive: a hive.nix file, or a flake's `colmena` output (hive.nix
+#     beside this file);
+#   - a flake's `colmenaHive` output, already evaluated by Colmena's makeHive.
+# Called by the tool: with --arg/--argstr through nix-instantiate for files,
+# and applied inline by `nix eval` for flakes, where no file outside the
+# flake can be read (then `nixops` carries the tool's modules as values).
+# See src/network/mod.rs.
+{ networkExprsJSON ? "[]"   # JSON list of absolute network file paths
+, flakeOutput ? null        # a flake's network: the output's value
+, flakeKind ? null          # "nixops", "colmena" or "colmenaHive"
+, flakeName ? ""            # `flakeref#output`, for messages
+, args ? { }                # the deployment's arguments (set-args)
 , uuid
 , deploymentName
-, includeJSON ? "null"    # JSON list of selectors of machines to instantiate (null: all)
-, excludeJSON ? "[]"      # JSON list of selectors of machines not to instantiate
+, includeJSON ? "null"      # JSON list of selectors of machines to instantiate (null: all)
+, excludeJSON ? "[]"        # JSON list of selectors of machines not to instantiate
 , system ? builtins.currentSystem
-, optionMachine ? ""      # for `show-option`
+, optionMachine ? ""        # for `show-option`
 , optionPathJSON ? "[]"
+, nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; }
 }:
 let
   call = x: if builtins.isFunction x then x args else x;
   networkExprs = map (p: /. + p) (builtins.fromJSON networkExprsJSON);
+  isFlake = flakeOutput != null;
 
   zipAttrs = sets: builtins.listToAttrs (map
     (name: { inherit name; value = builtins.catAttrs name sets; })
     (builtins.concatMap builtins.attrNames sets));
 
-  # Network files and everything they `require`, each file once.
+  # A file is a Colmena hive when it is named hive.nix or has `meta`.
+  isHiveFile = f: baseNameOf (toString f) == "hive.nix" || (call (import f)) ? meta;
+  hiveFiles = builtins.filter isHiveFile networkExprs;
+
+  front =
+    if isFlake then
+      (if flakeKind == "nixops" then nixopsFront
+      else if flakeKind == "colmena" then hiveFront flakeOutput flakeName true
+      else if flakeKind == "colmenaHive" then colmenaHiveFront
+      else throw "unknown kind of flake network ‘${toString flakeKind}’")
+    else if hiveFiles == [ ] then nixopsFront
+    else if builtins.length networkExprs == 1 then hiveFront (import (builtins.head networkExprs)) (toString (builtins.head networkExprs)) false
+    else throw "a Colmena hive (${toString (builtins.head hiveFiles)}) is a network of its own: give it as the only network file";
+
+  # The modules the tool adds to every machine.
+  toolModules = name: [
+    nixops.options
+    nixops.keys
+    {
+      _file = "<nixops>/eval-machine-info.nix, defaults of machine ‘${name}’";
+      deployment.targetHost = lib.mkOverride 900 name;
+      deployment.name = deploymentName;
+      deployment.uuid = uuid;
+      deployment.arguments = args;
+    }
+  ];
+
+  ## Colmena hives (hive.nix beside this file).
+  hiveFront = rawHive: where: hermetic: nixops.hive {
+    inherit rawHive where hermetic system args;
+    nodeModules = toolModules;
+  };
+
+  ## An evaluated hive (Colmena's makeHive, schema v0.5): its nodes carry
+  ## Colmena's deployment options only, so the tool's own take defaults.
+  colmenaHiveFront =
+    let
+      h = flakeOutput;
+      m = h.metaConfig or { };
+    in
+    if !(h ? __schema) then throw "${flakeName} is no evaluated Colmena hive (it has no __schema; Colmena makes it with colmena.lib.makeHive)"
+    else if h.__schema != "v0.5" then throw "${flakeName} is a Colmena hive of schema ${h.__schema}; this tool reads schema v0.5 (Colmena 0.4 and later)"
+    else {
+      inherit (h) nodes;
+      lib = h.introspect ({ lib, ... }: lib);
+      description = m.description or "Unnamed NixOps network";
+      enableRollback = false;
+      knownAttrs = [ ];
+      unknownAttrs = [ ];
+      resourceTypes = [ ];
+      allowApplyAll = m.allowApplyAll or true;
+      unsupported = lib.optional ((m.machinesFile or null) != null)
+        "meta.machinesFile (remote builders from a machines file; configure them in nix.conf instead)";
+    };
+
+  ## NixOps networks: files, or a flake's nixopsConfigurations.<name>.
+  # Network files (or the flake's network) and everything they `require`,
+  # each file once.
   networks =
     let
       load = file: (call (import file)) // { _file = toString file; };
+      roots = if isFlake then [ ((call flakeOutput) // { _file = flakeName; }) ] else map load networkExprs;
       closure = builtins.genericClosure {
-        startSet = map (f: { key = toString f; }) networkExprs;
+        startSet = map (f: { key = toString f; }) (builtins.concatMap (n: n.require or [ ]) roots);
         operator = { key }: map (f: { key = toString f; }) ((load key).require or [ ]);
       };
+      required = map ({ key }: load key) closure;
     in
-    map ({ key }: load key) closure;
+    roots ++ builtins.filter (n: !(builtins.elem n._file (map (r: r._file) roots))) required;
 
   network = zipAttrs networks;
 
   meta = builtins.foldl' (a: b: a // b) { } (network.network or [ ]);
 
-  nixpkgs =
+  # A flake's network names its nixpkgs flake, as in NixOps 2.0.
+  flakeNixpkgs =
+    if network ? nixpkgs then builtins.head network.nixpkgs
+    else throw "the network ${flakeName} has no ‘nixpkgs’ attribute: NixOps flake networks name their nixpkgs flake, e.g. nixopsConfigurations.default = { nixpkgs = inputs.nixpkgs; ... }";
+
+  nixpkgsPath =
     if meta ? nixpkgs then
       (if builtins.isAttrs meta.nixpkgs && meta.nixpkgs ? outPath then meta.nixpkgs.outPath else meta.nixpkgs)
     else <nixpkgs>;
 
-  lib = import (nixpkgs + "/lib");
-  evalConfig = import (nixpkgs + "/nixos/lib/eval-config.nix");
+  nixopsLib =
+    if isFlake then
+      (flakeNixpkgs.lib or (throw "the ‘nixpkgs’ of ${flakeName} is no nixpkgs flake (it has no lib)"))
+    else import (nixpkgsPath + "/lib");
+  evalConfig =
+    if isFlake then
+      (flakeNixpkgs.lib.nixosSystem or (throw "the ‘nixpkgs’ of ${flakeName} is no nixpkgs flake (it has no lib.nixosSystem)"))
+    else import (nixpkgsPath + "/nixos/lib/eval-config.nix");
 
   reserved = [ "network" "defaults" "resources" "require" "nixpkgs" "_file" ];
   machineNames = builtins.attrNames (removeAttrs network reserved);
@@ -67,10 +153,10 @@ let
     else { hostName = lib.mkOverride 900 first; }
       // lib.optionalAttrs (isDomain && options ? networking.domain) { domain = lib.mkOverride 900 rest; };
 
-  resources = { machines = lib.mapAttrs (_: node: node.config) nodes; }
+  resources = { machines = lib.mapAttrs (_: node: node.config) nixopsNodes; }
     // lib.mapAttrs (_: defs: lib.foldl' (a: b: a // b) { } defs) (zipAttrs (network.resources or [ ]));
 
-  nodes = lib.listToAttrs (map
+  nixopsNodes = lib.listToAttrs (map
     (name: {
       inherit name;
       value = evalConfig {
@@ -80,33 +166,68 @@ let
             (n: lib.optional (n ? ${name}) { _file = n._file; imports = toModuleList n.${name}; })
             networks
           ++ defaults
+          ++ toolModules name
           ++ [
-            ./options.nix
             ({ options, ... }: {
               key = "nixops-stuff";
               # Where error messages say these definitions come from (the
               # tool's Nix files live in a temporary directory).
-              _file = "<nixops>/eval-machine-info.nix, defaults of machine ‘${name}’";
+              _file = "<nixops>/eval-machine-info.nix, NixOps defaults of machine ‘${name}’";
               networking = nameDefaults options name;
-              deployment.targetHost = lib.mkOverride 900 name;
-              deployment.name = deploymentName;
-              deployment.uuid = uuid;
-              deployment.arguments = args;
-              _module.args = { inherit nodes resources uuid deploymentName name; };
+              _module.args = { nodes = nixopsNodes; inherit resources uuid deploymentName name; };
             })
           ];
       };
     })
     machineNames);
 
-  # What the tool needs of each machine, as plain data.
+  nixopsFront = {
+    nodes = nixopsNodes;
+    lib = nixopsLib;
+    description = meta.description or "Unnamed NixOps network";
+    enableRollback = meta.enableRollback or false;
+    knownAttrs = map (a: "network.${a}") [ "description" "enableRollback" "nixpkgs" "storage" "lock" ];
+    unknownAttrs = map (a: "network.${a}") (builtins.attrNames (removeAttrs meta [ "description" "enableRollback" "storage" "lock" "nixpkgs" ]));
+    resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
+    allowApplyAll = true;
+    unsupported = [ ];
+  };
+
+  ## Common to every front end.
+  inherit (front) nodes;
+  inherit (front) lib;
+
+  # What the tool needs of each machine, as plain data. Options of the
+  # tool's own that an evaluated Colmena hive lacks take their defaults.
   machineInfo = name: node:
     let d = node.config.deployment; in {
-      inherit (d) targetEnv targetHost targetPort targetUser sshOptions tags magicRollback confirmTimeout
-        healthChecks
-        privilegeEscalationCommand alwaysActivate hasFastConnection owners provisionSSHKey;
-      keys = lib.mapAttrs (keyInfo name) d.keys;
+      targetEnv = d.targetEnv or "none";
+      targetHost =
+        if d.targetHost == null then throw "machine ‘${name}’: deployment.targetHost = null (Colmena: only local deployment) is not supported; set the host to reach it over SSH"
+        else d.targetHost;
+      targetUser =
+        if d.targetUser == null then throw "machine ‘${name}’: deployment.targetUser = null (Colmena: let ssh choose the user) is not supported; set the user"
+        else d.targetUser;
+      targetPort = d.targetPort or null;
+      sshOptions = d.sshOptions or [ ];
+      tags = d.tags or [ ];
+      magicRollback = d.magicRollback or true;
+      confirmTimeout = d.confirmTimeout or 30;
+      healthChecks = d.healthChecks or { cmd = [ ]; http = [ ]; };
+      privilegeEscalationCommand = d.privilegeEscalationCommand or [ "sudo" "-H" "--" ];
+      alwaysActivate = d.alwaysActivate or true;
+      hasFastConnection = d.hasFastConnection or false;
+      owners = d.owners or [ ];
+      keys = lib.mapAttrs (keyInfo name) (d.keys or { });
     };
+
+  # Colmena options that the tool cannot honour, by machine.
+  machineUnsupported = name: node:
+    let d = node.config.deployment; in
+    lib.optional (d.buildOnTarget or false)
+      "machine ‘${name}’: deployment.buildOnTarget = true (building on the machine itself)"
+    ++ lib.optional (!(d.replaceUnknownProfiles or true))
+      "machine ‘${name}’: deployment.replaceUnknownProfiles = false (refusing machines that run a system this tool does not know)";
 
   # A key's options without its secret; exactly one source must be given.
   keyInfo = machine: k: v:
@@ -119,7 +240,8 @@ let
       if builtins.length sources != 1 then
         throw "machine ‘${machine}’: deployment.keys.${k} must set exactly one of text, keyFile and keyCommand (it sets ${if sources == [ ] then "none" else builtins.concatStringsSep " and " sources})"
       else {
-        inherit (v) name destDir user group permissions uploadAt keyFile keyCommand keyCommandTimeout;
+        inherit (v) name destDir user group permissions uploadAt keyFile keyCommand;
+        keyCommandTimeout = v.keyCommandTimeout or 60;
         source = builtins.head sources;
         deprecatedString = false;
       };
@@ -138,17 +260,17 @@ let
   toplevel = node: node.config.system.build.toplevel;
 in
 {
-  inherit nodes network;
+  inherit nodes;
+  network = if isFlake || hiveFiles != [ ] then { } else network;
 
   # One evaluation gives the deployment info of every machine and, for the
   # selected ones, the toplevel's derivation and output paths.
   info = {
     network = {
-      description = meta.description or "Unnamed NixOps network";
-      enableRollback = meta.enableRollback or false;
-      unknownAttrs = builtins.attrNames (removeAttrs meta [ "description" "enableRollback" "storage" "lock" "nixpkgs" ]);
+      inherit (front) description enableRollback unknownAttrs knownAttrs allowApplyAll;
+      unsupported = front.unsupported ++ builtins.concatLists (lib.mapAttrsToList machineUnsupported nodes);
     };
-    resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
+    inherit (front) resourceTypes;
     machines = lib.mapAttrs
       (name: node: machineInfo name node // lib.optionalAttrs (isSelected name node) {
         toplevel = (toplevel node).outPath;
@@ -158,18 +280,18 @@ in
   };
 
   # The `text` of the selected machines' keys, for the tool to read from
-  # nix-instantiate's stdout (evaluated only: nothing goes to the store).
+  # Nix's stdout (evaluated only: nothing goes to the store).
   keyTexts = lib.mapAttrs
     (name: node: lib.mapAttrs (k: v: if builtins.isString v then v else v.text)
-      (lib.filterAttrs (k: v: builtins.isString v || v.text != null) node.config.deployment.keys))
+      (lib.filterAttrs (k: v: builtins.isString v || v.text != null) (node.config.deployment.keys or { })))
     (lib.filterAttrs isSelected nodes);
 
-  # For `show-arguments`: the arguments the network files take, by name,
-  # true where the file gives a default.
-  arguments = builtins.foldl'
-    (acc: f: let x = import f; in acc // (if builtins.isFunction x then builtins.functionArgs x else { }))
-    { }
-    networkExprs;
+  # For `show-arguments`: the arguments the network takes, by name, true
+  # where it gives a default.
+  arguments =
+    let argsOf = x: if builtins.isFunction x then builtins.functionArgs x else { }; in
+    if isFlake then argsOf flakeOutput
+    else builtins.foldl' (acc: f: acc // argsOf (import f)) { } networkExprs;
 
   # For `show-option`: one option's value on one machine.
   optionValue =

@@ -1,6 +1,11 @@
-//! Evaluating network files with NixOps' semantics. The Nix side lives in
-//! `eval-machine-info.nix`, `options.nix` and `keys.nix` beside this file; all are
-//! embedded in the binary and written to a private directory at run time.
+//! Evaluating networks: NixOps network files, NixOps 2.0 flakes and Colmena
+//! hives, all through one entry point (`Network`'s methods) with one result
+//! (`NetworkInfo`). The Nix side lives in `eval-machine-info.nix` (with the
+//! front ends), `hive.nix`, `options.nix` and `keys.nix` beside this file; all
+//! are embedded in the binary. Network files are evaluated with
+//! nix-instantiate on those files written to a private directory; flakes
+//! purely with `nix eval --apply`, the tool's Nix code inline (pure
+//! evaluation reads no file outside the flake).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,8 +14,10 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use tokio::process::Command;
 
+pub mod flake;
 mod selector;
 
+pub use flake::Source;
 pub use selector::{MachineFilter, Selector};
 
 use crate::nix::NixOpts;
@@ -19,11 +26,12 @@ use crate::process::{self, Sink};
 const EVAL_MACHINE_INFO: &str = include_str!("eval-machine-info.nix");
 const OPTIONS: &str = include_str!("options.nix");
 const KEYS: &str = include_str!("keys.nix");
+const HIVE: &str = include_str!("hive.nix");
 
-/// What identifies a network: its files, arguments and deployment.
+/// What identifies a network: where it is, its arguments and deployment.
 #[derive(Debug, Clone)]
 pub struct Network {
-    pub files: Vec<PathBuf>,
+    pub source: Source,
     /// Argument name → Nix expression.
     pub args: BTreeMap<String, String>,
     pub uuid: String,
@@ -43,7 +51,23 @@ pub struct NetworkInfo {
 pub struct NetworkMeta {
     pub description: String,
     pub enable_rollback: bool,
+    /// Full names (`network.x`, `meta.x`), and the known ones for messages.
     pub unknown_attrs: Vec<String>,
+    #[serde(default)]
+    pub known_attrs: Vec<String>,
+    /// What the network uses that the tool cannot do, one message each.
+    #[serde(default)]
+    pub unsupported: Vec<String>,
+    /// Colmena's `meta.allowApplyAll`: false means a deploy must name its
+    /// machines.
+    #[serde(default = "yes")]
+    pub allow_apply_all: bool,
+    /// A flake network's locked URL (with narHash or rev), as evaluated.
+    #[serde(skip)]
+    pub flake_url: Option<String>,
+    /// A flake network's output that holds it (`nixopsConfigurations.default`...).
+    #[serde(skip)]
+    pub flake_attr: Option<String>,
 }
 
 /// A machine's deployment.* options, and its toplevel when it was selected.
@@ -161,6 +185,7 @@ impl NixFiles {
         std::fs::write(dir.path().join("eval-machine-info.nix"), EVAL_MACHINE_INFO)?;
         std::fs::write(dir.path().join("options.nix"), OPTIONS)?;
         std::fs::write(dir.path().join("keys.nix"), KEYS)?;
+        std::fs::write(dir.path().join("hive.nix"), HIVE)?;
         Ok(NixFiles { dir })
     }
 
@@ -175,15 +200,58 @@ pub fn nix_string(s: &str) -> String {
     json.replace("${", "\\${")
 }
 
+/// What one evaluation asks of eval-machine-info.nix.
+struct Call<'a> {
+    /// The attribute of its result (`info`, `keyTexts`, ...).
+    attr: &'a str,
+    /// String arguments.
+    strs: Vec<(&'a str, String)>,
+    json: bool,
+    /// Write the selected toplevels' derivations to the store.
+    instantiate: bool,
+}
+
+impl<'a> Call<'a> {
+    fn new(attr: &'a str) -> Self {
+        Call {
+            attr,
+            strs: Vec::new(),
+            json: true,
+            instantiate: false,
+        }
+    }
+
+    fn str(mut self, name: &'a str, value: String) -> Self {
+        self.strs.push((name, value));
+        self
+    }
+}
+
+/// The evaluator's command, and for flakes the locked URL it evaluates.
+struct Prepared {
+    cmd: Command,
+    flake: Option<(String, String, String)>,
+}
+
 impl Network {
-    fn check_files(&self) -> Result<()> {
-        if self.files.is_empty() {
+    /// The network the deployment records.
+    pub fn of(d: &crate::state::Deployment) -> Result<Network> {
+        Ok(Network {
+            source: Source::of(d)?,
+            args: d.args()?,
+            uuid: d.uuid.clone(),
+            name: d.name().unwrap_or_default().to_owned(),
+        })
+    }
+
+    fn check_files(&self, files: &[PathBuf]) -> Result<()> {
+        if files.is_empty() {
             bail!(
-                "deployment ‘{}’ has no network files; add some with ‘nixops modify’",
+                "deployment ‘{}’ has no network; give one with ‘nixops modify --network DIR’ or ‘nixops modify FILE...’",
                 self.name
             );
         }
-        for f in &self.files {
+        for f in files {
             if !f.exists() {
                 bail!(
                     "network file {} of deployment ‘{}’ does not exist",
@@ -204,27 +272,84 @@ impl Network {
         format!("{{{fields} }}")
     }
 
-    /// The common nix-instantiate invocation for an attribute of
-    /// eval-machine-info.nix.
-    fn instantiate(&self, files: &NixFiles, opts: &NixOpts, attr: &str) -> Result<Command> {
-        self.check_files()?;
-        let exprs: Vec<String> = self
-            .files
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
-        let mut cmd = process::command("nix-instantiate");
-        cmd.arg(files.eval_machine_info())
-            .arg("-A")
-            .arg(attr)
-            .args(["--argstr", "networkExprsJSON"])
-            .arg(serde_json::to_string(&exprs)?)
-            .args(["--arg", "args"])
-            .arg(self.args_expr())
-            .args(["--argstr", "uuid", &self.uuid])
-            .args(["--argstr", "deploymentName", &self.name])
-            .args(opts.eval_args());
-        Ok(cmd)
+    /// The one evaluator command: nix-instantiate on eval-machine-info.nix
+    /// for network files; for a flake, `nix eval` of its locked output with
+    /// eval-machine-info.nix applied inline.
+    async fn prepare(&self, files: &NixFiles, opts: &NixOpts, call: Call<'_>) -> Result<Prepared> {
+        match &self.source {
+            Source::Files(paths) => {
+                self.check_files(paths)?;
+                let exprs: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+                let mut cmd = process::command("nix-instantiate");
+                cmd.arg(files.eval_machine_info())
+                    .arg("-A")
+                    .arg(call.attr)
+                    .args(["--argstr", "networkExprsJSON"])
+                    .arg(serde_json::to_string(&exprs)?)
+                    .args(["--arg", "args"])
+                    .arg(self.args_expr())
+                    .args(["--argstr", "uuid", &self.uuid])
+                    .args(["--argstr", "deploymentName", &self.name]);
+                for (k, v) in &call.strs {
+                    cmd.args(["--argstr", k, v]);
+                }
+                cmd.args(opts.eval_args()).args(["--eval", "--strict"]);
+                if call.json {
+                    cmd.arg("--json");
+                }
+                if call.instantiate {
+                    cmd.arg("--read-write-mode");
+                }
+                Ok(Prepared { cmd, flake: None })
+            }
+            Source::Flake { flake, attr } => {
+                let locked = flake::lock(flake, opts).await?;
+                let attr = flake::find_output(flake, &locked, attr.as_deref(), opts).await?;
+                let mut fields = vec![
+                    ("flakeKind", nix_string(flake::kind(&attr))),
+                    ("flakeName", nix_string(&format!("{flake}#{attr}"))),
+                    ("args", self.args_expr()),
+                    ("uuid", nix_string(&self.uuid)),
+                    ("deploymentName", nix_string(&self.name)),
+                    ("system", nix_string(&flake::system())),
+                ];
+                fields.extend(call.strs.iter().map(|(k, v)| (*k, nix_string(v))));
+                let fields: String = fields.iter().map(|(k, v)| format!("    {k} = {v};\n")).collect();
+                let apply = format!(
+                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}\n",
+                    call.attr
+                );
+                let mut cmd = flake::eval_command(&locked, &attr, &apply, opts);
+                if call.json {
+                    cmd.arg("--json");
+                }
+                if !call.instantiate {
+                    cmd.arg("--read-only");
+                }
+                Ok(Prepared {
+                    cmd,
+                    flake: Some((flake.clone(), attr, locked)),
+                })
+            }
+        }
+    }
+
+    /// Runs an evaluation; its stdout, or an error naming the network.
+    async fn run(
+        &self,
+        files: &NixFiles,
+        opts: &NixOpts,
+        call: Call<'_>,
+        sink: Sink<'_>,
+    ) -> Result<(String, Option<(String, String)>)> {
+        let mut p = self.prepare(files, opts, call).await?;
+        let out = process::run(&mut p.cmd, None, sink).await?;
+        match p.flake {
+            None if !out.success() => bail!("evaluation of the network failed:\n{}", out.stderr.join("\n")),
+            None => Ok((out.stdout, None)),
+            Some((flake, attr, _)) if !out.success() => Err(flake::eval_error(&flake, &attr, &out.stderr)),
+            Some((_, attr, locked)) => Ok((out.stdout, Some((locked, attr)))),
+        }
     }
 
     /// Evaluates every machine's deployment info and, for the selected
@@ -241,37 +366,38 @@ impl Network {
         instantiate: bool,
         sink: Sink<'_>,
     ) -> Result<NetworkInfo> {
-        let mut cmd = self.instantiate(files, opts, "info")?;
-        cmd.args(["--eval", "--strict", "--json"]);
-        if instantiate {
-            cmd.arg("--read-write-mode");
-        }
-        cmd.args(["--argstr", "includeJSON"])
-            .arg(serde_json::to_string(&include)?);
-        cmd.args(["--argstr", "excludeJSON"])
-            .arg(serde_json::to_string(exclude)?);
-        let out = process::run(&mut cmd, None, sink).await?;
-        if !out.success() {
-            bail!("evaluation of the network failed:\n{}", out.stderr.join("\n"));
-        }
-        let info: NetworkInfo =
-            serde_json::from_str(&out.stdout).context("cannot parse the network's evaluation result")?;
-        if !info.network.unknown_attrs.is_empty() {
-            bail!(
-                "the network has unknown attributes: {} (known: network.description, network.enableRollback, network.nixpkgs, network.storage, network.lock)",
-                info.network
-                    .unknown_attrs
-                    .iter()
-                    .map(|a| format!("network.{a}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        let mut call = Call::new("info")
+            .str("includeJSON", serde_json::to_string(&include)?)
+            .str("excludeJSON", serde_json::to_string(exclude)?);
+        call.instantiate = instantiate;
+        let (stdout, locked) = self.run(files, opts, call, sink).await?;
+        let mut info: NetworkInfo =
+            serde_json::from_str(&stdout).context("cannot parse the network's evaluation result")?;
+        (info.network.flake_url, info.network.flake_attr) = locked.unzip();
+        check_meta(&info.network)?;
         for name in info.machines.keys() {
             check_machine_name(name)?;
         }
         Ok(info)
     }
+}
+
+/// Refuses what the network's attributes ask for and the tool cannot do.
+fn check_meta(meta: &NetworkMeta) -> Result<()> {
+    if !meta.unknown_attrs.is_empty() {
+        bail!(
+            "the network has unknown attributes: {} (known: {})",
+            meta.unknown_attrs.join(", "),
+            meta.known_attrs.join(", ")
+        );
+    }
+    if !meta.unsupported.is_empty() {
+        bail!(
+            "the network uses what this tool does not support:\n  {}",
+            meta.unsupported.join("\n  ")
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a machine name the tool cannot use: it becomes a file name (the
@@ -303,27 +429,21 @@ impl Network {
     /// The network's own attributes (`network.description`, ...), without
     /// evaluating any machine.
     pub async fn meta(&self, files: &NixFiles, opts: &NixOpts) -> Result<NetworkMeta> {
-        let mut cmd = self.instantiate(files, opts, "info.network")?;
-        cmd.args(["--eval", "--strict", "--json"]);
-        let out = process::run(&mut cmd, None, Sink::quiet()).await?;
-        if !out.success() {
-            bail!("evaluation of the network failed:\n{}", out.stderr.join("\n"));
-        }
-        serde_json::from_str(&out.stdout).context("cannot parse the network's attributes")
+        let (stdout, locked) = self
+            .run(files, opts, Call::new("info.network"), Sink::quiet())
+            .await?;
+        let mut meta: NetworkMeta =
+            serde_json::from_str(&stdout).context("cannot parse the network's attributes")?;
+        (meta.flake_url, meta.flake_attr) = locked.unzip();
+        Ok(meta)
     }
 
-    /// The arguments the network files take: name → has a default.
+    /// The arguments the network takes: name → has a default.
     pub async fn arguments(&self, files: &NixFiles, opts: &NixOpts) -> Result<BTreeMap<String, bool>> {
-        let mut cmd = self.instantiate(files, opts, "arguments")?;
-        cmd.args(["--eval", "--strict", "--json"]);
-        let out = process::run(&mut cmd, None, Sink::quiet()).await?;
-        if !out.success() {
-            bail!(
-                "evaluation of the network files failed:\n{}",
-                out.stderr.join("\n")
-            );
-        }
-        serde_json::from_str(&out.stdout).context("cannot parse the network's arguments")
+        let (stdout, _) = self
+            .run(files, opts, Call::new("arguments"), Sink::quiet())
+            .await?;
+        serde_json::from_str(&stdout).context("cannot parse the network's arguments")
     }
 }
 
@@ -348,6 +468,11 @@ impl Network {
             )
             .await?;
         filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
+        if !info.network.allow_apply_all && filter.include_opt().is_none() {
+            bail!(
+                "the hive sets meta.allowApplyAll = false: name the machines to act on with --on or --include"
+            );
+        }
         Ok(info)
     }
 
@@ -360,19 +485,11 @@ impl Network {
         path: &[String],
         json: bool,
     ) -> Result<String> {
-        let mut cmd = self.instantiate(files, opts, "optionValue")?;
-        cmd.args(["--eval", "--strict"]);
-        if json {
-            cmd.arg("--json");
-        }
-        cmd.args(["--argstr", "optionMachine", machine]);
-        cmd.args(["--argstr", "optionPathJSON"])
-            .arg(serde_json::to_string(path)?);
-        let out = process::run(&mut cmd, None, Sink::quiet()).await?;
-        if !out.success() {
-            bail!("evaluation failed:\n{}", out.stderr.join("\n"));
-        }
-        Ok(out.stdout)
+        let mut call = Call::new("optionValue")
+            .str("optionMachine", machine.to_owned())
+            .str("optionPathJSON", serde_json::to_string(path)?);
+        call.json = json;
+        Ok(self.run(files, opts, call, Sink::quiet()).await?.0)
     }
 }
 
@@ -402,22 +519,20 @@ pub fn split_option_path(s: &str) -> Result<Vec<String>> {
 }
 
 impl Network {
-    /// The nix-instantiate command whose stdout is the JSON object
-    /// machine → key → `text` of the given machines' keys. Evaluation only:
-    /// no --read-write-mode, so nothing is written to the store. The caller
-    /// reads the secrets from its stdout pipe.
-    pub fn key_texts_command(
+    /// The command whose stdout is the JSON object machine → key → `text`
+    /// of the given machines' keys. Evaluation only (nix-instantiate
+    /// without --read-write-mode, `nix eval --read-only`), so nothing is
+    /// written to the store. The caller reads the secrets from its stdout
+    /// pipe.
+    pub async fn key_texts_command(
         &self,
         files: &NixFiles,
         opts: &NixOpts,
         machines: &[String],
     ) -> Result<Command> {
-        let mut cmd = self.instantiate(files, opts, "keyTexts")?;
-        cmd.args(["--eval", "--strict", "--json"]);
         let exact: Vec<Selector> = machines.iter().map(|m| Selector::exact(m)).collect();
-        cmd.args(["--argstr", "includeJSON"])
-            .arg(serde_json::to_string(&exact)?);
-        Ok(cmd)
+        let call = Call::new("keyTexts").str("includeJSON", serde_json::to_string(&exact)?);
+        Ok(self.prepare(files, opts, call).await?.cmd)
     }
 }
 

@@ -23,6 +23,10 @@ pub struct NixOpts {
     pub fallback: bool,
     pub no_build_output: bool,
     pub repair: bool,
+    /// Flake networks: `--override-input NAME URL`.
+    pub override_inputs: Vec<(String, String)>,
+    /// Flake networks: `--impure`.
+    pub impure: bool,
 }
 
 impl NixOpts {
@@ -45,6 +49,18 @@ impl NixOpts {
         }
         if self.show_trace {
             a.push("--show-trace".into());
+        }
+        a
+    }
+
+    /// Arguments for the flake commands (`nix eval`, `nix flake metadata`).
+    pub fn flake_args(&self) -> Vec<String> {
+        let mut a = self.common_args();
+        for (name, url) in &self.override_inputs {
+            a.extend(["--override-input".into(), name.clone(), url.clone()]);
+        }
+        if self.impure {
+            a.push("--impure".into());
         }
         a
     }

@@ -46,6 +46,9 @@ pub fn fleet_sh() -> PathBuf {
 pub struct Fleet {
     pub dir: tempfile::TempDir,
     pub names: Vec<String>,
+    /// Whether nixops runs with NIX_PATH set to the stand-in nixpkgs
+    /// (flake tests turn it off: pure evaluation must not need it).
+    pub nix_path: std::cell::Cell<bool>,
 }
 
 impl Fleet {
@@ -56,6 +59,7 @@ impl Fleet {
         let fleet = Fleet {
             dir,
             names: names.iter().map(|s| s.to_string()).collect(),
+            nix_path: std::cell::Cell::new(true),
         };
         if !names.is_empty() {
             fleet.start_hosts(names);
@@ -94,9 +98,26 @@ impl Fleet {
             .unwrap()
     }
 
-    /// Writes a file into the fleet directory; returns its path.
+    /// A copy of the stand-in nixpkgs in the fleet directory at `dir`, its
+    /// `lib` link dereferenced, so that it is a self-contained `path:`
+    /// flake (tests/nixpkgs/flake.nix) that pure evaluation can read.
+    pub fn nixpkgs_flake(&self, dir: &str) -> PathBuf {
+        let to = self.path().join(dir);
+        let st = Command::new("cp")
+            .arg("-rL")
+            .arg(nixpkgs())
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success(), "copying the stand-in nixpkgs failed");
+        to
+    }
+
+    /// Writes a file into the fleet directory (making its directory);
+    /// returns its path.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -211,9 +232,13 @@ impl Fleet {
             c
         };
         cmd.args(args);
+        if self.nix_path.get() {
+            cmd.env("NIX_PATH", format!("nixpkgs={}", nixpkgs().display()));
+        } else {
+            cmd.env_remove("NIX_PATH");
+        }
         cmd.env("HOME", self.path().join("home"))
             .env("NIXOPS_STATE", self.state_file())
-            .env("NIX_PATH", format!("nixpkgs={}", nixpkgs().display()))
             .env("NIX_CONFIG", NIX_CONFIG)
             .env("NIXOPS_SSH_PERSIST", "5")
             .env_remove("NIXOPS_DEPLOYMENT")
