@@ -40,8 +40,8 @@ fn json(s: &str) -> serde_json::Value {
 }
 
 /// The deployment's state attributes, as `export` shows them.
-fn exported(fleet: &Fleet) -> serde_json::Value {
-    let v = json(&fleet.ok(&["export"]).stdout);
+fn exported(fleet: &Fleet, d: &str) -> serde_json::Value {
+    let v = json(&fleet.ok(&["export", "-d", d]).stdout);
     v.as_object().unwrap().values().next().unwrap().clone()
 }
 
@@ -71,7 +71,7 @@ fn a_flake_network_deploys_purely_and_records_its_locked_url() {
     fleet.ok(&["create", "-d", "f", "--network", dir_s]);
     // Nix writes the lock file when it is missing, as `nix` itself does.
     assert!(dir.join("flake.lock").exists(), "no flake.lock written");
-    let d = exported(&fleet);
+    let d = exported(&fleet, "f");
     assert_eq!(d["flake"], dir_s);
     assert_eq!(d["flakeAttr"], "nixopsConfigurations.default");
     assert_eq!(d["description"], "flake network");
@@ -84,7 +84,7 @@ fn a_flake_network_deploys_purely_and_records_its_locked_url() {
     assert_eq!(fleet.exec("alpha", "cat /run/keys/k"), "flake-key-text");
     assert_eq!(fleet.config_json("beta")["nginx"]["enable"], true);
 
-    let d = exported(&fleet);
+    let d = exported(&fleet, "f");
     let url = d["flakeLockedUrl"].as_str().expect("flakeLockedUrl recorded");
     assert!(url.starts_with(&format!("path:{dir_s}?")), "{url}");
     assert!(url.contains("narHash=sha256-"), "{url}");
@@ -105,4 +105,183 @@ fn a_flake_network_deploys_purely_and_records_its_locked_url() {
     assert!(r.stdout.contains("nixos-system-alpha"), "{}", r.stdout);
     assert!(!r.stdout.contains("nixos-system-beta"), "{}", r.stdout);
     fleet.ok(&["check", "-d", "f"]);
+}
+
+#[test]
+fn network_dirs_resolve_as_in_nixops_2_and_flake_errors_name_flake_and_attribute() {
+    let (fleet, nixpkgs) = pure_fleet(&[]);
+    let p = |d: &Path| d.to_str().unwrap().to_owned();
+    // Neither file: the error names the directory.
+    std::fs::create_dir_all(fleet.path().join("empty")).unwrap();
+    let empty = p(&fleet.path().join("empty"));
+    let r = fleet.run(&["create", "-d", "x", "--network", &empty]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains(&format!("neither flake.nix nor nixops.nix exists in {empty}")),
+        "{}",
+        r.stderr
+    );
+    // Both files: an error.
+    fleet.write("both/nixops.nix", "{ }");
+    fleet.write("both/flake.nix", "{ outputs = { self }: { }; }");
+    let r = fleet.run(&["create", "-d", "x", "--network", &p(&fleet.path().join("both"))]);
+    assert!(
+        r.stderr.contains("has both flake.nix and nixops.nix"),
+        "{}",
+        r.stderr
+    );
+    // No network output at all.
+    let r = fleet.run(&[
+        "create",
+        "-d",
+        "x",
+        "--network",
+        &p(&fleet.path().join("both/../both")),
+    ]);
+    assert_ne!(r.code, 0);
+    fleet.write("none/flake.nix", "{ outputs = { self }: { }; }");
+    let none = p(&fleet.path().join("none"));
+    let r = fleet.run(&["create", "-d", "x", "--network", &none]);
+    assert!(
+        r.stderr.contains(&format!(
+            "flake ‘{none}’ has no network: no nixopsConfigurations.default"
+        )),
+        "{}",
+        r.stderr
+    );
+    // nixopsConfigurations without default, and a name that is not there.
+    let other = nixops_flake(&fleet, &nixpkgs, "other", "{ staging = { inherit nixpkgs; }; }");
+    let r = fleet.run(&["create", "-d", "x", "--network", &p(&other)]);
+    assert!(
+        r.stderr
+            .contains("has no nixopsConfigurations.default (it has: staging)"),
+        "{}",
+        r.stderr
+    );
+    let r = fleet.run(&["create", "-d", "x", "--network", &format!("{}#prod", p(&other))]);
+    assert!(
+        r.stderr.contains("has no output nixopsConfigurations.prod"),
+        "{}",
+        r.stderr
+    );
+    // A network without nixpkgs.
+    let nonixpkgs = nixops_flake(&fleet, &nixpkgs, "nonixpkgs", "{ default = { m = { }; }; }");
+    fleet.ok(&["create", "-d", "n", "--network", &p(&nonixpkgs)]);
+    let r = fleet.run(&["deploy", "-d", "n", "--dry-run"]);
+    assert!(r.stderr.contains("has no ‘nixpkgs’ attribute"), "{}", r.stderr);
+    assert!(r.stderr.contains("#nixopsConfigurations.default"), "{}", r.stderr);
+    // A flake that does not evaluate.
+    let broken = nixops_flake(
+        &fleet,
+        &nixpkgs,
+        "broken",
+        "{ default = { inherit nixpkgs; m = { ... }: { x = ; }; }; }",
+    );
+    let r = fleet.run(&["create", "-d", "b", "--network", &p(&broken)]);
+    assert!(
+        r.stderr.contains(&format!("flake ‘{}’", p(&broken))),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("syntax error"), "{}", r.stderr);
+    // An input that cannot be fetched (offline, or gone).
+    fleet.write(
+        "gone/flake.nix",
+        r#"{ inputs.nixpkgs.url = "path:/nonexistent/nixpkgs"; outputs = { self, nixpkgs }: { }; }"#,
+    );
+    let gone = p(&fleet.path().join("gone"));
+    let r = fleet.run(&["create", "-d", "g", "--network", &gone]);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot fetch input ‘nixpkgs’ of flake ‘{gone}’")),
+        "{}",
+        r.stderr
+    );
+    // A nixops.nix directory is a network file; its flake-only #NAME is refused.
+    fleet.write("classic/nixops.nix", "{ network.description = \"classic\"; }");
+    let classic = p(&fleet.path().join("classic"));
+    fleet.nix_path.set(true);
+    fleet.ok(&["create", "-d", "c", "--network", &classic]);
+    assert_eq!(
+        exported(&fleet, "c")["nixExprs"],
+        format!("[\"{classic}/nixops.nix\"]")
+    );
+    let r = fleet.run(&["create", "-d", "c2", "--network", &format!("{classic}#x")]);
+    assert!(r.stderr.contains("has nixops.nix, not flake.nix"), "{}", r.stderr);
+}
+
+#[test]
+fn named_configurations_override_input_and_the_staging_example_as_a_flake() {
+    let (fleet, nixpkgs) = pure_fleet(&["proxy.example.com", "git.example.com"]);
+    // The user's staging example (demo/), as a flake beside its files.
+    for f in ["network-staging.nix", "common.nix"] {
+        let text = std::fs::read_to_string(common::repo().join("demo").join(f)).unwrap();
+        fleet.write(&format!("staging/{f}"), &text);
+    }
+    let dir = nixops_flake(
+        &fleet,
+        &nixpkgs,
+        "staging",
+        r#"{
+          staging = (import ./network-staging.nix) // { inherit nixpkgs; };
+          probe = { inherit nixpkgs; m = { pkgs, ... }: { environment.etc.hello.text = "${pkgs.hello}"; }; };
+        }"#,
+    );
+    let spec = format!("{}#staging", dir.display());
+    fleet.ok(&["create", "-d", "s", "--network", &spec]);
+    assert_eq!(exported(&fleet, "s")["flakeAttr"], "nixopsConfigurations.staging");
+    fleet.ok(&["deploy", "-d", "s"]);
+    let proxy = fleet.config_json("proxy.example.com");
+    assert_eq!(proxy["hostName"], "reverse-proxy");
+    assert_eq!(
+        proxy["nginx"]["virtualHosts"]["example.com"]["locations"]["/"]["proxyPass"],
+        "http://git.example.com:3000"
+    );
+    assert_eq!(fleet.config_json("git.example.com")["forgejo"]["enable"], true);
+    let info = fleet.ok(&["info", "-d", "s"]);
+    assert!(
+        info.stdout.contains("Staging environment for our git setup"),
+        "{}",
+        info.stdout
+    );
+
+    // --override-input replaces an input for one run, without touching the lock.
+    let lock = std::fs::read_to_string(dir.join("flake.lock")).unwrap();
+    let other = fleet.nixpkgs_flake("nixpkgs2");
+    let default = other.join("default.nix"); // a package set whose text files differ
+    let text = std::fs::read_to_string(&default).unwrap();
+    std::fs::write(
+        &default,
+        text.replace(
+            "target=\"$out$destination\"",
+            "target=\"$out$destination\" # other",
+        ),
+    )
+    .unwrap();
+    let url = format!("path:{}", other.display());
+    let r = fleet.ok(&["info", "-d", "s", "--override-input", "nixpkgs", &url]);
+    assert!(r.stdout.contains("Flake locked URL"), "{}", r.stdout);
+    // (--network on another command than create: for this run only.)
+    let probe = format!("{}#probe", dir.display());
+    let show = [
+        "show-option",
+        "-d",
+        "s",
+        "--network",
+        &probe,
+        "m",
+        "environment.etc.hello.text",
+    ];
+    let locked = fleet.ok(&show).stdout;
+    let overridden = fleet
+        .ok(&[&show[..], &["--flake-override-input", "nixpkgs", &url]].concat())
+        .stdout;
+    assert!(
+        locked.contains("-hello") && overridden.contains("-hello"),
+        "{locked}"
+    );
+    assert_ne!(locked, overridden);
+    assert_eq!(exported(&fleet, "s")["flakeAttr"], "nixopsConfigurations.staging");
+    assert_eq!(std::fs::read_to_string(dir.join("flake.lock")).unwrap(), lock);
 }

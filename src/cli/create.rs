@@ -30,13 +30,13 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     // As NixOps 2.0, the current directory's network when none is named;
     // without one there, a deployment without network (see `modify`).
-    let source = match super::network_of_args(g, &o.files)? {
+    let source = match super::network_of_args(g, &o.files).await? {
         Some(s) => s,
         None if ["nixops.nix", "flake.nix"]
             .iter()
             .any(|f| std::path::Path::new(f).exists()) =>
         {
-            crate::network::flake::resolve(".")?
+            super::locate(g, crate::network::flake::resolve(".")?).await?
         }
         None => crate::network::Source::Files(Vec::new()),
     };

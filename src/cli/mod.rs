@@ -360,7 +360,7 @@ impl Global {
 
 /// The network that `create` or `modify` names: network files or
 /// `--network`, not both; None when neither is given.
-pub fn network_of_args(g: &Global, files: &[PathBuf]) -> Result<Option<crate::network::Source>> {
+pub async fn network_of_args(g: &Global, files: &[PathBuf]) -> Result<Option<crate::network::Source>> {
     match (files.is_empty(), g.network_source()?) {
         (false, Some(_)) => anyhow::bail!("give network files or --network, not both"),
         (false, None) => Ok(Some(crate::network::Source::Files(
@@ -369,7 +369,27 @@ pub fn network_of_args(g: &Global, files: &[PathBuf]) -> Result<Option<crate::ne
                 .map(|f| crate::network::absolute(f))
                 .collect::<Result<Vec<_>>>()?,
         ))),
-        (true, source) => Ok(source),
+        (true, Some(source)) => Ok(Some(locate(g, source).await?)),
+        (true, None) => Ok(None),
+    }
+}
+
+/// A flake network must lock and have its output before it is recorded
+/// (an evaluation error inside it is only a warning, as for files); the
+/// output found is recorded, so later commands need not look for it.
+pub async fn locate(g: &Global, source: crate::network::Source) -> Result<crate::network::Source> {
+    use crate::network::{Source, flake};
+    match source {
+        Source::Flake { flake, attr } => {
+            let opts = g.nix_opts(None)?;
+            let locked = flake::lock(&flake, &opts).await?;
+            let attr = flake::find_output(&flake, &locked, attr.as_deref(), &opts).await?;
+            Ok(Source::Flake {
+                flake,
+                attr: Some(attr),
+            })
+        }
+        files => Ok(files),
     }
 }
 
@@ -381,17 +401,14 @@ pub async fn record_network_attrs(g: &Global, store: &SqliteStore, uuid: &str) -
     let network = crate::deploy::network_of(&d)?;
     let files = crate::network::NixFiles::write()?;
     match network.meta(&files, &g.nix_opts(Some(&d))?).await {
-        Ok(meta) => {
-            let mut attrs = crate::deploy::record::network_attrs(&meta).to_vec();
-            // The flake output found, so later commands need not look again.
-            if let Some(attr) = meta.flake_attr.filter(|_| !d.attrs.contains_key("flakeAttr")) {
-                attrs.push(("flakeAttr".into(), Some(attr)));
-            }
-            store.set_deployment_attrs(uuid, &attrs)
-        }
+        Ok(meta) => store.set_deployment_attrs(uuid, &crate::deploy::record::network_attrs(&meta)),
         Err(e) => {
             let first = format!("{e:#}");
-            let first = first.lines().find(|l| l.contains("error")).unwrap_or("");
+            let first = first
+                .lines()
+                .find(|l| l.starts_with("error:"))
+                .or(first.lines().next())
+                .unwrap_or("");
             errln!("warning: network.description not recorded yet: {}", first.trim());
             Ok(())
         }

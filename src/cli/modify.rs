@@ -21,7 +21,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let d = g.deployment(&store)?;
     let _lock = lock::acquire(&d.uuid)?;
     let mut changes: Vec<AttrChange> = Vec::new();
-    let source = super::network_of_args(g, &o.files)?;
+    let source = super::network_of_args(g, &o.files).await?;
     if let Some(s) = &source {
         changes.extend(s.attr_changes()?);
     }

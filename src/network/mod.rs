@@ -65,9 +65,6 @@ pub struct NetworkMeta {
     /// A flake network's locked URL (with narHash or rev), as evaluated.
     #[serde(skip)]
     pub flake_url: Option<String>,
-    /// A flake network's output that holds it (`nixopsConfigurations.default`...).
-    #[serde(skip)]
-    pub flake_attr: Option<String>,
 }
 
 /// A machine's deployment.* options, and its toplevel when it was selected.
@@ -373,7 +370,7 @@ impl Network {
         let (stdout, locked) = self.run(files, opts, call, sink).await?;
         let mut info: NetworkInfo =
             serde_json::from_str(&stdout).context("cannot parse the network's evaluation result")?;
-        (info.network.flake_url, info.network.flake_attr) = locked.unzip();
+        info.network.flake_url = locked.map(|l| l.0);
         check_meta(&info.network)?;
         for name in info.machines.keys() {
             check_machine_name(name)?;
@@ -434,7 +431,7 @@ impl Network {
             .await?;
         let mut meta: NetworkMeta =
             serde_json::from_str(&stdout).context("cannot parse the network's attributes")?;
-        (meta.flake_url, meta.flake_attr) = locked.unzip();
+        meta.flake_url = locked.map(|l| l.0);
         Ok(meta)
     }
 
