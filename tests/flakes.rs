@@ -285,3 +285,117 @@ fn named_configurations_override_input_and_the_staging_example_as_a_flake() {
     assert_eq!(exported(&fleet, "s")["flakeAttr"], "nixopsConfigurations.staging");
     assert_eq!(std::fs::read_to_string(dir.join("flake.lock")).unwrap(), lock);
 }
+
+/// A Colmena hive, the same for a hive.nix file and a flake's `colmena`
+/// output but for the package sets.
+fn hive(nixpkgs: &str, beta_nixpkgs: &str) -> String {
+    format!(
+        r#"{{
+          meta = {{
+            description = "a colmena hive";
+            nixpkgs = {nixpkgs};
+            nodeNixpkgs.beta = {beta_nixpkgs};
+            specialArgs.site = "hq";
+            nodeSpecialArgs.beta.role = "db";
+          }};
+          defaults = {{ name, site, ... }}: {{ environment.etc.who.text = "${{name}}@${{site}}"; }};
+          alpha = {{ nodes, ... }}: {{
+            deployment.tags = [ "web" ];
+            deployment.keys.k = {{ text = "hive-key"; uploadAt = "post-activation"; }};
+            environment.etc.peer.text = nodes.beta.config.environment.etc.role.text;
+          }};
+          beta = [ ({{ role, ... }}: {{ environment.etc.role.text = role; }}) {{ deployment.replaceUnknownProfiles = true; }} ];
+        }}"#
+    )
+}
+
+fn check_hive_deployed(fleet: &Fleet, d: &str) {
+    fleet.ok(&["deploy", "-d", d]);
+    let alpha = fleet.config_json("alpha");
+    assert_eq!(alpha["etc"]["who"], "alpha@hq");
+    assert_eq!(alpha["etc"]["peer"], "db");
+    // Colmena sets no host name from the node's name.
+    assert_ne!(alpha["hostName"], "alpha");
+    assert_eq!(fleet.exec("alpha", "cat /run/keys/k"), "hive-key");
+    assert_eq!(fleet.config_json("beta")["etc"]["who"], "beta@hq");
+    let info = fleet.ok(&["info", "-d", d]);
+    assert!(info.stdout.contains("a colmena hive"), "{}", info.stdout);
+    let r = fleet.ok(&["dump-nix-paths", "-d", d, "--on", "@web"]);
+    assert!(
+        r.stdout.contains("nixos-system-") && r.stdout.lines().count() == 1,
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_colmena_hive_file_deploys_unchanged() {
+    let fleet = Fleet::start(&["alpha", "beta"]);
+    let file = fleet.write("hive.nix", &hive("import <nixpkgs> { }", "<nixpkgs>"));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "h"]);
+    check_hive_deployed(&fleet, "h");
+}
+
+#[test]
+fn a_colmena_hive_flake_deploys_unchanged_and_purely() {
+    let (fleet, nixpkgs) = pure_fleet(&["alpha", "beta"]);
+    fleet.write(
+        "hive/flake.nix",
+        &format!(
+            r#"{{
+              inputs.nixpkgs.url = "path:{}";
+              outputs = {{ self, nixpkgs }}: {{ colmena = {}; }};
+            }}"#,
+            nixpkgs.display(),
+            hive(r#"import nixpkgs { system = "x86_64-linux"; }"#, "nixpkgs")
+        ),
+    );
+    let dir = fleet.path().join("hive");
+    fleet.ok(&["create", "-d", "hf", "--network", dir.to_str().unwrap()]);
+    assert_eq!(exported(&fleet, "hf")["flakeAttr"], "colmena");
+    check_hive_deployed(&fleet, "hf");
+}
+
+#[test]
+fn what_a_hive_uses_and_the_tool_cannot_do_is_an_error_naming_it() {
+    let fleet = Fleet::start(&[]);
+    for (i, (body, named)) in [
+        ("meta.machinesFile = ./machines; m = { };", "meta.machinesFile"),
+        ("meta.colour = \"red\"; m = { };", "meta.colour"),
+        (
+            "m = { deployment.buildOnTarget = true; };",
+            "machine ‘m’: deployment.buildOnTarget = true",
+        ),
+        (
+            "m = { deployment.replaceUnknownProfiles = false; };",
+            "deployment.replaceUnknownProfiles = false",
+        ),
+        (
+            "m = { deployment.targetHost = null; };",
+            "machine ‘m’: deployment.targetHost = null",
+        ),
+        (
+            "m = { deployment.targetUser = null; };",
+            "machine ‘m’: deployment.targetUser = null",
+        ),
+        (
+            "meta.allowApplyAll = false; m = { };",
+            "meta.allowApplyAll = false",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = fleet.write(
+            &format!("h{i}/hive.nix"),
+            &format!("{{ meta.nixpkgs = <nixpkgs>; {body} }}"),
+        );
+        let name = format!("h{i}");
+        fleet.ok(&["create", file.to_str().unwrap(), "-d", &name]);
+        let r = fleet.run(&["deploy", "-d", &name, "--dry-run"]);
+        assert_ne!(r.code, 0, "{body}");
+        assert!(r.stderr.contains(named), "{body}: {}", r.stderr);
+    }
+    // With machines named, allowApplyAll = false deploys.
+    fleet.ok(&["deploy", "-d", "h6", "--dry-run", "--on", "m"]);
+}
