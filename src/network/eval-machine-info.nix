@@ -54,7 +54,7 @@ let
     nixops.options
     nixops.keys
     {
-      _file = "<nixops>/eval-machine-info.nix, defaults of machine ‘${name}’";
+      _file = "<nixops>/eval-machine-info.nix, deployment defaults of machine ‘${name}’";
       deployment.targetHost = lib.mkOverride 900 name;
       deployment.name = deploymentName;
       deployment.uuid = uuid;
@@ -172,7 +172,7 @@ let
               key = "nixops-stuff";
               # Where error messages say these definitions come from (the
               # tool's Nix files live in a temporary directory).
-              _file = "<nixops>/eval-machine-info.nix, NixOps defaults of machine ‘${name}’";
+              _file = "<nixops>/eval-machine-info.nix, defaults of machine ‘${name}’";
               networking = nameDefaults options name;
               _module.args = { nodes = nixopsNodes; inherit resources uuid deploymentName name; };
             })
