@@ -6,6 +6,7 @@ mod ui;
 
 mod cli;
 mod deploy;
+mod host;
 mod network;
 mod nix;
 mod process;

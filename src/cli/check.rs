@@ -2,8 +2,9 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::deploy::check::{self, Health};
+use crate::deploy::check;
 use crate::deploy::{self, record, select};
+use crate::host::Status;
 use crate::process::Sink;
 use crate::state::{Store, machine_state};
 use crate::ui::table;
@@ -28,12 +29,12 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     for d in &ds {
         let machines = select::stored_in(d, g.ssh_persist, &o.machines.filter())?;
         let (events, renderer) = crate::ui::start(&[]);
-        let results: Vec<(Health, Result<()>)> = futures::future::join_all(machines.iter().map(|m| async {
-            let h = check::health(&m.target, Sink::quiet()).await;
+        let results: Vec<(Status, Result<()>)> = futures::future::join_all(machines.iter().map(|m| async {
+            let h = m.host.status(Sink::quiet()).await;
             // The machine's health checks, as after a deploy.
             let checks = &m.info.health_checks;
             let r = if h.reachable {
-                deploy::health::run(&m.target, &m.info.target_host, checks, &m.name, &events).await
+                deploy::health::run(&m.host, &m.info.target_host, checks, &m.name, &events).await
             } else {
                 Ok(())
             };
@@ -55,7 +56,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 notes.push(format!("recorded {t}, which an interrupted deploy left running"));
                 deployed = Some(t);
             }
-            code |= h.bits(deployed);
+            code |= check::bits(h, deployed);
             if checks.is_err() {
                 code |= check::bits::NOT_UP;
             }
@@ -72,7 +73,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                         .to_string(),
                     ),
                 )];
-                if let Some(key) = m.target.learned_host_key() {
+                if let Some(key) = m.host.learned_host_key() {
                     changes.push(("publicHostKey".into(), Some(key)));
                 }
                 store.set_resource_attrs(m.resource.id, &changes)?;
@@ -80,7 +81,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             if let Some(e) = &h.error {
                 notes.push(e.clone());
             }
-            if h.drifted(deployed) {
+            if check::drifted(h, deployed) {
                 notes.push(format!(
                     "runs {} instead of the deployed {}",
                     h.current_system.as_deref().unwrap_or("no system"),
@@ -93,7 +94,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             if let Err(e) = checks {
                 notes.push(format!("{e:#}"));
             }
-            if h.reachable && !h.up() {
+            if h.reachable && !check::up(h) {
                 notes.push(format!(
                     "system is {}",
                     h.system_state.as_deref().unwrap_or("in an unknown state")
@@ -102,7 +103,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             rows.push(vec![
                 m.name.clone(),
                 yes_no(deployed.is_some()),
-                yes_no(h.up() && checks.is_ok()),
+                yes_no(check::up(h) && checks.is_ok()),
                 yes_no(h.reachable),
                 "N/A".into(),
                 h.load.clone().unwrap_or_default(),

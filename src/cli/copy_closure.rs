@@ -21,6 +21,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         print_prefix: Some(&m.name),
         ..Sink::quiet()
     };
-    crate::nix::copy_closure(&m.target, &o.path, !m.info.has_fast_connection, sink).await?;
+    m.host
+        .copy_closure(&o.path, !m.info.has_fast_connection, sink)
+        .await?;
     Ok(0)
 }

@@ -35,7 +35,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             "machine ‘{name}’ of deployment ‘{}’ is pinned to the host key {}; {}. Forget that key, so that the next contact accepts the key the machine presents then?",
             d.label(),
             fingerprint(pinned),
-            presented(&m.target).await
+            presented(m.target()).await
         );
         if !confirm(g, &question)? {
             bail!("not forgetting the host key of machine ‘{name}’");

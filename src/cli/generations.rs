@@ -136,7 +136,11 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
         reboot_timeout: 600,
         ..Default::default()
     };
-    let code = deploy::execute(&ctx, machines, &opts, false, started).await?;
+    let (events, display) = crate::ui::start(&[]);
+    let code = deploy::execute(&ctx, machines, &opts, false, started, &events).await;
+    drop(events);
+    display.await?;
+    let code = code?;
     if code == 0 {
         generations::switch(&ctx.deployment.uuid, o.generation).await?;
         errln!("switched to generation {}", o.generation);

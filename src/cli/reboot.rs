@@ -5,7 +5,6 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::{self, Ctx, select};
-use crate::process::Sink;
 use crate::state::lock;
 use crate::ui;
 
@@ -54,10 +53,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             let mut m = sm.into_machine(toplevel);
             let r = if o.no_wait {
                 events.stage(&m.name, "rebooting");
-                // The connection may drop before an answer comes back.
-                let _ = m.target.run("systemctl reboot", None, Sink::quiet()).await;
-                m.target.close().await;
-                Ok(())
+                m.host.reboot().await
             } else {
                 deploy::reboot_and_wait(ctx, &mut m, events, o.timeout)
                     .await

@@ -4,7 +4,6 @@ use clap::Args;
 use super::Global;
 use crate::deploy::select;
 use crate::process::Sink;
-use crate::ssh;
 
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false, id = "direction")]
@@ -40,11 +39,11 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let m = select::stored_one(&d, g.ssh_persist, name)?;
     // Open (or reuse) the master; scp then rides on it, so the user's ssh
     // options, port and pinned host key apply as for every other command.
-    let out = m.target.run("true", None, Sink::quiet()).await?;
+    let out = m.host.run("true", &[], None, Sink::quiet()).await?;
     if !out.success() {
-        return Err(ssh::failure("connecting", &out));
+        return Err(m.host.failure("connecting", &out));
     }
-    let remote = |p: &str| format!("{}:{}", m.target.destination(), p);
+    let remote = |p: &str| format!("{}:{}", m.target().destination(), p);
     let (src, dst) = match (&o.direction.from, &o.direction.to) {
         (Some(_), None) => (remote(&o.source), o.destination.clone()),
         (None, Some(_)) => (o.source.clone(), remote(&o.destination)),
@@ -53,8 +52,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let mut cmd = crate::process::command("scp");
     cmd.args(["-r", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
         .arg("-o")
-        .arg(format!("ControlPath={}", m.target.control_path().display()));
-    if let Some(p) = m.target.port {
+        .arg(format!("ControlPath={}", m.target().control_path().display()));
+    if let Some(p) = m.target().port {
         cmd.arg("-P").arg(p.to_string());
     }
     cmd.arg(src).arg(dst);

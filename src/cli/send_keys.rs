@@ -43,7 +43,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         .map(|m| keys::KeyTarget {
             name: &m.name,
             resource_id: m.resource.id,
-            target: &m.target,
+            target: m.target(),
         })
         .collect();
     let (events, renderer) = ui::start(&names);

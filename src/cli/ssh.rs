@@ -21,17 +21,17 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let d = g.deployment(&store)?;
     let m = select::stored_one(&d, g.ssh_persist, &o.machine)?;
     let mut cmd = crate::process::command("ssh");
-    cmd.args(m.target.options());
+    cmd.args(m.target().options()?);
     if o.command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         cmd.arg("-t");
     }
-    cmd.arg(m.target.destination());
+    cmd.arg(m.target().destination());
     if !o.command.is_empty() {
         cmd.arg("--").args(&o.command);
     }
     tracing::debug!("running: {}", crate::process::describe(&cmd));
     let status = cmd.status().await?;
-    if let Some(key) = m.target.learned_host_key() {
+    if let Some(key) = m.target().learned_host_key() {
         store.set_resource_attrs(m.resource.id, &[("publicHostKey".into(), Some(key))])?;
     }
     Ok(status.code().unwrap_or(255))

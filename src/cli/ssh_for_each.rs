@@ -37,13 +37,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                     print_prefix: Some(&m.name),
                     ..Sink::quiet()
                 };
-                let code = match m.target.command(script, false) {
-                    Ok(mut cmd) => crate::process::run(&mut cmd, None, sink)
-                        .await
-                        .ok()
-                        .and_then(|o| o.code),
-                    Err(_) => None,
-                };
+                let code = m.host.run_as_user(script, sink).await.ok().and_then(|o| o.code);
                 (m.name.clone(), code)
             }
         })

@@ -6,40 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::keys::{self, MachineKeys, Phase};
-use super::{Ctx, DeployOptions, Machine, Outcome, guard, health, record};
+use super::types::{Ctx, DeployOptions, Machine, Outcome};
+use super::{health, record};
+use crate::host::{Action, Activation, Ending, Guard, NEEDS_REBOOT};
 use crate::process::Sink;
-use crate::ssh;
 use crate::ui::Events;
-
-/// switch-to-configuration's exit code for "activated, but a reboot is
-/// needed to finish".
-const NEEDS_REBOOT: i32 = 100;
-const UNCHANGED_MARK: &str = "__NIXOPS_UNCHANGED__";
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Action {
-    #[default]
-    Switch,
-    Boot,
-    Test,
-    DryActivate,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Switch => "switch",
-            Action::Boot => "boot",
-            Action::Test => "test",
-            Action::DryActivate => "dry-activate",
-        }
-    }
-
-    /// Whether the machine runs the new system afterwards.
-    fn runs_new_system(self) -> bool {
-        matches!(self, Action::Switch | Action::Test)
-    }
-}
 
 /// Activates each machine, in waves of `--max-concurrent-activate`; a
 /// machine with keys gets them before (and, for post-activation keys, after)
@@ -87,10 +58,6 @@ pub async fn run(
     results
 }
 
-/// Unguarded activation, in one round trip: the profile, the sync and the
-/// switch, under the machine's activation lock (see activation-lib.sh).
-const ACTIVATE: &str = concat!(include_str!("activation-lib.sh"), include_str!("activate.sh"));
-
 async fn activate_one(
     ctx: &Ctx,
     m: &mut Machine,
@@ -124,16 +91,26 @@ async fn activate_one(
             && m.probe
                 .as_ref()
                 .is_some_and(|p| p.current_system.as_deref() == Some(m.toplevel.as_str())));
+    let activation = Activation {
+        toplevel: &m.toplevel,
+        action: opts.action,
+        deployment: &ctx.deployment.uuid,
+        sync,
+    };
+    let sink = Sink {
+        log_stdout: true,
+        ..Sink::machine(events, &m.name)
+    };
     let (code, unchanged, guard) = if guarded {
         let wait = m.info.confirm_timeout + m.info.health_checks.max_timeout();
-        let (g, activated) = guard::activate(m, &ctx.deployment.uuid, opts.action, sync, wait, events).await;
+        let (g, activated) = m.host.activate_guarded(&activation, wait, sink).await;
         let Some(g) = g else {
             return Err(activated
                 .err()
                 .unwrap_or_else(|| anyhow::anyhow!("the guard did not start")));
         };
         let code = match activated {
-            Ok(a) => a.code,
+            Ok(code) => code,
             Err(e) => {
                 events.log(
                     Some(&m.name),
@@ -147,23 +124,8 @@ async fn activate_one(
         }
         (Some(code), false, Some(g))
     } else {
-        let sink = Sink {
-            log_stdout: true,
-            ..Sink::machine(events, &m.name)
-        };
-        let id = uuid::Uuid::new_v4().to_string();
-        let args = [
-            id.as_str(),
-            m.toplevel.as_str(),
-            opts.action.as_str(),
-            if skip { "1" } else { "0" },
-            if sync { "1" } else { "0" },
-            ctx.deployment.uuid.as_str(),
-        ];
-        let out = m.target.run_with_args(ACTIVATE, &args, None, sink).await?;
-        if out.code == Some(ssh::SSH_FAILURE) {
-            return Err(ssh::failure("activation", &out));
-        }
+        let done = m.host.activate(&activation, skip, sink).await?;
+        let out = &done.output;
         if opts.action == Action::DryActivate {
             if out.code != Some(0) {
                 bail!(
@@ -182,7 +144,7 @@ async fn activate_one(
                 out.last_error()
             ),
         }
-        (out.code, out.stdout.lines().any(|l| l == UNCHANGED_MARK), None)
+        (out.code, done.unchanged, None)
     };
 
     // Exit 100: nothing was activated, the new system takes effect only
@@ -196,7 +158,7 @@ async fn activate_one(
         );
         if let Some(g) = &guard {
             // Its boot default goes back too: the machine is as it was.
-            guard::roll_back(m, g, "needs-reboot").await.ok();
+            m.host.roll_back(g, "needs-reboot").await.ok();
             return match ended(m, g, events).await? {
                 Outcome::RolledBack(_) => Ok(Outcome::RolledBack(msg)),
                 other => Ok(other),
@@ -208,7 +170,7 @@ async fn activate_one(
     // Does it still work? Health checks, then (guarded) a confirmation over
     // a new SSH connection.
     let health = health::run(
-        &m.target,
+        &m.host,
         &m.info.target_host,
         &m.info.health_checks,
         &m.name,
@@ -218,14 +180,14 @@ async fn activate_one(
     if let Some(g) = &guard {
         if let Err(e) = &health {
             events.log(Some(&m.name), format!("{e:#}"));
-            guard::roll_back(m, g, "health-check-failed").await.ok();
+            m.host.roll_back(g, "health-check-failed").await.ok();
             return match ended(m, g, events).await? {
                 Outcome::RolledBack(_) => Ok(Outcome::RolledBack(format!("{e:#}"))),
                 other => Ok(other),
             };
         }
         events.stage(&m.name, "confirming");
-        match guard::confirm(m, g).await {
+        match m.host.confirm(g).await {
             Ok(true) => {}
             Ok(false) => return ended(m, g, events).await,
             Err(e) => {
@@ -274,12 +236,12 @@ async fn activate_one(
 }
 
 /// Waits for the guard to finish, as the outcome of the machine.
-async fn ended(m: &Machine, g: &guard::Guard, events: &Events) -> Result<Outcome> {
+async fn ended(m: &Machine, g: &Guard, events: &Events) -> Result<Outcome> {
     events.stage(&m.name, "waiting for the machine's guard");
-    match guard::ending(m, g, events).await? {
-        guard::Ending::Kept => bail!("the guard kept the new system, but it was not confirmed by us"),
-        guard::Ending::RolledBack(why) => Ok(Outcome::RolledBack(why)),
-        guard::Ending::Superseded => {
+    match m.host.guard_ending(g, events).await? {
+        Ending::Kept => bail!("the guard kept the new system, but it was not confirmed by us"),
+        Ending::RolledBack(why) => Ok(Outcome::RolledBack(why)),
+        Ending::Superseded => {
             bail!("a later activation on the machine took over before this one was confirmed")
         }
     }
@@ -302,33 +264,20 @@ pub async fn reboot_and_wait(
         None => super::copy::probe(ctx, m, "/", events).await?.boot_id,
     };
     events.stage(&m.name, "rebooting");
-    // The connection may drop before the command returns; that is expected.
-    let _ = m.target.run("systemctl reboot", None, Sink::quiet()).await;
-    m.target.close().await;
+    m.host.reboot().await?;
     events.stage(&m.name, "waiting for the machine to come back");
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let out = m
-            .target
-            .run(
-                "cat /proc/sys/kernel/random/boot_id; readlink /run/current-system || echo",
-                None,
-                Sink::quiet(),
-            )
-            .await?;
-        let mut lines = out.stdout.split('\n');
-        if let (true, Some(id)) = (out.success(), lines.next().map(str::trim))
+        if let Some((id, current)) = m.host.boot_state().await?
             && id != old
-            && !id.is_empty()
         {
-            m.boot_id = Some(id.to_owned());
+            m.boot_id = Some(id);
             events.log(Some(&m.name), "machine is back after reboot");
-            let current = lines.next().map(str::trim).filter(|c| !c.is_empty());
-            return Ok(current.map(str::to_owned));
+            return Ok(current);
         }
         // Whatever master we got was to the old boot or is broken.
-        m.target.close().await;
+        m.host.close().await;
         if Instant::now() > deadline {
             bail!("machine did not come back within {timeout} s after reboot");
         }

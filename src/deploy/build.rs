@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use super::{Ctx, Machine};
+use super::types::{Ctx, Machine};
 use crate::nix::{self, NixOpts};
 use crate::process::{self, Sink};
 use crate::tmp::TmpDir;
@@ -125,7 +125,7 @@ fn summary(message: &[String]) -> String {
 }
 
 /// `--dry-run`: show what would be built and fetched, build nothing.
-pub async fn dry_run(machines: &[Machine], opts: &NixOpts) -> Result<()> {
+pub async fn dry_run(machines: &[Machine], opts: &NixOpts, events: &Events) -> Result<()> {
     let mut cmd = process::command("nix-store");
     cmd.arg("--realise")
         .arg("--dry-run")
@@ -133,13 +133,13 @@ pub async fn dry_run(machines: &[Machine], opts: &NixOpts) -> Result<()> {
         .args(opts.common_args());
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     for l in &out.stderr {
-        errln!("{l}");
+        events.message(l.as_str());
     }
     if !out.success() {
         bail!("nix-store --dry-run failed: {}", out.last_error());
     }
     for m in machines {
-        outln!("{}\t{}", m.name, m.toplevel);
+        events.output(format!("{}\t{}", m.name, m.toplevel));
     }
     Ok(())
 }

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use futures::StreamExt;
 
-use super::{Ctx, Machine, record};
-use crate::nix;
+use super::record;
+use super::types::{Ctx, Machine};
+use crate::host::Probe;
 use crate::process::Sink;
-use crate::ssh;
 use crate::ui::Events;
 
 /// What became of a machine in the copy stage.
@@ -53,57 +53,31 @@ pub async fn probe_all(ctx: &Ctx, machines: &[Machine], events: &Events) -> BTre
 /// How many SSH connections are opened at once.
 const MAX_CONNECTS: usize = 64;
 
-/// What a machine tells us on first contact.
-#[derive(Debug, Clone)]
-pub struct Probe {
-    pub boot_id: String,
-    pub has_path: bool,
-    /// What /run/current-system points at.
-    pub current_system: Option<String>,
-}
-
-const PROBE: &str = concat!(include_str!("activation-lib.sh"), include_str!("probe.sh"));
-
-/// One round trip: the boot id, whether `path` is valid in its store, the
-/// system it runs, and what the newest activation there left final (so
-/// state learns what an interrupted deploy of ours left running).
+/// First contact ([`Host::probe`](crate::host::Host::probe)), and what it
+/// tells state: the machine is up or unreachable, its host key (learned now
+/// if not pinned yet), and the system an interrupted deploy of ours left
+/// running.
 pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Result<Probe> {
-    let out = m
-        .target
-        .run_with_args(PROBE, &[path], None, Sink::machine(events, &m.name))
-        .await?;
-    if !out.success() {
-        if out.code == Some(ssh::SSH_FAILURE) {
-            record::unreachable(ctx, m.resource_id)?;
+    let p = match m.host.probe(path, Sink::machine(events, &m.name)).await {
+        Ok(p) => p,
+        Err(e) => {
+            if e.to_string().starts_with("cannot reach machine") {
+                record::unreachable(ctx, m.resource_id)?;
+            }
+            return Err(e);
         }
-        return Err(ssh::failure("contacting the machine", &out));
-    }
-    record::reached(ctx, m.resource_id, &m.target)?;
-    // Not lines(): the third line may be empty, even as the last one.
-    let mut lines = out.stdout.split('\n');
-    let (Some(boot_id), Some(status), Some(current)) = (lines.next(), lines.next(), lines.next()) else {
-        bail!("unexpected answer from the machine: {:?}", out.stdout);
     };
-    let current_system = Some(current.trim().to_owned()).filter(|c| !c.is_empty());
-    let kept = lines.next().and_then(record::Kept::parse);
+    record::reached(ctx, m.resource_id, &m.host)?;
     let recorded = ctx.deployment.resources.get(&m.name).and_then(|r| r.toplevel());
-    if let Some(t) = record::unrecorded(
-        &ctx.deployment.uuid,
-        recorded,
-        current_system.as_deref(),
-        kept.as_ref(),
-    ) {
+    let current = p.current_system.as_deref();
+    if let Some(t) = record::unrecorded(&ctx.deployment.uuid, recorded, current, p.kept.as_ref()) {
         record::deployed(ctx, m.resource_id, &m.name, t)?;
         events.log(
             Some(&m.name),
             format!("recorded {t}, which an interrupted deploy left running"),
         );
     }
-    Ok(Probe {
-        boot_id: boot_id.trim().to_owned(),
-        has_path: status.trim() == "present",
-        current_system,
-    })
+    Ok(p)
 }
 
 async fn copy_one(ctx: &Ctx, m: &mut Machine, events: &Events, check: bool) -> Result<Copied> {
@@ -125,7 +99,9 @@ async fn copy_one(ctx: &Ctx, m: &mut Machine, events: &Events, check: bool) -> R
     if !p.has_path {
         events.stage(&m.name, "copying");
         let sink = Sink::machine(events, &m.name);
-        nix::copy_closure(&m.target, &m.toplevel, !m.info.has_fast_connection, sink).await?;
+        m.host
+            .copy_closure(&m.toplevel, !m.info.has_fast_connection, sink)
+            .await?;
     }
     Ok(Copied::Ready)
 }

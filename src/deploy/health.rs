@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
+use crate::host::Host;
 use crate::network::{CmdCheck, HealthChecks, HttpCheck};
 use crate::process::Sink;
-use crate::ssh::{self, Target};
 use crate::ui::Events;
 
 /// Runs every check; the error names the first that failed.
 pub async fn run(
-    target: &Target,
-    host: &str,
+    host: &Host,
+    address: &str,
     checks: &HealthChecks,
     name: &str,
     events: &Events,
@@ -24,8 +24,8 @@ pub async fn run(
         return Ok(());
     }
     events.stage(name, "health checks");
-    let cmd = checks.cmd.iter().map(|c| cmd_check(target, c));
-    let http = checks.http.iter().map(|c| http_check(host, c));
+    let cmd = checks.cmd.iter().map(|c| cmd_check(host, c));
+    let http = checks.http.iter().map(|c| http_check(address, c));
     let results =
         futures::future::join(futures::future::join_all(cmd), futures::future::join_all(http)).await;
     for r in results.0.into_iter().chain(results.1) {
@@ -70,12 +70,11 @@ where
     }
 }
 
-async fn cmd_check(target: &Target, c: &CmdCheck) -> Result<()> {
-    let script: Vec<String> = c.cmd.iter().map(|a| ssh::quote(a)).collect();
-    let script = script.join(" ");
+async fn cmd_check(host: &Host, c: &CmdCheck) -> Result<()> {
+    let argv: Vec<&str> = c.cmd.iter().map(String::as_str).collect();
     let what = label(&c.description, c.cmd.join(" "));
     retry(&what, c.period, c.timeout, |_| async {
-        match target.run(&script, None, Sink::quiet()).await {
+        match host.run(r#"exec "$@""#, &argv, None, Sink::quiet()).await {
             Ok(out) if out.success() => Ok(()),
             Ok(out) => Err(out.last_error()),
             Err(e) => Err(format!("{e:#}")),

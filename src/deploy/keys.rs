@@ -592,7 +592,8 @@ impl super::Machine {
         KeyTarget {
             name: &self.name,
             resource_id: self.resource_id,
-            target: &self.target,
+            // Every machine of a network is reached over SSH.
+            target: self.host.ssh_target().expect("keys go over SSH"),
         }
     }
 }

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::Ctx;
+use super::types::Ctx;
+use crate::host::{Host, Kept};
 use crate::network::{MachineInfo, NetworkInfo, NetworkMeta};
-use crate::ssh::Target;
+use crate::ssh::{Endpoint, Identity, Target};
 use crate::state::{AttrChange, Deployment, Resource, Store, machine_state};
+use crate::ui::Events;
 
 /// NixOps' rule: an attribute set back to its default is removed.
 fn attr(name: &str, value: Option<String>, default: Option<&str>) -> AttrChange {
@@ -43,7 +45,12 @@ pub fn network_attrs(meta: &NetworkMeta) -> [AttrChange; 3] {
 /// Records every machine of the network (selected or not) and marks the
 /// ones gone from it obsolete (or forgets them with --kill-obsolete).
 /// Returns the resource id of every machine in the network.
-pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BTreeMap<String, i64>> {
+pub fn machines(
+    ctx: &Ctx,
+    info: &NetworkInfo,
+    kill_obsolete: bool,
+    events: &Events,
+) -> Result<BTreeMap<String, i64>> {
     let uuid = &ctx.deployment.uuid;
     let deployment = network_attrs(&info.network);
     let mut next_index = ctx
@@ -94,13 +101,13 @@ pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BT
         .filter(|r| !info.machines.contains_key(&r.name))
     {
         if kill_obsolete {
-            errln!("forgetting obsolete machine ‘{}’", r.name);
+            events.message(format!("forgetting obsolete machine ‘{}’", r.name));
             forget.push(r.id);
         } else {
-            errln!(
+            events.message(format!(
                 "machine ‘{}’ is obsolete (use --kill-obsolete to forget it)",
                 r.name
-            );
+            ));
             machines.push((
                 r.name.clone(),
                 r.kind.clone(),
@@ -120,32 +127,34 @@ pub fn machines(ctx: &Ctx, info: &NetworkInfo, kill_obsolete: bool) -> Result<BT
     Ok(ids)
 }
 
-/// How to reach a machine, with the host key pinned in state.
-pub fn target(
+/// How to reach a machine (over SSH, with the host key pinned in state).
+pub fn host(
     d: &Deployment,
     name: &str,
     m: &MachineInfo,
     res: Option<&Resource>,
     persist: u64,
-) -> Result<Target> {
-    Target::new(
-        &d.uuid,
-        d.label(),
-        name,
-        &m.target_host,
-        m.target_port.map(|p| p as u16),
-        &m.target_user,
-        m.ssh_options.clone(),
-        m.privilege_escalation_command.clone(),
-        res.and_then(|r| r.get("publicHostKey")).map(str::to_owned),
-        persist,
-    )
+) -> Result<Host> {
+    let endpoint = Endpoint {
+        host: m.target_host.clone(),
+        port: m.target_port.map(|p| p as u16),
+        user: m.target_user.clone(),
+        options: m.ssh_options.clone(),
+        escalation: m.privilege_escalation_command.clone(),
+    };
+    let identity = Identity {
+        deployment_uuid: d.uuid.clone(),
+        deployment: d.label().to_owned(),
+        machine: name.to_owned(),
+        host_key: res.and_then(|r| r.get("publicHostKey")).map(str::to_owned),
+    };
+    Ok(Host::ssh(name, Target::new(endpoint, identity, persist)?))
 }
 
 /// After contact: keep a newly learned host key and the machine's state.
-pub fn reached(ctx: &Ctx, id: i64, target: &Target) -> Result<()> {
+pub fn reached(ctx: &Ctx, id: i64, host: &Host) -> Result<()> {
     let mut changes = vec![(String::from("state"), Some(machine_state::UP.to_string()))];
-    if let Some(key) = target.learned_host_key() {
+    if let Some(key) = host.learned_host_key() {
         changes.push(("publicHostKey".into(), Some(key)));
     }
     ctx.store
@@ -171,28 +180,6 @@ pub fn deployed(ctx: &Ctx, id: i64, name: &str, toplevel: &str) -> Result<()> {
             ("state".into(), Some(machine_state::UP.to_string())),
         ],
     )
-}
-
-/// The newest activation on a machine, when it is final (confirmed, or done
-/// without a guard): for whom, and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kept {
-    pub deployment: String,
-    pub toplevel: String,
-}
-
-impl Kept {
-    /// Parses activation-lib.sh's `newest_kept` line.
-    pub fn parse(line: &str) -> Option<Kept> {
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next(), words.next(), words.next()) {
-            (Some("kept"), Some(d), Some(t), None) => Some(Kept {
-                deployment: d.to_owned(),
-                toplevel: t.to_owned(),
-            }),
-            _ => None,
-        }
-    }
 }
 
 /// What state should record as the machine's system, if it does not yet:

@@ -3,9 +3,10 @@
 
 use anyhow::Result;
 
-use super::{Machine, record};
+use super::record;
+use super::types::Machine;
+use crate::host::Host;
 use crate::network::{MachineFilter, MachineInfo, Selector};
-use crate::ssh::Target;
 use crate::state::{Deployment, Resource};
 
 /// A machine known from state, with how to reach it.
@@ -13,7 +14,7 @@ pub struct StoredMachine {
     pub name: String,
     pub resource: Resource,
     pub info: MachineInfo,
-    pub target: Target,
+    pub host: Host,
 }
 
 /// One machine of the deployment, by exact name.
@@ -39,18 +40,25 @@ pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result
         .map_err(|e| anyhow::anyhow!("deployment ‘{}’: {e}", d.label()))?;
     let mut out = Vec::new();
     for (r, info) in all.into_iter().filter(|(r, i)| filter.matches(&r.name, &i.tags)) {
-        let target = record::target(d, &r.name, &info, Some(r), persist)?;
+        let host = record::host(d, &r.name, &info, Some(r), persist)?;
         out.push(StoredMachine {
             name: r.name.clone(),
             resource: r.clone(),
             info,
-            target,
+            host,
         });
     }
     Ok(out)
 }
 
 impl StoredMachine {
+    /// Its SSH connection: a machine of a deployment is reached over SSH.
+    pub fn target(&self) -> &crate::ssh::Target {
+        self.host
+            .ssh_target()
+            .expect("deployments' machines are reached over SSH")
+    }
+
     /// The machine as the pipeline stages take it, to run `toplevel`.
     pub fn into_machine(self, toplevel: String) -> Machine {
         Machine {
@@ -59,7 +67,7 @@ impl StoredMachine {
             info: self.info,
             toplevel,
             drv_path: None,
-            target: self.target,
+            host: self.host,
             boot_id: None,
             probe: None,
         }

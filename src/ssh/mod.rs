@@ -23,6 +23,29 @@ use crate::process::{self, Output, Sink};
 /// ssh's exit code for connection and authentication failures.
 pub const SSH_FAILURE: i32 = 255;
 
+/// Where a machine is and how to log in, as the network (or state) says.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: String,
+    /// The network's extra ssh arguments (`deployment.sshOptions`).
+    pub options: Vec<String>,
+    /// Prefix for commands that need root when `user` is not root.
+    pub escalation: Vec<String>,
+}
+
+/// Which machine it is: the name its host key is pinned under, and the key.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub deployment_uuid: String,
+    /// The deployment (name, or UUID) and machine, for messages.
+    pub deployment: String,
+    pub machine: String,
+    /// The pinned host key ("type base64"), if known.
+    pub host_key: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Target {
     pub host: String,
@@ -40,49 +63,50 @@ pub struct Target {
     pub machine: String,
     pub persist_secs: u64,
     dir: PathBuf,
-    /// This process's directory for known_hosts files (written from state
-    /// for each run, so they need not outlive it).
-    known_dir: PathBuf,
+    /// The known_hosts file ssh checks the machine against, written from
+    /// state on first use into this process's own directory (so it need
+    /// not outlive us).
+    known_hosts: std::sync::Arc<std::sync::OnceLock<PathBuf>>,
 }
 
 impl Target {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        deployment_uuid: &str,
-        deployment: &str,
-        machine: &str,
-        host: &str,
-        port: Option<u16>,
-        user: &str,
-        ssh_options: Vec<String>,
-        escalation: Vec<String>,
-        host_key: Option<String>,
-        persist_secs: u64,
-    ) -> Result<Self> {
-        let escalation = if user == "root" { Vec::new() } else { escalation };
-        let dir = control_dir()?;
-        let target = Target {
-            host: host.into(),
-            port,
-            user: user.into(),
-            ssh_options,
-            escalation,
-            host_key,
-            alias: format!("nixops-{deployment_uuid}-{machine}"),
-            deployment: deployment.into(),
-            machine: machine.into(),
-            persist_secs,
-            known_dir: crate::tmp::for_process(&dir, "known-")?,
-            dir,
+    /// Nothing is written or contacted until the target is used.
+    pub fn new(endpoint: Endpoint, identity: Identity, persist_secs: u64) -> Result<Self> {
+        let escalation = if endpoint.user == "root" {
+            Vec::new()
+        } else {
+            endpoint.escalation
         };
-        let kh = target.known_hosts_path();
-        match &target.host_key {
-            Some(key) => write_private(&kh, format!("{} {}\n", target.alias, key).as_bytes())?,
+        Ok(Target {
+            host: endpoint.host,
+            port: endpoint.port,
+            user: endpoint.user,
+            ssh_options: endpoint.options,
+            escalation,
+            alias: format!("nixops-{}-{}", identity.deployment_uuid, identity.machine),
+            host_key: identity.host_key,
+            deployment: identity.deployment,
+            machine: identity.machine,
+            persist_secs,
+            dir: control_dir()?,
+            known_hosts: Default::default(),
+        })
+    }
+
+    /// The known_hosts file for this machine: the pinned key, or nothing
+    /// (first contact learns the key into it).
+    fn known_hosts_path(&self) -> Result<PathBuf> {
+        if let Some(p) = self.known_hosts.get() {
+            return Ok(p.clone());
+        }
+        let kh = crate::tmp::for_process(&self.dir, "known-")?.join(format!("{}.known", self.id()));
+        match &self.host_key {
+            Some(key) => write_private(&kh, format!("{} {}\n", self.alias, key).as_bytes())?,
             None => {
                 let _ = std::fs::remove_file(&kh);
             }
         }
-        Ok(target)
+        Ok(self.known_hosts.get_or_init(|| kh).clone())
     }
 
     /// Names the control socket: the same for every run (and Rust
@@ -100,18 +124,14 @@ impl Target {
         self.dir.join(self.id())
     }
 
-    fn known_hosts_path(&self) -> PathBuf {
-        self.known_dir.join(format!("{}.known", self.id()))
-    }
-
     pub fn destination(&self) -> String {
         format!("{}@{}", self.user, self.host)
     }
 
     /// Options for every ssh use of this machine, ours and Nix's. The user's
     /// sshOptions come first: ssh takes the first value given for an option.
-    pub fn options(&self) -> Vec<String> {
-        let kh = self.known_hosts_path();
+    pub fn options(&self) -> Result<Vec<String>> {
+        let kh = self.known_hosts_path()?;
         // First contact learns whatever key the machine presents.
         let strict = if self.host_key.is_some() {
             "yes"
@@ -142,12 +162,12 @@ impl Target {
             o.push("-p".into());
             o.push(p.to_string());
         }
-        o
+        Ok(o)
     }
 
     /// The value for NIX_SSHOPTS so that Nix's ssh reuses our master.
     pub fn nix_sshopts(&self) -> Result<String> {
-        Ok(self.options().join(" "))
+        Ok(self.options()?.join(" "))
     }
 
     /// The key learned on first contact, if the machine had none pinned.
@@ -155,7 +175,7 @@ impl Target {
         if self.host_key.is_some() {
             return None;
         }
-        let text = std::fs::read_to_string(self.known_hosts_path()).ok()?;
+        let text = std::fs::read_to_string(self.known_hosts_path().ok()?).ok()?;
         text.lines().find_map(|l| {
             let mut parts = l.split_whitespace();
             let host = parts.next()?;
@@ -177,7 +197,7 @@ impl Target {
     /// into its text.
     pub fn command_with_args(&self, script: &str, args: &[&str], as_root: bool) -> Result<Command> {
         let mut cmd = process::command("ssh");
-        cmd.args(self.options());
+        cmd.args(self.options()?);
         cmd.arg(self.destination());
         cmd.arg("--");
         let mut remote: Vec<String> = Vec::new();
@@ -208,13 +228,9 @@ impl Target {
         Ok(cmd)
     }
 
-    /// Runs `script` as root. A refused host key is an error of its own
-    /// ([`HostKeyChanged`]); any other outcome is the caller's to judge.
-    pub async fn run(&self, script: &str, stdin: Option<&[u8]>, sink: Sink<'_>) -> Result<Output> {
-        self.run_with_args(script, &[], stdin, sink).await
-    }
-
-    /// [`run`](Self::run) with positional arguments for the script.
+    /// Runs `script` as root with positional arguments. A refused host key
+    /// is an error of its own ([`HostKeyChanged`]); any other outcome is the
+    /// caller's to judge.
     pub async fn run_with_args(
         &self,
         script: &str,

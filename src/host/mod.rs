@@ -1,0 +1,416 @@
+//! A machine as every command and pipeline stage reaches it: its name and a
+//! way to run things there. The machines of a network are reached over SSH,
+//! through the one master connection each gets (see [`crate::ssh`]);
+//! `apply-local` works on this very machine.
+//!
+//! Every operation on a machine is a method here, each one round trip that
+//! runs a POSIX shell script of its own (the `*.sh` files beside this one,
+//! given positional arguments, never spliced together with values). The
+//! scripts that touch the system profile or the running system start with
+//! `activation-lib.sh`: the machine's activation lock and record of its
+//! newest activation.
+
+mod guard;
+
+use anyhow::{Result, bail};
+
+pub use guard::{Ending, Guard};
+
+use crate::process::{self, Output, Sink};
+use crate::ssh::{self, Target};
+
+/// The shared shell functions, prepended to every script that uses them.
+macro_rules! with_lib {
+    ($file:literal) => {
+        concat!(include_str!("activation-lib.sh"), include_str!($file))
+    };
+}
+pub(crate) use with_lib;
+
+const PROBE: &str = with_lib!("probe.sh");
+const ACTIVATE: &str = with_lib!("activate.sh");
+const STATUS: &str = with_lib!("status.sh");
+const BOOT_STATE: &str = include_str!("boot-state.sh");
+
+/// A machine and the way to reach it.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Its name in the network.
+    pub name: String,
+    transport: Transport,
+}
+
+#[derive(Debug, Clone)]
+enum Transport {
+    Ssh(Box<Target>),
+    // apply-local (next) constructs it outside the tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Local(Local),
+}
+
+/// This machine, for `apply-local`.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    /// Prefix for commands that need root: `sudo` (apply-local --sudo), or
+    /// nothing as root. Tests enter a private mount namespace with it.
+    pub escalation: Vec<String>,
+}
+
+/// `switch-to-configuration`'s action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Action {
+    #[default]
+    Switch,
+    Boot,
+    Test,
+    DryActivate,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Switch => "switch",
+            Action::Boot => "boot",
+            Action::Test => "test",
+            Action::DryActivate => "dry-activate",
+        }
+    }
+
+    /// Whether the machine runs the new system afterwards.
+    pub fn runs_new_system(self) -> bool {
+        matches!(self, Action::Switch | Action::Test)
+    }
+}
+
+/// One activation of a system on a machine.
+#[derive(Debug, Clone)]
+pub struct Activation<'a> {
+    pub toplevel: &'a str,
+    pub action: Action,
+    /// The deployment it is for (recorded on the machine; see
+    /// [`Probe::kept`]).
+    pub deployment: &'a str,
+    /// Flush after setting the profile, and let switch-to-configuration
+    /// flush too (false: `--no-sync`).
+    pub sync: bool,
+}
+
+/// `switch-to-configuration`'s exit code for "nothing activated: the new
+/// system takes effect only after a reboot".
+pub const NEEDS_REBOOT: i32 = 100;
+const UNCHANGED_MARK: &str = "__NIXOPS_UNCHANGED__";
+
+/// How an unguarded activation went.
+#[derive(Debug)]
+pub struct Activated {
+    /// Skipped: the profile already pointed at the system (alwaysActivate off).
+    pub unchanged: bool,
+    pub output: Output,
+}
+
+/// What a machine tells on first contact.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub boot_id: String,
+    /// The path asked about is valid in its store.
+    pub has_path: bool,
+    /// What /run/current-system points at.
+    pub current_system: Option<String>,
+    /// Its newest activation, when that is final.
+    pub kept: Option<Kept>,
+}
+
+/// A machine's newest activation when it is final (confirmed, or done
+/// without a guard): for which deployment, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub deployment: String,
+    pub toplevel: String,
+}
+
+impl Kept {
+    /// Parses activation-lib.sh's `newest_kept` line.
+    pub fn parse(line: &str) -> Option<Kept> {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("kept"), Some(d), Some(t), None) => Some(Kept {
+                deployment: d.to_owned(),
+                toplevel: t.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What `check` learns from a machine.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub reachable: bool,
+    /// Refused: the machine presented another host key than the pinned one.
+    pub host_key_changed: bool,
+    pub error: Option<String>,
+    pub boot_id: Option<String>,
+    /// What /run/current-system points at.
+    pub current_system: Option<String>,
+    /// `systemctl is-system-running`.
+    pub system_state: Option<String>,
+    pub load: Option<String>,
+    pub failed_units: Vec<String>,
+    /// The newest activation, when it is final.
+    pub kept: Option<Kept>,
+}
+
+impl Host {
+    pub fn ssh(name: &str, target: Target) -> Host {
+        Host {
+            name: name.to_owned(),
+            transport: Transport::Ssh(Box::new(target)),
+        }
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn local(name: &str, local: Local) -> Host {
+        Host {
+            name: name.to_owned(),
+            transport: Transport::Local(local),
+        }
+    }
+
+    /// The SSH connection, for what only SSH can do (an interactive login,
+    /// scp, Nix's copy).
+    pub fn ssh_target(&self) -> Option<&Target> {
+        match &self.transport {
+            Transport::Ssh(t) => Some(t),
+            Transport::Local(_) => None,
+        }
+    }
+
+    /// The SSH host key learned on first contact, if none was pinned.
+    pub fn learned_host_key(&self) -> Option<String> {
+        self.ssh_target().and_then(Target::learned_host_key)
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.transport, Transport::Local(_))
+    }
+
+    /// Runs a POSIX shell script as root with positional arguments (`$1`
+    /// ...). A refused host key is an error of its own; any other outcome,
+    /// failures included, is the caller's to judge from the output.
+    pub async fn run(
+        &self,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        sink: Sink<'_>,
+    ) -> Result<Output> {
+        match &self.transport {
+            Transport::Ssh(t) => t.run_with_args(script, args, stdin, sink).await,
+            Transport::Local(l) => {
+                let mut cmd = l.command(script, args, true);
+                process::run(&mut cmd, stdin, sink).await
+            }
+        }
+    }
+
+    /// Runs a command line as the login user, not root (`ssh-for-each`).
+    pub async fn run_as_user(&self, script: &str, sink: Sink<'_>) -> Result<Output> {
+        let mut cmd = match &self.transport {
+            Transport::Ssh(t) => t.command(script, false)?,
+            Transport::Local(l) => l.command(script, &[], false),
+        };
+        process::run(&mut cmd, None, sink).await
+    }
+
+    /// Like [`run`](Self::run), but over a connection of its own rather than
+    /// the master: proof that the machine still lets us in (magic
+    /// rollback's confirmation). Locally, the same as `run`.
+    pub async fn run_fresh(&self, script: &str, args: &[&str]) -> Result<Output> {
+        let mut cmd = match &self.transport {
+            Transport::Ssh(t) => t.fresh_command(script, args)?,
+            Transport::Local(l) => l.command(script, args, true),
+        };
+        let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+        if let Transport::Ssh(t) = &self.transport
+            && let Some(e) = t.host_key_changed(&out)
+        {
+            return Err(e.into());
+        }
+        Ok(out)
+    }
+
+    /// Whether a failed run means the machine could not be reached at all.
+    pub fn unreachable(&self, out: &Output) -> bool {
+        matches!(self.transport, Transport::Ssh(_)) && out.code == Some(ssh::SSH_FAILURE)
+    }
+
+    /// An error for a failed run of `what`.
+    pub fn failure(&self, what: &str, out: &Output) -> anyhow::Error {
+        match &self.transport {
+            Transport::Ssh(t) => t.failure(what, out),
+            Transport::Local(_) => anyhow::anyhow!("{what} failed: {}", out.last_error()),
+        }
+    }
+
+    /// Closes the master connection (after a reboot killed the machine
+    /// under it, or to reconnect); harmless when there is none.
+    pub async fn close(&self) {
+        if let Transport::Ssh(t) = &self.transport {
+            t.close().await;
+        }
+    }
+
+    /// First contact, one round trip: the boot id, whether `path` is valid
+    /// in the machine's store, what it runs, and its newest final
+    /// activation. Afterwards the master connection is open.
+    pub async fn probe(&self, path: &str, sink: Sink<'_>) -> Result<Probe> {
+        let out = self.run(PROBE, &[path], None, sink).await?;
+        if !out.success() {
+            return Err(self.failure("contacting the machine", &out));
+        }
+        // Not lines(): the third line may be empty, even as the last one.
+        let mut lines = out.stdout.split('\n');
+        let (Some(boot_id), Some(status), Some(current)) = (lines.next(), lines.next(), lines.next()) else {
+            bail!("unexpected answer from the machine: {:?}", out.stdout);
+        };
+        Ok(Probe {
+            boot_id: boot_id.trim().to_owned(),
+            has_path: status.trim() == "present",
+            current_system: Some(current.trim().to_owned()).filter(|c| !c.is_empty()),
+            kept: lines.next().and_then(Kept::parse),
+        })
+    }
+
+    /// Copies `path`'s closure into the machine's store (letting it
+    /// substitute what it can when `use_substitutes`). Afterwards the path
+    /// is valid there. This machine's store has it already.
+    pub async fn copy_closure(&self, path: &str, use_substitutes: bool, sink: Sink<'_>) -> Result<()> {
+        match &self.transport {
+            Transport::Ssh(t) => crate::nix::copy_closure(t, path, use_substitutes, sink).await,
+            Transport::Local(_) => {
+                if !std::path::Path::new(path).exists() {
+                    bail!("{path} is not in this machine's store");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Activates without a guard: profile (switch, boot), sync,
+    /// switch-to-configuration, under the machine's activation lock as its
+    /// newest activation. With `skip_if_current`, nothing is done when the
+    /// profile already points at the system. Afterwards no guard of an
+    /// earlier activation can act on the machine.
+    pub async fn activate(
+        &self,
+        a: &Activation<'_>,
+        skip_if_current: bool,
+        sink: Sink<'_>,
+    ) -> Result<Activated> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let args = [
+            id.as_str(),
+            a.toplevel,
+            a.action.as_str(),
+            if skip_if_current { "1" } else { "0" },
+            if a.sync { "1" } else { "0" },
+            a.deployment,
+        ];
+        let output = self.run(ACTIVATE, &args, None, sink).await?;
+        if self.unreachable(&output) {
+            return Err(self.failure("activation", &output));
+        }
+        Ok(Activated {
+            unchanged: output.stdout.lines().any(|l| l == UNCHANGED_MARK),
+            output,
+        })
+    }
+
+    /// Reboots the machine. The connection goes with it.
+    pub async fn reboot(&self) -> Result<()> {
+        if self.is_local() {
+            bail!(
+                "‘{}’ is the machine nixops runs on; reboot it yourself",
+                self.name
+            );
+        }
+        // The connection may drop before an answer comes back.
+        let _ = self.run("systemctl reboot", &[], None, Sink::quiet()).await;
+        self.close().await;
+        Ok(())
+    }
+
+    /// The boot id and the system the machine runs; None while it cannot
+    /// be reached (e.g. still rebooting).
+    pub async fn boot_state(&self) -> Result<Option<(String, Option<String>)>> {
+        let out = self.run(BOOT_STATE, &[], None, Sink::quiet()).await?;
+        if !out.success() {
+            return Ok(None);
+        }
+        let mut lines = out.stdout.split('\n');
+        let id = lines.next().unwrap_or("").trim().to_owned();
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let current = lines.next().map(str::trim).filter(|c| !c.is_empty());
+        Ok(Some((id, current.map(str::to_owned))))
+    }
+
+    /// What `check` reports: reachable, up, what it runs, failed units,
+    /// load. Never an error: an unreachable machine says why in `error`.
+    pub async fn status(&self, sink: Sink<'_>) -> Status {
+        let out = match self.run(STATUS, &[], None, sink).await {
+            Ok(out) => out,
+            Err(e) => {
+                return Status {
+                    host_key_changed: e.is::<ssh::HostKeyChanged>(),
+                    error: Some(format!("{e:#}")),
+                    ..Default::default()
+                };
+            }
+        };
+        if self.unreachable(&out) || out.stdout.is_empty() {
+            return Status {
+                error: Some(self.failure("check", &out).to_string()),
+                ..Default::default()
+            };
+        }
+        let mut s = Status {
+            reachable: true,
+            ..Default::default()
+        };
+        for line in out.stdout.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().to_owned();
+            match k {
+                "boot" if !v.is_empty() => s.boot_id = Some(v),
+                "current" if !v.is_empty() => s.current_system = Some(v),
+                "state" if !v.is_empty() => s.system_state = Some(v),
+                "load" => s.load = Some(v),
+                "failed" => s.failed_units.push(v),
+                "newest" => s.kept = Kept::parse(&v),
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+impl Local {
+    fn command(&self, script: &str, args: &[&str], as_root: bool) -> tokio::process::Command {
+        let mut argv: Vec<&str> = Vec::new();
+        if as_root {
+            argv.extend(self.escalation.iter().map(String::as_str));
+        }
+        argv.extend(["sh", "-c", script, "nixops"]);
+        argv.extend(args);
+        let mut cmd = process::command(argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! The host operations on a [`Local`] host, without sshd: first contact,
+//! unguarded activation, status. They run inside a private mount namespace
+//! (its own /run and system profiles), entered through the host's command
+//! prefix, so the real machine's system is never touched. Needs root, Nix
+//! and /bin/busybox, as the rest of the suite does.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::*;
+
+/// A private mount namespace that lives as long as this value.
+struct Sandbox {
+    keeper: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let profiles = dir.path().join("profiles");
+        std::fs::create_dir(&profiles).unwrap();
+        let mut keeper = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs tmpfs /run && mount --bind \"$1\" /nix/var/nix/profiles && echo ready && exec sleep 600",
+            )
+            .arg("sandbox")
+            .arg(&profiles)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(keeper.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Sandbox { keeper, _dir: dir }
+    }
+
+    fn host(&self) -> Host {
+        let enter = format!("--mount=/proc/{}/ns/mnt", self.keeper.id());
+        Host::local(
+            "m",
+            Local {
+                escalation: vec!["nsenter".into(), enter, "--".into()],
+            },
+        )
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.keeper.kill();
+        let _ = self.keeper.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A stand-in NixOS system, built with Nix.
+fn toplevel(rev: &str) -> String {
+    let link = Command::new("bash")
+        .arg(repo().join("tests/nixpkgs/link-lib.sh"))
+        .output()
+        .unwrap();
+    assert!(link.status.success(), "{}", String::from_utf8_lossy(&link.stderr));
+    let nixpkgs = repo().join("tests/nixpkgs");
+    let expr = format!(
+        "(import {}/nixos/lib/eval-config.nix {{ modules = [ {{ networking.hostName = \"unit\"; environment.etc.rev.text = \"{rev}\"; }} ]; }}).config.system.build.toplevel",
+        nixpkgs.display()
+    );
+    let out = Command::new("nix-build")
+        .args(["--no-out-link", "-E", &expr])
+        .env("NIX_CONFIG", "substituters =\nextra-sandbox-paths = /bin/busybox")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn probe_activate_and_status_on_a_local_host() {
+    let sandbox = Sandbox::new();
+    let host = sandbox.host();
+    let (one, two) = (toplevel("one"), toplevel("two"));
+    assert!(Path::new(&one).exists());
+    block_on(async {
+        let p = host.probe(&one, Sink::quiet()).await.unwrap();
+        assert!(p.has_path && !p.boot_id.is_empty());
+        assert_eq!(p.current_system, None, "a fresh /run");
+        assert_eq!(p.kept, None);
+
+        // Copying to this machine's own store is nothing to do.
+        host.copy_closure(&one, true, Sink::quiet()).await.unwrap();
+
+        let a = |t| Activation {
+            toplevel: t,
+            action: Action::Switch,
+            deployment: "d-uuid",
+            sync: false,
+        };
+        let done = host.activate(&a(&one), false, Sink::quiet()).await.unwrap();
+        assert_eq!(done.output.code, Some(0), "{:?}", done.output.stderr);
+        assert!(!done.unchanged);
+        let s = host.status(Sink::quiet()).await;
+        assert!(s.reachable, "{:?}", s.error);
+        assert_eq!(s.current_system.as_deref(), Some(one.as_str()));
+        let kept = Kept {
+            deployment: "d-uuid".into(),
+            toplevel: one.clone(),
+        };
+        assert_eq!(s.kept.as_ref(), Some(&kept), "the activation's record");
+
+        // alwaysActivate off: the profile points at it already.
+        let again = host.activate(&a(&one), true, Sink::quiet()).await.unwrap();
+        assert!(again.unchanged);
+
+        let done = host.activate(&a(&two), false, Sink::quiet()).await.unwrap();
+        assert_eq!(done.output.code, Some(0));
+        let (_, current) = host.boot_state().await.unwrap().unwrap();
+        assert_eq!(current.as_deref(), Some(two.as_str()));
+        let p = host.probe(&two, Sink::quiet()).await.unwrap();
+        assert_eq!(p.kept.map(|k| k.toplevel), Some(two.clone()));
+
+        // This machine is not rebooted from under the tool.
+        assert!(host.reboot().await.is_err());
+    });
+    // The real machine's system was never touched.
+    assert_ne!(
+        std::fs::read_link("/run/current-system").ok(),
+        Some(PathBuf::from(&two))
+    );
+}

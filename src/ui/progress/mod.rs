@@ -1,0 +1,30 @@
+//! Renderers of a run's events: a live display (one line per machine) on a
+//! terminal, plain lines prefixed with the machine name otherwise.
+
+mod live;
+mod plain;
+
+use std::io::IsTerminal;
+
+use tokio::sync::mpsc;
+
+use super::events::{Event, Events};
+
+/// Starts a renderer for the run (`machines`: the ones known already, more
+/// may come with [`Events::machines`]); returns the sender and a handle that
+/// finishes once every sender is dropped and everything is shown.
+pub fn start(machines: &[String]) -> (Events, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let live = std::io::stderr().is_terminal() && std::env::var_os("NIXOPS_PLAIN").is_none();
+    let machines = machines.to_vec();
+    let handle = tokio::spawn(async move {
+        if live {
+            live::render(rx, machines).await
+        } else {
+            plain::render(rx).await
+        }
+    });
+    (Events { tx }, handle)
+}
+
+type Receiver = mpsc::UnboundedReceiver<Event>;

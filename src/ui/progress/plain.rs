@@ -1,0 +1,37 @@
+//! Plain lines, one per event, prefixed with the machine's name: for logs,
+//! pipes and CI.
+
+use super::Receiver;
+use crate::ui::events::Event;
+use crate::ui::summary::{self, Tails};
+
+pub async fn render(mut rx: Receiver) {
+    let mut tails = Tails::default();
+    while let Some(ev) = rx.recv().await {
+        match &ev {
+            Event::Machines(_) => {}
+            Event::Stage { machine, stage } => errln!("{machine}> {stage}"),
+            Event::Log {
+                machine: Some(m),
+                line,
+            } => {
+                tails.push(m, line);
+                errln!("{m}> {line}");
+            }
+            Event::Log { machine: None, line } | Event::Message(line) => errln!("{line}"),
+            Event::Output(line) => outln!("{line}"),
+            Event::Done {
+                machine,
+                status,
+                error,
+            } => match error {
+                None => errln!("{machine}> {status}"),
+                Some(e) => {
+                    tails.push(machine, e);
+                    errln!("{machine}> {status}: {e}");
+                }
+            },
+            Event::Summary { rows, secs } => err!("{}", summary::render(rows, *secs, &tails)),
+        }
+    }
+}
