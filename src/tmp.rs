@@ -110,7 +110,7 @@ fn sweep(base: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     for e in entries.flatten() {
         if !e.file_name().to_string_lossy().starts_with(prefix) {
             continue;

@@ -53,7 +53,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             let mut m = sm.into_machine(toplevel);
             let r = if o.no_wait {
                 events.stage(&m.name, "rebooting");
-                m.host.reboot().await
+                m.host.reboot().await.map_err(anyhow::Error::from)
             } else {
                 deploy::reboot_and_wait(ctx, &mut m, events, o.timeout)
                     .await

@@ -41,7 +41,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     // options, port and pinned host key apply as for every other command.
     let out = m.host.run("true", &[], None, Sink::quiet()).await?;
     if !out.success() {
-        return Err(m.host.failure("connecting", &out));
+        return Err(m.host.failure("connecting", &out).into());
     }
     let remote = |p: &str| format!("{}:{}", m.target().destination(), p);
     let (src, dst) = match (&o.direction.from, &o.direction.to) {

@@ -105,9 +105,10 @@ async fn activate_one(
         let wait = m.info.confirm_timeout + m.info.health_checks.max_timeout();
         let (g, activated) = m.host.activate_guarded(&activation, wait, sink).await;
         let Some(g) = g else {
-            return Err(activated
-                .err()
-                .unwrap_or_else(|| anyhow::anyhow!("the guard did not start")));
+            return Err(match activated {
+                Err(e) => e.into(),
+                Ok(_) => anyhow::anyhow!("the guard did not start"),
+            });
         };
         let code = match activated {
             Ok(code) => code,

@@ -30,7 +30,7 @@ pub async fn run(
     let roots = TmpDir::new("nixops-build-");
     let outcome = match &roots {
         Ok(dir) => nix::realise(&drvs, &opts, dir.path(), Sink::global(events)).await,
-        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        Err(e) => Err(nix::Error::Run(anyhow::anyhow!("{e:#}"))),
     };
     let missing: Vec<&Machine> = machines
         .iter()
@@ -49,8 +49,11 @@ pub async fn run(
 /// machine and its messages are shown once, as they come; each machine's
 /// error is the first line of those about derivations it needs itself, not
 /// the others' (the stage already says "build failed").
-async fn reasons(err: Option<anyhow::Error>, missing: &[&Machine]) -> BTreeMap<String, String> {
-    let failed = err.as_ref().and_then(|e| e.downcast_ref::<nix::BuildFailed>());
+async fn reasons(err: Option<nix::Error>, missing: &[&Machine]) -> BTreeMap<String, String> {
+    let failed = match &err {
+        Some(nix::Error::BuildFailed(f)) => Some(f),
+        _ => None,
+    };
     let general = match (&err, failed) {
         (_, Some(f)) => f.0.last_error(),
         (Some(e), None) => format!("{e:#}"),

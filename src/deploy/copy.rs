@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::record;
 use super::types::{Ctx, Machine};
-use crate::host::Probe;
+use crate::host::{self, Probe};
 use crate::process::Sink;
 use crate::ui::Events;
 
@@ -61,10 +61,10 @@ pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Resul
     let p = match m.host.probe(path, Sink::machine(events, &m.name)).await {
         Ok(p) => p,
         Err(e) => {
-            if e.to_string().starts_with("cannot reach machine") {
+            if matches!(e, host::Error::Unreachable(_)) {
                 record::unreachable(ctx, m.resource_id)?;
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
     record::reached(ctx, m.resource_id, &m.host)?;

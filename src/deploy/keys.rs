@@ -813,7 +813,7 @@ pub async fn deliver(
         let secrets: Vec<&Secret> = batch.iter().map(|(_, x)| *x).collect();
         let out = run_script(m.target, &script, &secrets, events, m.name).await?;
         if !out.success() {
-            return Err(m.target.failure("sending keys", &out));
+            return Err(m.target.failure("sending keys", &out).into());
         }
         for line in out.stdout.lines() {
             if let Some(rest) = line.strip_prefix(NO_OWNER_MARK) {

@@ -23,9 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-
-use super::{Activation, Host, with_lib};
+use super::{Activation, Error, Host, Result, with_lib};
 use crate::process::Sink;
 use crate::ui::Events;
 
@@ -150,7 +148,10 @@ impl Host {
                 _ => self.close().await,
             }
             if Instant::now() > deadline {
-                bail!("the machine did not report the end of its guarded activation in time");
+                return Err(Error::Failed {
+                    what: "waiting for the guard".into(),
+                    message: "the machine did not report the end of its guarded activation in time".into(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

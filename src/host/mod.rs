@@ -12,12 +12,15 @@
 
 mod guard;
 
-use anyhow::{Result, bail};
-
 pub use guard::{Ending, Guard};
+/// What goes wrong on a machine, over either transport (locally, only
+/// `Failed` and `Run` happen).
+pub use ssh::Error;
 
 use crate::process::{self, Output, Sink};
 use crate::ssh::{self, Target};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The shared shell functions, prepended to every script that uses them.
 macro_rules! with_lib {
@@ -208,7 +211,7 @@ impl Host {
             Transport::Ssh(t) => t.run_with_args(script, args, stdin, sink).await,
             Transport::Local(l) => {
                 let mut cmd = l.command(script, args, true);
-                process::run(&mut cmd, stdin, sink).await
+                Ok(process::run(&mut cmd, stdin, sink).await?)
             }
         }
     }
@@ -219,7 +222,7 @@ impl Host {
             Transport::Ssh(t) => t.command(script, false)?,
             Transport::Local(l) => l.command(script, &[], false),
         };
-        process::run(&mut cmd, None, sink).await
+        Ok(process::run(&mut cmd, None, sink).await?)
     }
 
     /// Like [`run`](Self::run), but over a connection of its own rather than
@@ -245,10 +248,13 @@ impl Host {
     }
 
     /// An error for a failed run of `what`.
-    pub fn failure(&self, what: &str, out: &Output) -> anyhow::Error {
+    pub fn failure(&self, what: &str, out: &Output) -> Error {
         match &self.transport {
             Transport::Ssh(t) => t.failure(what, out),
-            Transport::Local(_) => anyhow::anyhow!("{what} failed: {}", out.last_error()),
+            Transport::Local(_) => Error::Failed {
+                what: what.to_owned(),
+                message: out.last_error(),
+            },
         }
     }
 
@@ -271,7 +277,10 @@ impl Host {
         // Not lines(): the third line may be empty, even as the last one.
         let mut lines = out.stdout.split('\n');
         let (Some(boot_id), Some(status), Some(current)) = (lines.next(), lines.next(), lines.next()) else {
-            bail!("unexpected answer from the machine: {:?}", out.stdout);
+            return Err(Error::Failed {
+                what: "contacting the machine".into(),
+                message: format!("unexpected answer: {:?}", out.stdout),
+            });
         };
         Ok(Probe {
             boot_id: boot_id.trim().to_owned(),
@@ -286,13 +295,19 @@ impl Host {
     /// is valid there. This machine's store has it already.
     pub async fn copy_closure(&self, path: &str, use_substitutes: bool, sink: Sink<'_>) -> Result<()> {
         match &self.transport {
-            Transport::Ssh(t) => crate::nix::copy_closure(t, path, use_substitutes, sink).await,
-            Transport::Local(_) => {
-                if !std::path::Path::new(path).exists() {
-                    bail!("{path} is not in this machine's store");
-                }
-                Ok(())
-            }
+            Transport::Ssh(t) => match crate::nix::copy_closure(t, path, use_substitutes, sink).await {
+                Ok(()) => Ok(()),
+                Err(crate::nix::Error::CopyFailed(message)) => Err(Error::Failed {
+                    what: "copying closure".into(),
+                    message,
+                }),
+                Err(e) => Err(Error::Run(e.into())),
+            },
+            Transport::Local(_) if !std::path::Path::new(path).exists() => Err(Error::Failed {
+                what: "copying".into(),
+                message: format!("{path} is not in this machine's store"),
+            }),
+            Transport::Local(_) => Ok(()),
         }
     }
 
@@ -329,10 +344,13 @@ impl Host {
     /// Reboots the machine. The connection goes with it.
     pub async fn reboot(&self) -> Result<()> {
         if self.is_local() {
-            bail!(
-                "‘{}’ is the machine nixops runs on; reboot it yourself",
-                self.name
-            );
+            return Err(Error::Failed {
+                what: "rebooting".into(),
+                message: format!(
+                    "‘{}’ is the machine nixops runs on; reboot it yourself",
+                    self.name
+                ),
+            });
         }
         // The connection may drop before an answer comes back.
         let _ = self.run("systemctl reboot", &[], None, Sink::quiet()).await;
@@ -363,7 +381,7 @@ impl Host {
             Ok(out) => out,
             Err(e) => {
                 return Status {
-                    host_key_changed: e.is::<ssh::HostKeyChanged>(),
+                    host_key_changed: matches!(e, Error::HostKeyChanged(_)),
                     error: Some(format!("{e:#}")),
                     ..Default::default()
                 };

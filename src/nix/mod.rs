@@ -92,6 +92,18 @@ impl NixOpts {
     }
 }
 
+/// What goes wrong with Nix's builds and copies.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    BuildFailed(#[from] BuildFailed),
+    #[error("copying closure failed: {0}")]
+    CopyFailed(String),
+    /// Running Nix did not even start, or it answered nonsense.
+    #[error(transparent)]
+    Run(#[from] anyhow::Error),
+}
+
 /// Realises the given derivations in one Nix build and returns their output
 /// paths, in order. A temporary indirect GC root protects them until the
 /// caller has recorded permanent ones.
@@ -100,7 +112,7 @@ pub async fn realise(
     opts: &NixOpts,
     tmp_roots: &Path,
     sink: Sink<'_>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<String>, Error> {
     let mut cmd = process::command("nix-store");
     cmd.arg("--realise")
         .args(drvs)
@@ -123,11 +135,12 @@ pub async fn realise(
         })
         .collect();
     if paths.len() != drvs.len() {
-        bail!(
+        return Err(anyhow::anyhow!(
             "nix-store --realise printed {} paths for {} derivations",
             paths.len(),
             drvs.len()
-        );
+        )
+        .into());
     }
     Ok(paths)
 }
@@ -187,8 +200,12 @@ pub fn user_name() -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| {
-            let uid = unsafe { libc::getuid() };
-            if uid == 0 { "root".into() } else { uid.to_string() }
+            let uid = rustix::process::getuid();
+            if uid.is_root() {
+                "root".into()
+            } else {
+                uid.as_raw().to_string()
+            }
         })
 }
 
@@ -230,7 +247,12 @@ pub fn remove_gc_roots(uuid: &str, machine: Option<&str>) {
 /// As root this is `nix-copy-closure`; for other users the receiving
 /// `nix-store` runs under the privilege escalation command (`nix copy` with
 /// the store's `remote-program`), so no trusted-user setup is needed.
-pub async fn copy_closure(target: &Target, path: &str, use_substitutes: bool, sink: Sink<'_>) -> Result<()> {
+pub async fn copy_closure(
+    target: &Target,
+    path: &str,
+    use_substitutes: bool,
+    sink: Sink<'_>,
+) -> Result<(), Error> {
     let mut cmd;
     if target.escalation.is_empty() {
         cmd = process::command("nix-copy-closure");
@@ -261,21 +283,21 @@ pub async fn copy_closure(target: &Target, path: &str, use_substitutes: bool, si
     cmd.arg(path).env("NIX_SSHOPTS", target.nix_sshopts()?);
     let out = process::run(&mut cmd, None, sink).await?;
     if !out.success() {
-        bail!("copying closure failed: {}", out.last_error());
+        return Err(Error::CopyFailed(out.last_error()));
     }
     Ok(())
 }
 
-/// Percent-encodes everything but unreserved URL characters.
+/// Percent-encodes everything but unreserved URL characters (and `/`).
 fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/');
+    utf8_percent_encode(s, KEEP).to_string()
 }
 
 #[cfg(test)]

@@ -237,7 +237,7 @@ impl Target {
         args: &[&str],
         stdin: Option<&[u8]>,
         sink: Sink<'_>,
-    ) -> Result<Output> {
+    ) -> Result<Output, Error> {
         let mut cmd = self.command_with_args(script, args, true)?;
         let out = process::run(&mut cmd, stdin, sink).await?;
         match self.host_key_changed(&out) {
@@ -247,7 +247,7 @@ impl Target {
     }
 
     /// [`failure`] for this machine: a refused host key says so.
-    pub fn failure(&self, what: &str, out: &Output) -> anyhow::Error {
+    pub fn failure(&self, what: &str, out: &Output) -> Error {
         match self.host_key_changed(out) {
             Some(e) => e.into(),
             None => failure(what, out),
@@ -339,13 +339,34 @@ impl std::fmt::Display for HostKeyChanged {
 
 impl std::error::Error for HostKeyChanged {}
 
-/// Turns a failed ssh run into an error message; exit 255 means the machine
-/// could not be reached (or refused us).
-pub fn failure(what: &str, out: &Output) -> anyhow::Error {
+/// What goes wrong running something on a machine. The kinds are what the
+/// pipeline decides on: an unreachable machine is recorded as such, a
+/// changed host key is not (nothing is known about the machine then).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// ssh could not connect or log in (its exit code 255).
+    #[error("cannot reach machine: {0}")]
+    Unreachable(String),
+    #[error(transparent)]
+    HostKeyChanged(#[from] HostKeyChanged),
+    /// The command ran on the machine and failed.
+    #[error("{what} failed: {message}")]
+    Failed { what: String, message: String },
+    /// Running it did not even start (no ssh, no sh).
+    #[error(transparent)]
+    Run(#[from] anyhow::Error),
+}
+
+/// Turns a failed ssh run into an error; exit 255 means the machine could
+/// not be reached (or refused us). The one place that decides it.
+pub fn failure(what: &str, out: &Output) -> Error {
     if out.code == Some(SSH_FAILURE) {
-        anyhow::anyhow!("cannot reach machine: {}", out.last_error())
+        Error::Unreachable(out.last_error())
     } else {
-        anyhow::anyhow!("{what} failed: {}", out.last_error())
+        Error::Failed {
+            what: what.to_owned(),
+            message: out.last_error(),
+        }
     }
 }
 
@@ -363,7 +384,7 @@ fn control_dir() -> Result<PathBuf> {
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     let dir = base.join(format!("nixops-ssh-{uid}"));
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
@@ -382,14 +403,12 @@ fn control_dir() -> Result<PathBuf> {
 
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    let dir = path.parent().expect("a file in a directory");
+    // Made 0600, and renamed into place only once written.
+    let mut f =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     f.write_all(data)?;
-    std::fs::rename(&tmp, path)?;
+    f.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
