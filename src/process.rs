@@ -159,6 +159,13 @@ pub const MARKER: &str = "__NIXOPS_";
 
 /// Runs `cmd`, feeding it `stdin` (if any), streaming stderr into `sink`.
 pub async fn run(cmd: &mut Command, stdin: Option<&[u8]>, sink: Sink<'_>) -> Result<Output> {
+    run_fed(cmd, stdin.as_ref().map(std::slice::from_ref), sink).await
+}
+
+/// [`run`] with stdin written from several buffers in turn, straight from
+/// them: nothing is copied, so secrets stay in their zeroizing buffers.
+/// None: no stdin at all.
+pub async fn run_fed(cmd: &mut Command, stdin: Option<&[&[u8]]>, sink: Sink<'_>) -> Result<Output> {
     tracing::debug!("running: {}", describe(cmd));
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -169,19 +176,38 @@ pub async fn run(cmd: &mut Command, stdin: Option<&[u8]>, sink: Sink<'_>) -> Res
     .stderr(Stdio::piped());
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     let mut child = cmd.spawn().with_context(|| format!("cannot run {program}"))?;
-    if let Some(data) = stdin {
-        let mut si = child.stdin.take().expect("piped stdin");
-        let data = data.to_vec();
-        tokio::spawn(async move {
-            let _ = si.write_all(&data).await;
-        });
-    }
+    let si = child.stdin.take();
+    let feed = async move {
+        let (Some(mut si), Some(chunks)) = (si, stdin) else {
+            return;
+        };
+        for c in chunks {
+            // A child that stops reading has said why on stderr.
+            if si.write_all(c).await.is_err() {
+                return;
+            }
+        }
+        // Dropping it closes the pipe: the end of the input.
+        drop(si);
+    };
     let out = child.stdout.take().expect("piped stdout");
     let err = child.stderr.take().expect("piped stderr");
-    let (stdout, stderr) = tokio::join!(
-        collect(out, sink, sink.log_stdout, false),
-        collect(err, sink, true, true)
-    );
+    let reading = async {
+        tokio::join!(
+            collect(out, sink, sink.log_stdout, false),
+            collect(err, sink, true, true)
+        )
+    };
+    // Feeding stops when the output ends: a finished child (or a detached
+    // one holding the pipe) reads no more.
+    tokio::pin!(feed, reading);
+    let mut fed = false;
+    let (stdout, stderr) = loop {
+        tokio::select! {
+            () = &mut feed, if !fed => fed = true,
+            r = &mut reading => break r,
+        }
+    };
     let status = child
         .wait()
         .await
