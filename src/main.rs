@@ -7,6 +7,7 @@ mod ui;
 mod cli;
 mod deploy;
 mod host;
+mod keys;
 mod network;
 mod nix;
 mod process;

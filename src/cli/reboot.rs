@@ -5,6 +5,7 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::{self, Ctx, select};
+use crate::keys;
 use crate::state::lock;
 use crate::ui;
 
@@ -71,12 +72,16 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let rebooted: Vec<_> = reboots
         .iter()
         .filter(|(_, r)| r.is_ok())
-        .map(|(m, _)| m.key_target())
+        .map(|(m, _)| keys::KeyTarget {
+            name: &m.name,
+            resource_id: m.resource_id,
+            host: &m.host,
+        })
         .collect();
     let mut sent = if o.no_wait || rebooted.is_empty() {
         Default::default()
     } else {
-        deploy::keys::send(&ctx, &rebooted, &events, true).await
+        keys::send(&ctx.keys(), &rebooted, &events, true).await
     };
     for (m, r) in &reboots {
         let r = match (r, sent.remove(&m.name)) {

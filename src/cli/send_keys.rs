@@ -5,7 +5,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::deploy::{Ctx, keys, select};
+use crate::deploy::{Ctx, select};
+use crate::keys;
 use crate::state::lock;
 use crate::ui;
 
@@ -43,11 +44,11 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         .map(|m| keys::KeyTarget {
             name: &m.name,
             resource_id: m.resource.id,
-            target: m.target(),
+            host: &m.host,
         })
         .collect();
     let (events, renderer) = ui::start(&names);
-    let results = keys::send(&ctx, &targets, &events, false).await;
+    let results = keys::send(&ctx.keys(), &targets, &events, false).await;
     for (name, r) in &results {
         match r {
             Ok(0) => events.done(name, "no keys", None),

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::keys::{self, MachineKeys, Phase};
 use super::types::{Ctx, DeployOptions, Machine, Outcome};
 use super::{health, record};
 use crate::host::{Action, Activation, Ending, Guard, NEEDS_REBOOT};
+use crate::keys::{self, KeyTarget, MachineKeys, Phase};
 use crate::process::Sink;
 use crate::ui::Events;
 
@@ -58,6 +58,14 @@ pub async fn run(
     results
 }
 
+fn key_target(m: &Machine) -> KeyTarget<'_> {
+    KeyTarget {
+        name: &m.name,
+        resource_id: m.resource_id,
+        host: &m.host,
+    }
+}
+
 async fn activate_one(
     ctx: &Ctx,
     m: &mut Machine,
@@ -71,7 +79,7 @@ async fn activate_one(
     if let Some(k) = keys.as_deref_mut() {
         events.stage(&m.name, "reading keys");
         k.gather().await?;
-        keys::deliver(ctx, &m.key_target(), k, Phase::Pre, events)
+        keys::deliver(&ctx.keys(), &key_target(m), k, Phase::Pre, events)
             .await
             .context("sending keys")?;
     }
@@ -207,7 +215,7 @@ async fn activate_one(
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
     }
     if let Some(k) = keys.as_deref_mut().filter(|k| !reboot && k.has_post()) {
-        keys::deliver(ctx, &m.key_target(), k, Phase::Post, events)
+        keys::deliver(&ctx.keys(), &key_target(m), k, Phase::Post, events)
             .await
             .context("sending keys after activation")?;
     }
@@ -223,7 +231,7 @@ async fn activate_one(
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
         // The reboot emptied /run: all keys again.
         if let Some(k) = keys {
-            keys::deliver(ctx, &m.key_target(), k, Phase::All, events)
+            keys::deliver(&ctx.keys(), &key_target(m), k, Phase::All, events)
                 .await
                 .context("sending keys after the reboot")?;
         }

@@ -11,7 +11,6 @@ pub mod check;
 mod copy;
 pub mod generations;
 pub mod health;
-pub mod keys;
 pub mod record;
 pub mod select;
 mod types;
@@ -21,6 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
+use crate::keys;
 use crate::network::{MachineInfo, NetworkInfo, NixFiles};
 use crate::state::Store;
 use crate::ui::{self, Events, SummaryRow};
@@ -220,9 +220,10 @@ pub async fn execute(
     } else {
         Vec::new()
     };
+    let keys_ctx = ctx.keys();
     let (copied, mut machine_keys) = tokio::join!(
         copy::run(ctx, live, events, opts.max_concurrent_copy, opts.check),
-        keys::prepare(ctx, key_jobs)
+        keys::prepare(&keys_ctx, key_jobs)
     );
     let mut live = Vec::new();
     for (m, r) in copied {

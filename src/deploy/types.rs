@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::host::{Action, Host, Probe};
+use crate::keys;
 use crate::network::{MachineFilter, MachineInfo, Network};
 use crate::nix::NixOpts;
 use crate::state::{Deployment, SqliteStore};
@@ -51,6 +52,17 @@ pub struct Ctx {
     pub nix: NixOpts,
     /// ControlPersist seconds for master connections.
     pub ssh_persist: u64,
+}
+
+impl Ctx {
+    /// What key handling needs of the run.
+    pub fn keys(&self) -> keys::Context<'_> {
+        keys::Context {
+            deployment: &self.deployment,
+            nix: &self.nix,
+            store: &self.store,
+        }
+    }
 }
 
 /// One selected machine going through the pipeline.

@@ -216,6 +216,28 @@ impl Host {
         }
     }
 
+    /// [`run`](Self::run) with stdin written from several buffers in turn,
+    /// straight from them: secrets stay in their zeroizing buffers.
+    pub async fn run_fed(
+        &self,
+        script: &str,
+        args: &[&str],
+        stdin: &[&[u8]],
+        sink: Sink<'_>,
+    ) -> Result<Output> {
+        let mut cmd = match &self.transport {
+            Transport::Ssh(t) => t.command_with_args(script, args, true)?,
+            Transport::Local(l) => l.command(script, args, true),
+        };
+        let out = process::run_fed(&mut cmd, Some(stdin), sink).await?;
+        if let Transport::Ssh(t) = &self.transport
+            && let Some(e) = t.host_key_changed(&out)
+        {
+            return Err(e.into());
+        }
+        Ok(out)
+    }
+
     /// Runs a command line as the login user, not root (`ssh-for-each`).
     pub async fn run_as_user(&self, script: &str, sink: Sink<'_>) -> Result<Output> {
         let mut cmd = match &self.transport {
