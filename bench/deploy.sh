@@ -104,7 +104,7 @@ touch "$WORK/start-marker"
 # hosts (sshd and everything it runs; only reported, never added to the
 # deployer's CPU).  The root group's usage minus both is "other" CPU: work
 # outside the benchmark, which makes wall times unreliable.
-CG= CG_HOSTS= CG_ROOT=/sys/fs/cgroup/cpuacct
+CG='' CG_HOSTS='' CG_ROOT=/sys/fs/cgroup/cpuacct
 CPU_METHOD="bash 'times' (no cgroup cpuacct: daemonized ssh masters NOT counted)"
 if [[ -w $CG_ROOT && -r $CG_ROOT/cpuacct.usage ]]; then
   if mkdir "$CG_ROOT/nixops-bench-$RUN_ID" 2>/dev/null; then
@@ -131,6 +131,7 @@ trap 'exit 130' INT TERM
 # mode every process still in our group once the tool has exited is one of
 # them (all were started by this script); otherwise `ssh -O exit` on the
 # control sockets created since this benchmark started.
+# shellcheck disable=SC2086 # $pids: a list of pids, split on purpose
 close_masters() {
   local pids i s
   if [[ -n $CG ]]; then
@@ -281,6 +282,7 @@ ours_setup() {
 }
 ours_deploy() {
   local dir=$1
+  # shellcheck disable=SC2086 # options, split into words on purpose
   exec env HOME="$dir/home" NIXOPS_STATE="$dir/state.nixops" NIXOPS_SSH_PERSIST=60 \
     "$FLEET_SH" run "$dir/fleet" -- "$NIXOPS" deploy -d bench $NIXOPS_DEPLOY_ARGS
 }

@@ -87,7 +87,7 @@ fi
 close_masters() {
   local s
   for s in "$WORK"/cm/*; do
-    [[ -S $s ]] && ssh -o ControlPath="$s" -O exit bench-dummy >/dev/null 2>&1 || true
+    if [[ -S $s ]]; then ssh -o ControlPath="$s" -O exit bench-dummy >/dev/null 2>&1 || true; fi
   done
   [[ -d $CTL_DIR ]] || return 0
   while IFS= read -r s; do

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmarks (sourced, not run).
 #
 # The test hosts share this machine's /root, and bash runs root's ~/.bashrc
@@ -6,6 +7,7 @@
 # mask_bashrc re-executes the calling script in a private mount namespace
 # where ~/.bashrc is masked by /dev/null (nothing on disk changes), and sets
 # BASHRC_NOTE for the report. Call it as: mask_bashrc "$MASK_BASHRC" "${ARGS[@]}".
+# shellcheck disable=SC2034 # BASHRC_NOTE is for the caller
 mask_bashrc() {
   local mask=$1; shift
   ROOT_HOME=$(getent passwd "$(id -un)" | cut -d: -f6)

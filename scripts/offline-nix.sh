@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the test, demo and bench scripts: the deploying side's Nix as the
 # tests use it. Offline (nothing may be substituted), and the stand-in
 # nixpkgs' builder, Debian's static /bin/busybox, visible inside Nix's build

@@ -97,7 +97,7 @@ pid_alive() {
 
 # Pid of the running sshd listener of host dir $1 (empty if down).
 listener_pid() {
-  local h=$1 pid= ns= comm=
+  local h=$1 pid='' ns='' comm=''
   readf pid "$h/sshd.pid"
   pid_alive "$pid" || return 0
   readf comm "/proc/$pid/comm"
@@ -135,11 +135,11 @@ tcp_probe() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Ports with a listening TCP socket (IPv4 + IPv6), from /proc/net.
 listening_ports() {
-  local f _sl local _rem st _rest
+  local f _sl laddr _rem st _rest
   for f in /proc/net/tcp /proc/net/tcp6; do
     [[ -r $f ]] || continue
-    while read -r _sl local _rem st _rest; do
-      [[ $st == 0A ]] && printf '%d\n' "$((16#${local##*:}))"
+    while read -r _sl laddr _rem st _rest; do
+      [[ $st == 0A ]] && printf '%d\n' "$((16#${laddr##*:}))"
     done < <(tail -n +2 "$f")
   done
 }
@@ -147,6 +147,7 @@ listening_ports() {
 # Pick a free port in 20000-60000 outside the kernel's ephemeral range (so
 # no outgoing connection can hold it), not listening and not in $used
 # (space separated, padded with spaces).  Random start, linear scan.
+# shellcheck disable=SC2086 # `set -- $range` splits "lo hi" on purpose
 pick_port() {
   local used=$1 lo=20000 hi=60000 elo=32768 ehi=60999 busy n p i k
   read -r elo ehi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
@@ -403,6 +404,7 @@ boot_host() {
   printf '%s\n' "$uuid" > "$h/boot_id"    # power-on = new boot
   off=$(stat -c %s "$h/sshd.log" 2>/dev/null || echo 0)
   fake_targets; mounts=$FAKE_TARGETS
+  # shellcheck disable=SC2016 # expanded by the inner shell
   if ! unshare --mount --propagation private -- /bin/bash -c '
       set -e
       h=$1; mounts=$2
@@ -446,9 +448,9 @@ boot_host() {
 }
 
 start_one() {
-  local f=$1 name=$2 port=$3 auto=$4 try rc h
+  local f=$1 name=$2 port=$3 auto=$4 rc h
   h=$(host_dir "$f" "$name")
-  for try in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     write_host_files "$f" "$name" "$port"
     rc=0; boot_host "$f" "$name" || rc=$?
     [[ $rc == 0 ]] && return 0
@@ -502,7 +504,7 @@ EOF
     [[ -f $h/port && -f $h/ssh_host_ed25519_key.pub ]] || continue
     port=$(<"$h/port")
     hosts+="$name "
-    printf '[127.0.0.1]:%s %s %s\n' "$port" "$(cut -d' ' -f1,2 "$h/ssh_host_ed25519_key.pub")" >> "$kh"
+    printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$h/ssh_host_ed25519_key.pub")" >> "$kh"
   done
   mv -f "$kh" "$f/fleet_known_hosts"
 
@@ -634,8 +636,10 @@ stop_hosts() {
     for pid in "${targets[@]}"; do pid_alive "$pid" && remaining+=" $pid"; done
     [[ -z ${remaining// /} ]] && break
     if ((i < 10)); then
-      ((i == 0)) && kill -TERM $remaining 2>/dev/null || true
+      # shellcheck disable=SC2086 # a list of pids
+      if ((i == 0)); then kill -TERM $remaining 2>/dev/null || true; fi
     else
+      # shellcheck disable=SC2086
       kill -KILL $remaining 2>/dev/null || true
     fi
     sleep 0.05
@@ -668,6 +672,7 @@ cmd_run() {
   local home; home=$(getent passwd "$(id -un)" | cut -d: -f6)
   [[ -n $home ]] || die "cannot find home directory"
   mkdir -p "$home/.ssh"
+  # shellcheck disable=SC2016 # expanded by the inner shell
   exec unshare --mount --propagation private -- /bin/sh -c \
     'mount --bind "$1" "$2" && shift 2 && exec "$@"' fleet-run "$f/ssh" "$home/.ssh" "$@"
 }
@@ -715,6 +720,7 @@ host_all_pids() {
 
 # A frozen machine: nothing on it runs, its connections stay open but
 # silent, and its clock goes on (as after a VM pause or a hung kernel).
+# shellcheck disable=SC2086 # $pids: a list of pids, split on purpose
 cmd_freeze() {
   (($# == 2)) || usage
   local f; f=$(fleet_dir "$1"); check_name "$2"
@@ -727,6 +733,7 @@ cmd_freeze() {
   kill -STOP $pids 2>/dev/null || true
 }
 
+# shellcheck disable=SC2086 # $pids: a list of pids, split on purpose
 cmd_thaw() {
   (($# == 2)) || usage
   local f; f=$(fleet_dir "$1"); check_name "$2"

@@ -28,13 +28,14 @@ trap cleanup EXIT
 
 # ---- state of the real machine, to check it is left alone
 REAL_BOOT=$(cat /proc/sys/kernel/random/boot_id)
-REAL_RUN=$(ls -A /run | sort)
+REAL_RUN=$(find /run -mindepth 1 -maxdepth 1 -printf '%f\n' | sort)
 # What a host's nix-env writes must stay in its private /nix. (Not a count of
 # /nix/store: other builds on this machine may add paths meanwhile.)
 REAL_PROFILE=$(readlink /nix/var/nix/profiles/system 2>/dev/null || echo none)
 REAL_SYSTEMCTL=$(sha256sum /usr/bin/systemctl)
 
 # ---- build a trivial store path on the deployer (the real machine)
+# shellcheck disable=SC2016 # $out is the builder's
 P=$(nix-build --no-out-link --option substituters '' -E \
   'derivation { name="fleet-selftest"; system=builtins.currentSystem; builder="/bin/busybox"; args=["sh" "-c" "echo hi > $out"]; }' 2>/dev/null | tail -n1)
 check "built a trivial store path ($P)" test -f "$P"
@@ -67,6 +68,7 @@ check "/run on host a holds only sshd" test "$(fssh a ls -A /run)" = sshd
 check "host sees its own /etc/nix/nix.conf" bash -c "$(declare -f fssh); FLEET_SH='$FLEET_SH' F='$F' fssh a cat /etc/nix/nix.conf | grep -q '^build-users-group =\$'"
 check "PATH on host starts with host bin (systemctl resolves to fake)" test "$(fssh a 'command -v systemctl')" = "$F/hosts/a/bin/systemctl"
 check "/usr/bin/systemctl on host is the fake" test "$(fssh a head -c 17 /usr/bin/systemctl)" = '#!/bin/busybox sh'
+# shellcheck disable=SC2016 # expanded on the host
 check "STUB_HOST_DIR is set on host" test "$(fssh a 'echo $STUB_HOST_DIR')" = "$F/hosts/a"
 
 # ---- exit code and stdio passthrough of `run`
@@ -121,7 +123,7 @@ wait $bgpid; rc=$?
 dt=$(( $(now_ms) - t0 ))
 check "existing ssh connection dropped (rc $rc after ${dt} ms)" test "$rc" = 255 -a "$dt" -lt 5000
 newboot=
-for i in $(seq 100); do
+for _ in $(seq 100); do
   newboot=$(timeout 5 "$FLEET_SH" run "$F" -- ssh -o BatchMode=yes -o ConnectTimeout=2 a cat /proc/sys/kernel/random/boot_id 2>/dev/null) && break
   sleep 0.1
 done
@@ -139,14 +141,14 @@ check "exec works after reboot" test "$(fleet exec "$F" a -- cat /proc/sys/kerne
 # ---- `reboot` on PATH, /sbin/reboot, and fleet.sh reboot --wait
 old=$(fleet exec "$F" b -- cat /proc/sys/kernel/random/boot_id)
 check "ssh b reboot returns 0" fssh b reboot
-for i in $(seq 100); do
+for _ in $(seq 100); do
   nb=$(timeout 5 "$FLEET_SH" run "$F" -- ssh -o BatchMode=yes -o ConnectTimeout=2 b cat /proc/sys/kernel/random/boot_id 2>/dev/null) && [ "$nb" != "$old" ] && break
   sleep 0.1
 done
 check "b rebooted via 'reboot'" test -n "$nb" -a "$nb" != "$old"
 old=$(fleet exec "$F" c -- cat /proc/sys/kernel/random/boot_id)
 check "ssh c /sbin/reboot returns 0" fssh c /sbin/reboot
-for i in $(seq 100); do
+for _ in $(seq 100); do
   [ "$(cat "$F/hosts/c/boot_id")" != "$old" ] && fssh c true 2>/dev/null && break
   sleep 0.1
 done
@@ -157,7 +159,7 @@ check "c answers ssh after reboots" test "$(fssh c cat /proc/sys/kernel/random/b
 
 # ---- the real machine is untouched
 check "real boot id unchanged" test "$(cat /proc/sys/kernel/random/boot_id)" = "$REAL_BOOT"
-check "real /run unchanged" test "$(ls -A /run | sort)" = "$REAL_RUN"
+check "real /run unchanged" test "$(find /run -mindepth 1 -maxdepth 1 -printf '%f\n' | sort)" = "$REAL_RUN"
 check "real /run has no booted-system/marker" bash -c "! test -e /run/marker && ! test -e /run/booted-system"
 check "real system profile unchanged" test "$(readlink /nix/var/nix/profiles/system 2>/dev/null || echo none)" = "$REAL_PROFILE"
 check "host's profile is in its own /nix" test -L "$F/hosts/a/nix/var/nix/profiles/system"
@@ -185,14 +187,15 @@ check "no process of the fleet left (pgrep -f)" no_procs "$F"
 left=0
 for h in a b c; do
   ns=$(cat "$F/hosts/$h/mntns" 2>/dev/null || true)
+  # shellcheck disable=SC2010 # ls -l shows where the links point
   [ -n "$ns" ] && ls -l /proc/[0-9]*/ns/mnt 2>/dev/null | grep -qF "$ns" && left=1
 done
 check "no mntns files / processes left" test "$left" = 0
 
 # ---- 30 hosts
-names=$(seq -f 'h%02g' 1 30)
+mapfile -t names < <(seq -f 'h%02g' 1 30)
 t0=$(now_ms)
-fleet start "$F30" $names >/dev/null; rc=$?
+fleet start "$F30" "${names[@]}" >/dev/null; rc=$?
 t_start=$(( $(now_ms) - t0 ))
 check "start 30 hosts (${t_start} ms)" test "$rc" = 0
 check "30 hosts up" test "$(fleet status "$F30" | grep -c ' up$')" = 30
