@@ -138,7 +138,7 @@ pub async fn deliver(
         .collect();
 
     // What the machine now has.
-    let mut delivered = std::mem::take(&mut mk.delivered);
+    let delivered = &mut mk.delivered;
     delivered.retain(|a, d| declared.get(a.as_str()) == Some(&d.path(a)));
     let mut changed = 0;
     for (s, secret) in &plan.writes {
@@ -154,8 +154,7 @@ pub async fn deliver(
     ctx.store
         .lock()
         .expect("state lock")
-        .set_resource_attrs(m.resource_id, &[("keys".into(), record::to_json(&delivered))])?;
-    mk.delivered = delivered;
+        .set_resource_attrs(m.resource_id, &[("keys".into(), record::to_json(delivered))])?;
 
     let n = plan.writes.len();
     if n > 0 {
