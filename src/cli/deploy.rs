@@ -132,6 +132,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         max_concurrent_copy: o.max_concurrent_copy,
         max_concurrent_activate: o.max_concurrent_activate,
         reboot_timeout: o.reboot_timeout,
+        local: None,
     };
     deploy::run(ctx, opts).await
 }

@@ -1,6 +1,7 @@
 //! The command line: NixOps' global options and subcommands. Each subcommand
 //! lives in its own file and stays thin: it parses, then calls the library.
 
+mod apply_local;
 mod check;
 mod clone;
 mod completions;
@@ -167,6 +168,8 @@ pub enum Command {
     ShowArguments(show_arguments::Opts),
     /// Deploy the network
     Deploy(deploy::Opts),
+    /// Deploy the machine nixops runs on, without SSH (as in Colmena)
+    ApplyLocal(apply_local::Opts),
     /// Send the machines' deployment.keys without deploying
     SendKeys(send_keys::Opts),
     /// Log in to a machine or run a command on it
@@ -227,6 +230,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::SetArgs(o) => set_args::run(&g, o).await,
         Command::ShowArguments(o) => show_arguments::run(&g, o).await,
         Command::Deploy(o) => deploy::run(&g, o).await,
+        Command::ApplyLocal(o) => apply_local::run(&g, o).await,
         Command::SendKeys(o) => send_keys::run(&g, o).await,
         Command::Ssh(o) => ssh::run(&g, o).await,
         Command::SshForEach(o) => ssh_for_each::run(&g, o).await,

@@ -26,6 +26,7 @@ use crate::state::Store;
 use crate::ui::{self, Events, SummaryRow};
 
 pub use crate::host::Action;
+use crate::host::Host;
 pub use activate::reboot_and_wait;
 use types::Outcomes;
 pub use types::{Ctx, DeployOptions, Machine, Outcome, network_of};
@@ -121,7 +122,10 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
             info: m.clone(),
             toplevel: m.toplevel.clone().expect("selected machines have a toplevel"),
             drv_path: m.drv_path.clone(),
-            host: record::host(&ctx.deployment, name, m, res, ctx.ssh_persist)?,
+            host: match &opts.local {
+                Some(local) => Host::local(name, local.clone()),
+                None => record::host(&ctx.deployment, name, m, res, ctx.ssh_persist)?,
+            },
             boot_id: None,
             probe: None,
         });

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::host::{Action, Host, Probe};
+use crate::host::{Action, Host, Local, Probe};
 use crate::keys;
 use crate::network::{MachineFilter, MachineInfo, Network};
 use crate::nix::NixOpts;
@@ -43,6 +43,8 @@ pub struct DeployOptions {
     pub max_concurrent_activate: Option<usize>,
     /// Seconds to wait for a rebooted machine to come back.
     pub reboot_timeout: u64,
+    /// apply-local: the selected machine is this one, reached without SSH.
+    pub local: Option<Local>,
 }
 
 /// Everything a stage needs about the run.

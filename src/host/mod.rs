@@ -46,8 +46,6 @@ pub struct Host {
 #[derive(Debug, Clone)]
 enum Transport {
     Ssh(Box<Target>),
-    // apply-local (next) constructs it outside the tests.
-    #[cfg_attr(not(test), allow(dead_code))]
     Local(Local),
 }
 
@@ -171,7 +169,6 @@ impl Host {
         }
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn local(name: &str, local: Local) -> Host {
         Host {
             name: name.to_owned(),

@@ -246,6 +246,26 @@ impl Fleet {
         cmd
     }
 
+    /// nixops run on a test host itself, inside its mount namespace (its
+    /// own /nix, /run and keys), with the same environment as
+    /// [`nixops`](Self::nixops) otherwise: the machine deploys itself.
+    pub fn nixops_on(&self, host: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(fleet_sh());
+        cmd.arg("exec")
+            .arg(self.path())
+            .arg(host)
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_nixops"))
+            .args(args);
+        cmd.env("NIX_PATH", format!("nixpkgs={}", nixpkgs().display()))
+            .env("HOME", self.path().join("home"))
+            .env("NIXOPS_STATE", self.state_file())
+            .env("NIX_CONFIG", NIX_CONFIG)
+            .env_remove("NIXOPS_DEPLOYMENT")
+            .stdin(Stdio::null());
+        cmd
+    }
+
     /// Runs nixops, returning its output (success or not).
     pub fn run(&self, args: &[&str]) -> Run {
         let out = self.nixops(args).output().unwrap();
