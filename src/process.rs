@@ -223,11 +223,7 @@ async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool, is_stder
     let mut all = Vec::new();
     for_each_line(r, |line| {
         if let Some(p) = sink.print_prefix {
-            if is_stderr {
-                errln!("{p}> {line}");
-            } else {
-                outln!("{p}> {line}");
-            }
+            crate::ui::prefixed(p, &line, is_stderr);
         } else if log && !line.starts_with(MARKER) {
             sink.line(&line);
         }

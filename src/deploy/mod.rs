@@ -31,8 +31,9 @@ pub use activate::reboot_and_wait;
 use types::Outcomes;
 pub use types::{Ctx, DeployOptions, Machine, Outcome, network_of};
 
-/// Checks what this tool cannot deploy before anything is touched.
-fn check_supported(info: &NetworkInfo) -> Result<()> {
+/// Checks what this tool cannot deploy before anything is touched; returns
+/// warnings to show.
+fn check_supported(info: &NetworkInfo) -> Result<Vec<String>> {
     if let Some(t) = info.resource_types.first() {
         bail!("the network declares resources.{t}; non-machine resources are not supported");
     }
@@ -72,7 +73,9 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     ));
     let filter = &opts.machines;
     let info = network.evaluate_selected(&files, &ctx.nix, filter, true).await?;
-    check_supported(&info)?;
+    for w in check_supported(&info)? {
+        events.message(w);
+    }
 
     // Record machines (new, obsolete) and network attributes.
     if opts.plan_only {

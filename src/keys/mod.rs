@@ -194,7 +194,7 @@ pub async fn send(
         return results;
     }
 
-    let info = match evaluate(ctx).await {
+    let info = match evaluate(ctx, events).await {
         Ok(i) => i,
         Err(e) => {
             results.extend(failed(&e, wanted.iter().map(|m| m.name)));
@@ -247,14 +247,17 @@ fn failed<'a, T>(
     machines.map(move |m| (m.to_owned(), Err(anyhow!("{msg}"))))
 }
 
-/// The network's deployment info, without instantiating any toplevel.
-async fn evaluate(ctx: &Context<'_>) -> Result<NetworkInfo> {
+/// The network's deployment info, without instantiating any toplevel; its
+/// warnings go to `events`.
+async fn evaluate(ctx: &Context<'_>, events: &Events) -> Result<NetworkInfo> {
     let network = Network::of(ctx.deployment)?;
     let files = NixFiles::write()?;
     let none: &[crate::network::Selector] = &[];
     let info = network
         .evaluate(&files, ctx.nix, Some(none), &[], false, Sink::quiet())
         .await?;
-    check(&info)?;
+    for w in check(&info)? {
+        events.message(w);
+    }
     Ok(info)
 }

@@ -134,19 +134,20 @@ pub fn specs(machine: &str, keys: &BTreeMap<String, KeyInfo>) -> Result<Vec<KeyS
     Ok(out)
 }
 
-/// Checks every machine's keys before anything is touched; prints the
-/// deprecation warning for keys given as plain strings.
-pub fn check(info: &NetworkInfo) -> Result<()> {
+/// Checks every machine's keys before anything is touched; returns the
+/// warnings to show (keys given as plain strings are deprecated).
+pub fn check(info: &NetworkInfo) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     for (name, m) in &info.machines {
         let Some(keys) = &m.keys else { continue };
         specs(name, keys)?;
         for (attr, k) in keys {
             if k.deprecated_string {
-                errln!(
+                warnings.push(format!(
                     "warning: machine ‘{name}’: deployment.keys.{attr} is a plain string, which is deprecated; write deployment.keys.{attr}.text = \"...\" instead"
-                );
+                ));
             }
         }
     }
-    Ok(())
+    Ok(warnings)
 }

@@ -12,6 +12,6 @@ mod summary;
 mod table;
 
 pub use events::{Events, SummaryRow};
-pub use print::{stdout_error, write_stderr, write_stdout, write_stdout_bytes};
+pub use print::{prefixed, stdout_error, write_stderr, write_stdout, write_stdout_bytes};
 pub use progress::start;
 pub use table::table;

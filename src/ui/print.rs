@@ -75,3 +75,13 @@ pub fn stdout_error() -> Option<io::Error> {
     note_stdout(io::stdout().lock().flush());
     STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
+
+/// A command's output line as `ssh-for-each` shows it: `name> line`, on
+/// stdout or stderr as the command wrote it.
+pub fn prefixed(name: &str, line: &str, stderr: bool) {
+    if stderr {
+        errln!("{name}> {line}");
+    } else {
+        outln!("{name}> {line}");
+    }
+}
