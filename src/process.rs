@@ -219,6 +219,58 @@ pub async fn run_fed(cmd: &mut Command, stdin: Option<&[&[u8]]>, sink: Sink<'_>)
     })
 }
 
+/// Runs `from | to`: `from` gets `stdin`, its stdout goes straight into
+/// `to`'s stdin (a pipe between the two; nothing passes through us), both
+/// stream stderr into `sink`. Returns both outputs (`from`'s stdout empty).
+pub async fn pipe(
+    from: &mut Command,
+    stdin: &[u8],
+    to: &mut Command,
+    sink: Sink<'_>,
+) -> Result<(Output, Output)> {
+    tracing::debug!("running: {} | {}", describe(from), describe(to));
+    from.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let name = |c: &Command| c.as_std().get_program().to_string_lossy().into_owned();
+    let mut a = from
+        .spawn()
+        .with_context(|| format!("cannot run {}", name(from)))?;
+    let link: Stdio = a
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .try_into()
+        .context("cannot connect the pipe")?;
+    to.stdin(link).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut b = to.spawn().with_context(|| format!("cannot run {}", name(to)))?;
+    let mut si = a.stdin.take().expect("piped stdin");
+    let data = stdin.to_vec();
+    tokio::spawn(async move {
+        let _ = si.write_all(&data).await;
+    });
+    let (a_err, b_out, b_err) = (
+        a.stderr.take().expect("piped stderr"),
+        b.stdout.take().expect("piped stdout"),
+        b.stderr.take().expect("piped stderr"),
+    );
+    let (a_err, b_out, b_err) = tokio::join!(
+        collect(a_err, sink, true, true),
+        collect(b_out, sink, sink.log_stdout, false),
+        collect(b_err, sink, true, true)
+    );
+    let (sa, sb) = tokio::join!(a.wait(), b.wait());
+    let output =
+        |st: std::io::Result<std::process::ExitStatus>, stdout: Vec<String>, stderr| -> Result<Output> {
+            Ok(Output {
+                code: st.context("waiting for a child")?.code(),
+                stdout: stdout.join("\n"),
+                stderr,
+            })
+        };
+    Ok((output(sa, Vec::new(), a_err)?, output(sb, b_out, b_err)?))
+}
+
 async fn collect<R: AsyncRead + Unpin>(r: R, sink: Sink<'_>, log: bool, is_stderr: bool) -> Vec<String> {
     let mut all = Vec::new();
     for_each_line(r, |line| {

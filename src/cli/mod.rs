@@ -358,6 +358,7 @@ impl Global {
                 .map(|c| (c[0].clone(), c[1].clone()))
                 .collect(),
             impure: self.impure,
+            builders: None,
         })
     }
 }

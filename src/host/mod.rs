@@ -34,6 +34,15 @@ const PROBE: &str = with_lib!("probe.sh");
 const ACTIVATE: &str = with_lib!("activate.sh");
 const STATUS: &str = with_lib!("status.sh");
 const BOOT_STATE: &str = include_str!("boot-state.sh");
+const NIX_VERSION: &str = include_str!("nix-version.sh");
+const REALISE: &str = include_str!("realise.sh");
+const CLOSURE: &str = include_str!("closure.sh");
+const MISSING: &str = include_str!("missing.sh");
+const EXPORT: &str = include_str!("export.sh");
+const IMPORT: &str = include_str!("import.sh");
+const REMOVE_ROOTS: &str = include_str!("remove-roots.sh");
+const ROOTS_MARK: &str = "__NIXOPS_ROOTS__ ";
+const MISSING_MARK: &str = "__NIXOPS_MISSING__ ";
 
 /// A machine and the way to reach it.
 #[derive(Debug, Clone)]
@@ -143,6 +152,17 @@ impl Kept {
     }
 }
 
+/// How a build on the machine went ([`Host::realise`]).
+#[derive(Debug)]
+pub struct Realised {
+    /// The outputs of the derivations that are not valid there afterwards.
+    pub missing: std::collections::BTreeSet<String>,
+    /// The temporary directory of the outputs' GC roots, when asked for.
+    pub roots: Option<String>,
+    /// The build failed (some outputs are missing): what Nix said.
+    pub failed: Option<crate::nix::BuildFailed>,
+}
+
 /// What `check` learns from a machine.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
@@ -162,6 +182,16 @@ pub struct Status {
 }
 
 impl Host {
+    /// A host that is no machine of the network: `deploy --build-host`'s,
+    /// reached as plain ssh reaches the destination (see
+    /// [`Target::unpinned`]). Its name is the destination.
+    pub fn build_host(destination: &str, persist_secs: u64) -> Result<Host> {
+        Ok(Host::ssh(
+            destination,
+            Target::unpinned(destination, persist_secs)?,
+        ))
+    }
+
     pub fn ssh(name: &str, target: Target) -> Host {
         Host {
             name: name.to_owned(),
@@ -237,10 +267,7 @@ impl Host {
 
     /// Runs a command line as the login user, not root (`ssh-for-each`).
     pub async fn run_as_user(&self, script: &str, sink: Sink<'_>) -> Result<Output> {
-        let mut cmd = match &self.transport {
-            Transport::Ssh(t) => t.command(script, false)?,
-            Transport::Local(l) => l.command(script, &[], false),
-        };
+        let mut cmd = self.command(script, &[], false)?;
         Ok(process::run(&mut cmd, None, sink).await?)
     }
 
@@ -314,19 +341,132 @@ impl Host {
     /// is valid there. This machine's store has it already.
     pub async fn copy_closure(&self, path: &str, use_substitutes: bool, sink: Sink<'_>) -> Result<()> {
         match &self.transport {
-            Transport::Ssh(t) => match crate::nix::copy_closure(t, path, use_substitutes, sink).await {
-                Ok(()) => Ok(()),
-                Err(crate::nix::Error::CopyFailed(message)) => Err(Error::Failed {
-                    what: "copying closure".into(),
-                    message,
-                }),
-                Err(e) => Err(Error::Run(e.into())),
-            },
+            Transport::Ssh(t) => {
+                copied(crate::nix::copy_closure(t, &[path.to_owned()], use_substitutes, sink).await)
+            }
             Transport::Local(_) if !std::path::Path::new(path).exists() => Err(Error::Failed {
                 what: "copying".into(),
                 message: format!("{path} is not in this machine's store"),
             }),
             Transport::Local(_) => Ok(()),
+        }
+    }
+
+    /// First contact with a host that builds: the version of its Nix. An
+    /// error when it cannot be reached or has no Nix.
+    pub async fn nix_version(&self, sink: Sink<'_>) -> Result<String> {
+        let out = self.run(NIX_VERSION, &[], None, sink).await?;
+        if !out.success() {
+            return Err(self.failure("asking for its Nix", &out));
+        }
+        Ok(out.stdout.trim().to_owned())
+    }
+
+    /// Copies derivations (`.drv` files) with their closure of derivations
+    /// and sources into the machine's store, for it to build them there.
+    pub async fn copy_derivations(&self, drvs: &[String], sink: Sink<'_>) -> Result<()> {
+        match &self.transport {
+            Transport::Ssh(t) => copied(crate::nix::copy_closure(t, drvs, false, sink).await),
+            Transport::Local(_) => Ok(()),
+        }
+    }
+
+    /// Builds the derivations in one `nix-store --realise` on the machine,
+    /// by its own Nix (its substituters, builders and CPUs), the log going
+    /// to `sink`. `args` are nix-store's build options; with `keep_roots`
+    /// the outputs get temporary GC roots until
+    /// [`remove_roots`](Self::remove_roots). A failed build is no error:
+    /// [`Realised`] tells which outputs are missing and what Nix said; an
+    /// error means the machine could not be asked (unreachable, no Nix).
+    pub async fn realise(
+        &self,
+        drvs: &[String],
+        args: &[String],
+        keep_roots: bool,
+        sink: Sink<'_>,
+    ) -> Result<Realised> {
+        let count = drvs.len().to_string();
+        let mut argv: Vec<&str> = vec![if keep_roots { "keep" } else { "none" }, &count];
+        argv.extend(drvs.iter().map(String::as_str));
+        argv.extend(args.iter().map(String::as_str));
+        let out = self.run(REALISE, &argv, None, sink).await?;
+        if self.unreachable(&out) || out.code == Some(127) {
+            return Err(self.failure("building", &out));
+        }
+        let mut r = Realised {
+            missing: Default::default(),
+            roots: None,
+            failed: None,
+        };
+        for l in out.stdout.lines() {
+            if let Some(p) = l.strip_prefix(MISSING_MARK) {
+                r.missing.insert(p.to_owned());
+            } else if let Some(d) = l.strip_prefix(ROOTS_MARK) {
+                r.roots = Some(d.to_owned());
+            }
+        }
+        if !out.success() {
+            r.failed = Some(crate::nix::BuildFailed(out));
+        }
+        Ok(r)
+    }
+
+    /// Removes the temporary GC roots of a [`realise`](Self::realise).
+    pub async fn remove_roots(&self, dir: &str) -> Result<()> {
+        let out = self.run(REMOVE_ROOTS, &[dir], None, Sink::quiet()).await?;
+        if !out.success() {
+            return Err(self.failure("removing temporary GC roots", &out));
+        }
+        Ok(())
+    }
+
+    /// Copies `path`'s closure from `from`'s store into this machine's,
+    /// for what this machine lacks: `from` exports, this machine imports,
+    /// each over its own connection, the stream piped through this process
+    /// (never into its store). With `use_substitutes`, this machine's
+    /// substituters first provide what they can.
+    pub async fn copy_from(
+        &self,
+        from: &Host,
+        path: &str,
+        use_substitutes: bool,
+        sink: Sink<'_>,
+    ) -> Result<()> {
+        let closure = from.run(CLOSURE, &[path], None, Sink::quiet()).await?;
+        if !closure.success() {
+            return Err(from.failure(
+                &format!("listing the closure of {path} on ‘{}’", from.name),
+                &closure,
+            ));
+        }
+        let subst = if use_substitutes { "1" } else { "0" };
+        let missing = self
+            .run(MISSING, &[subst], Some(closure.stdout.as_bytes()), sink)
+            .await?;
+        if !missing.success() {
+            return Err(self.failure("asking which paths the machine lacks", &missing));
+        }
+        if missing.stdout.trim().is_empty() {
+            return Ok(());
+        }
+        let mut export = from.command(EXPORT, &[], false)?;
+        let mut import = self.command(IMPORT, &[], true)?;
+        let (sent, got) = process::pipe(&mut export, missing.stdout.as_bytes(), &mut import, sink).await?;
+        if !got.success() {
+            return Err(self.failure("copying closure", &got));
+        }
+        if !sent.success() {
+            return Err(from.failure(&format!("sending the closure from ‘{}’", from.name), &sent));
+        }
+        Ok(())
+    }
+
+    /// The command that runs `script` there (as root: through the
+    /// escalation command), for what [`run`](Self::run) cannot do (a pipe).
+    fn command(&self, script: &str, args: &[&str], as_root: bool) -> Result<tokio::process::Command> {
+        match &self.transport {
+            Transport::Ssh(t) => Ok(t.command_with_args(script, args, as_root)?),
+            Transport::Local(l) => Ok(l.command(script, args, as_root)),
         }
     }
 
@@ -432,6 +572,18 @@ impl Host {
             }
         }
         s
+    }
+}
+
+/// A copy's outcome as the machine's error.
+fn copied(r: std::result::Result<(), crate::nix::Error>) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(crate::nix::Error::CopyFailed(message)) => Err(Error::Failed {
+            what: "copying closure".into(),
+            message,
+        }),
+        Err(e) => Err(Error::Run(e.into())),
     }
 }
 

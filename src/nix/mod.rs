@@ -27,6 +27,9 @@ pub struct NixOpts {
     pub override_inputs: Vec<(String, String)>,
     /// Flake networks: `--impure`.
     pub impure: bool,
+    /// Nix's remote builders for the deploying side's build (`--builders`,
+    /// or `@FILE` for the network's machines file).
+    pub builders: Option<String>,
 }
 
 impl NixOpts {
@@ -65,14 +68,30 @@ impl NixOpts {
         a
     }
 
+    /// Arguments for the deploying side's build: every option, and the
+    /// remote builders.
     pub fn build_args(&self) -> Vec<String> {
         let mut a = self.common_args();
+        if let Some(b) = &self.builders {
+            a.extend(["--option".into(), "builders".into(), b.clone()]);
+        }
         if let Some(j) = &self.max_jobs {
             a.extend(["--max-jobs".into(), j.clone()]);
         }
         if let Some(c) = self.cores {
             a.extend(["--cores".into(), c.to_string()]);
         }
+        a.extend(self.remote_build_args());
+        a
+    }
+
+    /// Arguments for a build on another machine (a target, a build host)
+    /// by its own Nix: what to do with failures and substitutes (`-K`,
+    /// `--fallback`, `--repair`, `--no-build-output`), but not `-j`,
+    /// `--cores`, the `--option`s and builders, which configure the
+    /// deploying side's Nix: the machine's own configuration knows its CPUs.
+    pub fn remote_build_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
         if self.keep_going {
             a.push("--keep-going".into());
         }
@@ -243,13 +262,15 @@ pub fn remove_gc_roots(uuid: &str, machine: Option<&str>) {
     }
 }
 
-/// Copies `path`'s closure to the machine through its master connection.
-/// As root this is `nix-copy-closure`; for other users the receiving
-/// `nix-store` runs under the privilege escalation command (`nix copy` with
-/// the store's `remote-program`), so no trusted-user setup is needed.
+/// Copies the closure of `paths` to the machine through its master
+/// connection. As root this is `nix-copy-closure`; for other users the
+/// receiving `nix-store` runs under the privilege escalation command (`nix
+/// copy` with the store's `remote-program`), so no trusted-user setup is
+/// needed. Derivations (`.drv` files) are copied as themselves with their
+/// closure of derivations and sources, not built: the machine builds them.
 pub async fn copy_closure(
     target: &Target,
-    path: &str,
+    paths: &[String],
     use_substitutes: bool,
     sink: Sink<'_>,
 ) -> Result<(), Error> {
@@ -279,8 +300,12 @@ pub async fn copy_closure(
         if use_substitutes {
             cmd.arg("--substitute-on-destination");
         }
+        // `nix copy` of a .drv means its outputs (built first) otherwise.
+        if paths.iter().any(|p| p.ends_with(".drv")) {
+            cmd.arg("--derivation");
+        }
     }
-    cmd.arg(path).env("NIX_SSHOPTS", target.nix_sshopts()?);
+    cmd.args(paths).env("NIX_SSHOPTS", target.nix_sshopts()?);
     let out = process::run(&mut cmd, None, sink).await?;
     if !out.success() {
         return Err(Error::CopyFailed(out.last_error()));

@@ -62,6 +62,10 @@ pub struct Target {
     pub deployment: String,
     pub machine: String,
     pub persist_secs: u64,
+    /// Not a machine of the network (a build host): no key of ours is
+    /// pinned; ssh checks it against the user's known_hosts as plain ssh
+    /// would.
+    unpinned: bool,
     dir: PathBuf,
     /// The known_hosts file ssh checks the machine against, written from
     /// state on first use into this process's own directory (so it need
@@ -88,6 +92,52 @@ impl Target {
             deployment: identity.deployment,
             machine: identity.machine,
             persist_secs,
+            unpinned: false,
+            dir: control_dir()?,
+            known_hosts: Default::default(),
+        })
+    }
+
+    /// A host that is no machine of the network (`--build-host`), given as
+    /// an ssh destination: `[user@]host` or `ssh://[user@]host[:port]`.
+    /// Without a user, ssh's configuration chooses it. Its host key is the
+    /// user's business, as with plain ssh: their known_hosts and
+    /// `~/.ssh/config` decide (an unknown key is refused, we never ask).
+    pub fn unpinned(destination: &str, persist_secs: u64) -> Result<Self> {
+        let bad = || {
+            anyhow::anyhow!("‘{destination}’ is no ssh destination ([user@]host or ssh://[user@]host[:port])")
+        };
+        let (rest, url) = match destination.strip_prefix("ssh://") {
+            Some(r) => (r.trim_end_matches('/'), true),
+            None => (destination, false),
+        };
+        let (user, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (u.to_owned(), h),
+            None => (String::new(), rest),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if url => (h.to_owned(), Some(p.parse::<u16>().map_err(|_| bad())?)),
+            _ => (hostport.to_owned(), None),
+        };
+        if host.is_empty()
+            || host.starts_with('-')
+            || host.contains(char::is_whitespace)
+            || user.starts_with('-')
+        {
+            return Err(bad());
+        }
+        Ok(Target {
+            host,
+            port,
+            user,
+            ssh_options: Vec::new(),
+            escalation: Vec::new(),
+            host_key: None,
+            alias: String::new(),
+            deployment: String::new(),
+            machine: destination.to_owned(),
+            persist_secs,
+            unpinned: true,
             dir: control_dir()?,
             known_hosts: Default::default(),
         })
@@ -124,37 +174,49 @@ impl Target {
         self.dir.join(self.id())
     }
 
+    /// `user@host`, or only the host when ssh's configuration chooses the
+    /// user (a build host given without one).
     pub fn destination(&self) -> String {
-        format!("{}@{}", self.user, self.host)
+        if self.user.is_empty() {
+            self.host.clone()
+        } else {
+            format!("{}@{}", self.user, self.host)
+        }
     }
 
     /// Options for every ssh use of this machine, ours and Nix's. The user's
     /// sshOptions come first: ssh takes the first value given for an option.
     pub fn options(&self) -> Result<Vec<String>> {
-        let kh = self.known_hosts_path()?;
-        // First contact learns whatever key the machine presents.
-        let strict = if self.host_key.is_some() {
-            "yes"
-        } else {
-            "accept-new"
-        };
         let mut o = self.ssh_options.clone();
-        for opt in [
+        let mut opts = vec![
             "ControlMaster=auto".to_string(),
             format!("ControlPath={}", self.control_path().display()),
             format!("ControlPersist={}", self.persist_secs),
-            format!("HostKeyAlias={}", self.alias),
-            format!("UserKnownHostsFile={}", kh.display()),
-            "GlobalKnownHostsFile=/dev/null".to_string(),
-            format!("StrictHostKeyChecking={strict}"),
-            // Debian hashes known_hosts by default; we read ours back.
-            "HashKnownHosts=no".to_string(),
+        ];
+        if !self.unpinned {
+            let kh = self.known_hosts_path()?;
+            // First contact learns whatever key the machine presents.
+            let strict = if self.host_key.is_some() {
+                "yes"
+            } else {
+                "accept-new"
+            };
+            opts.extend([
+                format!("HostKeyAlias={}", self.alias),
+                format!("UserKnownHostsFile={}", kh.display()),
+                "GlobalKnownHostsFile=/dev/null".to_string(),
+                format!("StrictHostKeyChecking={strict}"),
+                // Debian hashes known_hosts by default; we read ours back.
+                "HashKnownHosts=no".to_string(),
+            ]);
+        }
+        for opt in opts.into_iter().chain([
             "BatchMode=yes".to_string(),
             // Errors only: no "Permanently added" chatter in machine logs.
             "LogLevel=ERROR".to_string(),
             "ConnectTimeout=15".to_string(),
             "ServerAliveInterval=15".to_string(),
-        ] {
+        ]) {
             o.push("-o".into());
             o.push(opt);
         }
@@ -172,7 +234,7 @@ impl Target {
 
     /// The key learned on first contact, if the machine had none pinned.
     pub fn learned_host_key(&self) -> Option<String> {
-        if self.host_key.is_some() {
+        if self.host_key.is_some() || self.unpinned {
             return None;
         }
         let text = std::fs::read_to_string(self.known_hosts_path().ok()?).ok()?;
@@ -248,8 +310,27 @@ impl Target {
 
     /// [`failure`] for this machine: a refused host key says so.
     pub fn failure(&self, what: &str, out: &Output) -> Error {
+        if self.unpinned && out.code == Some(SSH_FAILURE) {
+            let message = if refused_key(out) {
+                format!(
+                    "ssh refused its host key, which your known_hosts does not have or has another of ({}); check it and accept it with a plain ‘ssh {}’ first",
+                    out.last_error(),
+                    quote(&self.machine)
+                )
+            } else {
+                out.last_error()
+            };
+            return Error::Failed {
+                what: format!("reaching build host ‘{}’", self.machine),
+                message,
+            };
+        }
         match self.host_key_changed(out) {
             Some(e) => e.into(),
+            None if self.unpinned => Error::Failed {
+                what: format!("{what} on build host ‘{}’", self.machine),
+                message: out.last_error(),
+            },
             None => failure(what, out),
         }
     }
@@ -257,12 +338,7 @@ impl Target {
     /// Whether ssh refused the machine because it presented another host
     /// key than the pinned one (ssh then fails with 255 and says why).
     pub fn host_key_changed(&self, out: &Output) -> Option<HostKeyChanged> {
-        let refused = self.host_key.is_some()
-            && out.code == Some(SSH_FAILURE)
-            && out
-                .stderr
-                .iter()
-                .any(|l| l.trim() == "Host key verification failed.");
+        let refused = self.host_key.is_some() && out.code == Some(SSH_FAILURE) && refused_key(out);
         if !refused {
             return None;
         }
@@ -338,6 +414,13 @@ impl std::fmt::Display for HostKeyChanged {
 }
 
 impl std::error::Error for HostKeyChanged {}
+
+/// ssh said it refused the host key.
+fn refused_key(out: &Output) -> bool {
+    out.stderr
+        .iter()
+        .any(|l| l.trim() == "Host key verification failed.")
+}
 
 /// What goes wrong running something on a machine. The kinds are what the
 /// pipeline decides on: an unreachable machine is recorded as such, a

@@ -1,0 +1,5 @@
+# Writes the store paths on stdin (one a line) to stdout in nix-store's
+# export format, references first, for another machine's `import.sh`.
+set -f
+# shellcheck disable=SC2086
+exec nix-store --export $(cat)
