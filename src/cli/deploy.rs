@@ -77,6 +77,18 @@ pub struct Opts {
     /// Seconds to wait for a rebooted machine
     #[arg(long, default_value_t = 600)]
     pub reboot_timeout: u64,
+    /// Build each machine's system on the machine itself, whatever its deployment.buildOnTarget says
+    #[arg(long, overrides_with = "no_build_on_target")]
+    pub build_on_target: bool,
+    /// Build every machine's system here (or on --build-host), whatever its deployment.buildOnTarget says
+    #[arg(long)]
+    pub no_build_on_target: bool,
+    /// Build the systems on this host (an ssh destination: [user@]host or ssh://[user@]host[:port]) and copy them from there to the machines
+    #[arg(long, value_name = "HOST", conflicts_with = "builders")]
+    pub build_host: Option<String>,
+    /// Nix remote builders for the build here, in Nix's `builders` syntax (`@FILE`: a machines file); instead of network.machinesFile
+    #[arg(long, value_name = "SPEC")]
+    pub builders: Option<String>,
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
@@ -133,6 +145,13 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         max_concurrent_activate: o.max_concurrent_activate,
         reboot_timeout: o.reboot_timeout,
         local: None,
+        build_on_target: match (o.build_on_target, o.no_build_on_target) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        build_host: o.build_host,
+        builders: o.builders,
     };
     deploy::run(ctx, opts).await
 }

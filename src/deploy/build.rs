@@ -1,48 +1,194 @@
-//! Build stage: every selected machine's toplevel in one Nix build.
+//! Build stage: every selected machine's toplevel, in one Nix build on the
+//! deploying side (spread over Nix's remote builders when given some) or on
+//! a build host; and machines that build their own (`buildOnTarget`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use futures::StreamExt;
 
-use super::types::{Ctx, Machine};
+use super::types::{Ctx, DeployOptions, Machine};
+use crate::host::{Host, Probe};
 use crate::nix::{self, NixOpts};
 use crate::process::{self, Sink};
 use crate::tmp::TmpDir;
 use crate::ui::Events;
 
-/// Builds all toplevels at once. `--keep-going` is always on, so one
-/// machine's broken build does not keep the others from being built; each
-/// machine's result says whether its toplevel exists afterwards. The
-/// returned directory holds temporary GC roots for the build results: keep
-/// it until the machines' permanent roots are set.
+/// What keeps freshly built toplevels from garbage collection until they
+/// are where they go: temporary GC roots here, or on the build host.
+pub enum Roots {
+    Here(#[allow(dead_code)] TmpDir),
+    On(Host, String),
+}
+
+impl Roots {
+    /// Gives them up: removes the build host's (this side's go with their
+    /// directory when dropped).
+    pub async fn release(self, events: &Events) {
+        if let Roots::On(host, dir) = self
+            && let Err(e) = host.remove_roots(&dir).await
+        {
+            events.message(format!("warning: {e:#}"));
+        }
+    }
+}
+
+/// Each machine's build result.
+pub type Built = BTreeMap<String, Result<(), String>>;
+
+/// Builds all toplevels at once, here or on the build host. `--keep-going`
+/// is always on, so one machine's broken build does not keep the others
+/// from being built; each machine's result says whether its toplevel exists
+/// afterwards. The returned roots protect the build results: keep them
+/// until the machines have them (and here, until their permanent roots are
+/// set).
 pub async fn run(
     ctx: &Ctx,
-    machines: &[Machine],
+    machines: &[&Machine],
+    opts: &DeployOptions,
+    build_host: Option<&Host>,
     events: &Events,
-) -> (BTreeMap<String, Result<(), String>>, Option<TmpDir>) {
+) -> (Built, Option<Roots>) {
+    if let Some(host) = build_host {
+        return on_build_host(ctx, machines, host, events).await;
+    }
     for m in machines {
         events.stage(&m.name, "building");
     }
     let drvs: Vec<String> = machines.iter().filter_map(|m| m.drv_path.clone()).collect();
-    let mut opts = ctx.nix.clone();
-    opts.keep_going = true;
+    let mut nix_opts = ctx.nix.clone();
+    nix_opts.keep_going = true;
+    nix_opts.builders = opts.builders.clone();
     let roots = TmpDir::new("nixops-build-");
     let outcome = match &roots {
-        Ok(dir) => nix::realise(&drvs, &opts, dir.path(), Sink::global(events)).await,
+        Ok(dir) => nix::realise(&drvs, &nix_opts, dir.path(), Sink::global(events)).await,
         Err(e) => Err(nix::Error::Run(anyhow::anyhow!("{e:#}"))),
     };
     let missing: Vec<&Machine> = machines
         .iter()
+        .copied()
         .filter(|m| !Path::new(&m.toplevel).exists())
         .collect();
-    let mut results: BTreeMap<String, Result<(), String>> =
-        machines.iter().map(|m| (m.name.clone(), Ok(()))).collect();
+    let mut results: Built = machines.iter().map(|m| (m.name.clone(), Ok(()))).collect();
     let why = reasons(outcome.err(), &missing).await;
     for (name, reason) in why {
         results.insert(name, Err(reason));
     }
-    (results, roots.ok())
+    (results, roots.ok().map(Roots::Here))
+}
+
+/// `--build-host`: the derivations go there, its Nix builds them all in
+/// one `nix-store --realise` (with its own substituters and builders), and
+/// the outputs stay there, under temporary GC roots, for the copy stage to
+/// send on to the machines. Nothing is built or copied into this side's
+/// store.
+async fn on_build_host(
+    ctx: &Ctx,
+    machines: &[&Machine],
+    host: &Host,
+    events: &Events,
+) -> (Built, Option<Roots>) {
+    let fail_all = |e: String| -> Built {
+        machines
+            .iter()
+            .map(|m| (m.name.clone(), Err(e.clone())))
+            .collect()
+    };
+    for m in machines {
+        events.stage(&m.name, "copying derivation");
+    }
+    let drvs: Vec<String> = machines.iter().filter_map(|m| m.drv_path.clone()).collect();
+    let sink = Sink::global(events);
+    match host.nix_version(Sink::quiet()).await {
+        Ok(v) => events.message(format!("building on ‘{}’ ({v})", host.name)),
+        Err(e) => return (fail_all(format!("{e:#}")), None),
+    }
+    if let Err(e) = host.copy_derivations(&drvs, sink).await {
+        return (fail_all(format!("on build host ‘{}’: {e:#}", host.name)), None);
+    }
+    for m in machines {
+        events.stage(&m.name, "building");
+    }
+    let mut args = ctx.nix.remote_build_args();
+    args.push("--keep-going".into());
+    let r = match host.realise(&drvs, &args, true, sink).await {
+        Ok(r) => r,
+        Err(e) => return (fail_all(format!("on build host ‘{}’: {e:#}", host.name)), None),
+    };
+    let missing: Vec<&Machine> = machines
+        .iter()
+        .copied()
+        .filter(|m| r.missing.contains(&m.toplevel))
+        .collect();
+    let mut results: Built = machines.iter().map(|m| (m.name.clone(), Ok(()))).collect();
+    for (name, reason) in reasons(r.failed.map(Into::into), &missing).await {
+        results.insert(name, Err(reason));
+    }
+    (results, r.roots.map(|d| Roots::On(host.clone(), d)))
+}
+
+/// Machines that build their own toplevel (`buildOnTarget`), each once
+/// reached: the derivation's closure goes there and the machine's Nix
+/// realises it, its log in the machine's log. A machine that has the
+/// toplevel already builds nothing. Those that could not be reached have
+/// no result (the probe's error says why).
+pub async fn on_targets(
+    ctx: &Ctx,
+    machines: &[&Machine],
+    probes: &BTreeMap<String, Result<Probe>>,
+    events: &Events,
+) -> Built {
+    futures::stream::iter(
+        machines
+            .iter()
+            .filter(|m| matches!(probes.get(&m.name), Some(Ok(_)))),
+    )
+    .map(|m| async move {
+        let has = matches!(probes.get(&m.name), Some(Ok(p)) if p.has_path);
+        let r = if has {
+            Ok(())
+        } else {
+            on_target(ctx, m, events).await
+        };
+        (m.name.clone(), r)
+    })
+    .buffer_unordered(MAX_TARGET_BUILDS)
+    .collect()
+    .await
+}
+
+/// How many machines are sent their derivations and build at once: each
+/// builds with its own CPUs, so all of them, within reason.
+const MAX_TARGET_BUILDS: usize = 64;
+
+async fn on_target(ctx: &Ctx, m: &Machine, events: &Events) -> Result<(), String> {
+    let drv = m
+        .drv_path
+        .clone()
+        .expect("machines building on target have a derivation");
+    let sink = Sink::machine(events, &m.name);
+    events.stage(&m.name, "copying derivation");
+    let drvs = [drv];
+    m.host
+        .copy_derivations(&drvs, sink)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    events.stage(&m.name, "building on target");
+    let mut args = ctx.nix.remote_build_args();
+    args.push("--keep-going".into());
+    let r = m
+        .host
+        .realise(&drvs, &args, false, sink)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    if !r.missing.contains(&m.toplevel) {
+        return Ok(());
+    }
+    let mut why = reasons(r.failed.map(Into::into), &[m]).await;
+    Err(why
+        .remove(&m.name)
+        .unwrap_or_else(|| "toplevel missing after build".into()))
 }
 
 /// Why each machine's toplevel is missing. One Nix build serves every

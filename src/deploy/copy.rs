@@ -7,8 +7,8 @@ use anyhow::Result;
 use futures::StreamExt;
 
 use super::record;
-use super::types::{Ctx, Machine};
-use crate::host::{self, Probe};
+use super::types::{Ctx, DeployOptions, Machine};
+use crate::host::{self, Host, Probe};
 use crate::process::Sink;
 use crate::ui::Events;
 
@@ -20,27 +20,29 @@ pub enum Copied {
     AlreadyRunning,
 }
 
+/// Copies to each machine that lacks its toplevel: from here, or from the
+/// build host that built it.
 pub async fn run(
     ctx: &Ctx,
     machines: Vec<Machine>,
     events: &Events,
-    max: usize,
-    check: bool,
+    opts: &DeployOptions,
+    build_host: Option<&Host>,
 ) -> Vec<(Machine, Result<Copied>)> {
     futures::stream::iter(machines)
         .map(|mut m| async move {
-            let r = copy_one(ctx, &mut m, events, check).await;
+            let r = copy_one(ctx, &mut m, events, opts.check, build_host).await;
             (m, r)
         })
-        .buffer_unordered(max.max(1))
+        .buffer_unordered(opts.max_concurrent_copy.max(1))
         .collect()
         .await
 }
 
 /// Reaches every machine at once (bounded only by `MAX_CONNECTS`): the
 /// handshakes overlap the build instead of queueing behind the copies.
-pub async fn probe_all(ctx: &Ctx, machines: &[Machine], events: &Events) -> BTreeMap<String, Result<Probe>> {
-    futures::stream::iter(machines)
+pub async fn probe_all(ctx: &Ctx, machines: &[&Machine], events: &Events) -> BTreeMap<String, Result<Probe>> {
+    futures::stream::iter(machines.iter().copied())
         .map(|m| async move {
             events.stage(&m.name, "connecting");
             (m.name.clone(), probe(ctx, m, &m.toplevel, events).await)
@@ -80,7 +82,13 @@ pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Resul
     Ok(p)
 }
 
-async fn copy_one(ctx: &Ctx, m: &mut Machine, events: &Events, check: bool) -> Result<Copied> {
+async fn copy_one(
+    ctx: &Ctx,
+    m: &mut Machine,
+    events: &Events,
+    check: bool,
+    build_host: Option<&Host>,
+) -> Result<Copied> {
     let p = match m.probe.clone() {
         Some(p) => p,
         None => {
@@ -99,9 +107,11 @@ async fn copy_one(ctx: &Ctx, m: &mut Machine, events: &Events, check: bool) -> R
     if !p.has_path {
         events.stage(&m.name, "copying");
         let sink = Sink::machine(events, &m.name);
-        m.host
-            .copy_closure(&m.toplevel, !m.info.has_fast_connection, sink)
-            .await?;
+        let substitute = !m.info.has_fast_connection;
+        match build_host {
+            Some(from) => m.host.copy_from(from, &m.toplevel, substitute, sink).await?,
+            None => m.host.copy_closure(&m.toplevel, substitute, sink).await?,
+        }
     }
     Ok(Copied::Ready)
 }

@@ -21,9 +21,11 @@ pub fn profile(uuid: &str) -> PathBuf {
 
 const WRITE_GENERATION: &str = r#"{ generationJSON }:
 builtins.toFile "nixops-generation.json"
-  (builtins.toJSON (builtins.mapAttrs (_: builtins.storePath) (builtins.fromJSON generationJSON)))"#;
+  (builtins.toJSON (builtins.mapAttrs (_: p: if builtins.pathExists p then builtins.storePath p else p) (builtins.fromJSON generationJSON)))"#;
 
-/// Records `machines` (name → toplevel) as a new generation.
+/// Records `machines` (name → toplevel) as a new generation. A toplevel
+/// that was built elsewhere (on its machine, on a build host) is not in
+/// this store: the generation names it without referencing it.
 pub async fn record(uuid: &str, machines: &BTreeMap<String, String>) -> Result<u32> {
     let mut cmd = process::command("nix-instantiate");
     cmd.args(["--eval", "--read-write-mode", "--json", "-E", WRITE_GENERATION])

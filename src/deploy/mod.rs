@@ -51,6 +51,28 @@ fn check_supported(info: &NetworkInfo) -> Result<Vec<String>> {
     keys::check(info)
 }
 
+/// The network's machines file (`network.machinesFile`, Colmena's
+/// `meta.machinesFile`) as the build's remote builders, unless the command
+/// line names builders or a build host. Nix ignores a machines file that
+/// does not exist, so we say so instead.
+fn with_machines_file(opts: &DeployOptions, info: &NetworkInfo, events: &Events) -> Result<DeployOptions> {
+    let mut opts = opts.clone();
+    let Some(file) = &info.network.machines_file else {
+        return Ok(opts);
+    };
+    if opts.build_host.is_some() {
+        events.message(format!(
+            "note: the network's machinesFile {file} is not used with --build-host (the build host's own Nix configuration decides its builders)"
+        ));
+    } else if opts.builders.is_none() {
+        if !std::path::Path::new(file).is_file() {
+            bail!("the network's machinesFile {file} does not exist (or is no file)");
+        }
+        opts.builders = Some(format!("@{file}"));
+    }
+    Ok(opts)
+}
+
 /// Runs a deploy; returns the process exit code. Everything it says goes
 /// through its display (`ui`), which is done when it returns.
 pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
@@ -76,6 +98,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     for w in check_supported(&info)? {
         events.message(w);
     }
+    let opts = &with_machines_file(opts, &info, events)?;
 
     // Record machines (new, obsolete) and network attributes.
     if opts.plan_only {
@@ -167,49 +190,59 @@ pub async fn execute(
     let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
     events.machines(&names);
     let mut outcomes = Outcomes::new(started);
+    let build_host = match &opts.build_host {
+        Some(dest) if build => Some(Host::build_host(dest, ctx.ssh_persist)?),
+        _ => None,
+    };
 
-    // Build; meanwhile reach every machine (its master connection then
-    // serves the copy and the activation) unless only building.
+    // Build (here, or on the build host); meanwhile reach every machine
+    // (its master connection then serves the copy and the activation)
+    // unless only building, and have those that build their own systems
+    // build them.
+    let on_target = |m: &Machine| build && opts.builds_on_target(m);
     let building = async {
-        if build {
-            Some(build::run(ctx, &machines, events).await)
-        } else {
-            None
+        let here: Vec<&Machine> = machines.iter().filter(|m| !on_target(m)).collect();
+        match build {
+            true if !here.is_empty() => Some(build::run(ctx, &here, opts, build_host.as_ref(), events).await),
+            true => Some(Default::default()),
+            false => None,
         }
     };
     let probing = async {
-        if opts.build_only {
-            Default::default()
-        } else {
-            copy::probe_all(ctx, &machines, events).await
-        }
+        let reach: Vec<&Machine> = machines
+            .iter()
+            .filter(|m| !opts.build_only || on_target(m))
+            .collect();
+        let probes = copy::probe_all(ctx, &reach, events).await;
+        let builders: Vec<&Machine> = machines.iter().filter(|m| on_target(m)).collect();
+        let built = build::on_targets(ctx, &builders, &probes, events).await;
+        (probes, built)
     };
-    let (built, mut probes) = tokio::join!(building, probing);
-    let mut _build_roots = None;
+    let (built, (mut probes, built_on_targets)) = tokio::join!(building, probing);
+    let mut build_roots = None;
     let mut live = Vec::new();
-    if let Some((built, roots)) = built {
-        _build_roots = roots;
+    if let Some((mut built, roots)) = built {
+        build_roots = roots;
+        built.extend(built_on_targets);
         for m in machines {
             match built.get(&m.name) {
                 Some(Ok(())) => live.push(m),
                 Some(Err(e)) => fail(events, &mut outcomes, &m.name, "build", e.clone()),
+                // Not reached: the probe's error follows.
+                None if on_target(&m) => live.push(m),
                 None => fail(events, &mut outcomes, &m.name, "build", "not built".into()),
             }
         }
     } else {
         live = machines;
     }
-    if opts.build_only {
-        for m in &live {
-            stop(events, &mut outcomes, &m.name, "built");
-        }
-        return Ok(finish(events, outcomes));
-    }
     let reached = live;
     let mut live = Vec::new();
     for mut m in reached {
         match probes.remove(&m.name) {
-            Some(Ok(p)) => {
+            Some(Ok(mut p)) => {
+                // Built there just now.
+                p.has_path |= on_target(&m);
                 m.boot_id = Some(p.boot_id.clone());
                 m.probe = Some(p);
                 live.push(m);
@@ -217,6 +250,15 @@ pub async fn execute(
             Some(Err(e)) => fail(events, &mut outcomes, &m.name, "connect", format!("{e:#}")),
             None => live.push(m),
         }
+    }
+    if opts.build_only {
+        for m in &live {
+            stop(events, &mut outcomes, &m.name, "built");
+        }
+        if let Some(r) = build_roots {
+            r.release(events).await;
+        }
+        return Ok(finish(events, outcomes));
     }
 
     // Copy; meanwhile, evaluate the keys' texts (one evaluation for all)
@@ -229,9 +271,18 @@ pub async fn execute(
     };
     let keys_ctx = ctx.keys();
     let (copied, mut machine_keys) = tokio::join!(
-        copy::run(ctx, live, events, opts.max_concurrent_copy, opts.check),
+        copy::run(ctx, live, events, opts, build_host.as_ref()),
         keys::prepare(&keys_ctx, key_jobs)
     );
+    // Every machine has its toplevel now: the build host's roots can go.
+    // Those here stay until the machines' permanent roots are set.
+    let _build_roots = match build_roots {
+        Some(r @ build::Roots::On(..)) => {
+            r.release(events).await;
+            None
+        }
+        here => here,
+    };
     let mut live = Vec::new();
     for (m, r) in copied {
         match r {

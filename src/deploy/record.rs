@@ -231,6 +231,7 @@ pub fn stored_info(r: &Resource) -> Result<MachineInfo> {
         privilege_escalation_command: json_list("privilegeEscalationCommand", &["sudo", "-H", "--"])?,
         always_activate: true,
         has_fast_connection: r.get("hasFastConnection") == Some("1"),
+        build_on_target: false,
         owners: json_list("owners", &[])?,
         keys: Default::default(),
         tags: json_list("tags", &[])?,

@@ -45,6 +45,23 @@ pub struct DeployOptions {
     pub reboot_timeout: u64,
     /// apply-local: the selected machine is this one, reached without SSH.
     pub local: Option<Local>,
+    /// `--build-on-target` / `--no-build-on-target`: overrides every
+    /// machine's `deployment.buildOnTarget`.
+    pub build_on_target: Option<bool>,
+    /// `--build-host`: an ssh destination that builds the toplevels of the
+    /// machines not building on themselves, and sends them to them.
+    pub build_host: Option<String>,
+    /// `--builders`: Nix's remote builders for the deploying side's build
+    /// (None: the network's machinesFile, if any).
+    pub builders: Option<String>,
+}
+
+impl DeployOptions {
+    /// Whether the machine builds its own toplevel: it has a derivation to
+    /// build and the command line or its `deployment.buildOnTarget` says so.
+    pub fn builds_on_target(&self, m: &Machine) -> bool {
+        m.drv_path.is_some() && self.build_on_target.unwrap_or(m.info.build_on_target)
+    }
 }
 
 /// Everything a stage needs about the run.

@@ -86,8 +86,8 @@ let
       unknownAttrs = [ ];
       resourceTypes = [ ];
       allowApplyAll = m.allowApplyAll or true;
-      unsupported = lib.optional ((m.machinesFile or null) != null)
-        "meta.machinesFile (remote builders from a machines file; configure them in nix.conf instead)";
+      machinesFile = m.machinesFile or null;
+      unsupported = [ ];
     };
 
   ## NixOps networks: files, or a flake's nixopsConfigurations.<name>.
@@ -186,8 +186,9 @@ let
     lib = nixopsLib;
     description = meta.description or "Unnamed NixOps network";
     enableRollback = meta.enableRollback or false;
-    knownAttrs = map (a: "network.${a}") [ "description" "enableRollback" "nixpkgs" "storage" "lock" ];
-    unknownAttrs = map (a: "network.${a}") (builtins.attrNames (removeAttrs meta [ "description" "enableRollback" "storage" "lock" "nixpkgs" ]));
+    knownAttrs = map (a: "network.${a}") [ "description" "enableRollback" "nixpkgs" "storage" "lock" "machinesFile" ];
+    unknownAttrs = map (a: "network.${a}") (builtins.attrNames (removeAttrs meta [ "description" "enableRollback" "storage" "lock" "nixpkgs" "machinesFile" ]));
+    machinesFile = meta.machinesFile or null;
     resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
     allowApplyAll = true;
     unsupported = [ ];
@@ -217,6 +218,7 @@ let
       privilegeEscalationCommand = d.privilegeEscalationCommand or [ "sudo" "-H" "--" ];
       alwaysActivate = d.alwaysActivate or true;
       hasFastConnection = d.hasFastConnection or false;
+      buildOnTarget = d.buildOnTarget or false;
       owners = d.owners or [ ];
       keys = lib.mapAttrs (keyInfo name) (d.keys or { });
     };
@@ -224,9 +226,7 @@ let
   # Colmena options that the tool cannot honour, by machine.
   machineUnsupported = name: node:
     let d = node.config.deployment; in
-    lib.optional (d.buildOnTarget or false)
-      "machine ‘${name}’: deployment.buildOnTarget = true (building on the machine itself)"
-    ++ lib.optional (!(d.replaceUnknownProfiles or true))
+    lib.optional (!(d.replaceUnknownProfiles or true))
       "machine ‘${name}’: deployment.replaceUnknownProfiles = false (refusing machines that run a system this tool does not know)";
 
   # A key's options without its secret; exactly one source must be given.
@@ -268,6 +268,8 @@ in
   info = {
     network = {
       inherit (front) description enableRollback unknownAttrs knownAttrs allowApplyAll;
+      # A path stays a file name (toString): the file is read by Nix itself.
+      machinesFile = if front.machinesFile == null then null else toString front.machinesFile;
       unsupported = front.unsupported ++ builtins.concatLists (lib.mapAttrsToList machineUnsupported nodes);
     };
     inherit (front) resourceTypes;

@@ -6,7 +6,8 @@
 # Colmena's semantics, as this file follows them:
 #   - `meta` (or `network`, Colmena's NixOps-compatible name; not both) holds
 #     name, description, nixpkgs, nodeNixpkgs, specialArgs, nodeSpecialArgs,
-#     machinesFile, allowApplyAll; anything else there is an error.
+#     machinesFile (Nix's remote builders for the deployer's build),
+#     allowApplyAll; anything else there is an error.
 #   - `defaults` is one module applied to every node; every other attribute is
 #     a node: a module or a list of modules. A hive may be a function.
 #   - Nodes are evaluated with the eval-config.nix of their package set
@@ -107,6 +108,6 @@ in
   unknownAttrs = map (a: "${metaName}.${a}") (attrNames (removeAttrs userMeta (attrNames metaDefaults)));
   resourceTypes = [ ];
   allowApplyAll = meta.allowApplyAll;
-  unsupported = lib.optional (meta.machinesFile != null)
-    "${metaName}.machinesFile (remote builders from a machines file; configure them in nix.conf instead)";
+  inherit (meta) machinesFile;
+  unsupported = [ ];
 }

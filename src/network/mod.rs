@@ -62,6 +62,10 @@ pub struct NetworkMeta {
     /// machines.
     #[serde(default = "yes")]
     pub allow_apply_all: bool,
+    /// `network.machinesFile` (Colmena's `meta.machinesFile`): a Nix
+    /// machines file of remote builders for the deploying side's build.
+    #[serde(default)]
+    pub machines_file: Option<String>,
     /// A flake network's locked URL (with narHash or rev), as evaluated.
     #[serde(skip)]
     pub flake_url: Option<String>,
@@ -79,6 +83,9 @@ pub struct MachineInfo {
     pub privilege_escalation_command: Vec<String>,
     pub always_activate: bool,
     pub has_fast_connection: bool,
+    /// `deployment.buildOnTarget`: the machine builds its own system.
+    #[serde(default)]
+    pub build_on_target: bool,
     pub owners: Vec<String>,
     /// deployment.keys without the secrets; None when not known (the
     /// machine's options were read from state, not evaluated).

@@ -67,7 +67,7 @@ in
     deployment.provisionSSHKey = mkOption { type = types.bool; default = true; description = "Kept for NixOps compatibility."; };
     # Colmena's names, so hives evaluate; what the tool cannot do is refused by name.
     deployment.allowLocalDeployment = mkOption { type = types.bool; default = false; description = "Colmena: the machine may also be deployed with `colmena apply-local`; deploys by this tool always go over SSH."; };
-    deployment.buildOnTarget = mkOption { type = types.bool; default = false; description = "Colmena: build the system on the machine itself (not supported: true is an error)."; };
+    deployment.buildOnTarget = mkOption { type = types.bool; default = false; description = "Build the system on the machine itself, by its Nix with its substituters: the deployer copies the derivation there instead of the built system."; };
     deployment.replaceUnknownProfiles = mkOption { type = types.bool; default = true; description = "Colmena: deploy over a system the tool does not know (not supported: false is an error)."; };
     deployment.keys = mkOption { type = types.attrsOf (types.either types.str (types.submodule keyOptions)); default = { }; description = "Secrets sent to the machine outside the Nix store."; };
     networking.privateIPv4 = mkOption { type = types.nullOr types.str; default = null; description = "Address of the machine within the network."; };
