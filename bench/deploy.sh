@@ -23,6 +23,10 @@
 # With COLMENA=/path/to/colmena, Colmena is measured the same way on its own
 # fresh fleet, and the table shows ours/Colmena ratios.
 #
+# With -t, ours is measured a second time on its own fresh fleet with
+# --build-on-target (every machine builds its own system), and the table
+# shows built-on-target beside built-here.
+#
 # The test hosts share this machine's /root, and every SSH session on them
 # runs root's ~/.bashrc (bash does that for sshd-started shells).  If that
 # file does expensive work (here: `pyenv init`, ~0.1 s CPU per session), it
@@ -30,11 +34,12 @@
 # mount namespace where ~/.bashrc is masked by an empty file (nothing on
 # disk changes); -B keeps it.
 #
-# usage: bench/deploy.sh [-n N] [-r R] [-k] [-B]     (or N=... R=... bench/deploy.sh)
+# usage: bench/deploy.sh [-n N] [-r R] [-k] [-B] [-t]    (or N=... R=... bench/deploy.sh)
 #   -n N   number of machines (default 30)
 #   -r R   repeat everything R times (fresh hosts each time), report medians
 #   -k     keep the work directory (logs, networks, state) under /tmp
 #   -B     do not mask root's ~/.bashrc on the test hosts
+#   -t     also deploy with --build-on-target and compare
 # Needs root (the test fleet does).
 set -euo pipefail
 
@@ -42,14 +47,16 @@ N=${N:-30}
 R=${R:-1}
 KEEP=0
 MASK_BASHRC=1
+TARGET=0
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 ARGS=("$@")
-while getopts n:r:kBh opt; do
+while getopts n:r:kBth opt; do
   case $opt in
     n) N=$OPTARG ;;
     r) R=$OPTARG ;;
     k) KEEP=1 ;;
     B) MASK_BASHRC=0 ;;
+    t) TARGET=1 ;;
     *) usage ;;
   esac
 done
@@ -286,6 +293,10 @@ ours_deploy() {
   exec env HOME="$dir/home" NIXOPS_STATE="$dir/state.nixops" NIXOPS_SSH_PERSIST=60 \
     "$FLEET_SH" run "$dir/fleet" -- "$NIXOPS" deploy -d bench $NIXOPS_DEPLOY_ARGS
 }
+# ---- ours again, every machine building its own system (-t)
+target_deploy() {
+  NIXOPS_DEPLOY_ARGS="$NIXOPS_DEPLOY_ARGS --build-on-target" ours_deploy "$@"
+}
 
 # ---- Colmena (baseline)
 colmena_setup() {
@@ -308,6 +319,9 @@ colmena_deploy() {
 log "work directory: $WORK; CPU accounting: $CPU_METHOD"
 for ((run = 1; run <= R; run++)); do
   bench_tool ours "$run" ours_setup ours_deploy
+  if ((TARGET)); then
+    bench_tool target "$run" ours_setup target_deploy
+  fi
   if [[ -n $COLMENA ]]; then
     bench_tool colmena "$run" colmena_setup colmena_deploy
   fi
@@ -340,6 +354,16 @@ fi
 echo "deployer CPU: $CPU_METHOD"
 echo "$BASHRC_NOTE"
 echo "nixops: $NIXOPS ($("$NIXOPS" --version 2>/dev/null | head -n1))${NIXOPS_DEPLOY_ARGS:+, deploy $NIXOPS_DEPLOY_ARGS}"
+if ((TARGET)); then
+  echo
+  echo "built here vs --build-on-target (each machine builds its own system):"
+  printf '%-18s %9s %9s %9s %11s %11s %11s\n' phase "wall s" "CPU s" "hosts s" "target wall" "target CPU" "target hosts"
+  for p in "${PHASES[@]}"; do
+    printf '%-18s %9s %9s %9s %11s %11s %11s\n' "${LABEL[$p]}" \
+      "${W[ours,$p]}" "${C[ours,$p]}" "${H[ours,$p]}" "${W[target,$p]}" "${C[target,$p]}" "${H[target,$p]}"
+  done
+  echo "(CPU s: the deploying side's; hosts s: the test hosts', where --build-on-target builds)"
+fi
 if [[ -n $COLMENA ]]; then
   echo "baseline: Colmena ($COLMENA, $("$COLMENA" --version 2>/dev/null | head -n1))"
   echo
@@ -379,7 +403,8 @@ fi
 if ((R > 1)); then
   echo
   echo "all runs (wall s / CPU s):"
-  for t in ours ${COLMENA:+colmena}; do
+  tools=(ours); ((TARGET)) && tools+=(target); [[ -n $COLMENA ]] && tools+=(colmena)
+  for t in "${tools[@]}"; do
     for p in "${PHASES[@]}"; do
       read -ra ws <<< "${RAW_W[$t,$p]}"; read -ra cs <<< "${RAW_C[$t,$p]}"
       line=; for i in "${!ws[@]}"; do line+=" ${ws[$i]}/${cs[$i]}"; done

@@ -267,3 +267,61 @@ fn a_colmena_hive_builds_on_target_and_on_its_machines_file() {
     assert!(valid_on(&fleet, "x", &t2), "{t2} not built on the remote builder");
     assert!(!valid_on(&fleet, "x", &t1));
 }
+
+#[test]
+fn a_machine_without_nix_or_without_room_fails_alone() {
+    let fleet = Fleet::start(&["a", "b", "c"]);
+    // b has no Nix (its nix binary is an empty device in b's mount
+    // namespace only); c's store has far less room than its build needs.
+    fleet.exec(
+        "b",
+        "mount --bind /dev/null \"$(readlink -f \"$(command -v nix-store)\")\"",
+    );
+    fleet.exec(
+        "c",
+        "mkdir -p /nix/store && mount -t tmpfs -o size=256k tmpfs /nix/store",
+    );
+    let big = format!(
+        "environment.systemPackages = [ (pkgs.runCommand \"big\" {{ }} \"mkdir $out; dd if=/dev/zero of=$out/big bs=1024 count=2048 # {}\") ];",
+        fleet.path().display()
+    );
+    let net = format!(
+        "{{\n{}{}{}}}\n",
+        machine(&fleet, "a", ""),
+        machine(&fleet, "b", ""),
+        machine(&fleet, "c", &big)
+    );
+    fleet.create("d", &net);
+    let r = fleet.run(&["deploy", "--build-on-target"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let ta = fleet.exported_toplevel("d", "a").expect("a deployed");
+    assert_eq!(fleet.current_system("a"), ta);
+    let row = |m: &str| {
+        r.stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("| {m} ")))
+            .unwrap_or_else(|| panic!("no summary row for {m}: {}", r.stderr))
+            .to_owned()
+    };
+    assert!(
+        row("b").contains("build") && row("b").contains("has no Nix"),
+        "{}",
+        r.stderr
+    );
+    // c's failed derivation, Nix's note on the disk, and the builder's own
+    // words at the end of its log.
+    assert!(
+        row("c").contains("big.drv") && row("c").contains("lack of free disk space"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("c> ") && l.contains("No space left on device")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fleet.exported_toplevel("d", "b"), None);
+    assert_eq!(fleet.exported_toplevel("d", "c"), None);
+}

@@ -168,6 +168,13 @@ async fn on_target(ctx: &Ctx, m: &Machine, events: &Events) -> Result<(), String
         .clone()
         .expect("machines building on target have a derivation");
     let sink = Sink::machine(events, &m.name);
+    // Said at once rather than as a failed copy: it has no Nix.
+    let nix = m
+        .host
+        .nix_version(Sink::quiet())
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    events.log(Some(&m.name), format!("building with {nix}"));
     events.stage(&m.name, "copying derivation");
     let drvs = [drv];
     m.host
@@ -264,13 +271,12 @@ fn is_consequence(message: &[String]) -> bool {
     })
 }
 
-/// One line for a message: its first, and the reason Nix gives below it.
+/// One line for a message: its first, and the reason and note Nix gives
+/// below it (e.g. that a full disk may have made the builder fail).
 fn summary(message: &[String]) -> String {
     let first = message[0].trim_start_matches("error:").trim();
-    match said(message).find(|l| l.starts_with("Reason:")) {
-        Some(reason) => format!("{first} {reason}"),
-        None => first.to_owned(),
-    }
+    let below = said(message).filter(|l| l.starts_with("Reason:") || l.starts_with("note:"));
+    std::iter::once(first).chain(below).collect::<Vec<_>>().join(" ")
 }
 
 /// `--dry-run`: show what would be built and fetched, build nothing.
@@ -332,5 +338,13 @@ mod tests {
             "error: Cannot build '/nix/store/y-system.drv'.
        Reason: 1 dependency failed."
         )));
+        let full = lines(
+            "error: builder for '/nix/store/x-big.drv' failed with exit code 1
+       note: build failure may have been caused by lack of free disk space",
+        );
+        assert_eq!(
+            summary(&full),
+            "builder for '/nix/store/x-big.drv' failed with exit code 1 note: build failure may have been caused by lack of free disk space"
+        );
     }
 }

@@ -330,6 +330,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn jobs_and_builders_are_the_deploying_sides() {
+        let opts = NixOpts {
+            max_jobs: Some("0".into()),
+            cores: Some(2),
+            keep_failed: true,
+            builders: Some("@/etc/nix/machines".into()),
+            options: vec![("sandbox".into(), "false".into())],
+            ..Default::default()
+        };
+        let here = opts.build_args().join(" ");
+        for a in [
+            "--option builders @/etc/nix/machines",
+            "--max-jobs 0",
+            "--cores 2",
+            "--keep-failed",
+            "--option sandbox false",
+        ] {
+            assert!(here.contains(a), "{here}");
+        }
+        assert_eq!(opts.remote_build_args(), ["--keep-failed"]);
+    }
+
+    #[test]
     fn build_messages_and_the_derivations_they_name() {
         let out = Output {
             code: Some(1),

@@ -495,3 +495,32 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_host_destinations() {
+        let t = Target::unpinned("builder", 5).unwrap();
+        assert_eq!((t.destination(), t.port), ("builder".into(), None));
+        let t = Target::unpinned("nix@10.0.0.1", 5).unwrap();
+        assert_eq!((t.destination(), t.port), ("nix@10.0.0.1".into(), None));
+        let t = Target::unpinned("ssh://nix@b.example:2222", 5).unwrap();
+        assert_eq!((t.destination(), t.port), ("nix@b.example".into(), Some(2222)));
+        for bad in ["", "-oProxyCommand=x", "a b", "ssh://b:port", "u@"] {
+            assert!(Target::unpinned(bad, 5).is_err(), "{bad:?}");
+        }
+        // The user's known_hosts decides: none of ours is named.
+        let o = Target::unpinned("builder", 5)
+            .unwrap()
+            .options()
+            .unwrap()
+            .join(" ");
+        assert!(
+            !o.contains("UserKnownHostsFile") && !o.contains("HostKeyAlias"),
+            "{o}"
+        );
+        assert!(o.contains("BatchMode=yes") && o.contains("ControlPath="), "{o}");
+    }
+}
