@@ -46,6 +46,12 @@ fn machine(fleet: &Fleet, name: &str, extra: &str) -> String {
     )
 }
 
+/// Whether a line of `machine`'s log contains `text`.
+fn logged(stderr: &str, machine: &str, text: &str) -> bool {
+    let prefix = format!("{machine}> ");
+    stderr.lines().any(|l| l.starts_with(&prefix) && l.contains(text))
+}
+
 /// The derivation paths that lines of the log say are built, with the
 /// prefix each line has.
 fn builds_in(stderr: &str) -> Vec<(String, String)> {
@@ -133,13 +139,7 @@ fn build_on_target_as_a_sudo_user_and_a_failed_build_fails_only_its_machine() {
         .expect("a summary row for b");
     assert!(row.contains("build") && row.contains("failed"), "{row}");
     assert!(row.contains("broken.drv"), "{row}");
-    assert!(
-        r.stderr
-            .lines()
-            .any(|l| l.starts_with("b> ") && l.contains("b breaks on its own")),
-        "{}",
-        r.stderr
-    );
+    assert!(logged(&r.stderr, "b", "b breaks on its own"), "{}", r.stderr);
     // Nothing of b's was built here either.
     assert!(
         builds_in(&r.stderr).iter().all(|(p, _)| p == "a> " || p == "b> "),
@@ -315,13 +315,7 @@ fn a_machine_without_nix_or_without_room_fails_alone() {
         "{}",
         r.stderr
     );
-    assert!(
-        r.stderr
-            .lines()
-            .any(|l| l.starts_with("c> ") && l.contains("No space left on device")),
-        "{}",
-        r.stderr
-    );
+    assert!(logged(&r.stderr, "c", "No space left on device"), "{}", r.stderr);
     assert_eq!(fleet.exported_toplevel("d", "b"), None);
     assert_eq!(fleet.exported_toplevel("d", "c"), None);
 }
