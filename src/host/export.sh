@@ -1,5 +1,6 @@
 # Writes the store paths on stdin (one a line) to stdout in nix-store's
 # export format, references first, for another machine's `import.sh`.
 set -f
-# shellcheck disable=SC2086
+# Store paths hold no white space or glob characters but `?` (set -f).
+# shellcheck disable=SC2046
 exec nix-store --export $(cat)

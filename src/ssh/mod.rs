@@ -249,14 +249,9 @@ impl Target {
     }
 
     /// The ssh command that runs `script` (a POSIX shell script) on the
-    /// machine, as root (through the escalation command for other users).
-    pub fn command(&self, script: &str, as_root: bool) -> Result<Command> {
-        self.command_with_args(script, &[], as_root)
-    }
-
-    /// Like [`command`](Self::command), with positional arguments for the
-    /// script (`$1`, `$2`, ...), so that values never need to be spliced
-    /// into its text.
+    /// machine with positional arguments (`$1`, `$2`, ...), so that values
+    /// never need to be spliced into its text; `as_root`: through the
+    /// escalation command for other users.
     pub fn command_with_args(&self, script: &str, args: &[&str], as_root: bool) -> Result<Command> {
         let mut cmd = process::command("ssh");
         cmd.args(self.options()?);
