@@ -13,7 +13,6 @@ use crate::deploy::{self, Action, Ctx, DeployOptions};
 use crate::host::Local;
 use crate::network::{MachineFilter, NixFiles, Selector};
 use crate::process::Sink;
-use crate::state::{Store, lock};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Goal {
@@ -49,7 +48,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     let d = store.load(&d.uuid)?;
     let nix = g.nix_opts(Some(&d))?;
     let network = deploy::network_of(&d)?;

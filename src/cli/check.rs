@@ -6,7 +6,7 @@ use crate::deploy::check;
 use crate::deploy::{self, record, select};
 use crate::host::Status;
 use crate::process::Sink;
-use crate::state::{Store, machine_state};
+use crate::state::machine_state;
 use crate::ui::table;
 
 #[derive(Args, Debug)]

@@ -2,7 +2,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::state::{self, Store};
+use crate::state;
 
 #[derive(Args, Debug)]
 pub struct Opts {

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::state::{self, Attrs, Store};
+use crate::state::{self, Attrs};
 
 #[derive(Args, Debug)]
 pub struct Opts {

@@ -2,7 +2,6 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::state::{Store, lock};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -18,7 +17,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let targets = g.deployments(&store, o.all)?;
     for d in targets {
-        let _lock = lock::acquire(&d.uuid)?;
+        let _lock = store.lock(&d.uuid)?;
         let n = d.resources.len();
         if n > 0 && !o.force {
             bail!(

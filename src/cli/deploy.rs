@@ -5,7 +5,6 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::{self, Action, Ctx, DeployOptions};
-use crate::state::lock;
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -110,9 +109,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     // Re-read after waiting for the lock: the holder may have changed it.
-    let d = crate::state::Store::load(&store, &d.uuid)?;
+    let d = store.load(&d.uuid)?;
     let mut nix = g.nix_opts(Some(&d))?;
     nix.repair = o.repair;
     let ctx = Ctx {

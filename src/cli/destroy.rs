@@ -3,7 +3,6 @@ use clap::Args;
 
 use super::{Global, confirm};
 use crate::deploy::select;
-use crate::state::{Store, lock};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -20,7 +19,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let ds = g.deployments(&store, o.all)?;
     for d in ds {
-        let _lock = lock::acquire(&d.uuid)?;
+        let _lock = store.lock(&d.uuid)?;
         let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
         if machines.is_empty() {
             errln!("deployment ‘{}’ has no machines to destroy", d.label());

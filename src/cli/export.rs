@@ -16,7 +16,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let ds = g.deployments(&store, o.all)?;
     let mut out = serde_json::Map::new();
     for d in &ds {
-        out.insert(d.uuid.clone(), state::export(d));
+        out.insert(d.uuid.clone(), state::export(d, &store.history(&d.uuid)?)?);
     }
     outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)

@@ -11,7 +11,6 @@ use super::{Global, confirm};
 use crate::deploy::select;
 use crate::process::{self, Sink};
 use crate::ssh::Target;
-use crate::state::{Store, lock};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -23,7 +22,7 @@ pub struct Opts {
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     let d = store.load(&d.uuid)?;
     for name in &o.machines {
         let m = select::stored_one(&d, g.ssh_persist, name)?;

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::{self, Action, Ctx, DeployOptions, generations, select};
-use crate::state::{Deployment, Store, lock};
+use crate::state::Deployment;
 use crate::ui::table;
 
 fn require_rollback(d: &Deployment) -> Result<()> {
@@ -36,7 +36,7 @@ pub fn list(g: &Global, _o: ListOpts) -> Result<i32> {
                 .unwrap_or(0);
             vec![
                 generation.number.to_string(),
-                format_time(secs),
+                crate::state::history::format_utc(secs),
                 generation.machines.keys().cloned().collect::<Vec<_>>().join(", "),
                 if Some(generation.number) == current {
                     "(current)".into()
@@ -51,12 +51,6 @@ pub fn list(g: &Global, _o: ListOpts) -> Result<i32> {
         table(&["Generation", "Created (UTC)", "Machines", ""], rows)
     );
     Ok(0)
-}
-
-fn format_time(secs: u64) -> String {
-    jiff::Timestamp::from_second(secs as i64)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|_| secs.to_string())
 }
 
 #[derive(Args, Debug)]
@@ -84,7 +78,7 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
     let started = Instant::now();
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     let d = store.load(&d.uuid)?;
     require_rollback(&d)?;
     let generation = generations::get(&d.uuid, o.generation)?;
@@ -147,19 +141,9 @@ pub struct DeleteOpts {
 pub async fn delete(g: &Global, o: DeleteOpts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     require_rollback(&d)?;
     generations::delete(&d.uuid, o.generation).await?;
     errln!("deleted generation {}", o.generation);
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dates() {
-        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
-        assert_eq!(super::format_time(1_795_000_000), "2026-11-18 11:06:40");
-        assert_eq!(super::format_time(951_782_400), "2000-02-29 00:00:00");
-    }
 }

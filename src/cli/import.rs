@@ -4,13 +4,16 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::state::{self, Store};
+use crate::state;
 
 #[derive(Args, Debug)]
 pub struct Opts {
     /// Also add the machines' host keys to ~/.ssh/known_hosts
     #[arg(long)]
     pub include_keys: bool,
+    /// Replace deployments whose UUID the state already has
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
@@ -27,14 +30,22 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     // Check everything before writing anything.
     let mut parsed = Vec::new();
     for (uuid, dv) in obj {
-        if existing.iter().any(|d| &d.uuid == uuid) {
-            bail!("state file already contains a deployment with UUID ‘{uuid}’");
+        if !o.force && existing.iter().any(|d| &d.uuid == uuid) {
+            bail!(
+                "{} already contains a deployment with UUID ‘{uuid}’ (use --force to replace it)",
+                store.location()
+            );
         }
         parsed.push((uuid, state::parse_export(uuid, dv)?));
     }
-    for (uuid, (attrs, resources)) in &parsed {
-        errln!("added deployment ‘{uuid}’");
-        store.import(uuid, attrs, resources)?;
+    for (uuid, (attrs, resources, history)) in &parsed {
+        let replaced = existing.iter().any(|d| &d.uuid == *uuid);
+        store.import(uuid, attrs, resources, history, o.force)?;
+        if replaced {
+            errln!("replaced deployment ‘{uuid}’");
+        } else {
+            errln!("added deployment ‘{uuid}’");
+        }
         if o.include_keys {
             add_known_hosts(resources)?;
         }

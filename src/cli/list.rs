@@ -2,7 +2,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::state::Store;
+
 use crate::ui::table;
 
 #[derive(Args, Debug)]

@@ -15,6 +15,7 @@ mod edit;
 mod export;
 mod forget_host_key;
 mod generations;
+mod history;
 mod import;
 mod info;
 mod list;
@@ -34,11 +35,11 @@ mod unlock;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::nix::NixOpts;
-use crate::state::{self, Access, Deployment, SqliteStore, Store};
+use crate::state::{self, Access, Deployment, StoreBox};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,7 +61,7 @@ pub struct Global {
     /// Deployment name, UUID or UUID prefix
     #[arg(short = 'd', long = "deployment", global = true, env = "NIXOPS_DEPLOYMENT")]
     pub deployment: Option<String>,
-    /// Path to the state file
+    /// The state: a file, or a PostgreSQL database (postgresql://user@host:port/db or key=value)
     #[arg(short = 's', long = "state", global = true, env = "NIXOPS_STATE")]
     pub state: Option<PathBuf>,
     /// The network: a directory with nixops.nix or flake.nix (as NixOps 2.0;
@@ -210,6 +211,8 @@ pub enum Command {
     Completions(completions::CompletionOpts),
     /// Print the man page
     Man(completions::ManOpts),
+    /// Show the deployment's history of deploys, rollbacks, reboots and destroys
+    History(history::Opts),
     /// Export deployments as JSON
     Export(export::Opts),
     /// Import deployments from JSON on stdin
@@ -251,49 +254,36 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::DumpNixPaths(o) => dump_nix_paths::run(&g, o).await,
         Command::Completions(o) => completions::completions(o),
         Command::Man(o) => completions::man(o),
+        Command::History(o) => history::run(&g, o),
         Command::Export(o) => export::run(&g, o),
         Command::Import(o) => import::run(&g, o),
     }
 }
 
 impl Global {
-    /// The state file, for a command that changes it; it must exist.
-    pub fn open_store(&self) -> Result<SqliteStore> {
+    /// The state, for a command that changes it; it must exist.
+    pub fn open_store(&self) -> Result<StoreBox> {
         self.store(Access::Write)
     }
 
-    /// The state file, for a command that only reads it (it may be
+    /// The state, for a command that only reads it (a file may be
     /// read-only); it must exist.
-    pub fn read_store(&self) -> Result<SqliteStore> {
+    pub fn read_store(&self) -> Result<StoreBox> {
         self.store(Access::Read)
     }
 
-    /// The state file, created if needed (`create`, `import`).
-    pub fn create_store(&self) -> Result<SqliteStore> {
+    /// The state, created if needed (`create`, `import`).
+    pub fn create_store(&self) -> Result<StoreBox> {
         self.store(Access::Create)
     }
 
-    /// A file named with -s or $NIXOPS_STATE must exist unless the command
-    /// creates it, and its directory always (a typo is not a new state).
-    /// The default file is created, with its directory, when needed; until
-    /// then it holds no deployments.
-    fn store(&self, access: Access) -> Result<SqliteStore> {
-        let (path, named) = state::state_path(self.state.clone())?;
-        if !named && !path.exists() {
-            if access != Access::Create {
-                return SqliteStore::empty(&path);
-            }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create directory {}", dir.display()))?;
-            }
-        }
-        SqliteStore::open(&path, access)
+    fn store(&self, access: Access) -> Result<StoreBox> {
+        state::open(self.state.as_deref().map(|p| p.as_os_str()), access)
     }
 
     /// The deployment named by -d / $NIXOPS_DEPLOYMENT (or the only one),
     /// with the network of `--network` when given (for this run only).
-    pub fn deployment(&self, store: &SqliteStore) -> Result<Deployment> {
+    pub fn deployment(&self, store: &StoreBox) -> Result<Deployment> {
         let all = store.deployments()?;
         let mut d = state::resolve(&all, self.deployment.as_deref())?.clone();
         if let Some(source) = self.network_source()? {
@@ -320,7 +310,7 @@ impl Global {
     }
 
     /// All deployments with `--all`, else the selected one.
-    pub fn deployments(&self, store: &SqliteStore, all: bool) -> Result<Vec<Deployment>> {
+    pub fn deployments(&self, store: &StoreBox, all: bool) -> Result<Vec<Deployment>> {
         if all {
             store.deployments()
         } else {
@@ -401,7 +391,7 @@ pub async fn locate(g: &Global, source: crate::network::Source) -> Result<crate:
 /// Records the network's description (and rollback setting) right away, as
 /// NixOps shows it after `create`; a network that does not evaluate yet (it
 /// may need `set-args`) only earns a warning: deploy records them later.
-pub async fn record_network_attrs(g: &Global, store: &SqliteStore, uuid: &str) -> Result<()> {
+pub async fn record_network_attrs(g: &Global, store: &StoreBox, uuid: &str) -> Result<()> {
     let d = store.load(uuid)?;
     let network = crate::deploy::network_of(&d)?;
     let files = crate::network::NixFiles::write()?;

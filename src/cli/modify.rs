@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::state::{self, AttrChange, Store, lock};
+use crate::state::{self, AttrChange};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -19,7 +19,7 @@ pub struct Opts {
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     let mut changes: Vec<AttrChange> = Vec::new();
     let source = super::network_of_args(g, &o.files).await?;
     if let Some(s) = &source {

@@ -6,7 +6,6 @@ use clap::Args;
 use super::Global;
 use crate::deploy::{self, Ctx, select};
 use crate::keys;
-use crate::state::lock;
 use crate::ui;
 
 #[derive(Args, Debug)]
@@ -37,7 +36,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
     let ctx = Ctx {
         store: Arc::new(Mutex::new(store)),

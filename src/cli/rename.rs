@@ -2,7 +2,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::state::{self, Store, lock};
+use crate::state;
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -25,7 +25,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     {
         bail!("a deployment named ‘{}’ already exists", o.to);
     }
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     store.set_deployment_attrs(&d.uuid, &[("name".into(), Some(o.to.clone()))])?;
     Ok(0)
 }

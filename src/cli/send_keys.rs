@@ -7,7 +7,6 @@ use clap::Args;
 use super::Global;
 use crate::deploy::{Ctx, select};
 use crate::keys;
-use crate::state::lock;
 use crate::ui;
 
 #[derive(Args, Debug)]
@@ -22,8 +21,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let started = Instant::now();
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
-    let d = crate::state::Store::load(&store, &d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
+    let d = store.load(&d.uuid)?;
     let machines: Vec<select::StoredMachine> = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?
         .into_iter()
         .filter(|m| !m.resource.obsolete())

@@ -3,7 +3,6 @@ use clap::Args;
 
 use super::Global;
 use crate::network::nix_string;
-use crate::state::{Store, lock};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -21,7 +20,7 @@ pub struct Opts {
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
-    let _lock = lock::acquire(&d.uuid)?;
+    let _lock = store.lock(&d.uuid)?;
     let d = store.load(&d.uuid)?;
     let mut args = d.args()?;
     for c in o.arg.chunks(2) {

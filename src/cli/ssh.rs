@@ -3,7 +3,6 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::select;
-use crate::state::Store;
 
 #[derive(Args, Debug)]
 pub struct Opts {

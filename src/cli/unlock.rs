@@ -2,7 +2,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::state::lock::{self, Unlock};
+use crate::state::Unlock;
 
 #[derive(Args, Debug)]
 pub struct Opts {}
@@ -12,13 +12,13 @@ pub struct Opts {}
 pub fn run(g: &Global, _o: Opts) -> Result<i32> {
     let store = g.read_store()?;
     let d = g.deployment(&store)?;
-    match lock::unlock(&d.uuid)? {
+    match store.unlock(&d.uuid)? {
         Unlock::NotLocked => errln!("deployment ‘{}’ is not locked", d.label()),
         Unlock::Cleared => errln!("removed the stale lock of deployment ‘{}’", d.label()),
-        Unlock::Held { pid } => bail!(
+        Unlock::Held { by } => bail!(
             "deployment ‘{}’ is locked by a running process{}; refusing to unlock it",
             d.label(),
-            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            by.map(|b| format!(" ({b})")).unwrap_or_default()
         ),
     }
     Ok(0)

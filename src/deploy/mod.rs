@@ -22,7 +22,6 @@ use anyhow::{Result, bail};
 
 use crate::keys;
 use crate::network::{MachineInfo, NetworkInfo, NixFiles};
-use crate::state::Store;
 use crate::ui::{self, Events, SummaryRow};
 
 pub use crate::host::Action;

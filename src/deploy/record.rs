@@ -9,7 +9,7 @@ use super::types::Ctx;
 use crate::host::{Host, Kept};
 use crate::network::{MachineInfo, NetworkInfo, NetworkMeta};
 use crate::ssh::{Endpoint, Identity, Target};
-use crate::state::{AttrChange, Deployment, Resource, Store, machine_state};
+use crate::state::{AttrChange, Deployment, Resource, machine_state};
 use crate::ui::Events;
 
 /// NixOps' rule: an attribute set back to its default is removed.

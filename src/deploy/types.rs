@@ -12,7 +12,7 @@ use crate::host::{Action, Host, Local, Probe};
 use crate::keys;
 use crate::network::{MachineFilter, MachineInfo, Network};
 use crate::nix::NixOpts;
-use crate::state::{Deployment, SqliteStore};
+use crate::state::{Deployment, StoreBox};
 
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
@@ -66,7 +66,7 @@ impl DeployOptions {
 
 /// Everything a stage needs about the run.
 pub struct Ctx {
-    pub store: Arc<Mutex<SqliteStore>>,
+    pub store: Arc<Mutex<StoreBox>>,
     pub deployment: Deployment,
     pub nix: NixOpts,
     /// ControlPersist seconds for master connections.

@@ -15,7 +15,6 @@ use super::secret::Secret;
 use super::spec::{DONE, KeySpec, has_control};
 use super::{Context, KeyTarget, MachineKeys};
 use crate::process::Sink;
-use crate::state::Store;
 use crate::ui::Events;
 
 /// Sent as the remote script, unchanged.

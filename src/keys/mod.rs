@@ -30,7 +30,7 @@ use crate::host::Host;
 use crate::network::{KeyInfo, MachineInfo, Network, NetworkInfo, NixFiles};
 use crate::nix::NixOpts;
 use crate::process::Sink;
-use crate::state::{Deployment, SqliteStore, Store};
+use crate::state::{Deployment, StoreBox};
 use crate::ui::Events;
 use record::Delivered;
 use secret::Secret;
@@ -45,7 +45,7 @@ pub struct Context<'a> {
     pub deployment: &'a Deployment,
     pub nix: &'a NixOpts,
     /// Where deliveries are recorded.
-    pub store: &'a Mutex<SqliteStore>,
+    pub store: &'a Mutex<StoreBox>,
 }
 
 /// What a delivery needs to know about the machine.

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-pub struct DeploymentLock {
+use super::Unlock;
+
+/// The lock file, locked while this value lives.
+pub struct FileLock {
     _file: File,
 }
 
@@ -19,7 +22,7 @@ pub fn lock_path(uuid: &str) -> Result<PathBuf> {
 /// Takes the lock, saying "waiting for exclusive deployment lock..." when
 /// another process holds it. The lock goes with the process: a killed holder
 /// never leaves a stale lock behind.
-pub fn acquire(uuid: &str) -> Result<DeploymentLock> {
+pub fn acquire(uuid: &str) -> Result<FileLock> {
     let path = lock_path(uuid)?;
     let dir = path.parent().expect("lock path has a parent");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -46,18 +49,7 @@ pub fn acquire(uuid: &str) -> Result<DeploymentLock> {
     file.set_len(0)?;
     file.seek(std::io::SeekFrom::Start(0))?;
     writeln!(file, "{}", std::process::id())?;
-    Ok(DeploymentLock { _file: file })
-}
-
-/// What `unlock` found.
-pub enum Unlock {
-    NotLocked,
-    /// A lock file was left behind; nobody holds it (removed now).
-    Cleared,
-    /// A live process holds the lock.
-    Held {
-        pid: Option<u32>,
-    },
+    Ok(FileLock { _file: file })
 }
 
 /// Removes a lock file that no live process holds; refuses to touch a held
@@ -78,7 +70,9 @@ pub fn unlock(uuid: &str) -> Result<Unlock> {
             let pid = std::fs::read_to_string(&path)
                 .ok()
                 .and_then(|s| s.trim().parse().ok());
-            Ok(Unlock::Held { pid })
+            Ok(Unlock::Held {
+                by: pid.map(|p: u32| format!("pid {p}")),
+            })
         }
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))

@@ -2,20 +2,28 @@
 //!
 //! The data model is NixOps' own: a deployment is a UUID with text attributes,
 //! and owns resources (machines) that have a name, a type and text attributes.
-//! [`Store`] is the storage interface; [`sqlite::SqliteStore`] implements it
-//! with NixOps' schema (version 3), so state files move freely between the two
-//! tools.
+//! [`Store`] is the storage interface, and the only thing commands see:
+//! [`open`] gives one for NixOps' SQLite file ([`sqlite`]) or a PostgreSQL
+//! database ([`postgres`]), both with NixOps' schema (version 3), so state
+//! moves freely between the backends and NixOps. Both run the same SQL
+//! (`sql.rs`).
 
+pub mod history;
 pub mod lock;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-pub use sqlite::{Access, SqliteStore};
+pub use history::HistoryEntry;
+pub use sqlite::Access;
+use sqlite::SqliteStore;
 
 /// Attribute values are text, as in NixOps: ints and bools as strings
 /// (bools as "1"/"0"), lists and dicts as JSON.
@@ -116,10 +124,14 @@ pub type AttrChange = (String, Option<String>);
 /// Storage of deployments. Every method is one transaction: a process killed
 /// at any moment leaves each deployment as it was before or after the call.
 pub trait Store {
+    /// How messages name it ("state file PATH", "PostgreSQL state URL",
+    /// never with a password).
+    fn location(&self) -> String;
     fn deployments(&self) -> Result<Vec<Deployment>>;
     fn load(&self, uuid: &str) -> Result<Deployment>;
     fn create_deployment(&self, uuid: &str, attrs: &Attrs) -> Result<()>;
     fn set_deployment_attrs(&self, uuid: &str, changes: &[AttrChange]) -> Result<()>;
+    /// Deletes a deployment with its resources and history.
     fn delete_deployment(&self, uuid: &str) -> Result<()>;
     /// Records an evaluated network at once: deployment attribute changes,
     /// machines to create or update (name, type, changes), resources to
@@ -132,23 +144,116 @@ pub trait Store {
         forget: &[i64],
     ) -> Result<BTreeMap<String, i64>>;
     fn set_resource_attrs(&self, id: i64, changes: &[AttrChange]) -> Result<()>;
-    /// Imports a whole deployment in NixOps' export format.
-    fn import(&self, uuid: &str, attrs: &Attrs, resources: &[(String, String, Attrs)]) -> Result<()>;
+    /// Imports a whole deployment in NixOps' export format, with its
+    /// history (newest first); an existing UUID is refused unless `replace`.
+    fn import(
+        &self,
+        uuid: &str,
+        attrs: &Attrs,
+        resources: &[ImportedResource],
+        history: &[HistoryEntry],
+        replace: bool,
+    ) -> Result<()>;
     /// Copies a deployment's attributes (not its resources) to a new UUID.
     fn clone_deployment(&self, from: &str, to: &str) -> Result<()>;
+    /// Appends an entry to a deployment's history.
+    fn add_history(&self, uuid: &str, entry: &HistoryEntry) -> Result<()>;
+    /// A deployment's history, newest first.
+    fn history(&self, uuid: &str) -> Result<Vec<HistoryEntry>>;
+    /// Takes the deployment's exclusive lock, saying "waiting for exclusive
+    /// deployment lock..." while another process holds it. The lock goes
+    /// with the process: a killed holder never leaves it behind.
+    fn lock(&self, uuid: &str) -> Result<DeploymentLock>;
+    /// Clears a lock left behind, if the backend can have such a thing.
+    fn unlock(&self, uuid: &str) -> Result<Unlock>;
 }
 
-/// Where the state file is: `-s`, `$NIXOPS_STATE`, `~/.nixops/deployments.nixops`;
-/// and whether it was named (`-s`, `$NIXOPS_STATE`) rather than the default.
-pub fn state_path(arg: Option<PathBuf>) -> Result<(PathBuf, bool)> {
-    if let Some(p) = arg.filter(|p| !p.as_os_str().is_empty()) {
-        return Ok((p, true));
+/// The state store, whichever backend holds it.
+pub type StoreBox = Box<dyn Store + Send>;
+
+/// A deployment's exclusive lock, held until dropped.
+pub struct DeploymentLock {
+    _held: Box<dyn std::any::Any + Send>,
+}
+
+impl DeploymentLock {
+    /// `held` releases the lock when dropped.
+    pub fn new(held: impl std::any::Any + Send) -> Self {
+        DeploymentLock {
+            _held: Box::new(held),
+        }
     }
-    if let Some(p) = std::env::var_os("NIXOPS_STATE").filter(|p| !p.is_empty()) {
-        return Ok((PathBuf::from(p), true));
+}
+
+/// What `unlock` found.
+pub enum Unlock {
+    NotLocked,
+    /// A lock file was left behind; nobody holds it (removed now).
+    Cleared,
+    /// A live process holds the lock: who, as far as known.
+    Held {
+        by: Option<String>,
+    },
+}
+
+/// Where the state is: `-s`, `$NIXOPS_STATE` or `~/.nixops/deployments.nixops`.
+#[derive(Debug, Clone)]
+pub enum Location {
+    File {
+        path: PathBuf,
+        /// Named with -s or $NIXOPS_STATE (not the default file).
+        named: bool,
+    },
+    Postgres(postgres::Target),
+}
+
+impl Location {
+    /// A PostgreSQL URL (`postgresql://`, `postgres://`) or libpq's
+    /// `key=value` connection string, else a file path.
+    pub fn parse(arg: Option<&OsStr>) -> Result<Location> {
+        let named = arg
+            .filter(|a| !a.is_empty())
+            .map(ToOwned::to_owned)
+            .or_else(|| std::env::var_os("NIXOPS_STATE").filter(|p| !p.is_empty()));
+        let Some(named) = named else {
+            let home = std::env::var_os("HOME").context("neither -s, $NIXOPS_STATE nor $HOME is set")?;
+            return Ok(Location::File {
+                path: PathBuf::from(home).join(".nixops/deployments.nixops"),
+                named: false,
+            });
+        };
+        match named.to_str().filter(|s| postgres::is_connection_string(s)) {
+            Some(s) => Ok(Location::Postgres(postgres::Target::parse(s)?)),
+            None => Ok(Location::File {
+                path: PathBuf::from(named),
+                named: true,
+            }),
+        }
     }
-    let home = std::env::var_os("HOME").context("neither -s, $NIXOPS_STATE nor $HOME is set")?;
-    Ok((PathBuf::from(home).join(".nixops/deployments.nixops"), false))
+}
+
+/// Opens the state: `-s`, `$NIXOPS_STATE` or the default file. A file named
+/// with -s or $NIXOPS_STATE must exist unless the command creates it, and
+/// its directory always (a typo is not a new state). The default file is
+/// created, with its directory, when needed; until then it holds no
+/// deployments. A PostgreSQL database must exist; its tables are made by
+/// `create` and `import` only.
+pub fn open(arg: Option<&OsStr>, access: Access) -> Result<StoreBox> {
+    match Location::parse(arg)? {
+        Location::File { path, named } => {
+            if !named && !path.exists() {
+                if access != Access::Create {
+                    return Ok(Box::new(SqliteStore::empty(&path)?));
+                }
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+                }
+            }
+            Ok(Box::new(SqliteStore::open(&path, access)?))
+        }
+        Location::Postgres(target) => Ok(Box::new(postgres::PgStore::open(&target, access)?)),
+    }
 }
 
 /// Finds a deployment by name, UUID or UUID prefix; with no selector and
@@ -185,8 +290,12 @@ pub fn valid_name(name: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// A deployment in NixOps' export format.
-pub fn export(d: &Deployment) -> Value {
+/// The key of a deployment's history in an export; NixOps' exports have
+/// none (it is left out when the history is empty).
+const HISTORY_KEY: &str = "history";
+
+/// A deployment in NixOps' export format, with its history.
+pub fn export(d: &Deployment, history: &[HistoryEntry]) -> Result<Value> {
     let mut obj = serde_json::Map::new();
     for (k, v) in &d.attrs {
         obj.insert(k.clone(), Value::String(v.clone()));
@@ -201,21 +310,32 @@ pub fn export(d: &Deployment) -> Value {
         res.insert(r.name.clone(), Value::Object(ro));
     }
     obj.insert("resources".into(), Value::Object(res));
-    Value::Object(obj)
+    if !history.is_empty() {
+        obj.insert(HISTORY_KEY.into(), serde_json::to_value(history)?);
+    }
+    Ok(Value::Object(obj))
 }
 
 /// A resource in an import: name, type, attributes.
 pub type ImportedResource = (String, String, Attrs);
 
+/// One deployment of an export: attributes, resources, history.
+pub type Imported = (Attrs, Vec<ImportedResource>, Vec<HistoryEntry>);
+
 /// Parses one deployment of NixOps' export format.
-pub fn parse_export(uuid: &str, v: &Value) -> Result<(Attrs, Vec<ImportedResource>)> {
+pub fn parse_export(uuid: &str, v: &Value) -> Result<Imported> {
     let obj = v
         .as_object()
         .with_context(|| format!("deployment {uuid} in the import is not an object"))?;
     let mut attrs = Attrs::new();
     let mut resources = Vec::new();
+    let mut history = Vec::new();
     for (k, v) in obj {
-        if k == "resources" {
+        if k == HISTORY_KEY {
+            history = serde_json::from_value(v.clone()).with_context(|| {
+                format!("deployment {uuid}: ‘{HISTORY_KEY}’ is not a valid deploy history")
+            })?;
+        } else if k == "resources" {
             let res = v
                 .as_object()
                 .with_context(|| format!("deployment {uuid}: ‘resources’ is not an object"))?;
@@ -240,7 +360,7 @@ pub fn parse_export(uuid: &str, v: &Value) -> Result<(Attrs, Vec<ImportedResourc
             attrs.insert(k.clone(), text_value(v));
         }
     }
-    Ok((attrs, resources))
+    Ok((attrs, resources, history))
 }
 
 /// NixOps stores every value as text; JSON strings are taken as they are,

@@ -1,15 +1,14 @@
-//! NixOps' SQLite state file, schema version 3.
+//! NixOps' SQLite state file, schema version 3: the file, its errors and
+//! NixOps' lock file; the state's SQL itself is in `sql.rs`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, MAIN_DB, OpenFlags};
 
-use super::{AttrChange, Attrs, Deployment, Resource, Store};
-
-const SCHEMA_VERSION: i64 = 3;
+use super::sql::{self, Db, Dialect, Row, SCHEMA_VERSION, Value};
+use super::{DeploymentLock, Unlock, lock};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -143,10 +142,10 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A file we may not write must already be of NixOps' current schema;
+    /// our own tables may be missing (a file NixOps wrote).
     fn check_version(&self) -> Result<()> {
-        let version: i64 = self
-            .conn
-            .query_row("select version from SchemaVersion", [], |r| r.get(0))
+        let version = sql::schema_version(self)
             .with_context(|| format!("state file {} is not a NixOps state file", self.path.display()))?;
         if version != SCHEMA_VERSION {
             bail!(
@@ -154,29 +153,8 @@ impl SqliteStore {
                 self.path.display()
             );
         }
+        sql::check_schema(self).with_context(|| format!("state file {}", self.path.display()))?;
         Ok(())
-    }
-
-    /// Runs `f` in one transaction; a failure leaves the file as it was,
-    /// and its error names the file and the cause.
-    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-        let run = || -> Result<T> {
-            let tx = self.conn.unchecked_transaction()?;
-            let v = f(&tx)?;
-            tx.commit()?;
-            Ok(v)
-        };
-        run().map_err(|e| {
-            if e.downcast_ref::<rusqlite::Error>().is_some() {
-                anyhow!(
-                    "cannot change state file {}: {}",
-                    self.path.display(),
-                    describe(&self.path, &e)
-                )
-            } else {
-                e
-            }
-        })
     }
 
     fn init(&self) -> Result<()> {
@@ -190,100 +168,121 @@ impl SqliteStore {
         if mode != "wal" {
             tracing::debug!("journal mode is {mode}, not wal");
         }
-        let tx = self.conn.unchecked_transaction()?;
-        let has = |t: &str| -> Result<bool> {
-            Ok(tx
-                .query_row(
-                    "select 1 from sqlite_master where type = 'table' and name = ?1",
-                    [t],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some())
-        };
-        let version: i64 = if has("SchemaVersion")? {
-            tx.query_row("select version from SchemaVersion", [], |r| r.get(0))?
-        } else if has("Deployments")? {
-            1
-        } else {
-            0
-        };
-        match version {
-            0 => {
-                tx.execute_batch(
-                    "create table if not exists SchemaVersion(version integer not null);
-                     insert into SchemaVersion(version) values (3);
-                     create table if not exists Deployments(uuid text primary key);
-                     create table if not exists DeploymentAttrs(
-                       deployment text not null, name text not null, value text not null,
-                       primary key(deployment, name),
-                       foreign key(deployment) references Deployments(uuid) on delete cascade);
-                     create table if not exists Resources(
-                       id integer primary key autoincrement, deployment text not null,
-                       name text not null, type text not null,
-                       foreign key(deployment) references Deployments(uuid) on delete cascade);
-                     create table if not exists ResourceAttrs(
-                       machine integer not null, name text not null, value text not null,
-                       primary key(machine, name),
-                       foreign key(machine) references Resources(id) on delete cascade);",
-                )?;
-            }
-            1 | 2 => {
-                errln!("updating database schema from version {version} to {SCHEMA_VERSION}...");
-                if version == 1 {
-                    tx.execute_batch(
-                        "create table SchemaVersion(version integer not null);
-                         insert into SchemaVersion(version) values (2);",
-                    )?;
-                }
-                tx.execute_batch(
-                    "alter table Machines rename to Resources;
-                     alter table MachineAttrs rename to ResourceAttrs;
-                     update SchemaVersion set version = 3;",
-                )?;
-            }
-            SCHEMA_VERSION => {}
-            v => bail!("schema version {v} is newer than this nixops understands ({SCHEMA_VERSION})"),
+        if !sql::check_schema(self)? {
+            sql::init(self)?;
         }
-        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// `$1` parameters (PostgreSQL's, which the shared SQL uses) as SQLite's
+/// numbered `?1`.
+fn numbered(sql: &str) -> std::borrow::Cow<'_, str> {
+    static DOLLAR: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    DOLLAR
+        .get_or_init(|| regex::Regex::new(r"\$(\d+)").expect("valid regex"))
+        .replace_all(sql, "?$1")
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+        })
+    }
+}
+
+const DIALECT: Dialect = Dialect {
+    serial: "integer primary key autoincrement",
+    int: "integer",
+    has_table: "select 1 from sqlite_master where type = 'table' and name = $1",
+    schema_lock: "",
+    extra_parts: &[],
+};
+
+impl Db for SqliteStore {
+    fn location(&self) -> String {
+        format!("state file {}", self.path.display())
+    }
+
+    fn dialect(&self) -> &'static Dialect {
+        &DIALECT
+    }
+
+    fn begin(&self, write: bool) -> Result<()> {
+        // A write takes the file's write lock at once, so it waits (busy
+        // timeout) instead of failing when another writer got there first.
+        self.conn
+            .execute_batch(if write { "begin immediate" } else { "begin" })?;
         Ok(())
     }
 
-    fn attrs(&self, sql: &str, key: &dyn rusqlite::ToSql) -> Result<Attrs> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt.query_map([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    fn commit(&self) -> Result<()> {
+        self.conn.execute_batch("commit")?;
+        Ok(())
     }
 
-    fn load_in(&self, uuid: &str) -> Result<Deployment> {
-        let attrs = self.attrs(
-            "select name, value from DeploymentAttrs where deployment = ?1",
-            &uuid,
-        )?;
-        let mut stmt = self
-            .conn
-            .prepare_cached("select id, name, type from Resources where deployment = ?1")?;
-        let rows: Vec<(i64, String, String)> = stmt
-            .query_map([uuid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut resources = std::collections::BTreeMap::new();
-        for (id, name, kind) in rows {
-            let attrs = self.attrs("select name, value from ResourceAttrs where machine = ?1", &id)?;
-            resources.insert(
-                name.clone(),
-                Resource {
-                    id,
-                    name,
-                    kind,
-                    attrs,
-                },
-            );
+    fn rollback(&self) {
+        let _ = self.conn.execute_batch("rollback");
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(&numbered(sql))?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params))? as u64)
+    }
+
+    fn batch(&self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql)?;
+        Ok(())
+    }
+
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        use rusqlite::types::ValueRef;
+        let mut stmt = self.conn.prepare_cached(&numbered(sql))?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut row = Vec::with_capacity(n);
+            for i in 0..n {
+                row.push(match r.get_ref(i)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(v) => Value::Int(v),
+                    ValueRef::Real(v) => Value::Text(v.to_string()),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Value::Text(String::from_utf8_lossy(t).into_owned())
+                    }
+                });
+            }
+            out.push(row);
         }
-        Ok(Deployment {
-            uuid: uuid.to_owned(),
-            attrs,
-            resources,
-        })
+        Ok(out)
+    }
+
+    /// Names the file and the cause: SQLite's words and, when they explain
+    /// it, the file system's.
+    fn change_error(&self, e: anyhow::Error) -> anyhow::Error {
+        if e.chain().any(|c| c.downcast_ref::<rusqlite::Error>().is_some()) {
+            anyhow!(
+                "cannot change state file {}: {}",
+                self.path.display(),
+                describe(&self.path, &e)
+            )
+        } else {
+            e
+        }
+    }
+
+    /// NixOps' own lock file, so that NixOps and we exclude each other.
+    fn lock(&self, uuid: &str) -> Result<DeploymentLock> {
+        Ok(DeploymentLock::new(lock::acquire(uuid)?))
+    }
+
+    fn unlock(&self, uuid: &str) -> Result<Unlock> {
+        lock::unlock(uuid)
     }
 }
 
@@ -366,182 +365,10 @@ fn uri_path(path: &Path) -> String {
     out
 }
 
-fn apply(
-    tx: &rusqlite::Transaction,
-    table: &str,
-    key_col: &str,
-    key: &dyn rusqlite::ToSql,
-    changes: &[AttrChange],
-) -> Result<()> {
-    for (name, value) in changes {
-        match value {
-            Some(v) => tx.execute(
-                &format!("insert or replace into {table}({key_col}, name, value) values (?1, ?2, ?3)"),
-                params![key, name, v],
-            )?,
-            None => tx.execute(
-                &format!("delete from {table} where {key_col} = ?1 and name = ?2"),
-                params![key, name],
-            )?,
-        };
-    }
-    Ok(())
-}
-
-impl Store for SqliteStore {
-    fn deployments(&self) -> Result<Vec<Deployment>> {
-        let tx = self.conn.unchecked_transaction()?;
-        let uuids: Vec<String> = {
-            let mut stmt = self.conn.prepare_cached("select uuid from Deployments")?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        let mut all = uuids
-            .iter()
-            .map(|u| self.load_in(u))
-            .collect::<Result<Vec<_>>>()?;
-        tx.commit()?;
-        all.sort_by(|a, b| a.label().cmp(b.label()));
-        Ok(all)
-    }
-
-    fn load(&self, uuid: &str) -> Result<Deployment> {
-        let tx = self.conn.unchecked_transaction()?;
-        let exists = tx
-            .query_row("select 1 from Deployments where uuid = ?1", [uuid], |_| Ok(()))
-            .optional()?
-            .is_some();
-        if !exists {
-            bail!("deployment {uuid} no longer exists in {}", self.path.display());
-        }
-        let d = self.load_in(uuid)?;
-        tx.commit()?;
-        Ok(d)
-    }
-
-    fn create_deployment(&self, uuid: &str, attrs: &Attrs) -> Result<()> {
-        self.write(|tx| {
-            tx.execute("insert into Deployments(uuid) values (?1)", [uuid])?;
-            let changes: Vec<AttrChange> = attrs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-            apply(tx, "DeploymentAttrs", "deployment", &uuid, &changes)?;
-            Ok(())
-        })
-    }
-
-    fn set_deployment_attrs(&self, uuid: &str, changes: &[AttrChange]) -> Result<()> {
-        self.write(|tx| {
-            apply(tx, "DeploymentAttrs", "deployment", &uuid, changes)?;
-            Ok(())
-        })
-    }
-
-    fn delete_deployment(&self, uuid: &str) -> Result<()> {
-        self.write(|tx| {
-            // Explicit deletes as well as the cascade: a file written without
-            // foreign keys enabled must not keep orphans.
-            tx.execute(
-                "delete from ResourceAttrs where machine in (select id from Resources where deployment = ?1)",
-                [uuid],
-            )?;
-            tx.execute("delete from Resources where deployment = ?1", [uuid])?;
-            tx.execute("delete from DeploymentAttrs where deployment = ?1", [uuid])?;
-            tx.execute("delete from Deployments where uuid = ?1", [uuid])?;
-            Ok(())
-        })
-    }
-
-    fn record_network(
-        &self,
-        uuid: &str,
-        deployment: &[AttrChange],
-        machines: &[(String, String, Vec<AttrChange>)],
-        forget: &[i64],
-    ) -> Result<BTreeMap<String, i64>> {
-        self.write(|tx| {
-            apply(tx, "DeploymentAttrs", "deployment", &uuid, deployment)?;
-            let mut ids = BTreeMap::new();
-            for (name, kind, changes) in machines {
-                let existing: Option<i64> = tx
-                    .query_row(
-                        "select id from Resources where deployment = ?1 and name = ?2",
-                        params![uuid, name],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let id = match existing {
-                    Some(id) => id,
-                    None => {
-                        tx.execute(
-                            "insert into Resources(deployment, name, type) values (?1, ?2, ?3)",
-                            params![uuid, name, kind],
-                        )?;
-                        tx.last_insert_rowid()
-                    }
-                };
-                apply(tx, "ResourceAttrs", "machine", &id, changes)?;
-                ids.insert(name.clone(), id);
-            }
-            for id in forget {
-                tx.execute("delete from ResourceAttrs where machine = ?1", [id])?;
-                tx.execute("delete from Resources where id = ?1", [id])?;
-            }
-            Ok(ids)
-        })
-    }
-
-    fn set_resource_attrs(&self, id: i64, changes: &[AttrChange]) -> Result<()> {
-        self.write(|tx| {
-            apply(tx, "ResourceAttrs", "machine", &id, changes)?;
-            Ok(())
-        })
-    }
-
-    fn import(&self, uuid: &str, attrs: &Attrs, resources: &[(String, String, Attrs)]) -> Result<()> {
-        self.write(|tx| {
-            let exists = tx
-                .query_row("select 1 from Deployments where uuid = ?1", [uuid], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if exists {
-                bail!("state file already contains a deployment with UUID ‘{uuid}’");
-            }
-            tx.execute("insert into Deployments(uuid) values (?1)", [uuid])?;
-            let changes: Vec<AttrChange> = attrs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-            apply(tx, "DeploymentAttrs", "deployment", &uuid, &changes)?;
-            for (name, kind, rattrs) in resources {
-                tx.execute(
-                    "insert into Resources(deployment, name, type) values (?1, ?2, ?3)",
-                    params![uuid, name, kind],
-                )?;
-                let id = tx.last_insert_rowid();
-                let changes: Vec<AttrChange> =
-                    rattrs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-                apply(tx, "ResourceAttrs", "machine", &id, &changes)?;
-            }
-            Ok(())
-        })
-    }
-
-    fn clone_deployment(&self, from: &str, to: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.execute("insert into Deployments(uuid) values (?1)", [to])?;
-            tx.execute(
-                "insert into DeploymentAttrs(deployment, name, value)
-                 select ?1, name, value from DeploymentAttrs where deployment = ?2",
-                params![to, from],
-            )?;
-            tx.execute(
-                "delete from DeploymentAttrs where deployment = ?1 and name = 'configsPath'",
-                [to],
-            )?;
-            Ok(())
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Attrs, Store};
 
     #[test]
     fn roundtrip_and_cascade() {
