@@ -2,7 +2,18 @@
 
 mod common;
 
-use common::{Fleet, simple_network};
+use common::{Backend, Fleet, simple_network};
+
+// The deploy tests whose outcome depends on state (records, obsolete
+// machines, the lock, failed deploys that must record nothing) run on both
+// backends; the others exercise machines, not state, and run on SQLite.
+on_both_backends!(
+    user_example_deploys,
+    one_failing_and_one_unreachable_machine_do_not_stop_the_others,
+    obsolete_machines_and_kill_obsolete,
+    concurrent_deploys_of_one_deployment_take_turns,
+    broken_network_file_names_file_and_keeps_state,
+);
 
 const USER_EXAMPLE: &str = r#"
 let
@@ -33,9 +44,8 @@ fn config_json(fleet: &Fleet, host: &str) -> serde_json::Value {
     serde_json::from_str(&fleet.exec(host, "cat /run/current-system/config.json")).unwrap()
 }
 
-#[test]
-fn user_example_deploys() {
-    let fleet = Fleet::start(&["proxy.example.com", "git.example.com"]);
+fn user_example_deploys(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &["proxy.example.com", "git.example.com"]);
     fleet.write("common.nix", "{ ... }: { services.openssh.enable = true; }\n");
     let file = fleet.write("network-staging.nix", USER_EXAMPLE);
     fleet.ok(&["create", file.to_str().unwrap(), "-d", "staging"]);
@@ -92,9 +102,8 @@ fn user_example_deploys() {
     assert_eq!(fleet.ssh_count("proxy.example.com"), 2);
 }
 
-#[test]
-fn one_failing_and_one_unreachable_machine_do_not_stop_the_others() {
-    let fleet = Fleet::start(&["good1", "bad", "good2", "down"]);
+fn one_failing_and_one_unreachable_machine_do_not_stop_the_others(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &["good1", "bad", "good2", "down"]);
     let net = r#"{
       good1 = { ... }: { };
       good2 = { ... }: { };
@@ -250,9 +259,8 @@ fn always_activate_false_skips_unchanged_machines() {
     assert_eq!(fleet.activations("m").len(), 2);
 }
 
-#[test]
-fn obsolete_machines_and_kill_obsolete() {
-    let fleet = Fleet::start(&["a", "b"]);
+fn obsolete_machines_and_kill_obsolete(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &["a", "b"]);
     let file = fleet.write("net.nix", &simple_network(&["a", "b"], ""));
     fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
     fleet.ok(&["deploy"]);
@@ -266,9 +274,8 @@ fn obsolete_machines_and_kill_obsolete() {
     assert!(!info.stdout.contains("b\t"), "{}", info.stdout);
 }
 
-#[test]
-fn concurrent_deploys_of_one_deployment_take_turns() {
-    let fleet = Fleet::start(&["m"]);
+fn concurrent_deploys_of_one_deployment_take_turns(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &["m"]);
     let uuid = fleet.create("d", &simple_network(&["m"], "stub.activation.sleep = 2;"));
     let first = fleet
         .nixops(&["deploy"])
@@ -326,9 +333,8 @@ fn host_key_is_pinned_after_first_contact() {
     assert!(r.stderr.to_lowercase().contains("host key"), "{}", r.stderr);
 }
 
-#[test]
-fn broken_network_file_names_file_and_keeps_state() {
-    let fleet = Fleet::start(&[]);
+fn broken_network_file_names_file_and_keeps_state(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &[]);
     let file = fleet.write("net.nix", "{ m = { ... }: { services.nosuch.enable = true; }; }");
     fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
     let r = fleet.run(&["deploy"]);

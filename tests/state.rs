@@ -5,11 +5,18 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{Fleet, simple_network};
+use common::{Backend, Fleet, simple_network};
 
-#[test]
-fn deployment_lifecycle_commands() {
-    let fleet = Fleet::start(&[]);
+on_both_backends!(
+    deployment_lifecycle_commands,
+    delete_refuses_deployments_with_machines_unless_forced,
+    set_args_and_network_functions,
+    deploy_killed_mid_copy_then_redeploy,
+    description_is_recorded_at_create_and_modify,
+);
+
+fn deployment_lifecycle_commands(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &[]);
     let file = fleet.write("net.nix", &simple_network(&["m"], ""));
     let f = file.to_str().unwrap();
     let out = fleet.ok(&["create", f, "-d", "one"]);
@@ -64,8 +71,8 @@ fn deployment_lifecycle_commands() {
 
     // export | import into another state file.
     let exported = fleet.ok(&["export", "--all"]).stdout;
-    let other_state = fleet.path().join("other.nixops");
-    let other = other_state.to_str().unwrap();
+    let other_state = fleet.new_state("other");
+    let other = other_state.as_str();
     let r = fleet.run_with_stdin(&["import", "-s", other], &exported);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let again = fleet.ok(&["export", "--all", "-s", other]).stdout;
@@ -83,9 +90,8 @@ fn deployment_lifecycle_commands() {
     assert_eq!(fleet.ok(&["list", "--json"]).stdout.trim(), "[]");
 }
 
-#[test]
-fn delete_refuses_deployments_with_machines_unless_forced() {
-    let fleet = Fleet::start(&["m"]);
+fn delete_refuses_deployments_with_machines_unless_forced(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &["m"]);
     fleet.create("d", &simple_network(&["m"], ""));
     fleet.ok(&["deploy"]);
     let r = fleet.run(&["delete"]);
@@ -95,9 +101,8 @@ fn delete_refuses_deployments_with_machines_unless_forced() {
     assert_eq!(fleet.ok(&["list", "--json"]).stdout.trim(), "[]");
 }
 
-#[test]
-fn set_args_and_network_functions() {
-    let fleet = Fleet::start(&["m"]);
+fn set_args_and_network_functions(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &["m"]);
     let net = r#"{ greeting, count ? 1, ... }: {
       m = { ... }: { environment.etc.greeting.text = "${greeting} x${toString count}"; };
     }"#;
@@ -203,9 +208,8 @@ fn corrupt_state_file_is_named_and_left_alone() {
 
 /// A deploy killed with SIGKILL in the middle of copying leaves state
 /// readable and consistent, and the next deploy completes.
-#[test]
-fn deploy_killed_mid_copy_then_redeploy() {
-    let fleet = Fleet::start(&["m", "n"]);
+fn deploy_killed_mid_copy_then_redeploy(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &["m", "n"]);
     let net = r#"let big = { pkgs, ... }: {
         environment.systemPackages = [ (pkgs.runCommand "big" { } "dd if=/dev/zero of=$out bs=1M count=400") ];
       }; in { m = big; n = big; }"#;
@@ -244,9 +248,8 @@ fn deploy_killed_mid_copy_then_redeploy() {
 /// `network.description` shows right after `create` (as in NixOps) and
 /// follows `modify` and `set-args`; a network that cannot be evaluated yet
 /// (it needs `set-args`) is still created, with a warning.
-#[test]
-fn description_is_recorded_at_create_and_modify() {
-    let fleet = Fleet::start(&[]);
+fn description_is_recorded_at_create_and_modify(backend: Backend) {
+    let fleet = Fleet::start_on(backend, &[]);
     let file = fleet.write("net.nix", &simple_network(&["m"], ""));
     fleet.ok(&["create", file.to_str().unwrap(), "-d", "one"]);
     let info = fleet.ok(&["info", "--no-eval"]);

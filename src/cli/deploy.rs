@@ -151,6 +151,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         },
         build_host: o.build_host,
         builders: o.builders,
+        recorded_as: Default::default(),
     };
     deploy::run(ctx, opts).await
 }

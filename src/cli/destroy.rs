@@ -3,6 +3,7 @@ use clap::Args;
 
 use super::{Global, confirm};
 use crate::deploy::select;
+use crate::state::history;
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -34,8 +35,14 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         if !confirm(g, &question)? {
             bail!("not destroying anything");
         }
+        let started = std::time::SystemTime::now();
         let ids: Vec<i64> = machines.iter().map(|m| m.resource.id).collect();
         store.record_network(&d.uuid, &[], &[], &ids)?;
+        let forgotten: Vec<_> = machines
+            .iter()
+            .map(|m| (m.name.clone(), "forgotten".to_owned()))
+            .collect();
+        history::record(&store, &d, history::Action::Destroy, started, &forgotten, true);
         for m in &machines {
             crate::nix::remove_gc_roots(&d.uuid, Some(&m.name));
             errln!(

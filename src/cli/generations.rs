@@ -118,6 +118,9 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
         max_concurrent_copy: o.max_concurrent_copy,
         max_concurrent_activate: o.max_concurrent_activate,
         reboot_timeout: 600,
+        recorded_as: crate::state::history::Action::Rollback {
+            generation: o.generation,
+        },
         ..Default::default()
     };
     let (events, display) = crate::ui::start(&[]);

@@ -6,6 +6,7 @@ use clap::Args;
 use super::Global;
 use crate::deploy::{self, Ctx, select};
 use crate::keys;
+use crate::state::history;
 use crate::ui;
 
 #[derive(Args, Debug)]
@@ -34,6 +35,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             "--rescue and --hard need control over the machine's hardware; machines of type ‘none’ can only be rebooted from within"
         );
     }
+    let started = std::time::SystemTime::now();
     let store = g.open_store()?;
     let d = g.deployment(&store)?;
     let _lock = store.lock(&d.uuid)?;
@@ -103,6 +105,23 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     drop(events);
     renderer.await?;
     let failed = super::failed_names(results.iter().map(|(n, r)| (n, r)));
+    let done = if o.no_wait { "reboot requested" } else { "rebooted" };
+    history::record(
+        &ctx.store.lock().expect("state lock"),
+        &ctx.deployment,
+        history::Action::Reboot,
+        started,
+        &results
+            .iter()
+            .map(|(n, r)| {
+                (
+                    n.clone(),
+                    if r.is_ok() { done } else { "reboot failed" }.to_owned(),
+                )
+            })
+            .collect::<Vec<_>>(),
+        failed.is_empty(),
+    );
     if failed.is_empty() {
         Ok(0)
     } else {

@@ -257,7 +257,7 @@ pub async fn execute(
         if let Some(r) = build_roots {
             r.release(events).await;
         }
-        return Ok(finish(events, outcomes));
+        return Ok(finish(ctx, opts, events, outcomes));
     }
 
     // Copy; meanwhile, evaluate the keys' texts (one evaluation for all)
@@ -294,7 +294,7 @@ pub async fn execute(
         for m in &live {
             stop(events, &mut outcomes, &m.name, "copied");
         }
-        return Ok(finish(events, outcomes));
+        return Ok(finish(ctx, opts, events, outcomes));
     }
 
     // Activate (sending keys before and after).
@@ -324,7 +324,7 @@ pub async fn execute(
             Err(e) => fail(events, &mut outcomes, &m.name, "activation", format!("{e:#}")),
         }
     }
-    Ok(finish(events, outcomes))
+    Ok(finish(ctx, opts, events, outcomes))
 }
 
 fn fail(events: &Events, outcomes: &mut Outcomes, name: &str, stage: &'static str, error: String) {
@@ -337,9 +337,10 @@ fn stop(events: &Events, outcomes: &mut Outcomes, name: &str, what: &'static str
     outcomes.insert(name, Outcome::Stopped(what));
 }
 
-/// Sends the summary of the run (the display shows the failed machines'
-/// log tails, a table and one line); returns the exit code.
-fn finish(events: &Events, outcomes: Outcomes) -> i32 {
+/// Records the run in the history and sends its summary (the display shows
+/// the failed machines' log tails, a table and one line); returns the exit
+/// code.
+fn finish(ctx: &Ctx, opts: &DeployOptions, events: &Events, outcomes: Outcomes) -> i32 {
     let rows: Vec<SummaryRow> = outcomes
         .map
         .iter()
@@ -364,6 +365,18 @@ fn finish(events: &Events, outcomes: Outcomes) -> i32 {
         })
         .collect();
     let failed = rows.iter().any(|r| r.failed);
+    crate::state::history::record(
+        &ctx.store.lock().expect("state lock"),
+        &ctx.deployment,
+        opts.recorded_as.clone(),
+        std::time::SystemTime::now() - outcomes.started.elapsed(),
+        &outcomes
+            .map
+            .iter()
+            .map(|(n, (o, _))| (n.clone(), o.result()))
+            .collect::<Vec<_>>(),
+        !failed,
+    );
     events.summary(rows, outcomes.started.elapsed().as_secs_f64());
     i32::from(failed)
 }

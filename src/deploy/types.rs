@@ -12,7 +12,7 @@ use crate::host::{Action, Host, Local, Probe};
 use crate::keys;
 use crate::network::{MachineFilter, MachineInfo, Network};
 use crate::nix::NixOpts;
-use crate::state::{Deployment, StoreBox};
+use crate::state::{Deployment, StoreBox, history};
 
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
@@ -43,6 +43,8 @@ pub struct DeployOptions {
     pub max_concurrent_activate: Option<usize>,
     /// Seconds to wait for a rebooted machine to come back.
     pub reboot_timeout: u64,
+    /// How the history records this run.
+    pub recorded_as: history::Action,
     /// apply-local: the selected machine is this one, reached without SSH.
     pub local: Option<Local>,
     /// `--build-on-target` / `--no-build-on-target`: overrides every
@@ -119,6 +121,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// In words, for the history.
+    pub fn result(&self) -> String {
+        match self {
+            Outcome::Deployed => "deployed".into(),
+            Outcome::Unchanged => "unchanged".into(),
+            Outcome::Stopped(what) => (*what).into(),
+            Outcome::RolledBack(_) => "rolled back".into(),
+            Outcome::Failed { stage, .. } => format!("{stage} failed"),
+            Outcome::NotDeployed => "not deployed".into(),
+        }
+    }
+
     pub fn is_failure(&self) -> bool {
         matches!(
             self,

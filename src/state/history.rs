@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::Deployment;
+use super::{Deployment, StoreBox};
 
 /// What was done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,12 @@ pub enum Action {
     Rollback { generation: u32 },
     Reboot,
     Destroy,
+}
+
+impl Default for Action {
+    fn default() -> Self {
+        Action::Deploy
+    }
 }
 
 impl Action {
@@ -178,6 +184,44 @@ impl HistoryEntry {
     }
 }
 
+/// Appends what a command did to the deployment's history: per machine
+/// (name, result), its system as state recorded it before (`before`) and
+/// as it records it now. A failure to write it is only a warning: the
+/// machines are as they are either way.
+pub fn record(
+    store: &StoreBox,
+    before: &Deployment,
+    action: Action,
+    started: std::time::SystemTime,
+    results: &[(String, String)],
+    ok: bool,
+) {
+    let after = store.load(&before.uuid).ok();
+    let toplevel = |d: Option<&Deployment>, m: &str| {
+        d.and_then(|d| d.resources.get(m))
+            .and_then(|r| r.toplevel())
+            .map(str::to_owned)
+    };
+    let machines = results
+        .iter()
+        .map(|(m, result)| MachineChange {
+            machine: m.clone(),
+            before: toplevel(Some(before), m),
+            after: toplevel(after.as_ref(), m),
+            result: result.clone(),
+        })
+        .collect();
+    // Read after the run: a deploy records the flake's locked URL.
+    let source = source(after.as_ref().unwrap_or(before));
+    let entry = HistoryEntry::new(action, started, source, machines, ok);
+    if let Err(e) = store.add_history(&before.uuid, &entry) {
+        eprintln!(
+            "warning: this {} is not recorded in the history: {e:#}",
+            entry.action.text()
+        );
+    }
+}
+
 fn unix(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -222,10 +266,14 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// What deployment `d`'s network is made from: its files' hashes, and the
-/// git commit when they are in a git work tree. (A network given as a flake
-/// is recorded with [`Source::flake`] instead.)
+/// What deployment `d`'s network is made from: for a flake (NixOps 2.0's
+/// attributes), the locked URL it was last evaluated at (`curFlakeUri`),
+/// else the URL given (`flakeUri`); otherwise its files' hashes, and the
+/// git commit when they are in a git work tree.
 pub fn source(d: &Deployment) -> Source {
+    if let Some(url) = d.attrs.get("curFlakeUri").or_else(|| d.attrs.get("flakeUri")) {
+        return Source::flake(url);
+    }
     let paths = d.nix_exprs().unwrap_or_default();
     let files: Vec<FileHash> = paths
         .iter()

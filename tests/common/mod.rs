@@ -43,28 +43,174 @@ pub fn fleet_sh() -> PathBuf {
     repo().join("tests/fleet/fleet.sh")
 }
 
+/// Where a test keeps the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// NixOps' SQLite file.
+    Sqlite,
+    /// A database of its own on the tests' PostgreSQL server.
+    Postgres,
+}
+
+/// Runs each named test function, which takes a [`Backend`], on both
+/// backends: as `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Postgres) } )*
+        }
+    };
+}
+
+/// The tests' PostgreSQL server (tests/postgres/server.sh): the one
+/// scripts/test.sh started ($NIXOPS_TEST_PG names its directory), else one
+/// started for this test binary, which stops when the binary exits.
+pub struct PgServer {
+    pub port: u16,
+    pub socket: PathBuf,
+    /// The supervising script, whose stdin closes when we exit.
+    _supervisor: Option<std::sync::Mutex<std::process::Child>>,
+}
+
+/// The password of the tests' `nixops` role.
+pub const PG_PASSWORD: &str = "nixops-test-password";
+
+pub fn pg_server() -> &'static PgServer {
+    static SERVER: std::sync::OnceLock<PgServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let script = repo().join("tests/postgres/server.sh");
+        let (dir, supervisor) = match std::env::var_os("NIXOPS_TEST_PG") {
+            Some(dir) => (PathBuf::from(dir), None),
+            None => {
+                let dir = tempfile::Builder::new().prefix("nixops-pg-").tempdir().unwrap().keep();
+                let mut child = Command::new("bash")
+                    .arg(&script)
+                    .arg("supervise")
+                    .arg(&dir)
+                    .env("NIXOPS_TEST_PG_PASSWORD", PG_PASSWORD)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("run tests/postgres/server.sh");
+                let mut line = String::new();
+                use std::io::BufRead;
+                std::io::BufReader::new(child.stdout.take().unwrap())
+                    .read_line(&mut line)
+                    .unwrap();
+                assert_eq!(
+                    line.trim(),
+                    "ready",
+                    "the tests' PostgreSQL server did not start (tests/postgres/server.sh; is Debian's postgresql installed?)"
+                );
+                (dir, Some(std::sync::Mutex::new(child)))
+            }
+        };
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap_or_else(|e| panic!("PostgreSQL test server in {}: {f}: {e}", dir.display()))
+                .trim()
+                .to_owned()
+        };
+        PgServer {
+            port: read("port").parse().unwrap(),
+            socket: PathBuf::from(read("socket-dir")),
+            _supervisor: supervisor,
+        }
+    })
+}
+
+impl PgServer {
+    /// Runs SQL as the superuser (over the Unix socket); returns the rows,
+    /// one a line, columns separated by `|`.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+            .arg(&self.socket)
+            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A new, empty database owned by the `nixops` role; its URL (no
+    /// password: that is in ~/.pgpass or $PGPASSWORD).
+    pub fn new_database(&self) -> (String, String) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("nixops_t{}_{n}", std::process::id());
+        self.psql("postgres", &format!("create database {name} owner nixops"));
+        let url = format!("postgresql://nixops@127.0.0.1:{}/{name}", self.port);
+        (name, url)
+    }
+}
+
 pub struct Fleet {
     pub dir: tempfile::TempDir,
     pub names: Vec<String>,
     /// Whether nixops runs with NIX_PATH set to the stand-in nixpkgs
     /// (flake tests turn it off: pure evaluation must not need it).
     pub nix_path: std::cell::Cell<bool>,
+    pub backend: Backend,
+    /// $NIXOPS_STATE: the file, or the database's URL.
+    pub state: String,
+    /// The PostgreSQL database's name.
+    pub database: Option<String>,
 }
 
 impl Fleet {
-    /// Starts one test host per name.
+    /// Starts one test host per name; the state in an SQLite file.
     pub fn start(names: &[&str]) -> Fleet {
+        Fleet::start_on(Backend::Sqlite, names)
+    }
+
+    /// Starts one test host per name, the state kept by `backend`.
+    pub fn start_on(backend: Backend, names: &[&str]) -> Fleet {
         let dir = tempfile::Builder::new().prefix("nixops-test-").tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let (state, database) = match backend {
+            Backend::Sqlite => (dir.path().join("state.nixops").display().to_string(), None),
+            Backend::Postgres => {
+                let pg = pg_server();
+                let (name, url) = pg.new_database();
+                write_pgpass(&home, pg.port);
+                (url, Some(name))
+            }
+        };
         let fleet = Fleet {
             dir,
             names: names.iter().map(|s| s.to_string()).collect(),
             nix_path: std::cell::Cell::new(true),
+            backend,
+            state,
+            database,
         };
         if !names.is_empty() {
             fleet.start_hosts(names);
         }
         fleet
+    }
+
+    /// Another, empty state on the same backend (for export and import).
+    pub fn new_state(&self, name: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => self.path().join(format!("{name}.nixops")).display().to_string(),
+            Backend::Postgres => pg_server().new_database().1,
+        }
+    }
+
+    /// SQL on this fleet's PostgreSQL database, as the superuser.
+    pub fn psql(&self, sql: &str) -> String {
+        pg_server().psql(self.database.as_deref().expect("a PostgreSQL fleet"), sql)
     }
 
     /// Starts hosts (again, after [`stop_host`](Self::stop_host)).
@@ -86,7 +232,13 @@ impl Fleet {
         self.dir.path()
     }
 
+    /// The SQLite state file (of a fleet on [`Backend::Sqlite`]).
     pub fn state_file(&self) -> PathBuf {
+        assert_eq!(
+            self.backend,
+            Backend::Sqlite,
+            "only an SQLite fleet has a state file"
+        );
         self.path().join("state.nixops")
     }
 
@@ -238,10 +390,16 @@ impl Fleet {
             cmd.env_remove("NIX_PATH");
         }
         cmd.env("HOME", self.path().join("home"))
-            .env("NIXOPS_STATE", self.state_file())
+            .env("NIXOPS_STATE", &self.state)
             .env("NIX_CONFIG", NIX_CONFIG)
             .env("NIXOPS_SSH_PERSIST", "5")
             .env_remove("NIXOPS_DEPLOYMENT")
+            .env_remove("PGPASSWORD")
+            .env_remove("PGHOST")
+            .env_remove("PGPORT")
+            .env_remove("PGUSER")
+            .env_remove("PGDATABASE")
+            .env_remove("PGPASSFILE")
             .stdin(Stdio::null());
         cmd
     }
@@ -294,8 +452,20 @@ impl Fleet {
     }
 
     /// Waits until some process holds deployment `uuid`'s lock (its holder
-    /// writes its pid into the lock file once it has it).
+    /// writes its pid into the lock file, or its row into LockHolders, once
+    /// it has it).
     pub fn wait_for_lock(&self, uuid: &str) {
+        if self.backend == Backend::Postgres {
+            let held = format!(
+                "select count(*) from LockHolders h join pg_locks l on l.pid = h.backend_pid
+                 and l.locktype = 'advisory' and l.granted where h.deployment = '{uuid}'"
+            );
+            let has_table = "select count(*) from information_schema.tables where table_name = 'lockholders'";
+            wait_until(10, "the deployment lock", || {
+                self.psql(has_table) == "1" && self.psql(&held) != "0"
+            });
+            return;
+        }
         let lock = self.path().join("home/.nixops/locks").join(uuid);
         for _ in 0..200 {
             if std::fs::read_to_string(&lock).is_ok_and(|s| !s.trim().is_empty()) {
@@ -322,6 +492,14 @@ impl Fleet {
         let (_, d) = v.as_object().unwrap().iter().next().unwrap();
         d["resources"][machine]["toplevel"].as_str().map(str::to_owned)
     }
+}
+
+/// The `nixops` role's password in `home`/.pgpass, as libpq reads it.
+pub fn write_pgpass(home: &Path, port: u16) {
+    use std::os::unix::fs::PermissionsExt;
+    let file = home.join(".pgpass");
+    std::fs::write(&file, format!("127.0.0.1:{port}:*:nixops:{PG_PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 impl Drop for Fleet {
