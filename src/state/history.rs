@@ -12,19 +12,16 @@ use sha2::Digest;
 use super::{Deployment, StoreBox};
 
 /// What was done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum Action {
+    #[default]
     Deploy,
-    Rollback { generation: u32 },
+    Rollback {
+        generation: u32,
+    },
     Reboot,
     Destroy,
-}
-
-impl Default for Action {
-    fn default() -> Self {
-        Action::Deploy
-    }
 }
 
 impl Action {

@@ -204,7 +204,7 @@ pub enum Location {
         /// Named with -s or $NIXOPS_STATE (not the default file).
         named: bool,
     },
-    Postgres(postgres::Target),
+    Postgres(Box<postgres::Target>),
 }
 
 impl Location {
@@ -223,7 +223,7 @@ impl Location {
             });
         };
         match named.to_str().filter(|s| postgres::is_connection_string(s)) {
-            Some(s) => Ok(Location::Postgres(postgres::Target::parse(s)?)),
+            Some(s) => Ok(Location::Postgres(Box::new(postgres::Target::parse(s)?))),
             None => Ok(Location::File {
                 path: PathBuf::from(named),
                 named: true,

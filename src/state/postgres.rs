@@ -289,6 +289,8 @@ fn column(row: &tokio_postgres::Row, i: usize) -> std::result::Result<Value, tok
     } else if *ty == Type::INT2 {
         row.try_get::<_, Option<i16>>(i)?
             .map_or(Value::Null, |v| Value::Int(v.into()))
+    } else if *ty == Type::VOID {
+        Value::Null
     } else if *ty == Type::BOOL {
         row.try_get::<_, Option<bool>>(i)?
             .map_or(Value::Null, |v| Value::Int(v.into()))
@@ -419,7 +421,11 @@ fn connect(config: Config) -> Result<Client> {
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(anyhow!("{}", cause(&e))));
+                        let mut why = cause(&e);
+                        if why.contains("password missing") {
+                            why = "the server asks for a password, and there is none in ~/.pgpass ($PGPASSFILE) or $PGPASSWORD".into();
+                        }
+                        let _ = tx.send(Err(anyhow!("{why}")));
                     }
                 }
             });
@@ -520,7 +526,7 @@ impl Db for PgStore {
                 Some(h) => errln!("waiting for exclusive deployment lock... ({h})"),
                 None => errln!("waiting for exclusive deployment lock..."),
             }
-            self.query("select pg_advisory_lock($1)", &[key.into()])?;
+            self.execute("select pg_advisory_lock($1)", &[key.into()])?;
         }
         let lock = PgLock {
             client: self.client.clone(),

@@ -525,6 +525,12 @@ impl From<Output> for Run {
     }
 }
 
+/// The name of the user the tests run as.
+pub fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Sends `signal` (e.g. libc::SIGKILL) to a child.
 pub fn signal(child: &std::process::Child, signal: i32) {
     // SAFETY: kill(2) on a pid we started and have not reaped yet.
