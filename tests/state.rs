@@ -186,13 +186,17 @@ fn nixops_state_file_from_sqlite3() {
     assert_eq!(fleet.current_system("web"), t);
     let info = fleet.ok(&["info", "--plain", "--check-outdated"]);
     assert!(info.stdout.starts_with("web\tUp-to-date"), "{}", info.stdout);
-    // Still NixOps' schema: one row per resource, version 3.
+    // Still NixOps' schema: one row per resource, version 3 (NixOps refuses
+    // any other); our history beside it, in a table NixOps ignores.
     let out = Command::new("sqlite3")
         .arg(&state)
-        .arg("select version from SchemaVersion; select count(*) from Resources;")
+        .arg(
+            "select version from SchemaVersion; select count(*) from Resources;
+             select count(*) from History; select part || ' ' || version from ExtraSchemaVersion;",
+        )
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n1\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n1\n1\nhistory 1\n");
 }
 
 #[test]
