@@ -2,10 +2,12 @@
 # Installs what nixops, its tests and its demo need on a Debian machine:
 # Nix (the CLI the tool drives), OpenSSH (client for the tool, server for the
 # test hosts), static busybox (the stand-in OS is built with it), sqlite3 (a
-# test writes a NixOps state file with it), sudo (non-root deploys to test hosts)
-# and Debian's shellcheck (a test lints every shell script with it).
+# test writes a NixOps state file with it), sudo (non-root deploys to test hosts),
+# Debian's shellcheck (a test lints every shell script with it), postgresql (the
+# tests' private PostgreSQL server, tests/postgres/server.sh) and git (the
+# deploy history records a network's commit).
 set -euo pipefail
-packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 sudo util-linux procps iproute2 psmisc shellcheck)
+packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 sudo util-linux procps iproute2 psmisc shellcheck postgresql git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,4 +10,10 @@ source scripts/offline-nix.sh
 bash tests/nixpkgs/link-lib.sh >/dev/null
 bash tests/nixpkgs/check.sh
 bash tests/fleet/selftest.sh
+# One private PostgreSQL server for every test binary (each would otherwise
+# start its own); stopped at the end, whatever happens.
+pgdir=$(mktemp -d /tmp/nixops-pg.XXXXXX)
+trap 'bash tests/postgres/server.sh stop "$pgdir"' EXIT
+bash tests/postgres/server.sh start "$pgdir"
+export NIXOPS_TEST_PG=$pgdir
 cargo test --locked -- --test-threads="${NIXOPS_TEST_THREADS:-2}"

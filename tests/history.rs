@@ -17,7 +17,11 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("git (the history records a network's commit) must be installed");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -25,7 +29,11 @@ fn history(fleet: &Fleet, extra: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["history", "--json"];
     args.extend(extra);
     let out = fleet.ok(&args).stdout;
-    serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn deploys_rollbacks_reboots_and_destroys_are_recorded(backend: Backend) {
@@ -34,7 +42,12 @@ fn deploys_rollbacks_reboots_and_destroys_are_recorded(backend: Backend) {
     let repo = fleet.path().join("repo");
     std::fs::create_dir(&repo).unwrap();
     let extra = "deployment.keys.k.text = \"s3cret-key-text\";";
-    let net = |rev| format!("{{ network.enableRollback = true; }} // {}", rev_network(&["a", "b"], rev, extra));
+    let net = |rev| {
+        format!(
+            "{{ network.enableRollback = true; }} // {}",
+            rev_network(&["a", "b"], rev, extra)
+        )
+    };
     let file = repo.join("net.nix");
     std::fs::write(&file, net("first")).unwrap();
     git(&repo, &["init", "-q"]);
@@ -72,7 +85,11 @@ fn deploys_rollbacks_reboots_and_destroys_are_recorded(backend: Backend) {
 
     let h = history(&fleet, &[]);
     let actions: Vec<&str> = h.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["destroy", "reboot", "rollback", "deploy", "deploy"], "{h:?}");
+    assert_eq!(
+        actions,
+        ["destroy", "reboot", "rollback", "deploy", "deploy"],
+        "{h:?}"
+    );
     assert_eq!(h[3]["source"]["dirty"], true);
     assert_eq!(h[3]["machines"][0]["before"], first[0].as_str());
     assert_eq!(h[3]["machines"][0]["after"], second.as_str());
