@@ -45,10 +45,11 @@ log "building nixops (cargo build --release)"
 NIXOPS=$REPO/target/release/nixops
 
 WORK=$(mktemp -d /tmp/nixops-bench-state.XXXXXX)
+PGDIR=$(mktemp -d /tmp/nixops-bench-pg.XXXXXX)  # the server's user must reach it
 cleanup() {
   set +e
   "$FLEET_SH" stop "$WORK/fleet" >/dev/null 2>&1
-  bash "$PG_SH" stop "$WORK/pg" >/dev/null 2>&1
+  bash "$PG_SH" stop "$PGDIR" >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -63,9 +64,9 @@ NAMES=()
 for ((i = 1; i <= N; i++)); do NAMES+=("$(printf 'm%0*d' "${#N}" "$i")"); done
 log "starting $N test hosts and a PostgreSQL server"
 "$FLEET_SH" start "$WORK/fleet" "${NAMES[@]}" >/dev/null
-PG_FSYNC=on NIXOPS_TEST_PG_PASSWORD=bench-password bash "$PG_SH" start "$WORK/pg"
-PORT=$(cat "$WORK/pg/port")
-psql -X -q -h "$(cat "$WORK/pg/socket-dir")" -p "$PORT" -U postgres -d postgres \
+PG_FSYNC=on NIXOPS_TEST_PG_PASSWORD=bench-password bash "$PG_SH" start "$PGDIR"
+PORT=$(cat "$PGDIR/port")
+psql -X -q -h "$(cat "$PGDIR/socket-dir")" -p "$PORT" -U postgres -d postgres \
   -c "create database bench owner nixops" >/dev/null
 mkdir -p "$WORK/home"
 printf '127.0.0.1:%s:*:nixops:bench-password\n' "$PORT" >"$WORK/home/.pgpass"
@@ -97,7 +98,7 @@ nixops "$SQLITE" export --all | nixops "$PG" import 2>/dev/null
 # (those that ended are in the postmaster's children's times).
 server_cpu() {
   local pid ticks=0 t
-  pid=$(head -n 1 "$WORK/pg/data/postmaster.pid")
+  pid=$(head -n 1 "$PGDIR/data/postmaster.pid")
   for t in $(pgrep -s "$(ps -o sid= -p "$pid")" 2>/dev/null || echo "$pid"); do
     ticks=$((ticks + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$t/stat" 2>/dev/null || echo 0)))
   done
@@ -123,7 +124,7 @@ for ((r = 1; r <= R; r++)); do
   s0=$(server_cpu)
   timed "$PG"; W[pg]+="$WALL "; C[pg]+="$CPU "
   SERVER=$(awk -v a="$SERVER" -v b="$s0" -v c="$(server_cpu)" 'BEGIN { printf "%.2f", a + c - b }')
-  log "round $r/$R: SQLite ${W[sqlite]##* } / PostgreSQL ${W[pg]##* } (wall s)"
+  log "round $r/$R done"
 done
 histories=$(nixops "$PG" history --json | grep -c '"action": "deploy"')
 

@@ -59,6 +59,7 @@ start() {
   mkdir -p "$dir/socket"
   chown "$user" "$dir" "$dir/socket"
   chmod 0755 "$dir"
+  as_user "$user" test -x "$dir" || die "$user cannot reach $dir (a parent directory is private)"
   local pwfile="$dir/pw"
   printf '%s\n' "$PASSWORD" >"$pwfile"
   chown "$user" "$pwfile"
