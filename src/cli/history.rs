@@ -36,7 +36,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         entries.retain(|e| !e.machines.is_empty());
     }
     if o.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(0);
     }
     let when = |e: &HistoryEntry| format_utc(e.finished);
@@ -88,7 +88,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
                 .collect(),
         ),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(0)
 }
 

@@ -212,7 +212,7 @@ pub fn record(
     let source = source(after.as_ref().unwrap_or(before));
     let entry = HistoryEntry::new(action, started, source, machines, ok);
     if let Err(e) = store.add_history(&before.uuid, &entry) {
-        eprintln!(
+        errln!(
             "warning: this {} is not recorded in the history: {e:#}",
             entry.action.text()
         );
