@@ -84,6 +84,11 @@ impl Target {
         let mut config: Config = s
             .parse()
             .map_err(|e| anyhow!("invalid PostgreSQL connection string {shown}: {}", cause(&e)))?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            bail!(
+                "PostgreSQL state {shown}: sslmode=require, but this nixops has no TLS yet; reach the server over a trusted network or an SSH tunnel"
+            );
+        }
         let password_in_string = config.get_password().is_some();
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
@@ -597,6 +602,18 @@ mod tests {
         assert_eq!(redact("postgres://me@h/db?password=s3cret"), "postgres://me@h/db");
         assert_eq!(redact("host=h password='a b\\' c' dbname=x"), "host=h dbname=x");
         assert_eq!(redact("password=s3cret"), "");
+    }
+
+    #[test]
+    fn tls_is_refused_by_name() {
+        let e = Target::parse("postgresql://me:pw@h/db?sslmode=require")
+            .err()
+            .unwrap();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("postgresql://me@h/db?sslmode=require") && e.contains("no TLS"),
+            "{e}"
+        );
     }
 
     #[test]
