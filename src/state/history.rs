@@ -263,12 +263,15 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// What deployment `d`'s network is made from: for a flake (NixOps 2.0's
-/// attributes), the locked URL it was last evaluated at (`curFlakeUri`),
-/// else the URL given (`flakeUri`); otherwise its files' hashes, and the
-/// git commit when they are in a git work tree.
+/// What deployment `d`'s network is made from: for a flake, the locked URL
+/// its last evaluation recorded (`flakeLockedUrl`; NixOps 2.0: `curFlakeUri`),
+/// else the flake as named (`flake`; NixOps 2.0: `flakeUri`); otherwise its
+/// files' hashes, and the git commit when they are in a git work tree.
 pub fn source(d: &Deployment) -> Source {
-    if let Some(url) = d.attrs.get("curFlakeUri").or_else(|| d.attrs.get("flakeUri")) {
+    let flake = ["flakeLockedUrl", "curFlakeUri", "flake", "flakeUri"]
+        .iter()
+        .find_map(|a| d.attrs.get(*a));
+    if let Some(url) = flake {
         return Source::flake(url);
     }
     let paths = d.nix_exprs().unwrap_or_default();
@@ -351,6 +354,27 @@ mod tests {
         assert_eq!(
             without_credentials("https://example.org/x@y"),
             "https://example.org/x@y"
+        );
+    }
+
+    #[test]
+    fn a_flake_is_recorded_by_its_locked_url() {
+        let mut d = Deployment {
+            uuid: "u".into(),
+            attrs: Default::default(),
+            resources: Default::default(),
+        };
+        d.attrs.insert("flake".into(), "/src/net".into());
+        assert_eq!(source(&d), Source::flake("/src/net"));
+        d.attrs.insert(
+            "flakeLockedUrl".into(),
+            "git+https://tok3n@example.org/net?rev=abc".into(),
+        );
+        assert_eq!(
+            source(&d),
+            Source::Flake {
+                url: "git+https://example.org/net?rev=abc".into()
+            }
         );
     }
 
