@@ -19,7 +19,7 @@ die() { echo "postgres server: $*" >&2; exit 1; }
 
 bindir() {
   local d
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   if [[ -n $d && -x $d/pg_ctl ]]; then echo "$d"; return; fi
   d=$(dirname "$(command -v pg_ctl 2>/dev/null || echo /nonexistent/x)")
   [[ -x $d/pg_ctl ]] || die "PostgreSQL's server programs (pg_ctl, initdb) are not installed; scripts/install-deps.sh installs Debian's postgresql"
