@@ -414,3 +414,24 @@ fn plan_only_create_only_and_repair() {
     assert!(r.stderr.contains("--repair"), "{}", r.stderr);
     assert!(!fleet.current_system("m").is_empty());
 }
+
+/// `deploy --network DIR` deploys that network for this run only, although
+/// the deploy reads the deployment again once it holds its lock.
+#[test]
+fn deploy_network_option_applies_to_this_run() {
+    let fleet = Fleet::start(&["m"]);
+    let file = fleet.write("net.nix", &common::rev_network(&["m"], "recorded", ""));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    fleet.write("other/nixops.nix", &common::rev_network(&["m"], "other", ""));
+    let dir = fleet.path().join("other");
+    let r = fleet.ok(&["deploy", "--network", dir.to_str().unwrap()]);
+    assert!(r.stderr.contains("note: using --network"), "{}", r.stderr);
+    assert_eq!(fleet.exec("m", "cat /run/current-system/etc/rev"), "other");
+    let out = fleet.ok(&["export", "-d", "d"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (_, d) = v.as_object().unwrap().iter().next().unwrap();
+    assert!(
+        d["nixExprs"].as_str().unwrap().contains("net.nix"),
+        "the recorded network stays: {d}"
+    );
+}

@@ -3,13 +3,11 @@
 //! state), with the machine reached as a local host; no magic rollback (a
 //! confirmation over a new connection proves nothing here).
 
-use std::sync::{Arc, Mutex};
-
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::Global;
-use crate::deploy::{self, Action, Ctx, DeployOptions};
+use crate::deploy::{self, Action, DeployOptions};
 use crate::host::Local;
 use crate::network::{MachineFilter, NixFiles, Selector};
 use crate::process::Sink;
@@ -46,16 +44,13 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     if !root && !o.sudo {
         bail!("apply-local changes this machine's system: run it as root, or with --sudo");
     }
-    let store = g.open_store()?;
-    let d = g.deployment(&store)?;
-    let _lock = store.lock(&d.uuid)?;
-    let d = store.load(&d.uuid)?;
-    let nix = g.nix_opts(Some(&d))?;
-    let network = deploy::network_of(&d)?;
+    let session = g.session()?;
+    let (d, nix) = (&session.ctx.deployment, &session.ctx.nix);
+    let network = deploy::network_of(d)?;
     let files = NixFiles::write()?;
     let none: &[Selector] = &[];
     let info = network
-        .evaluate(&files, &nix, Some(none), &[], false, Sink::quiet())
+        .evaluate(&files, nix, Some(none), &[], false, Sink::quiet())
         .await?;
     let node = match o.node {
         Some(n) if info.machines.contains_key(&n) => n,
@@ -66,12 +61,6 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         Vec::new()
     } else {
         info.machines[&node].privilege_escalation_command.clone()
-    };
-    let ctx = Ctx {
-        store: Arc::new(Mutex::new(store)),
-        deployment: d,
-        nix,
-        ssh_persist: g.ssh_persist,
     };
     let opts = DeployOptions {
         machines: MachineFilter {
@@ -88,7 +77,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         local: Some(Local { escalation }),
         ..Default::default()
     };
-    deploy::run(ctx, opts).await
+    deploy::run(&session.ctx, opts).await
 }
 
 /// The machine whose name (or its first label, or its targetHost) is this

@@ -1,10 +1,8 @@
-use std::sync::{Arc, Mutex};
-
 use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::deploy::{self, Action, Ctx, DeployOptions};
+use crate::deploy::{self, Action, DeployOptions};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -107,19 +105,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     } else {
         Action::Switch
     };
-    let store = g.open_store()?;
-    let d = g.deployment(&store)?;
-    let _lock = store.lock(&d.uuid)?;
-    // Re-read after waiting for the lock: the holder may have changed it.
-    let d = store.load(&d.uuid)?;
-    let mut nix = g.nix_opts(Some(&d))?;
-    nix.repair = o.repair;
-    let ctx = Ctx {
-        store: Arc::new(Mutex::new(store)),
-        deployment: d,
-        nix,
-        ssh_persist: g.ssh_persist,
-    };
+    let mut session = g.session()?;
+    session.ctx.nix.repair = o.repair;
     let opts = DeployOptions {
         magic_rollback: !o.no_magic_rollback,
         stop_on_failure: match (o.stop_on_failure, o.no_stop_on_failure) {
@@ -153,5 +140,5 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         builders: o.builders,
         recorded_as: Default::default(),
     };
-    deploy::run(ctx, opts).await
+    deploy::run(&session.ctx, opts).await
 }

@@ -1,13 +1,12 @@
 //! `list-generations`, `rollback` and `delete-generation`.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::deploy::{self, Action, Ctx, DeployOptions, generations, select};
+use crate::deploy::{self, Action, DeployOptions, generations, select};
 use crate::state::Deployment;
 use crate::ui::table;
 
@@ -76,14 +75,13 @@ pub struct RollbackOpts {
 /// Copies and activates a generation's toplevels on its machines.
 pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
     let started = Instant::now();
-    let store = g.open_store()?;
-    let d = g.deployment(&store)?;
-    let _lock = store.lock(&d.uuid)?;
-    let d = store.load(&d.uuid)?;
-    require_rollback(&d)?;
+    let session = g.session()?;
+    let ctx = &session.ctx;
+    let d = &ctx.deployment;
+    require_rollback(d)?;
     let generation = generations::get(&d.uuid, o.generation)?;
     let mut machines = Vec::new();
-    for sm in select::stored_in(&d, g.ssh_persist, &o.machines.filter())? {
+    for sm in select::stored_in(d, g.ssh_persist, &o.machines.filter())? {
         match generation.machines.get(&sm.name) {
             Some(t) => {
                 let t = t.clone();
@@ -100,12 +98,6 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
             );
         }
     }
-    let ctx = Ctx {
-        store: Arc::new(Mutex::new(store)),
-        deployment: d,
-        nix: g.nix_opts(None)?,
-        ssh_persist: g.ssh_persist,
-    };
     let opts = DeployOptions {
         magic_rollback: true,
         action: if o.force_reboot {
@@ -124,7 +116,7 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
         ..Default::default()
     };
     let (events, display) = crate::ui::start(&[]);
-    let code = deploy::execute(&ctx, machines, &opts, false, started, &events).await;
+    let code = deploy::execute(ctx, machines, &opts, false, started, &events).await;
     drop(events);
     display.await?;
     let code = code?;

@@ -38,6 +38,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::deploy::Ctx;
 use crate::nix::NixOpts;
 use crate::state::{self, Access, Deployment, StoreBox};
 
@@ -285,7 +286,33 @@ impl Global {
     /// with the network of `--network` when given (for this run only).
     pub fn deployment(&self, store: &StoreBox) -> Result<Deployment> {
         let all = store.deployments()?;
-        let mut d = state::resolve(&all, self.deployment.as_deref())?.clone();
+        let d = state::resolve(&all, self.deployment.as_deref())?.clone();
+        self.with_network(d)
+    }
+
+    /// What a command that changes one deployment works with, set up the
+    /// same way by all of them: the store, the deployment held exclusively
+    /// (read once the lock is ours: its holder may have changed it), with
+    /// `--network` applied, and its Nix options.
+    pub fn session(&self) -> Result<Session> {
+        let store = self.open_store()?;
+        let all = store.deployments()?;
+        let uuid = state::resolve(&all, self.deployment.as_deref())?.uuid.clone();
+        let lock = store.lock(&uuid)?;
+        let d = self.with_network(store.load(&uuid)?)?;
+        let nix = self.nix_opts(Some(&d))?;
+        Ok(Session {
+            ctx: Ctx {
+                store: std::sync::Arc::new(std::sync::Mutex::new(store)),
+                deployment: d,
+                nix,
+                ssh_persist: self.ssh_persist,
+            },
+            _lock: lock,
+        })
+    }
+
+    fn with_network(&self, mut d: Deployment) -> Result<Deployment> {
         if let Some(source) = self.network_source()? {
             let recorded = crate::network::Source::of(&d)?;
             if recorded != source && recorded != crate::network::Source::Files(Vec::new()) {
@@ -425,6 +452,13 @@ pub fn confirm(g: &Global, question: &str) -> Result<bool> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// A command's hold on one deployment (see [`Global::session`]); the lock
+/// is released when it is dropped.
+pub struct Session {
+    pub ctx: Ctx,
+    _lock: state::DeploymentLock,
 }
 
 /// The quoted names of the machines whose result is an error.

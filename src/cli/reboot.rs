@@ -1,10 +1,8 @@
-use std::sync::{Arc, Mutex};
-
 use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::deploy::{self, Ctx, select};
+use crate::deploy::{self, select};
 use crate::keys;
 use crate::state::history;
 use crate::ui;
@@ -36,20 +34,13 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         );
     }
     let started = std::time::SystemTime::now();
-    let store = g.open_store()?;
-    let d = g.deployment(&store)?;
-    let _lock = store.lock(&d.uuid)?;
-    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
-    let ctx = Ctx {
-        store: Arc::new(Mutex::new(store)),
-        deployment: d,
-        nix: g.nix_opts(None)?,
-        ssh_persist: g.ssh_persist,
-    };
+    let session = g.session()?;
+    let ctx = &session.ctx;
+    let machines = select::stored_in(&ctx.deployment, g.ssh_persist, &o.machines.filter())?;
     let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
     let (events, renderer) = ui::start(&names);
     let reboots = futures::future::join_all(machines.into_iter().map(|sm| {
-        let (ctx, events) = (&ctx, &events);
+        let events = &events;
         async move {
             let toplevel = sm.resource.toplevel().unwrap_or_default().to_owned();
             let mut m = sm.into_machine(toplevel);

@@ -1,11 +1,10 @@
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::deploy::{Ctx, select};
+use crate::deploy::select;
 use crate::keys;
 use crate::ui;
 
@@ -19,24 +18,17 @@ pub struct Opts {
 /// without deploying: one SSH session per machine, all machines at once.
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let started = Instant::now();
-    let store = g.open_store()?;
-    let d = g.deployment(&store)?;
-    let _lock = store.lock(&d.uuid)?;
-    let d = store.load(&d.uuid)?;
-    let machines: Vec<select::StoredMachine> = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?
-        .into_iter()
-        .filter(|m| !m.resource.obsolete())
-        .collect();
+    let session = g.session()?;
+    let ctx = &session.ctx;
+    let machines: Vec<select::StoredMachine> =
+        select::stored_in(&ctx.deployment, g.ssh_persist, &o.machines.filter())?
+            .into_iter()
+            .filter(|m| !m.resource.obsolete())
+            .collect();
     if machines.is_empty() {
         errln!("no machines to send keys to");
         return Ok(0);
     }
-    let ctx = Ctx {
-        nix: g.nix_opts(Some(&d))?,
-        store: Arc::new(Mutex::new(store)),
-        deployment: d,
-        ssh_persist: g.ssh_persist,
-    };
     let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
     let targets: Vec<keys::KeyTarget> = machines
         .iter()

@@ -74,9 +74,9 @@ fn with_machines_file(opts: &DeployOptions, info: &NetworkInfo, events: &Events)
 
 /// Runs a deploy; returns the process exit code. Everything it says goes
 /// through its display (`ui`), which is done when it returns.
-pub async fn run(ctx: Ctx, opts: DeployOptions) -> Result<i32> {
+pub async fn run(ctx: &Ctx, opts: DeployOptions) -> Result<i32> {
     let (events, display) = ui::start(&[]);
-    let code = deploy(&ctx, &opts, &events).await;
+    let code = deploy(ctx, &opts, &events).await;
     drop(events);
     display.await?;
     code
