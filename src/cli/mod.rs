@@ -279,7 +279,7 @@ impl Global {
     }
 
     fn store(&self, access: Access) -> Result<StoreBox> {
-        state::open(self.state.as_deref().map(|p| p.as_os_str()), access)
+        Ok(state::open(self.state.as_deref().map(|p| p.as_os_str()), access)?)
     }
 
     /// The deployment named by -d / $NIXOPS_DEPLOYMENT (or the only one),
@@ -339,7 +339,7 @@ impl Global {
     /// All deployments with `--all`, else the selected one.
     pub fn deployments(&self, store: &StoreBox, all: bool) -> Result<Vec<Deployment>> {
         if all {
-            store.deployments()
+            Ok(store.deployments()?)
         } else {
             Ok(vec![self.deployment(store)?])
         }
@@ -423,7 +423,7 @@ pub async fn record_network_attrs(g: &Global, store: &StoreBox, uuid: &str) -> R
     let network = crate::deploy::network_of(&d)?;
     let files = crate::network::NixFiles::write()?;
     match network.meta(&files, &g.nix_opts(Some(&d))?).await {
-        Ok(meta) => store.set_deployment_attrs(uuid, &crate::deploy::record::network_attrs(&meta)),
+        Ok(meta) => Ok(store.set_deployment_attrs(uuid, &crate::deploy::record::network_attrs(&meta))?),
         Err(e) => {
             let first = format!("{e:#}");
             let first = first

@@ -157,29 +157,30 @@ pub fn reached(ctx: &Ctx, id: i64, host: &Host) -> Result<()> {
     if let Some(key) = host.learned_host_key() {
         changes.push(("publicHostKey".into(), Some(key)));
     }
-    ctx.store
+    Ok(ctx
+        .store
         .lock()
         .expect("state lock")
-        .set_resource_attrs(id, &changes)
+        .set_resource_attrs(id, &changes)?)
 }
 
 pub fn unreachable(ctx: &Ctx, id: i64) -> Result<()> {
-    ctx.store.lock().expect("state lock").set_resource_attrs(
+    Ok(ctx.store.lock().expect("state lock").set_resource_attrs(
         id,
         &[("state".into(), Some(machine_state::UNREACHABLE.to_string()))],
-    )
+    )?)
 }
 
 /// The machine now runs `toplevel`.
 pub fn deployed(ctx: &Ctx, id: i64, name: &str, toplevel: &str) -> Result<()> {
     crate::nix::set_gc_root(&ctx.deployment.uuid, name, toplevel)?;
-    ctx.store.lock().expect("state lock").set_resource_attrs(
+    Ok(ctx.store.lock().expect("state lock").set_resource_attrs(
         id,
         &[
             ("toplevel".into(), Some(toplevel.to_owned())),
             ("state".into(), Some(machine_state::UP.to_string())),
         ],
-    )
+    )?)
 }
 
 /// What state should record as the machine's system, if it does not yet:

@@ -180,7 +180,7 @@ pub async fn send(
     // Fresh from state: an earlier stage of this run may have changed it.
     let fresh = match ctx.store.lock().expect("state lock").load(&ctx.deployment.uuid) {
         Ok(d) => d,
-        Err(e) => return failed(&e, machines.iter().map(|m| m.name)).collect(),
+        Err(e) => return failed(&e.into(), machines.iter().map(|m| m.name)).collect(),
     };
     let delivered = |name: &str| fresh.resources.get(name).and_then(|r| r.get("keys"));
     let wanted: Vec<&KeyTarget> = machines

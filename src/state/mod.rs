@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Context;
 use serde_json::Value;
 
 pub use history::HistoryEntry;
@@ -68,16 +68,16 @@ impl Deployment {
             .unwrap_or("Unnamed NixOps network")
     }
 
-    pub fn nix_exprs(&self) -> Result<Vec<PathBuf>> {
+    pub fn nix_exprs(&self) -> anyhow::Result<Vec<PathBuf>> {
         json_attr::<Vec<PathBuf>>(&self.attrs, "nixExprs", &self.uuid)
     }
 
-    pub fn nix_path(&self) -> Result<Vec<String>> {
+    pub fn nix_path(&self) -> anyhow::Result<Vec<String>> {
         json_attr::<Vec<String>>(&self.attrs, "nixPath", &self.uuid)
     }
 
     /// The deployment's arguments: name → Nix expression.
-    pub fn args(&self) -> Result<BTreeMap<String, String>> {
+    pub fn args(&self) -> anyhow::Result<BTreeMap<String, String>> {
         json_attr::<BTreeMap<String, String>>(&self.attrs, "args", &self.uuid)
     }
 
@@ -109,13 +109,56 @@ impl Resource {
     }
 }
 
-fn json_attr<T: serde::de::DeserializeOwned + Default>(attrs: &Attrs, name: &str, uuid: &str) -> Result<T> {
+fn json_attr<T: serde::de::DeserializeOwned + Default>(
+    attrs: &Attrs,
+    name: &str,
+    uuid: &str,
+) -> anyhow::Result<T> {
     match attrs.get(name) {
         None => Ok(T::default()),
         Some(s) => serde_json::from_str(s)
             .with_context(|| format!("deployment {uuid}: attribute ‘{name}’ is not valid JSON")),
     }
 }
+
+/// What goes wrong with the state. The kinds are what commands decide on;
+/// every message names the state (its file, or its URL without a password).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No deployment matches the selector (or there is none, or several).
+    #[error("{0}")]
+    NoSuchDeployment(String),
+    /// `import` of a UUID the state holds already.
+    #[error("{location} already contains a deployment with UUID ‘{uuid}’ (use --force to replace it)")]
+    Exists { location: String, uuid: String },
+    /// The state was written by a newer nixops.
+    #[error("{location}: {what} newer than this nixops understands ({known})")]
+    NewerSchema {
+        location: String,
+        /// "its schema version 4 is", "its ‘history’ tables are of version 3,"
+        what: String,
+        known: i64,
+    },
+    /// The state cannot be reached, read or written (a missing or read-only
+    /// file, a full disk, a server that does not answer or refuses us),
+    /// with where and why.
+    #[error(transparent)]
+    Unavailable(anyhow::Error),
+}
+
+/// The backends work with anyhow inside; a kind raised there (as
+/// `anyhow::Error::from(Error::...)`) comes out as that kind.
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<Error>() {
+            Ok(kind) => kind,
+            Err(e) => Error::Unavailable(e),
+        }
+    }
+}
+
+/// What the store's methods return.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One change to a set of attributes: set to a value, or remove (NixOps
 /// removes an attribute that is set back to its default).
@@ -210,7 +253,7 @@ pub enum Location {
 impl Location {
     /// A PostgreSQL URL (`postgresql://`, `postgres://`) or libpq's
     /// `key=value` connection string, else a file path.
-    pub fn parse(arg: Option<&OsStr>) -> Result<Location> {
+    pub fn parse(arg: Option<&OsStr>) -> anyhow::Result<Location> {
         let named = arg
             .filter(|a| !a.is_empty())
             .map(ToOwned::to_owned)
@@ -262,11 +305,13 @@ pub fn resolve<'a>(all: &'a [Deployment], selector: Option<&str>) -> Result<&'a 
     let Some(sel) = selector else {
         return match all {
             [one] => Ok(one),
-            [] => bail!("there are no deployments; create one with ‘nixops create’"),
-            _ => bail!(
+            [] => Err(Error::NoSuchDeployment(
+                "there are no deployments; create one with ‘nixops create’".into(),
+            )),
+            _ => Err(Error::NoSuchDeployment(format!(
                 "there are {} deployments; say which one with -d or $NIXOPS_DEPLOYMENT",
                 all.len()
-            ),
+            ))),
         };
     };
     if let Some(d) = all.iter().find(|d| d.uuid == sel || d.name() == Some(sel)) {
@@ -275,8 +320,12 @@ pub fn resolve<'a>(all: &'a [Deployment], selector: Option<&str>) -> Result<&'a 
     let by_prefix: Vec<_> = all.iter().filter(|d| d.uuid.starts_with(sel)).collect();
     match by_prefix.as_slice() {
         [one] => Ok(one),
-        [] => bail!("could not find specified deployment ‘{sel}’"),
-        _ => bail!("deployment selector ‘{sel}’ is ambiguous"),
+        [] => Err(Error::NoSuchDeployment(format!(
+            "could not find specified deployment ‘{sel}’"
+        ))),
+        _ => Err(Error::NoSuchDeployment(format!(
+            "deployment selector ‘{sel}’ is ambiguous"
+        ))),
     }
 }
 
@@ -295,7 +344,7 @@ pub fn valid_name(name: &str) -> bool {
 const HISTORY_KEY: &str = "history";
 
 /// A deployment in NixOps' export format, with its history.
-pub fn export(d: &Deployment, history: &[HistoryEntry]) -> Result<Value> {
+pub fn export(d: &Deployment, history: &[HistoryEntry]) -> anyhow::Result<Value> {
     let mut obj = serde_json::Map::new();
     for (k, v) in &d.attrs {
         obj.insert(k.clone(), Value::String(v.clone()));
@@ -323,7 +372,7 @@ pub type ImportedResource = (String, String, Attrs);
 pub type Imported = (Attrs, Vec<ImportedResource>, Vec<HistoryEntry>);
 
 /// Parses one deployment of NixOps' export format.
-pub fn parse_export(uuid: &str, v: &Value) -> Result<Imported> {
+pub fn parse_export(uuid: &str, v: &Value) -> anyhow::Result<Imported> {
     let obj = v
         .as_object()
         .with_context(|| format!("deployment {uuid} in the import is not an object"))?;

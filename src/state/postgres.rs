@@ -360,7 +360,9 @@ impl PgStore {
             .map_err(|e| anyhow!("PostgreSQL state {shown}: {e:#}"))?;
         // PostgreSQL 14 and newer.
         let _ = store.batch("set client_connection_check_interval = 1000");
-        let current = sql::check_schema(&store).map_err(|e| anyhow!("PostgreSQL state {shown}: {e:#}"))?;
+        // A newer schema says so itself, with the URL.
+        let current =
+            sql::check_schema(&store).map_err(|e| e.context(format!("PostgreSQL state {shown}")))?;
         if !current {
             if access != Access::Create && sql::schema_version(&store)? == 0 {
                 bail!(

@@ -211,18 +211,20 @@ fn part_version<D: Db + ?Sized>(db: &D, part: &str) -> Result<i64> {
 /// migrate); an error when any part is newer than this nixops knows.
 pub fn check_schema<D: Db + ?Sized>(db: &D) -> Result<bool> {
     let v = schema_version(db)?;
+    let newer = |what: String, known: i64| super::Error::NewerSchema {
+        location: db.location(),
+        what,
+        known,
+    };
     if v > SCHEMA_VERSION {
-        bail!("its schema version {v} is newer than this nixops understands ({SCHEMA_VERSION})");
+        return Err(newer(format!("its schema version {v} is"), SCHEMA_VERSION).into());
     }
     let mut current = v == SCHEMA_VERSION;
     for p in parts(db) {
         let have = part_version(db, p.name)?;
         let newest = p.migrations.last().map_or(0, |m| m.0);
         if have > newest {
-            bail!(
-                "its ‘{}’ tables are of version {have}, newer than this nixops understands ({newest})",
-                p.name
-            );
+            return Err(newer(format!("its ‘{}’ tables are of version {have},", p.name), newest).into());
         }
         current &= have == newest;
     }
@@ -410,38 +412,48 @@ fn add_history_in<D: Db + ?Sized>(db: &D, uuid: &str, e: &HistoryEntry) -> Resul
     Ok(())
 }
 
+/// The store's surface is typed; inside, the backends work with anyhow.
+fn typed<T>(r: Result<T>) -> super::Result<T> {
+    r.map_err(Into::into)
+}
+
 impl<D: Db> Store for D {
     fn location(&self) -> String {
         Db::location(self)
     }
 
-    fn deployments(&self) -> Result<Vec<Deployment>> {
+    fn deployments(&self) -> super::Result<Vec<Deployment>> {
         let mut all = transaction(self, false, |db| load_where(db, None))?;
         all.sort_by(|a, b| a.label().cmp(b.label()));
         Ok(all)
     }
 
-    fn load(&self, uuid: &str) -> Result<Deployment> {
+    fn load(&self, uuid: &str) -> super::Result<Deployment> {
         transaction(self, false, |db| load_where(db, Some(uuid)))?
             .pop()
-            .ok_or_else(|| anyhow!("deployment {uuid} no longer exists in {}", Db::location(self)))
+            .ok_or_else(|| {
+                super::Error::NoSuchDeployment(format!(
+                    "deployment {uuid} no longer exists in {}",
+                    Db::location(self)
+                ))
+            })
     }
 
-    fn create_deployment(&self, uuid: &str, attrs: &Attrs) -> Result<()> {
-        transaction(self, true, |db| {
+    fn create_deployment(&self, uuid: &str, attrs: &Attrs) -> super::Result<()> {
+        typed(transaction(self, true, |db| {
             db.execute("insert into Deployments(uuid) values ($1)", &[uuid.into()])?;
             apply(db, "DeploymentAttrs", "deployment", uuid.into(), &set_all(attrs))
-        })
+        }))
     }
 
-    fn set_deployment_attrs(&self, uuid: &str, changes: &[AttrChange]) -> Result<()> {
-        transaction(self, true, |db| {
+    fn set_deployment_attrs(&self, uuid: &str, changes: &[AttrChange]) -> super::Result<()> {
+        typed(transaction(self, true, |db| {
             apply(db, "DeploymentAttrs", "deployment", uuid.into(), changes)
-        })
+        }))
     }
 
-    fn delete_deployment(&self, uuid: &str) -> Result<()> {
-        transaction(self, true, |db| delete_in(db, uuid))
+    fn delete_deployment(&self, uuid: &str) -> super::Result<()> {
+        typed(transaction(self, true, |db| delete_in(db, uuid)))
     }
 
     fn record_network(
@@ -450,8 +462,8 @@ impl<D: Db> Store for D {
         deployment: &[AttrChange],
         machines: &[(String, String, Vec<AttrChange>)],
         forget: &[i64],
-    ) -> Result<BTreeMap<String, i64>> {
-        transaction(self, true, |db| {
+    ) -> super::Result<BTreeMap<String, i64>> {
+        typed(transaction(self, true, |db| {
             apply(db, "DeploymentAttrs", "deployment", uuid.into(), deployment)?;
             let mut ids = BTreeMap::new();
             for (name, kind, changes) in machines {
@@ -471,13 +483,13 @@ impl<D: Db> Store for D {
                 db.execute("delete from Resources where id = $1", &[(*id).into()])?;
             }
             Ok(ids)
-        })
+        }))
     }
 
-    fn set_resource_attrs(&self, id: i64, changes: &[AttrChange]) -> Result<()> {
-        transaction(self, true, |db| {
+    fn set_resource_attrs(&self, id: i64, changes: &[AttrChange]) -> super::Result<()> {
+        typed(transaction(self, true, |db| {
             apply(db, "ResourceAttrs", "machine", id.into(), changes)
-        })
+        }))
     }
 
     fn import(
@@ -487,14 +499,15 @@ impl<D: Db> Store for D {
         resources: &[(String, String, Attrs)],
         history: &[HistoryEntry],
         replace: bool,
-    ) -> Result<()> {
-        transaction(self, true, |db| {
+    ) -> super::Result<()> {
+        typed(transaction(self, true, |db| {
             if exists(db, uuid)? {
                 if !replace {
-                    bail!(
-                        "{} already contains a deployment with UUID ‘{uuid}’ (use --force to replace it)",
-                        db.location()
-                    );
+                    return Err(super::Error::Exists {
+                        location: db.location(),
+                        uuid: uuid.to_owned(),
+                    }
+                    .into());
                 }
                 delete_in(db, uuid)?;
             }
@@ -509,11 +522,11 @@ impl<D: Db> Store for D {
                 add_history_in(db, uuid, e)?;
             }
             Ok(())
-        })
+        }))
     }
 
-    fn clone_deployment(&self, from: &str, to: &str) -> Result<()> {
-        transaction(self, true, |db| {
+    fn clone_deployment(&self, from: &str, to: &str) -> super::Result<()> {
+        typed(transaction(self, true, |db| {
             db.execute("insert into Deployments(uuid) values ($1)", &[to.into()])?;
             db.execute(
                 "insert into DeploymentAttrs(deployment, name, value)
@@ -521,15 +534,15 @@ impl<D: Db> Store for D {
                 &[to.into(), from.into()],
             )?;
             Ok(())
-        })
+        }))
     }
 
-    fn add_history(&self, uuid: &str, entry: &HistoryEntry) -> Result<()> {
-        transaction(self, true, |db| add_history_in(db, uuid, entry))
+    fn add_history(&self, uuid: &str, entry: &HistoryEntry) -> super::Result<()> {
+        typed(transaction(self, true, |db| add_history_in(db, uuid, entry)))
     }
 
-    fn history(&self, uuid: &str) -> Result<Vec<HistoryEntry>> {
-        transaction(self, false, |db| {
+    fn history(&self, uuid: &str) -> super::Result<Vec<HistoryEntry>> {
+        typed(transaction(self, false, |db| {
             // A NixOps file opened read-only may not have our tables yet.
             if !has_table(db, "History")? {
                 return Ok(Vec::new());
@@ -552,14 +565,14 @@ impl<D: Db> Store for D {
                     )
                 })
                 .collect()
-        })
+        }))
     }
 
-    fn lock(&self, uuid: &str) -> Result<DeploymentLock> {
-        Db::lock(self, uuid)
+    fn lock(&self, uuid: &str) -> super::Result<DeploymentLock> {
+        typed(Db::lock(self, uuid))
     }
 
-    fn unlock(&self, uuid: &str) -> Result<Unlock> {
-        Db::unlock(self, uuid)
+    fn unlock(&self, uuid: &str) -> super::Result<Unlock> {
+        typed(Db::unlock(self, uuid))
     }
 }

@@ -81,6 +81,9 @@ impl SqliteStore {
             path: path.to_owned(),
         };
         store.init().map_err(|e| {
+            if is_kind(&e) {
+                return e;
+            }
             // The file is fine when the trouble is the disk or the system.
             let code = e
                 .chain()
@@ -116,7 +119,11 @@ impl SqliteStore {
         };
         match try_open("") {
             Ok(s) => Ok(s),
+            Err(e) if is_kind(&e) => Err(e),
             Err(_) if read_only_fs(path) => try_open("&immutable=1").map_err(|e| {
+                if is_kind(&e) {
+                    return e;
+                }
                 anyhow!(
                     "cannot read state file {}: {}",
                     path.display(),
@@ -330,6 +337,12 @@ fn write_denied(path: &Path) -> String {
     }
 }
 
+/// An error of a kind the store's callers decide on (e.g. a newer schema):
+/// passed on as it is, not described as a trouble with the file.
+fn is_kind(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<super::Error>().is_some()
+}
+
 fn dir_of(path: &Path) -> &Path {
     path.parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -369,6 +382,27 @@ fn uri_path(path: &Path) -> String {
 mod tests {
     use super::*;
     use crate::state::{Attrs, Store};
+
+    /// The kinds callers decide on come out of the store as those kinds.
+    #[test]
+    fn error_kinds() {
+        use crate::state::Error;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.nixops");
+        let s = SqliteStore::open(&path, Access::Create).unwrap();
+        s.import("u1", &Attrs::new(), &[], &[], false).unwrap();
+        let again = s.import("u1", &Attrs::new(), &[], &[], false).unwrap_err();
+        assert!(matches!(again, Error::Exists { ref uuid, .. } if uuid == "u1"), "{again:?}");
+        assert!(again.to_string().contains("s.nixops"), "{again}");
+        assert!(matches!(s.load("nosuch"), Err(Error::NoSuchDeployment(_))));
+        s.conn.execute("update SchemaVersion set version = 9", []).unwrap();
+        drop(s);
+        let newer = crate::state::open(Some(path.as_os_str()), Access::Write)
+            .err()
+            .expect("a newer schema is refused");
+        assert!(matches!(newer, Error::NewerSchema { known: 3, .. }), "{newer:?}");
+        assert!(newer.to_string().contains("s.nixops"), "{newer}");
+    }
 
     #[test]
     fn roundtrip_and_cascade() {
