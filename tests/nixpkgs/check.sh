@@ -347,6 +347,32 @@ EOF
   killer=$(build "$T/os/knobs.nix" --arg knobs '{ killSshd = true; }')
   newinit=$(build "$T/os/knobs.nix" --arg knobs '{ initInterfaceVersion = "stub 2"; }')
   units=$(build "$T/os/knobs.nix" --arg knobs '{ failedUnits = [ "a.service" "b.service" ]; }')
+  # Two systems whose units differ in every way dry-activate tells apart.
+  cat >"$T/os/units.nix" <<'EOF'
+{ rev }:
+let
+  svc = extra: { wantedBy = [ "multi-user.target" ]; script = "echo ${rev}"; } // extra;
+in
+(import <nixpkgs/nixos/lib/eval-config.nix> {
+  modules = [ {
+    networking.hostName = "units";
+    systemd.services = {
+      same = { script = "true"; description = "described ${rev}"; };
+      changed = svc { };
+      restarted = svc { stopIfChanged = false; };
+      reloaded = svc { reloadIfChanged = true; };
+      kept = svc { restartIfChanged = false; };
+      triggered = { script = "true"; reloadTriggers = [ rev ]; };
+      ${if rev == "a" then "gone" else "added"} = svc { };
+    };
+    systemd.paths.watch.pathConfig.PathExists = "/run/${rev}";
+  } ];
+}).config.system.build.toplevel
+EOF
+  unitsA=$(build "$T/os/units.nix" --argstr rev a)
+  unitsB=$(build "$T/os/units.nix" --argstr rev b)
+  grep -qx 'X-StopIfChanged=false' "$unitsA/etc/systemd/system/restarted.service" || fail "unit file of restarted.service"
+  grep -qx 'PathExists=/run/a' "$unitsA/etc/systemd/system/watch.path" || fail "unit file of watch.path"
   cat >"$T/stc.sh" <<EOF
 set -u
 BB=/bin/busybox
@@ -355,8 +381,8 @@ fail() { echo "FAIL \$*" >&2; exit 1; }
 # bad action
 $plain/bin/switch-to-configuration frobnicate 2>/dev/null; [ \$? -eq 1 ] || fail "bad action should exit 1"
 # dry-activate changes nothing
-o=\$($plain/bin/switch-to-configuration dry-activate) || fail dry-activate
-[ "\$o" = "would activate $plain" ] || fail "dry-activate output: \$o"
+o=\$($plain/bin/switch-to-configuration dry-activate 2>&1) || fail dry-activate
+[ "\$o" = "would activate the configuration..." ] || fail "dry-activate output: \$o"
 [ ! -e /run/current-system ] && [ ! -e /run/stub-os/boot-default ] || fail "dry-activate changed state"
 # test: current-system only
 $plain/bin/switch-to-configuration test || fail test
@@ -428,11 +454,25 @@ $newinit/bin/switch-to-configuration boot || fail "new init interface: boot shou
 $units/bin/switch-to-configuration switch 2>/run/err; [ \$? -eq 4 ] || fail "failed units should exit 4"
 grep -q "the following units failed: a.service, b.service" /run/err || fail "failed units message"
 [ "\$(\$BB readlink /run/current-system)" = "$units" ] || fail "exit 4 keeps the new system active"
+# dry-activate: NixOS' lines for the units of the running system (unitsA)
+# that the new one (unitsB) changes or removes.
+$unitsA/bin/switch-to-configuration test || fail "test unitsA"
+$unitsB/bin/switch-to-configuration dry-activate 2>/run/dry || fail "dry-activate unitsB"
+cat > /run/want <<LOG
+would stop the following units: changed.service, gone.service
+would NOT stop the following changed units: kept.service
+would activate the configuration...
+would reload the following units: reloaded.service, triggered.service
+would restart the following units: restarted.service, watch.path
+would start the following units: changed.service
+LOG
+cmp -s /run/want /run/dry || { cat /run/dry >&2; fail "dry-activate units"; }
+[ "\$(\$BB readlink /run/current-system)" = "$unitsA" ] || fail "dry-activate changed current-system"
 echo ALLGOOD
 EOF
   res=$(unshare --mount --propagation private sh "$T/stc.sh" 2>&1) || { echo "$res" >&2; fail "switch-to-configuration"; }
   [[ "$res" == *ALLGOOD* ]] || { echo "$res" >&2; fail "switch-to-configuration"; }
-  ok "switch-to-configuration: usage, dry-activate, test, boot, switch, fail, requestReboot, sleep, killSshd, log, root only, exit 100 (init interface), exit 4 (failed units), NIXOS_INSTALL_BOOTLOADER"
+  ok "switch-to-configuration: usage, dry-activate (units), test, boot, switch, fail, requestReboot, sleep, killSshd, log, root only, exit 100 (init interface), exit 4 (failed units), NIXOS_INSTALL_BOOTLOADER"
 fi
 
 echo "all $pass checks passed"

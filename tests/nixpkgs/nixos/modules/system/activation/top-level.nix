@@ -45,6 +45,52 @@ let
 
   bb = "/bin/busybox";
 
+  # Unit files, as NixOS writes them into etc/systemd/system
+  # (nixos/lib/systemd-lib.nix); dry-activate compares them. (`or`: a
+  # free-form systemd has no option defaults.) Unlike NixOS, ExecStart and
+  # friends hold the script itself rather than a script in the store of its
+  # own: it changes exactly when the script does, without a build per unit.
+  concatStrings = builtins.concatStringsSep "";
+  unitValue = v: if v == true then "true" else if v == false then "false" else toString v;
+  section = attrs: concatStrings (map (k:
+    let v = attrs.${k}; in
+    concatStrings (map (x: "${k}=${unitValue x}\n") (if builtins.isList v then v else [ v ])))
+    (attrNames attrs));
+  nonEmpty = filterAttrs (_: v: v != "" && v != [ ] && v != null);
+  quoteExec = script: "/bin/busybox sh -c \"" + builtins.replaceStrings
+    [ "\\" "\"" "\n" "%" ] [ "\\\\" "\\\"" "\\n" "%%" ] script + "\"";
+  unitSection = u: "[Unit]\n" + section (nonEmpty {
+    Description = u.description or "";
+    After = toString (u.after or [ ]);
+    Before = toString (u.before or [ ]);
+    Wants = toString (u.wants or [ ]);
+    Requires = toString (u.requires or [ ]);
+    BindsTo = toString (u.bindsTo or [ ]);
+    PartOf = toString (u.partOf or [ ]);
+    X-Restart-Triggers = toString (u.restartTriggers or [ ]);
+    X-Reload-Triggers = toString (u.reloadTriggers or [ ]);
+  }) + section (u.unitConfig or { });
+  serviceUnit = s: let e = env s; in unitSection s + "\n[Service]\n"
+    + concatStrings (map (k: "Environment=\"${k}=${toString e.${k}}\"\n") (attrNames e))
+    + section (nonEmpty {
+      ExecStartPre = if (s.preStart or "") != "" then quoteExec s.preStart else "";
+      ExecStart = if (s.script or "") != "" then quoteExec s.script else "";
+      ExecStartPost = if (s.postStart or "") != "" then quoteExec s.postStart else "";
+    })
+    + (if s.reloadIfChanged or false then "X-ReloadIfChanged=true\n"
+      else if !(s.restartIfChanged or true) then "X-RestartIfChanged=false\n" else "")
+    + optionalString (!(s.stopIfChanged or true)) "X-StopIfChanged=false\n"
+    + section (s.serviceConfig or { });
+  env = s: filterAttrs (_: v: v != null) (s.environment or { })
+    // (if (s.path or [ ]) == [ ] then { } else {
+      PATH = builtins.concatStringsSep ":" (map (p: "${p}/bin") s.path);
+    });
+  pathUnit = p: unitSection p + "\n[Path]\n" + section (p.pathConfig or { });
+  enabled = filterAttrs (_: u: u.enable or true);
+  units =
+    lib.mapAttrsToList (n: s: { file = "${n}.service"; text = serviceUnit s; }) (enabled (cfg.systemd.services or { }))
+    ++ lib.mapAttrsToList (n: p: { file = "${n}.path"; text = pathUnit p; }) (enabled (cfg.systemd.paths or { }));
+
   # @out@ is replaced by the output path at build time.
   switchScript = ''
     #!/bin/busybox sh
@@ -74,7 +120,59 @@ let
     exit 1
   '' + ''
     if [ "$action" = dry-activate ]; then
-      echo "would activate $out"
+      # As NixOS' switch-to-configuration(-ng): what activating would do to
+      # the running system's units, judged from the two systems' unit files,
+      # in NixOS' words on stderr. The stand-in has no systemd to ask which
+      # units are active: every unit of the running system counts as active.
+      # Changed targets are started, which NixOS never shows.
+      old=/run/current-system/etc/systemd/system
+      new=$out/etc/systemd/system
+      stop= start= restart= reload= skip=
+      value() { $bb sed -n "s/^$1=//p" "$2" | $bb tail -n 1; }
+      yes() { case "$1" in 1|yes|true|on) return 0 ;; *) return 1 ;; esac; }
+      no() { [ -n "$1" ] && ! yes "$1"; }
+      # A change in these keys alone restarts nothing (X-Reload-Triggers
+      # reloads).
+      relevant() {
+        $bb grep -v -E '^(Description|Documentation|OnFailure|OnSuccess|OnFailureJobMode|IgnoreOnIsolate|StopWhenUnneeded|RefuseManualStart|RefuseManualStop|AllowIsolate|CollectMode|SourcePath|X-Reload-Triggers)=' "$1" || true
+      }
+      for f in "$old"/*; do
+        [ -f "$f" ] || continue
+        u=''${f##*/}
+        n=$new/$u
+        case "$u" in *.target) continue ;; esac
+        if [ ! -f "$n" ]; then
+          no "$(value X-StopOnRemoval "$f")" || stop="$stop $u"
+          continue
+        fi
+        if [ "$(relevant "$f")" = "$(relevant "$n")" ]; then
+          [ "$(value X-Reload-Triggers "$f")" = "$(value X-Reload-Triggers "$n")" ] || reload="$reload $u"
+          continue
+        fi
+        case "$u" in *.slice|*.socket) continue ;; esac
+        if yes "$(value X-ReloadIfChanged "$n")"; then
+          reload="$reload $u"
+        elif no "$(value X-RestartIfChanged "$n")" || yes "$(value RefuseManualStop "$n")" ||
+          yes "$(value X-OnlyManualStart "$n")"; then
+          skip="$skip $u"
+        elif no "$(value X-StopIfChanged "$n")" || [ "''${u%.service}" = "$u" ]; then
+          restart="$restart $u"
+        else
+          stop="$stop $u"
+          start="$start $u"
+        fi
+      done
+      say() {
+        [ -z "$2" ] && return 0
+        printf '%s\n' $2 | $bb sort -f |
+          $bb awk -v what="would $1 the following$3 units: " '{ s = s (NR > 1 ? ", " : "") $0 } END { print what s }' >&2
+      }
+      say stop "$stop"
+      say "NOT stop" "$skip" " changed"
+      echo "would activate the configuration..." >&2
+      say reload "$reload"
+      say restart "$restart"
+      say start "$start"
       exit 0
     fi
   '' + optionalString (act.sleep > 0) ''
@@ -170,6 +268,10 @@ let
     name = "etc_${toString i}";
     value = e.text;
   }) etcList);
+  unitAttrs = builtins.listToAttrs (lib.imap0 (i: u: {
+    name = "unit_${toString i}";
+    value = u.text;
+  }) units);
 
   buildScript = ''
     set -e
@@ -183,7 +285,11 @@ let
     $bb sed "s|@out@|$out|g" "$switchScriptPath" > $out/bin/switch-to-configuration
     $bb cp "$initScriptPath" $out/init
     $bb chmod 0555 $out/bin/switch-to-configuration $out/init
-  '' + concatStringsSep "" (lib.imap0 (i: p: ''
+    $bb mkdir -p $out/etc/systemd/system
+  '' + concatStringsSep "" (lib.imap0 (i: u: ''
+    $bb cp "$unit_${toString i}Path" $out/etc/systemd/system/${escapeShellArg u.file}
+  '') units)
+  + concatStringsSep "" (lib.imap0 (i: p: ''
     $bb ln -s ${p} $out/sw/pkg-${toString i}
   '') cfg.environment.systemPackages)
   + concatStringsSep "" (lib.imap0 (i: e: ''
@@ -203,8 +309,8 @@ let
     args = [ "sh" "-c" buildScript ];
     nixosVersion = cfg.system.nixos.version;
     inherit (act) initInterfaceVersion;
-    passAsFile = [ "configJson" "switchScript" "initScript" ] ++ attrNames etcAttrs;
-  } // etcAttrs);
+    passAsFile = [ "configJson" "switchScript" "initScript" ] ++ attrNames etcAttrs ++ attrNames unitAttrs;
+  } // etcAttrs // unitAttrs);
 in
 {
   options.system.name = mkOption {

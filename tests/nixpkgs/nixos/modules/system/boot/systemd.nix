@@ -88,6 +88,21 @@ let
         default = [ ];
         description = "Values whose change restarts the service.";
       };
+      reloadTriggers = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+        description = "Values whose change reloads the service.";
+      };
+      reloadIfChanged = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Whether to reload the service instead of restarting it when it changed.";
+      };
+      stopIfChanged = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Whether a changed service is stopped before activation and started after it (else restarted).";
+      };
     };
   };
 
