@@ -1,6 +1,8 @@
 //! The Nix CLI: options passed through to it, building, copying closures and
 //! keeping GC roots.
 
+pub mod closure;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
