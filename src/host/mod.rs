@@ -17,6 +17,7 @@ pub use guard::{Ending, Guard};
 /// `Failed` and `Run` happen).
 pub use ssh::Error;
 
+use crate::nix::closure::Closure;
 use crate::process::{self, Output, Sink};
 use crate::ssh::{self, Target};
 
@@ -43,6 +44,7 @@ const IMPORT: &str = include_str!("import.sh");
 const REMOVE_ROOTS: &str = include_str!("remove-roots.sh");
 const ROOTS_MARK: &str = "__NIXOPS_ROOTS__ ";
 const MISSING_MARK: &str = "__NIXOPS_MISSING__ ";
+const PLAN: &str = concat!(include_str!("closure-lib.sh"), include_str!("plan.sh"));
 
 /// A machine and the way to reach it.
 #[derive(Debug, Clone)]
@@ -179,6 +181,32 @@ pub struct Status {
     pub failed_units: Vec<String>,
     /// The newest activation, when it is final.
     pub kept: Option<Kept>,
+}
+
+/// What `plan` learns from a machine ([`Host::plan`]).
+#[derive(Debug, Clone, Default)]
+pub struct Planned {
+    /// What /run/current-system points at.
+    pub current_system: Option<String>,
+    /// What the system profile (the next boot's system) points at.
+    pub profile: Option<String>,
+    /// Whether the new system is valid in its store; None when it runs it.
+    pub has_new: Option<bool>,
+    /// The closure of what it runs, when asked for and it runs another
+    /// system than the new one.
+    pub closure: Option<Closure>,
+    /// What the new system's `switch-to-configuration dry-activate` said,
+    /// when asked for and it could run (the new system is in the store, and
+    /// the machine runs a system to compare it with).
+    pub dry_activation: Option<DryActivation>,
+}
+
+/// A `switch-to-configuration dry-activate`: its exit code and every line
+/// of its stderr (where NixOS says what it would do).
+#[derive(Debug, Clone, Default)]
+pub struct DryActivation {
+    pub code: Option<i32>,
+    pub lines: Vec<String>,
 }
 
 impl Host {
@@ -585,6 +613,68 @@ fn copied(r: std::result::Result<(), crate::nix::Error>) -> Result<()> {
         }),
         Err(e) => Err(Error::Run(e.into())),
     }
+}
+
+impl Host {
+    /// What a deploy of `toplevel` would change, asked in one round trip
+    /// that changes nothing on the machine: what it runs and boots, and,
+    /// unless it runs `toplevel` already, whether `toplevel` is in its
+    /// store, the closure of what it runs (with `closure`) and what
+    /// `toplevel`'s dry-activate says (with `dry_activate`).
+    pub async fn plan(&self, toplevel: &str, closure: bool, dry_activate: bool) -> Result<Planned> {
+        let flag = |b: bool| if b { "1" } else { "0" };
+        let args = [toplevel, flag(closure), flag(dry_activate)];
+        let out = self.run(PLAN, &args, None, Sink::quiet()).await?;
+        if !out.success() {
+            return Err(self.failure("asking the machine", &out));
+        }
+        parse_plan(&out)
+    }
+}
+
+fn parse_plan(out: &Output) -> Result<Planned> {
+    let mut p = Planned::default();
+    let mut listed: Option<Vec<&str>> = None;
+    let mut in_closure = false;
+    let mut answered = false;
+    for line in out.stdout.lines() {
+        if in_closure {
+            if line == "__NIXOPS_END__" {
+                in_closure = false;
+            } else {
+                listed.get_or_insert_with(Vec::new).push(line);
+            }
+            continue;
+        }
+        let some = |v: &str| Some(v.to_owned()).filter(|v| !v.is_empty());
+        if let Some(v) = line.strip_prefix("__NIXOPS_CURRENT__=") {
+            p.current_system = some(v);
+            answered = true;
+        } else if let Some(v) = line.strip_prefix("__NIXOPS_PROFILE__=") {
+            p.profile = some(v);
+        } else if let Some(v) = line.strip_prefix("__NIXOPS_NEW__=") {
+            p.has_new = Some(v == "present");
+        } else if line == "__NIXOPS_CLOSURE__" {
+            in_closure = true;
+            listed.get_or_insert_with(Vec::new);
+        } else if let Some(v) = line.strip_prefix("__NIXOPS_DRY__=") {
+            p.dry_activation = Some(DryActivation {
+                code: v.trim().parse().ok(),
+                lines: out.stderr.clone(),
+            });
+        }
+    }
+    let failed = |message: String| Error::Failed {
+        what: "asking the machine".into(),
+        message,
+    };
+    if !answered || in_closure {
+        return Err(failed(format!("unexpected answer: {:?}", out.stdout)));
+    }
+    if let (Some(lines), Some(cur)) = (listed, &p.current_system) {
+        p.closure = Some(Closure::parse(cur, lines).map_err(|e| failed(format!("{e:#}")))?);
+    }
+    Ok(p)
 }
 
 impl Local {

@@ -144,3 +144,45 @@ fn probe_activate_and_status_on_a_local_host() {
         Some(PathBuf::from(&two))
     );
 }
+
+#[test]
+fn plan_asks_in_one_round_trip_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    let host = sandbox.host();
+    let (one, two) = (toplevel("plan-one"), toplevel("plan-two"));
+    block_on(async {
+        // Running nothing: no closure to compare, no dry-activate.
+        let p = host.plan(&two, true, true).await.unwrap();
+        assert_eq!((p.current_system, p.has_new), (None, Some(true)));
+        assert!(p.closure.is_none() && p.dry_activation.is_none());
+
+        let a = Activation {
+            toplevel: &one,
+            action: Action::Switch,
+            deployment: "d-uuid",
+            sync: false,
+        };
+        host.activate(&a, false, Sink::quiet()).await.unwrap();
+        let p = host.plan(&two, true, true).await.unwrap();
+        assert_eq!(p.current_system.as_deref(), Some(one.as_str()));
+        assert_eq!(p.profile.as_deref(), Some(one.as_str()));
+        assert_eq!(p.has_new, Some(true));
+        let c = p.closure.expect("the closure of what it runs");
+        assert!(c.paths.contains_key(&one) && c.size() > 0);
+        let d = p.dry_activation.expect("dry-activate ran");
+        assert_eq!(d.code, Some(0));
+        assert!(
+            d.lines.iter().any(|l| l == "would activate the configuration..."),
+            "{d:?}"
+        );
+        // Without asking for them: neither.
+        let p = host.plan(&two, false, false).await.unwrap();
+        assert!(p.closure.is_none() && p.dry_activation.is_none());
+        // It runs what it would get: nothing more to say.
+        let p = host.plan(&one, true, true).await.unwrap();
+        assert_eq!(p.has_new, None);
+        assert!(p.closure.is_none() && p.dry_activation.is_none());
+        let s = host.status(Sink::quiet()).await;
+        assert_eq!(s.current_system.as_deref(), Some(one.as_str()));
+    });
+}
