@@ -8,7 +8,8 @@
 //! - record.rs: what state keeps (where each key went, a salted hash).
 //!
 //! The interface: [`prepare`] (a deploy's machines, texts evaluated at
-//! once), [`MachineKeys::gather`] (read files, run commands), [`deliver`]
+//! once), [`MachineKeys::gather`] (read files, run commands),
+//! [`MachineKeys::changes`] (what a delivery would change, for plans), [`deliver`]
 //! (one phase to one machine), [`send`] (everything, for send-keys and
 //! after reboots), [`check`] (before anything is touched).
 //!
@@ -37,6 +38,7 @@ use secret::Secret;
 use spec::{KeySpec, Source};
 
 pub use deliver::{Phase, deliver};
+pub use record::KeyChanges;
 pub use spec::check;
 
 /// What key handling needs of the run.
@@ -105,6 +107,12 @@ impl MachineKeys {
             self.secrets.insert(spec.attr.clone(), secret);
         }
         Ok(())
+    }
+
+    /// What delivering them would change (see [`KeyChanges`]); call after
+    /// [`gather`](Self::gather).
+    pub fn changes(&self) -> KeyChanges {
+        record::changes(&self.specs, &self.delivered, &self.secrets)
     }
 }
 

@@ -115,9 +115,140 @@ pub fn hash_matches(stored: &str, secret: &Secret) -> bool {
     hex::decode(salt).is_ok_and(|salt| digest(&salt, secret.bytes()) == d)
 }
 
+/// What delivering a machine's keys would change there, judged by what state
+/// recorded of the last delivery: where each key went, its owner, mode and
+/// upload time, and the salted hash of its bytes (a freshly read secret is
+/// only hashed with that salt, never shown or kept). Names are the
+/// attributes under deployment.keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeyChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<KeyChange>,
+    pub unchanged: Vec<String>,
+    /// Why the keys could not be read (a deploy would fail there too).
+    pub error: Option<String>,
+}
+
+/// A key that would change: which of "content", "path", "owner",
+/// "permissions" and "uploadAt".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    pub name: String,
+    pub what: Vec<&'static str>,
+}
+
+/// [`KeyChanges`] of the declared keys (`specs`, with their `secrets`
+/// read) against what was `delivered`.
+pub fn changes(
+    specs: &[KeySpec],
+    delivered: &BTreeMap<String, Delivered>,
+    secrets: &BTreeMap<String, Secret>,
+) -> KeyChanges {
+    let mut c = KeyChanges::default();
+    for s in specs {
+        let Some(d) = delivered.get(&s.attr) else {
+            c.added.push(s.attr.clone());
+            continue;
+        };
+        let same = |v: &Option<String>, w: &str| v.as_deref() == Some(w);
+        let content = match (&d.hash, secrets.get(&s.attr)) {
+            (Some(h), Some(secret)) => hash_matches(h, secret),
+            _ => false,
+        };
+        let upload_at = Delivered::of(s, String::new()).upload_at;
+        let what: Vec<&'static str> = [
+            ("content", content),
+            ("path", d.path(&s.attr) == s.path()),
+            ("owner", same(&d.user, &s.user) && same(&d.group, &s.group)),
+            ("permissions", same(&d.permissions, &s.permissions)),
+            ("uploadAt", d.upload_at == upload_at),
+        ]
+        .into_iter()
+        .filter(|(_, unchanged)| !unchanged)
+        .map(|(what, _)| what)
+        .collect();
+        if what.is_empty() {
+            c.unchanged.push(s.attr.clone());
+        } else {
+            c.changed.push(KeyChange {
+                name: s.attr.clone(),
+                what,
+            });
+        }
+    }
+    c.removed = delivered
+        .keys()
+        .filter(|a| !specs.iter().any(|s| &s.attr == *a))
+        .cloned()
+        .collect();
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(attr: &str, mode: &str) -> KeySpec {
+        KeySpec {
+            attr: attr.into(),
+            name: attr.into(),
+            dest_dir: "/run/keys".into(),
+            user: "root".into(),
+            group: "root".into(),
+            permissions: mode.into(),
+            post_activation: false,
+            source: super::super::spec::Source::Text,
+        }
+    }
+
+    #[test]
+    fn changes_compare_with_what_state_recorded() {
+        let specs = vec![
+            spec("same", "0600"),
+            spec("bytes", "0600"),
+            spec("moded", "0640"),
+            spec("fresh", "0600"),
+            spec("legacy", "0600"),
+        ];
+        let mut delivered = BTreeMap::new();
+        for (attr, b) in [("same", b"one"), ("bytes", b"old"), ("moded", b"mod")] {
+            let d = Delivered::of(&spec(attr, "0600"), new_hash(&Secret::from_slice(b)));
+            delivered.insert(attr.to_owned(), d);
+        }
+        // NixOps kept the text itself, and no hash.
+        delivered.extend(parse(Some(
+            r#"{"legacy": {"text": "x", "destDir": "/run/keys"}, "gone": {}}"#,
+        )));
+        let secrets: BTreeMap<String, Secret> = [
+            ("same", &b"one"[..]),
+            ("bytes", b"new"),
+            ("moded", b"mod"),
+            ("fresh", b"abc"),
+            ("legacy", b"x"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), Secret::from_slice(b)))
+        .collect();
+        let c = changes(&specs, &delivered, &secrets);
+        assert_eq!(c.added, ["fresh"]);
+        assert_eq!(c.removed, ["gone"]);
+        assert_eq!(c.unchanged, ["same"]);
+        let changed: Vec<(&str, &[&str])> = c
+            .changed
+            .iter()
+            .map(|k| (k.name.as_str(), k.what.as_slice()))
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                ("bytes", &["content"][..]),
+                ("moded", &["permissions"][..]),
+                ("legacy", &["content", "owner", "permissions", "uploadAt"][..]),
+            ]
+        );
+        assert_eq!(c.error, None);
+    }
 
     #[test]
     fn hashes_are_salted_and_checkable() {
