@@ -2,7 +2,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::deploy::{self, Action, DeployOptions};
+use crate::deploy::{self, Action, DeployOptions, Review};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -86,6 +86,14 @@ pub struct Opts {
     /// Nix remote builders for the build here, in Nix's `builders` syntax (`@FILE`: a machines file); instead of network.machinesFile
     #[arg(long, value_name = "SPEC")]
     pub builders: Option<String>,
+    /// Show what activation would change on every machine (as `nixops plan`,
+    /// after copying), then ask y/N on the terminal; without a terminal,
+    /// refuse unless --yes or --confirm answers
+    #[arg(long)]
+    pub ask: bool,
+    /// Answer yes to --ask's question: show the plan, then deploy
+    #[arg(long, requires = "ask")]
+    pub yes: bool,
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
@@ -105,6 +113,31 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     } else {
         Action::Switch
     };
+    let review = match (o.ask, o.yes || g.confirm) {
+        (false, _) => Review::No,
+        (true, true) => Review::Show,
+        (true, false) => Review::Ask,
+    };
+    if o.ask {
+        let stops = [
+            (o.dry_run, "--dry-run"),
+            (o.plan_only, "--plan-only"),
+            (o.create_only, "--create-only"),
+            (o.build_only, "--build-only"),
+            (o.copy_only, "--copy-only"),
+            (o.dry_activate, "--dry-activate"),
+        ];
+        if let Some((_, opt)) = stops.iter().find(|(on, _)| *on) {
+            bail!(
+                "--ask asks before activating; {opt} activates nothing (use ‘nixops plan’ to see what a deploy would change)"
+            );
+        }
+    }
+    if review == Review::Ask && !crate::ui::can_ask() {
+        bail!(
+            "deploy --ask: no terminal to ask on; answer with --yes (or --confirm) to deploy after showing the plan"
+        );
+    }
     let mut session = g.session()?;
     session.ctx.nix.repair = o.repair;
     let opts = DeployOptions {
@@ -139,6 +172,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         build_host: o.build_host,
         builders: o.builders,
         recorded_as: Default::default(),
+        review,
     };
     deploy::run(&session.ctx, opts).await
 }

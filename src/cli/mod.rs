@@ -20,6 +20,7 @@ mod import;
 mod info;
 mod list;
 mod modify;
+mod plan;
 mod reboot;
 mod rename;
 mod scp;
@@ -172,6 +173,8 @@ pub enum Command {
     Deploy(deploy::Opts),
     /// Deploy the machine nixops runs on, without SSH (as in Colmena)
     ApplyLocal(apply_local::Opts),
+    /// Show what a deploy would change on every machine, changing nothing
+    Plan(plan::Opts),
     /// Send the machines' deployment.keys without deploying
     SendKeys(send_keys::Opts),
     /// Log in to a machine or run a command on it
@@ -235,6 +238,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::ShowArguments(o) => show_arguments::run(&g, o).await,
         Command::Deploy(o) => deploy::run(&g, o).await,
         Command::ApplyLocal(o) => apply_local::run(&g, o).await,
+        Command::Plan(o) => plan::run(&g, o).await,
         Command::SendKeys(o) => send_keys::run(&g, o).await,
         Command::Ssh(o) => ssh::run(&g, o).await,
         Command::SshForEach(o) => ssh_for_each::run(&g, o).await,
@@ -439,19 +443,14 @@ pub async fn record_network_attrs(g: &Global, store: &StoreBox, uuid: &str) -> R
 
 /// Asks on the terminal; `--confirm` answers yes, no terminal answers no.
 pub fn confirm(g: &Global, question: &str) -> Result<bool> {
-    use std::io::{BufRead, IsTerminal, Write};
     if g.confirm {
         return Ok(true);
     }
-    if !std::io::stdin().is_terminal() {
+    if !crate::ui::can_ask() {
         errln!("{question} (no terminal to ask on; use --confirm)");
         return Ok(false);
     }
-    err!("{question} (y/N) ");
-    std::io::stderr().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+    Ok(crate::ui::ask(question)?)
 }
 
 /// A command's hold on one deployment (see [`Global::session`]); the lock

@@ -11,6 +11,7 @@ pub mod check;
 mod copy;
 pub mod generations;
 pub mod health;
+pub mod plan;
 pub mod record;
 pub mod select;
 mod types;
@@ -28,7 +29,7 @@ pub use crate::host::Action;
 use crate::host::Host;
 pub use activate::reboot_and_wait;
 use types::Outcomes;
-pub use types::{Ctx, DeployOptions, Machine, Outcome, network_of};
+pub use types::{Ctx, DeployOptions, Machine, MachinePlan, Outcome, Plan, PlanStatus, Review, network_of};
 
 /// Checks what this tool cannot deploy before anything is touched; returns
 /// warnings to show.
@@ -80,6 +81,16 @@ pub async fn run(ctx: &Ctx, opts: DeployOptions) -> Result<i32> {
     drop(events);
     display.await?;
     code
+}
+
+/// `nixops plan`: what a deploy would change (see [`plan`]). Everything it
+/// says while working goes through its display, done when it returns.
+pub async fn make_plan(ctx: &Ctx, opts: plan::PlanOptions) -> Result<Plan> {
+    let (events, display) = ui::start(&[]);
+    let plan = plan::run(ctx, &opts, &events).await;
+    drop(events);
+    display.await?;
+    plan
 }
 
 async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32> {
@@ -140,20 +151,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     let mut machines = Vec::new();
     for name in &selected {
         let m = &info.machines[name];
-        let res = ctx.deployment.resources.get(name);
-        machines.push(Machine {
-            name: name.clone(),
-            resource_id: ids[name],
-            info: m.clone(),
-            toplevel: m.toplevel.clone().expect("selected machines have a toplevel"),
-            drv_path: m.drv_path.clone(),
-            host: match &opts.local {
-                Some(local) => Host::local(name, local.clone()),
-                None => record::host(&ctx.deployment, name, m, res, ctx.ssh_persist)?,
-            },
-            boot_id: None,
-            probe: None,
-        });
+        machines.push(Machine::evaluated(ctx, name, m, ids[name], opts.local.as_ref())?);
     }
 
     if opts.dry_run {
@@ -295,6 +293,30 @@ pub async fn execute(
             stop(events, &mut outcomes, &m.name, "copied");
         }
         return Ok(finish(ctx, opts, events, outcomes));
+    }
+
+    // --ask: what activation would change, then the question.
+    if opts.review != Review::No && !live.is_empty() {
+        let plan = plan::of_ready(ctx, &live, &mut machine_keys, opts.always_activate, events).await;
+        let text = ui::plan_text(&plan);
+        let yes = if opts.review == Review::Ask {
+            let question = format!(
+                "activate the new systems on {} machine{}?",
+                live.len(),
+                if live.len() == 1 { "" } else { "s" }
+            );
+            events.ask(text, question).await
+        } else {
+            events.message(text.trim_end());
+            true
+        };
+        if !yes {
+            for m in &live {
+                events.done(&m.name, "not deployed", None);
+            }
+            events.message("not deploying anything");
+            return Ok(1);
+        }
     }
 
     // Activate (sending keys before and after).

@@ -8,10 +8,13 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use serde::Serialize;
+
 use crate::host::{Action, Host, Local, Probe};
-use crate::keys;
+use crate::keys::{self, KeyChanges};
 use crate::network::{MachineFilter, MachineInfo, Network};
 use crate::nix::NixOpts;
+use crate::nix::closure::PackageDiff;
 use crate::state::{Deployment, StoreBox, history};
 
 #[derive(Debug, Clone, Default)]
@@ -56,6 +59,19 @@ pub struct DeployOptions {
     /// `--builders`: Nix's remote builders for the deploying side's build
     /// (None: the network's machinesFile, if any).
     pub builders: Option<String>,
+    /// Show what activation would change first (`--ask`), and ask.
+    pub review: Review,
+}
+
+/// Whether a deploy shows its plan before activating, and asks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Review {
+    #[default]
+    No,
+    /// Show it and go on (`--ask` answered by `--yes` or `--confirm`).
+    Show,
+    /// Show it and ask on the terminal.
+    Ask,
 }
 
 impl DeployOptions {
@@ -102,6 +118,33 @@ pub struct Machine {
     pub probe: Option<Probe>,
 }
 
+impl Machine {
+    /// A machine of the evaluated network, selected (so with a toplevel),
+    /// reached as state says (its pinned host key), or `local`ly.
+    pub fn evaluated(
+        ctx: &Ctx,
+        name: &str,
+        m: &MachineInfo,
+        resource_id: i64,
+        local: Option<&Local>,
+    ) -> Result<Machine> {
+        let res = ctx.deployment.resources.get(name);
+        Ok(Machine {
+            name: name.to_owned(),
+            resource_id,
+            info: m.clone(),
+            toplevel: m.toplevel.clone().expect("selected machines have a toplevel"),
+            drv_path: m.drv_path.clone(),
+            host: match local {
+                Some(local) => Host::local(name, local.clone()),
+                None => super::record::host(&ctx.deployment, name, m, res, ctx.ssh_persist)?,
+            },
+            boot_id: None,
+            probe: None,
+        })
+    }
+}
+
 /// How a machine ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -139,6 +182,110 @@ impl Outcome {
             Outcome::RolledBack(_) | Outcome::Failed { .. } | Outcome::NotDeployed
         )
     }
+}
+
+/// What a deploy would do to the selected machines (`nixops plan`, `deploy
+/// --ask`). Its JSON is the documented shape of `plan --json` (docs/plan.md).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub machines: BTreeMap<String, MachinePlan>,
+}
+
+impl Plan {
+    /// How many machines have each status.
+    pub fn count(&self, status: PlanStatus) -> usize {
+        self.machines.values().filter(|m| m.status == status).count()
+    }
+
+    /// Some machine could not be planned, or a deploy would fail there.
+    pub fn incomplete(&self) -> bool {
+        self.machines.values().any(|m| {
+            matches!(m.status, PlanStatus::Unreachable | PlanStatus::Failed) || m.keys.error.is_some()
+        })
+    }
+}
+
+/// One machine's part of a [`Plan`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachinePlan {
+    pub status: PlanStatus,
+    /// Why it is unreachable or failed.
+    pub error: Option<String>,
+    /// What it runs (/run/current-system), as far as it could be asked.
+    pub current: Option<String>,
+    /// What it boots next (the system profile).
+    pub profile: Option<String>,
+    /// The system a deploy would activate.
+    pub new: String,
+    /// Whether a deploy would run its switch-to-configuration (an unchanged
+    /// machine too, unless deployment.alwaysActivate is false).
+    pub activate: bool,
+    pub packages: PackageDiff,
+    pub closure_size: ClosureSize,
+    pub units: UnitChanges,
+    pub keys: KeyChanges,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanStatus {
+    /// It runs the new system and boots it: a deploy changes no system.
+    Unchanged,
+    /// It runs or boots another system.
+    Changed,
+    /// Never deployed by this deployment (state records no system for it).
+    New,
+    /// It could not be reached.
+    Unreachable,
+    /// It could not be planned: its build failed, it presented another host
+    /// key than the pinned one, or it gave an unexpected answer.
+    Failed,
+}
+
+impl PlanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Unchanged => "unchanged",
+            PlanStatus::Changed => "changed",
+            PlanStatus::New => "new",
+            PlanStatus::Unreachable => "unreachable",
+            PlanStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Closure sizes (sums of NAR sizes, bytes); None where not measured (the
+/// machine runs no system, or runs the new one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClosureSize {
+    pub before: Option<u64>,
+    pub after: Option<u64>,
+}
+
+/// The units the new system's `switch-to-configuration dry-activate` says
+/// it would stop, start, restart and reload, from its own lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitChanges {
+    /// Whether dry-activate ran and said; otherwise `why` says why not and
+    /// the lists are empty.
+    pub known: bool,
+    pub why: Option<String>,
+    pub stop: Vec<String>,
+    pub start: Vec<String>,
+    pub restart: Vec<String>,
+    pub reload: Vec<String>,
+    /// Changed units it would leave running ("would NOT stop the following
+    /// changed units", e.g. `restartIfChanged = false`).
+    pub not_stopped: Vec<String>,
+    /// "would restart systemd".
+    pub restart_systemd: bool,
+    /// dry-activate exited 100: the new system takes effect only after a
+    /// reboot (its init interface changed).
+    pub needs_reboot: bool,
+    /// Its other "would ..." lines (e.g. "would stop swap device: ...").
+    pub other: Vec<String>,
 }
 
 /// Every machine's outcome and when it was reached.

@@ -195,10 +195,24 @@ pub struct Planned {
     /// The closure of what it runs, when asked for and it runs another
     /// system than the new one.
     pub closure: Option<Closure>,
+    /// The new system's closure, when asked for and it is there.
+    pub new_closure: Option<Closure>,
     /// What the new system's `switch-to-configuration dry-activate` said,
     /// when asked for and it could run (the new system is in the store, and
     /// the machine runs a system to compare it with).
     pub dry_activation: Option<DryActivation>,
+}
+
+/// What [`Host::plan`] asks for, besides what the machine runs and boots.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanQuery {
+    /// The closure of what it runs.
+    pub closure: bool,
+    /// The new system's dry-activate, when the new system is there.
+    pub dry_activate: bool,
+    /// The new system's closure, when it is there (built elsewhere than
+    /// here, it is only there).
+    pub new_closure: bool,
 }
 
 /// A `switch-to-configuration dry-activate`: its exit code and every line
@@ -619,30 +633,42 @@ impl Host {
     /// What a deploy of `toplevel` would change, asked in one round trip
     /// that changes nothing on the machine: what it runs and boots, and,
     /// unless it runs `toplevel` already, whether `toplevel` is in its
-    /// store, the closure of what it runs (with `closure`) and what
-    /// `toplevel`'s dry-activate says (with `dry_activate`).
-    pub async fn plan(&self, toplevel: &str, closure: bool, dry_activate: bool) -> Result<Planned> {
+    /// store, and what `ask` asks for besides.
+    pub async fn plan(&self, toplevel: &str, ask: PlanQuery) -> Result<Planned> {
         let flag = |b: bool| if b { "1" } else { "0" };
-        let args = [toplevel, flag(closure), flag(dry_activate)];
+        let args = [
+            toplevel,
+            flag(ask.closure),
+            flag(ask.dry_activate),
+            flag(ask.new_closure),
+        ];
         let out = self.run(PLAN, &args, None, Sink::quiet()).await?;
         if !out.success() {
             return Err(self.failure("asking the machine", &out));
         }
-        parse_plan(&out)
+        parse_plan(toplevel, &out)
     }
 }
 
-fn parse_plan(out: &Output) -> Result<Planned> {
+fn parse_plan(toplevel: &str, out: &Output) -> Result<Planned> {
     let mut p = Planned::default();
-    let mut listed: Option<Vec<&str>> = None;
-    let mut in_closure = false;
+    // The lines of the closure being listed (of what runs, or of the new
+    // system), and both once listed.
+    let mut listing: Option<(bool, Vec<&str>)> = None;
+    let (mut old, mut new) = (None, None);
     let mut answered = false;
     for line in out.stdout.lines() {
-        if in_closure {
+        if let Some((is_new, lines)) = &mut listing {
             if line == "__NIXOPS_END__" {
-                in_closure = false;
+                let done = std::mem::take(lines);
+                if *is_new {
+                    new = Some(done);
+                } else {
+                    old = Some(done);
+                }
+                listing = None;
             } else {
-                listed.get_or_insert_with(Vec::new).push(line);
+                lines.push(line);
             }
             continue;
         }
@@ -654,9 +680,8 @@ fn parse_plan(out: &Output) -> Result<Planned> {
             p.profile = some(v);
         } else if let Some(v) = line.strip_prefix("__NIXOPS_NEW__=") {
             p.has_new = Some(v == "present");
-        } else if line == "__NIXOPS_CLOSURE__" {
-            in_closure = true;
-            listed.get_or_insert_with(Vec::new);
+        } else if line == "__NIXOPS_CLOSURE__" || line == "__NIXOPS_NEW_CLOSURE__" {
+            listing = Some((line == "__NIXOPS_NEW_CLOSURE__", Vec::new()));
         } else if let Some(v) = line.strip_prefix("__NIXOPS_DRY__=") {
             p.dry_activation = Some(DryActivation {
                 code: v.trim().parse().ok(),
@@ -668,11 +693,16 @@ fn parse_plan(out: &Output) -> Result<Planned> {
         what: "asking the machine".into(),
         message,
     };
-    if !answered || in_closure {
+    if !answered || listing.is_some() {
         return Err(failed(format!("unexpected answer: {:?}", out.stdout)));
     }
-    if let (Some(lines), Some(cur)) = (listed, &p.current_system) {
-        p.closure = Some(Closure::parse(cur, lines).map_err(|e| failed(format!("{e:#}")))?);
+    let parse =
+        |root: &str, lines: Vec<&str>| Closure::parse(root, lines).map_err(|e| failed(format!("{e:#}")));
+    if let (Some(lines), Some(cur)) = (old, &p.current_system) {
+        p.closure = Some(parse(cur, lines)?);
+    }
+    if let Some(lines) = new {
+        p.new_closure = Some(parse(toplevel, lines)?);
     }
     Ok(p)
 }

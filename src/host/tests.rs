@@ -150,9 +150,14 @@ fn plan_asks_in_one_round_trip_and_changes_nothing() {
     let sandbox = Sandbox::new();
     let host = sandbox.host();
     let (one, two) = (toplevel("plan-one"), toplevel("plan-two"));
+    let all = PlanQuery {
+        closure: true,
+        dry_activate: true,
+        new_closure: true,
+    };
     block_on(async {
         // Running nothing: no closure to compare, no dry-activate.
-        let p = host.plan(&two, true, true).await.unwrap();
+        let p = host.plan(&two, all).await.unwrap();
         assert_eq!((p.current_system, p.has_new), (None, Some(true)));
         assert!(p.closure.is_none() && p.dry_activation.is_none());
 
@@ -163,12 +168,14 @@ fn plan_asks_in_one_round_trip_and_changes_nothing() {
             sync: false,
         };
         host.activate(&a, false, Sink::quiet()).await.unwrap();
-        let p = host.plan(&two, true, true).await.unwrap();
+        let p = host.plan(&two, all).await.unwrap();
         assert_eq!(p.current_system.as_deref(), Some(one.as_str()));
         assert_eq!(p.profile.as_deref(), Some(one.as_str()));
         assert_eq!(p.has_new, Some(true));
         let c = p.closure.expect("the closure of what it runs");
         assert!(c.paths.contains_key(&one) && c.size() > 0);
+        let n = p.new_closure.expect("the new system's closure");
+        assert!(n.paths.contains_key(&two) && !n.paths.contains_key(&one));
         let d = p.dry_activation.expect("dry-activate ran");
         assert_eq!(d.code, Some(0));
         assert!(
@@ -176,10 +183,10 @@ fn plan_asks_in_one_round_trip_and_changes_nothing() {
             "{d:?}"
         );
         // Without asking for them: neither.
-        let p = host.plan(&two, false, false).await.unwrap();
-        assert!(p.closure.is_none() && p.dry_activation.is_none());
+        let p = host.plan(&two, PlanQuery::default()).await.unwrap();
+        assert!(p.closure.is_none() && p.new_closure.is_none() && p.dry_activation.is_none());
         // It runs what it would get: nothing more to say.
-        let p = host.plan(&one, true, true).await.unwrap();
+        let p = host.plan(&one, all).await.unwrap();
         assert_eq!(p.has_new, None);
         assert!(p.closure.is_none() && p.dry_activation.is_none());
         let s = host.status(Sink::quiet()).await;

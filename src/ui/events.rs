@@ -1,7 +1,7 @@
 //! The event bus between the pipeline and the display: the pipeline only
 //! sends [`Event`]s, a renderer (`progress/`) decides what a person sees.
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug)]
 pub enum Event {
@@ -24,6 +24,13 @@ pub enum Event {
     },
     /// The run is over: one row per machine.
     Summary { rows: Vec<SummaryRow>, secs: f64 },
+    /// Show `text` (for people, on stderr), then ask `question` on the
+    /// terminal and send the answer (no, when none can be read).
+    Ask {
+        text: String,
+        question: String,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// How one machine ended, for the final table.
@@ -91,5 +98,17 @@ impl Events {
 
     pub fn summary(&self, rows: Vec<SummaryRow>, secs: f64) {
         self.send(Event::Summary { rows, secs });
+    }
+
+    /// Shows `text`, asks `question` on the terminal (the display pauses
+    /// meanwhile) and returns the answer.
+    pub async fn ask(&self, text: String, question: String) -> bool {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::Ask {
+            text,
+            question,
+            reply,
+        });
+        answer.await.unwrap_or(false)
     }
 }

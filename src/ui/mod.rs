@@ -7,11 +7,15 @@
 #[macro_use]
 mod print;
 mod events;
+mod plan;
 mod progress;
+mod prompt;
 mod summary;
 mod table;
 
 pub use events::{Events, SummaryRow};
+pub use plan::render as plan_text;
 pub use print::{prefixed, stdout_error, write_stderr, write_stdout, write_stdout_bytes};
 pub use progress::start;
+pub use prompt::{ask, can_ask};
 pub use table::table;

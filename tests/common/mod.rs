@@ -444,6 +444,46 @@ impl Fleet {
         Run::from(child.wait_with_output().unwrap())
     }
 
+    /// Runs nixops with a terminal as its stdin (a pseudo-terminal whose
+    /// other side has `input` typed into it), stdout and stderr captured.
+    pub fn run_with_terminal(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc calls on a descriptor we own; the slave is
+        // opened by the name the kernel gives it.
+        let (mut master, slave) = unsafe {
+            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            assert!(m >= 0, "posix_openpt");
+            assert_eq!(libc::grantpt(m), 0, "grantpt");
+            assert_eq!(libc::unlockpt(m), 0, "unlockpt");
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0, "ptsname_r");
+            let name = std::ffi::CStr::from_ptr(name.as_ptr())
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let slave = std::os::unix::fs::OpenOptionsExt::custom_flags(
+                std::fs::OpenOptions::new().read(true).write(true),
+                libc::O_NOCTTY,
+            )
+            .open(&name)
+            .unwrap();
+            (std::fs::File::from_raw_fd(m), slave)
+        };
+        // Typed ahead: the terminal keeps the line until it is read.
+        master.write_all(input.as_bytes()).unwrap();
+        let child = self
+            .nixops(args)
+            .stdin(slave)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(master);
+        Run::from(out)
+    }
+
     /// Runs nixops and asserts success.
     pub fn ok(&self, args: &[&str]) -> Run {
         let r = self.run(args);

@@ -96,6 +96,17 @@ pub async fn render(mut rx: Receiver, machines: Vec<String>) {
                 bars.multi
                     .suspend(|| err!("{}", summary::render(&rows, secs, &tails)));
             }
+            Event::Ask {
+                text,
+                question,
+                reply,
+            } => {
+                let yes = bars.multi.suspend(|| {
+                    err!("{text}");
+                    super::answer(&question)
+                });
+                let _ = reply.send(yes);
+            }
         }
     }
     bars.finish_all();

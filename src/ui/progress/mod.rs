@@ -28,3 +28,9 @@ pub fn start(machines: &[String]) -> (Events, tokio::task::JoinHandle<()>) {
 }
 
 type Receiver = mpsc::UnboundedReceiver<Event>;
+
+/// Asks on the terminal from the renderer's task, which blocks meanwhile
+/// (nothing is drawn while a person answers).
+fn answer(question: &str) -> bool {
+    tokio::task::block_in_place(|| crate::ui::ask(question)).unwrap_or(false)
+}

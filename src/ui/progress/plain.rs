@@ -32,6 +32,16 @@ pub async fn render(mut rx: Receiver) {
                 }
             },
             Event::Summary { rows, secs } => err!("{}", summary::render(rows, *secs, &tails)),
+            Event::Ask { .. } => {}
+        }
+        if let Event::Ask {
+            text,
+            question,
+            reply,
+        } = ev
+        {
+            err!("{text}");
+            let _ = reply.send(super::answer(&question));
         }
     }
 }
