@@ -425,3 +425,37 @@ fn in_store_here(path: &str) -> bool {
         .unwrap()
         .success()
 }
+
+#[test]
+fn always_activate_false_skips_only_machines_that_run_and_boot_the_system() {
+    let fleet = Fleet::start(&["m"]);
+    let extra = "deployment.alwaysActivate = false;";
+    let file = fleet.write("net.nix", &common::rev_network(&["m"], "one", extra));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    fleet.ok(&["deploy"]);
+    let (_, v) = plan_json(&fleet, &[]);
+    assert_eq!(v["machines"]["m"]["status"], "unchanged");
+    assert_eq!(v["machines"]["m"]["activate"], false);
+    assert!(
+        fleet
+            .ok(&["plan"])
+            .stdout
+            .contains("m: unchanged (a deploy does not activate it)")
+    );
+
+    // Booting a new system without running it: a deploy must activate it,
+    // though the profile points at it already.
+    fleet.write("net.nix", &common::rev_network(&["m"], "two", extra));
+    fleet.ok(&["deploy", "--boot"]);
+    let two = fleet.profile("m");
+    assert_ne!(fleet.current_system("m"), two);
+    let (_, v) = plan_json(&fleet, &[]);
+    assert_eq!(v["machines"]["m"]["status"], "changed");
+    assert_eq!(v["machines"]["m"]["activate"], true);
+    // (Unguarded: a guarded activation never skips.)
+    fleet.ok(&["deploy", "--no-magic-rollback"]);
+    assert_eq!(fleet.current_system("m"), two);
+    let n = fleet.activations("m").len();
+    fleet.ok(&["deploy"]);
+    assert_eq!(fleet.activations("m").len(), n, "unchanged: not activated again");
+}

@@ -11,9 +11,18 @@ skip=$4
 sync=$5
 # --no-sync: switch-to-configuration must not flush either.
 if [ "$sync" = 0 ]; then export NIXOS_NO_SYNC=1; fi
-if [ "$skip" = 1 ] && [ "$(readlink -f "$profile" 2>/dev/null)" = "$top" ]; then
-  echo __NIXOPS_UNCHANGED__
-  exit 0
+# alwaysActivate off: nothing to do when the machine already runs the system
+# (test), boots it (boot), or both (switch).
+if [ "$skip" = 1 ]; then
+  runs=0 boots=0
+  [ "$(readlink -f /run/current-system 2>/dev/null)" = "$top" ] && runs=1
+  [ "$(readlink -f "$profile" 2>/dev/null)" = "$top" ] && boots=1
+  case "$action:$runs:$boots" in
+    test:1:*|boot:*:1|switch:1:1)
+      echo __NIXOPS_UNCHANGED__
+      exit 0
+      ;;
+  esac
 fi
 if [ "$action" = dry-activate ]; then
   exec "$top/bin/switch-to-configuration" dry-activate

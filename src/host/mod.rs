@@ -115,7 +115,8 @@ const UNCHANGED_MARK: &str = "__NIXOPS_UNCHANGED__";
 /// How an unguarded activation went.
 #[derive(Debug)]
 pub struct Activated {
-    /// Skipped: the profile already pointed at the system (alwaysActivate off).
+    /// Skipped (alwaysActivate off): the machine already ran the system
+    /// (and booted it, unless testing).
     pub unchanged: bool,
     pub output: Output,
 }
@@ -515,7 +516,8 @@ impl Host {
     /// Activates without a guard: profile (switch, boot), sync,
     /// switch-to-configuration, under the machine's activation lock as its
     /// newest activation. With `skip_if_current`, nothing is done when the
-    /// profile already points at the system. Afterwards no guard of an
+    /// machine already runs the system and boots it (for `test`: runs it;
+    /// `boot`: boots it). Afterwards no guard of an
     /// earlier activation can act on the machine.
     pub async fn activate(
         &self,

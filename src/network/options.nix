@@ -56,7 +56,7 @@ in
     deployment.targetUser = mkOption { type = types.nullOr types.str; default = "root"; description = "SSH user (null, as Colmena allows, is refused with a message)."; };
     deployment.sshOptions = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for ssh."; };
     deployment.privilegeEscalationCommand = mkOption { type = types.listOf types.str; default = [ "sudo" "-H" "--" ]; description = "Prefix for remote commands when targetUser is not root."; };
-    deployment.alwaysActivate = mkOption { type = types.bool; default = true; description = "Activate even when the system profile already points at the new system."; };
+    deployment.alwaysActivate = mkOption { type = types.bool; default = true; description = "Activate even when the machine already runs the new system and boots it (`nixops plan` shows which machines a deploy would activate)."; };
     deployment.hasFastConnection = mkOption { type = types.bool; default = false; description = "Copy everything from the deployer instead of letting the target use substitutes."; };
     deployment.magicRollback = mkOption { type = types.bool; default = true; description = "Activate under a guard on the machine that goes back to the previous system unless the deployer confirms over a new SSH connection (switch and test)."; };
     deployment.confirmTimeout = mkOption { type = types.int; default = 30; description = "Seconds the guard waits for the confirmation (after health checks)."; };
