@@ -8,6 +8,11 @@
 #   4. one-line change      one line of the module every machine imports changed
 #                           (masters closed first, like phase 2)
 #
+# With -p (bench/plan.sh), `nixops plan` of the unchanged network instead of
+# phase 4, against the no-op deploys of the same run:
+#   4. plan, warm ssh       right after phase 3 (its masters still open)
+#   5. plan, cold ssh       masters closed first
+#
 # Deploying-side CPU = the tool and ALL its descendants (nix, ssh, builders,
 # and the backgrounded ssh ControlMaster processes), measured with a cgroup v1
 # cpuacct group; the test hosts' sshd run outside that group and are not
@@ -34,12 +39,13 @@
 # mount namespace where ~/.bashrc is masked by an empty file (nothing on
 # disk changes); -B keeps it.
 #
-# usage: bench/deploy.sh [-n N] [-r R] [-k] [-B] [-t]    (or N=... R=... bench/deploy.sh)
+# usage: bench/deploy.sh [-n N] [-r R] [-k] [-B] [-t] [-p]    (or N=... R=... bench/deploy.sh)
 #   -n N   number of machines (default 30)
 #   -r R   repeat everything R times (fresh hosts each time), report medians
 #   -k     keep the work directory (logs, networks, state) under /tmp
 #   -B     do not mask root's ~/.bashrc on the test hosts
 #   -t     also deploy with --build-on-target and compare
+#   -p     measure `nixops plan` (phases 4 and 5 above; ours only)
 # Needs root (the test fleet does).
 set -euo pipefail
 
@@ -48,15 +54,17 @@ R=${R:-1}
 KEEP=0
 MASK_BASHRC=1
 TARGET=0
+PLAN=0
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 ARGS=("$@")
-while getopts n:r:kBth opt; do
+while getopts n:r:kBtph opt; do
   case $opt in
     n) N=$OPTARG ;;
     r) R=$OPTARG ;;
     k) KEEP=1 ;;
     B) MASK_BASHRC=0 ;;
     t) TARGET=1 ;;
+    p) PLAN=1 ;;
     *) usage ;;
   esac
 done
@@ -77,6 +85,9 @@ COLMENA=${COLMENA:-}
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { echo "deploy.sh: $*" >&2; exit 1; }
 
+if ((PLAN)) && { [[ -n $COLMENA ]] || ((TARGET)); }; then
+  die "-p measures nixops plan of ours only: not with COLMENA or -t"
+fi
 if [[ -n $COLMENA ]]; then
   COLMENA=$(command -v "$COLMENA" || true)
   [[ -x $COLMENA ]] || die "COLMENA=${COLMENA:-?} is not an executable"
@@ -246,7 +257,9 @@ check_hosts() {
 
 declare -A W C H O  # [tool,phase]: wall, deployer CPU, hosts' CPU, other CPU; space-separated, one per run
 PHASES=(first cold warm change)
-declare -A LABEL=([first]="first deploy" [cold]="no-op, cold ssh" [warm]="no-op, warm ssh" [change]="one-line change")
+((PLAN)) && PHASES=(first cold warm plan-warm plan-cold)
+declare -A LABEL=([first]="first deploy" [cold]="no-op, cold ssh" [warm]="no-op, warm ssh" [change]="one-line change"
+  [plan-warm]="plan, warm ssh" [plan-cold]="plan, cold ssh")
 
 # bench_tool TOOL RUN SETUP_FN DEPLOY_FN
 bench_tool() {
@@ -257,16 +270,23 @@ bench_tool() {
   local p
   for p in "${PHASES[@]}"; do
     case $p in
-      cold|change) close_masters ;;
+      cold|change|plan-cold) close_masters ;;
     esac
     [[ $p == change ]] && change_machine_module "$dir"
     log "$tool (run $run/$R): ${LABEL[$p]}"
-    run_phase "$dir/$p.log" "$deploy" "$dir"
+    case $p in
+      plan-*) run_phase "$dir/$p.log" "${tool}_plan" "$dir" ;;
+      *) run_phase "$dir/$p.log" "$deploy" "$dir" ;;
+    esac
     W[$tool,$p]+="$WALL "; C[$tool,$p]+="$CPU "; H[$tool,$p]+="$HCPU "; O[$tool,$p]+="$OCPU "
     log "$tool (run $run/$R): ${LABEL[$p]}: wall ${WALL}s, deployer CPU ${CPU}s (test hosts ${HCPU}s, other ${OCPU}s)"
     case $p in
       first) check_hosts "$dir/fleet" 1 ;;
       change) check_hosts "$dir/fleet" 2 ;;
+      plan-*)
+        grep -qx "0 changed, $N unchanged, 0 new, 0 unreachable" "$dir/$p.log" ||
+          die "plan did not find $N unchanged machines: $(tail -n 3 "$dir/$p.log")"
+        ;;
     esac
   done
   close_masters
@@ -296,6 +316,12 @@ ours_deploy() {
 # ---- ours again, every machine building its own system (-t)
 target_deploy() {
   NIXOPS_DEPLOY_ARGS="$NIXOPS_DEPLOY_ARGS --build-on-target" ours_deploy "$@"
+}
+
+ours_plan() {
+  local dir=$1
+  exec env HOME="$dir/home" NIXOPS_STATE="$dir/state.nixops" NIXOPS_SSH_PERSIST=60 \
+    "$FLEET_SH" run "$dir/fleet" -- "$NIXOPS" plan -d bench
 }
 
 # ---- Colmena (baseline)
@@ -399,6 +425,12 @@ else
     printf '%-18s %9s %9s %9s\n' "${LABEL[$p]}" "${W[ours,$p]}" "${C[ours,$p]}" "${H[ours,$p]}"
   done
   echo "(hosts s: the test hosts' CPU — sshd and remote commands — not part of the deployer CPU)"
+  if ((PLAN)); then
+    echo
+    echo "plan ÷ no-op deploy of the same run (wall / deployer CPU):"
+    printf '  warm ssh  %s / %s\n' "$(ratio "${W[ours,plan-warm]}" "${W[ours,warm]}")" "$(ratio "${C[ours,plan-warm]}" "${C[ours,warm]}")"
+    printf '  cold ssh  %s / %s\n' "$(ratio "${W[ours,plan-cold]}" "${W[ours,cold]}")" "$(ratio "${C[ours,plan-cold]}" "${C[ours,cold]}")"
+  fi
 fi
 if ((R > 1)); then
   echo
