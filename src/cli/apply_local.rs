@@ -10,7 +10,6 @@ use super::Global;
 use crate::deploy::{self, Action, DeployOptions};
 use crate::host::Local;
 use crate::network::{MachineFilter, NixFiles, Selector};
-use crate::process::Sink;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Goal {
@@ -49,9 +48,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let network = deploy::network_of(d)?;
     let files = NixFiles::write()?;
     let none: &[Selector] = &[];
-    let info = network
-        .evaluate(&files, nix, Some(none), &[], false, Sink::quiet())
-        .await?;
+    let info = network.evaluate(&files, nix, Some(none), &[], false).await?;
     let node = match o.node {
         Some(n) if info.machines.contains_key(&n) => n,
         Some(n) => bail!("deployment ‘{}’ has no machine named ‘{n}’", d.label()),

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::network::NixFiles;
+use crate::network::{Evaluator, NixFiles, Request};
 use crate::state::{Deployment, machine_state};
 use crate::ui::table;
 
@@ -20,7 +20,9 @@ pub struct Opts {
     #[arg(long, conflicts_with = "check_outdated")]
     pub no_eval: bool,
     /// Also evaluate every machine's system, to tell Up-to-date from Outdated
-    /// (as NixOps' info always did; costs as much as a dry-run deploy)
+    /// (as NixOps' info always did; costs as much as a dry-run deploy).
+    /// Without it, machines unchanged since their last evaluation are told
+    /// apart from the evaluation cache
     #[arg(long)]
     pub check_outdated: bool,
     /// Print JSON
@@ -140,28 +142,39 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
 /// Machine name → (evaluated toplevel, target host).
 type Spec = BTreeMap<String, (Option<String>, String)>;
 
-/// The network's machines and their deployment options (one cheap
-/// evaluation); with `toplevels`, also every machine's system, which costs
-/// as much as evaluating for a deploy.
-/// Also a flake network's locked URL.
+/// The network's machines (its names: no machine is evaluated for them)
+/// and what is known of them: from the evaluation cache, the systems of
+/// those unchanged since their last evaluation; by evaluating, the
+/// deployment options of new machines (for their address; state has the
+/// others'), and with `toplevels` every machine's options and system, which
+/// costs as much as evaluating for a deploy. Also a flake network's locked
+/// URL.
 async fn evaluate(g: &Global, d: &Deployment, toplevels: bool) -> Result<(Spec, Option<String>)> {
     let network = crate::deploy::network_of(d)?;
     let files = NixFiles::write()?;
-    let none: &[crate::network::Selector] = &[];
-    let info = network
-        .evaluate(
-            &files,
-            &g.nix_opts(Some(d))?,
-            if toplevels { None } else { Some(none) },
-            &[],
-            false,
-            crate::process::Sink::quiet(),
-        )
-        .await?;
-    let spec = info
-        .machines
-        .into_iter()
-        .map(|(n, m)| (n, (m.toplevel, m.target_host)))
+    let opts = g.nix_opts(Some(d))?;
+    let ev = Evaluator::new(&network, &files, &opts, None).await?;
+    let new: Vec<String> = ev
+        .names
+        .iter()
+        .filter(|n| !d.resources.contains_key(*n))
+        .cloned()
+        .collect();
+    let req = Request {
+        include: None,
+        exclude: &[],
+        toplevels,
+        evaluate: (!toplevels).then_some(new.as_slice()),
+    };
+    let mut info = ev.all(&req).await?;
+    let spec = ev
+        .names
+        .iter()
+        .map(|n| {
+            let m = info.machines.remove(n);
+            let host = m.as_ref().map(|m| m.target_host.clone()).unwrap_or_default();
+            (n.clone(), (m.and_then(|m| m.toplevel), host))
+        })
         .collect();
     Ok((spec, info.network.flake_url))
 }

@@ -117,6 +117,22 @@ pub struct Global {
     /// Seconds an SSH master connection stays open after the command ends
     #[arg(long, global = true, env = "NIXOPS_SSH_PERSIST", default_value_t = 60)]
     pub ssh_persist: u64,
+    /// Nix processes evaluating machines at once (default: one per core)
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    pub eval_jobs: usize,
+    /// Memory an evaluation worker may grow to before it is started anew on
+    /// its remaining machines, in MiB (0: no limit)
+    #[arg(long, global = true, value_name = "MB", default_value_t = 4096)]
+    pub eval_max_memory: u64,
+    /// Evaluate every machine, without the evaluation cache (neither read nor written)
+    #[arg(long, global = true)]
+    pub no_eval_cache: bool,
 }
 
 /// `--include` / `--exclude` / `--on`, taken by every command that acts on
@@ -380,6 +396,38 @@ impl Global {
                 .collect(),
             impure: self.impure,
             builders: None,
+            eval: self.eval_opts()?,
+        })
+    }
+
+    /// How machines are evaluated; the cache lives beside a state file
+    /// (for a database, in the user's cache directory).
+    fn eval_opts(&self) -> Result<crate::nix::EvalOpts> {
+        let state_file = match state::Location::parse(self.state.as_deref().map(|p| p.as_os_str()))? {
+            state::Location::File { path, .. } => Some(path),
+            state::Location::Postgres(_) => None,
+        };
+        // The state file and its journals are no input of any evaluation,
+        // though they may sit among the network's files.
+        let skip = state_file
+            .iter()
+            .flat_map(|state| {
+                ["", "-journal", "-wal", "-shm"].iter().map(move |suffix| {
+                    let mut p = state.clone().into_os_string();
+                    p.push(suffix);
+                    PathBuf::from(p)
+                })
+            })
+            .collect();
+        Ok(crate::nix::EvalOpts {
+            jobs: self.eval_jobs,
+            max_memory_mb: (self.eval_max_memory > 0).then_some(self.eval_max_memory),
+            cache_dir: if self.no_eval_cache {
+                None
+            } else {
+                crate::network::cache_dir_for_state(state_file.as_deref())
+            },
+            skip,
         })
     }
 }

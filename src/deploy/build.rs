@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use futures::StreamExt;
 
 use super::types::{Ctx, DeployOptions, Machine};
-use crate::host::{Host, Probe};
+use crate::host::Host;
 use crate::nix::{self, NixOpts};
 use crate::process::{self, Sink};
 use crate::tmp::TmpDir;
@@ -128,41 +127,10 @@ async fn on_build_host(
     (results, r.roots.map(|d| Roots::On(host.clone(), d)))
 }
 
-/// Machines that build their own toplevel (`buildOnTarget`), each once
-/// reached: the derivation's closure goes there and the machine's Nix
-/// realises it, its log in the machine's log. A machine that has the
-/// toplevel already builds nothing. Those that could not be reached have
-/// no result (the probe's error says why).
-pub async fn on_targets(
-    ctx: &Ctx,
-    machines: &[&Machine],
-    probes: &BTreeMap<String, Result<Probe>>,
-    events: &Events,
-) -> Built {
-    futures::stream::iter(
-        machines
-            .iter()
-            .filter(|m| matches!(probes.get(&m.name), Some(Ok(_)))),
-    )
-    .map(|m| async move {
-        let has = matches!(probes.get(&m.name), Some(Ok(p)) if p.has_path);
-        let r = if has {
-            Ok(())
-        } else {
-            on_target(ctx, m, events).await
-        };
-        (m.name.clone(), r)
-    })
-    .buffer_unordered(MAX_TARGET_BUILDS)
-    .collect()
-    .await
-}
-
-/// How many machines are sent their derivations and build at once: each
-/// builds with its own CPUs, so all of them, within reason.
-const MAX_TARGET_BUILDS: usize = 64;
-
-async fn on_target(ctx: &Ctx, m: &Machine, events: &Events) -> Result<(), String> {
+/// A machine that builds its own toplevel (`buildOnTarget`), once reached
+/// and when it lacks it: the derivation's closure goes there and the
+/// machine's Nix realises it, its log in the machine's log.
+pub async fn on_target(ctx: &Ctx, m: &Machine, events: &Events) -> Result<(), String> {
     let drv = m
         .drv_path
         .clone()

@@ -1,13 +1,10 @@
 //! Copy stage: reach each machine (opening its master connection) and copy
 //! the toplevel's closure unless the machine already has it.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
-use futures::StreamExt;
 
 use super::record;
-use super::types::{Ctx, DeployOptions, Machine};
+use super::types::{Ctx, Machine};
 use crate::host::{self, Host, Probe};
 use crate::process::Sink;
 use crate::ui::Events;
@@ -19,41 +16,6 @@ pub enum Copied {
     /// `--check` found it already running its new system: nothing to do.
     AlreadyRunning,
 }
-
-/// Copies to each machine that lacks its toplevel: from here, or from the
-/// build host that built it.
-pub async fn run(
-    ctx: &Ctx,
-    machines: Vec<Machine>,
-    events: &Events,
-    opts: &DeployOptions,
-    build_host: Option<&Host>,
-) -> Vec<(Machine, Result<Copied>)> {
-    futures::stream::iter(machines)
-        .map(|mut m| async move {
-            let r = copy_one(ctx, &mut m, events, opts.check, build_host).await;
-            (m, r)
-        })
-        .buffer_unordered(opts.max_concurrent_copy.max(1))
-        .collect()
-        .await
-}
-
-/// Reaches every machine at once (bounded only by `MAX_CONNECTS`): the
-/// handshakes overlap the build instead of queueing behind the copies.
-pub async fn probe_all(ctx: &Ctx, machines: &[&Machine], events: &Events) -> BTreeMap<String, Result<Probe>> {
-    futures::stream::iter(machines.iter().copied())
-        .map(|m| async move {
-            events.stage(&m.name, "connecting");
-            (m.name.clone(), probe(ctx, m, &m.toplevel, events).await)
-        })
-        .buffer_unordered(MAX_CONNECTS)
-        .collect()
-        .await
-}
-
-/// How many SSH connections are opened at once.
-const MAX_CONNECTS: usize = 64;
 
 /// First contact ([`Host::probe`](crate::host::Host::probe)), and what it
 /// tells state: the machine is up or unreachable, its host key (learned now
@@ -82,7 +44,10 @@ pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Resul
     Ok(p)
 }
 
-async fn copy_one(
+/// Copies the machine's closure unless it has it (reaching it first if
+/// nothing did yet), from here or from the build host that built it; with
+/// `check`, nothing when it already runs it.
+pub async fn copy_one(
     ctx: &Ctx,
     m: &mut Machine,
     events: &Events,

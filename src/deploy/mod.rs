@@ -1,14 +1,18 @@
 //! The deploy pipeline, as explicit stages:
 //! evaluate → record → build → copy → activate.
 //!
-//! Evaluation and the build are one Nix invocation each for the whole
-//! network; copying and activation run per machine, in parallel within
-//! bounds. A machine that fails at any stage drops out; the others go on.
+//! Machines come out of evaluation one by one (src/network/evaluator.rs:
+//! the cache, or a pool of Nix processes); each is recorded, then built (in
+//! batches of those that came meanwhile), reached and copied as it comes
+//! (front.rs); once all are copied, keys and activation run per machine, in
+//! parallel within bounds. A machine that fails at any stage drops out; the
+//! others go on.
 
 mod activate;
 mod build;
 pub mod check;
 mod copy;
+mod front;
 pub mod generations;
 pub mod health;
 pub mod plan;
@@ -17,12 +21,14 @@ pub mod select;
 mod types;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::keys;
-use crate::network::{MachineInfo, NetworkInfo, NixFiles};
+use crate::network::{Evaluator, MachineInfo, NetworkInfo, NetworkMeta, NixFiles, Request, check_apply_all};
 use crate::ui::{self, Events, SummaryRow};
 
 pub use crate::host::Action;
@@ -31,33 +37,49 @@ pub use activate::reboot_and_wait;
 use types::Outcomes;
 pub use types::{Ctx, DeployOptions, Machine, MachinePlan, Outcome, Plan, PlanStatus, Review, network_of};
 
-/// Checks what this tool cannot deploy before anything is touched; returns
-/// warnings to show.
-fn check_supported(info: &NetworkInfo) -> Result<Vec<String>> {
-    if let Some(t) = info.resource_types.first() {
+/// Refuses the network when it declares what this tool cannot deploy,
+/// before anything is touched.
+fn check_resources(types: &[String]) -> Result<()> {
+    if let Some(t) = types.first() {
         bail!("the network declares resources.{t}; non-machine resources are not supported");
     }
-    for (name, m) in &info.machines {
-        if m.target_env != "none" {
-            bail!(
-                "machine ‘{name}’ has deployment.targetEnv = \"{}\"; only existing machines (\"none\") are supported",
-                m.target_env
-            );
-        }
-        if let Some(port) = m.target_port.filter(|p| !(1..=65535).contains(p)) {
-            bail!("machine ‘{name}’: deployment.targetPort = {port} is not a port number");
-        }
+    Ok(())
+}
+
+/// What the tool cannot deploy on one machine; the warnings to show.
+fn check_machine(name: &str, m: &MachineInfo) -> Result<Vec<String>> {
+    if let Some(u) = m.unsupported.first() {
+        bail!("the network uses what this tool does not support: {u}");
     }
-    keys::check(info)
+    if m.target_env != "none" {
+        bail!(
+            "machine ‘{name}’ has deployment.targetEnv = \"{}\"; only existing machines (\"none\") are supported",
+            m.target_env
+        );
+    }
+    if let Some(port) = m.target_port.filter(|p| !(1..=65535).contains(p)) {
+        bail!("machine ‘{name}’: deployment.targetPort = {port} is not a port number");
+    }
+    keys::check_machine(name, m)
+}
+
+/// [`check_machine`] for every machine of a network evaluated at once
+/// (plan), before anything is touched; the warnings to show.
+fn check_supported(info: &NetworkInfo) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for (name, m) in &info.machines {
+        warnings.extend(check_machine(name, m)?);
+    }
+    Ok(warnings)
 }
 
 /// The network's machines file (`network.machinesFile`, Colmena's
 /// `meta.machinesFile`) as the build's remote builders, unless the command
 /// line names builders or a build host. Nix ignores a machines file that
 /// does not exist, so we say so instead.
-fn with_machines_file(opts: &DeployOptions, info: &NetworkInfo, events: &Events) -> Result<DeployOptions> {
+fn with_machines_file(opts: &DeployOptions, meta: &NetworkMeta, events: &Events) -> Result<DeployOptions> {
     let mut opts = opts.clone();
-    let Some(file) = &info.network.machines_file else {
+    let Some(file) = &meta.machines_file else {
         return Ok(opts);
     };
     if opts.build_host.is_some() {
@@ -71,6 +93,17 @@ fn with_machines_file(opts: &DeployOptions, info: &NetworkInfo, events: &Events)
         opts.builders = Some(format!("@{file}"));
     }
     Ok(opts)
+}
+
+/// What the deploy's second half came to.
+enum Front {
+    /// `--create-only`: nothing past recording.
+    CreateOnly,
+    /// `--dry-run`: the machines to show the build of.
+    DryRun(Vec<Machine>),
+    /// Built, copied, activated; Some: stopped before activating, with this
+    /// exit code.
+    Ran(Option<i32>),
 }
 
 /// Runs a deploy; returns the process exit code. Everything it says goes
@@ -98,28 +131,28 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     let network = network_of(&ctx.deployment)?;
     let files = NixFiles::write()?;
 
-    // Evaluate.
+    // The network's attributes and machine names.
     events.message(format!(
         "evaluating network of deployment ‘{}’...",
         ctx.deployment.label()
     ));
     let filter = &opts.machines;
-    let info = network.evaluate_selected(&files, &ctx.nix, filter, true).await?;
-    for w in check_supported(&info)? {
-        events.message(w);
-    }
-    let opts = &with_machines_file(opts, &info, events)?;
+    let ev = Evaluator::new(&network, &files, &ctx.nix, Some(events)).await?;
+    check_apply_all(&ev.meta, filter)?;
+    check_resources(&ev.resource_types)?;
+    let opts = &with_machines_file(opts, &ev.meta, events)?;
+    let names = &ev.names.clone();
+    let enable_rollback = ev.meta.enable_rollback;
 
-    // Record machines (new, obsolete) and network attributes.
     if opts.plan_only {
-        for name in info.machines.keys() {
+        for name in names {
             let known = ctx.deployment.resources.contains_key(name);
             events.output(format!("{} {name}", if known { " " } else { "+" }));
         }
         for r in ctx
             .deployment
             .machines()
-            .filter(|r| !info.machines.contains_key(&r.name))
+            .filter(|r| names.binary_search(&r.name).is_err())
         {
             events.output(format!(
                 "{} {} (obsolete)",
@@ -129,42 +162,122 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
         }
         return Ok(0);
     }
-    let ids = record::machines(ctx, &info, opts.kill_obsolete, events)?;
-    if opts.create_only {
-        events.message(format!(
-            "recorded {} machines; existing machines need no creating",
-            ids.len()
-        ));
-        return Ok(0);
-    }
-    let selected: Vec<String> = info
-        .machines
-        .iter()
-        .filter(|(_, m)| m.drv_path.is_some())
-        .map(|(n, _)| n.clone())
-        .collect();
-    if selected.is_empty() {
-        events.message("no machines to deploy");
-        return Ok(0);
-    }
 
-    let mut machines = Vec::new();
-    for name in &selected {
-        let m = &info.machines[name];
-        machines.push(Machine::evaluated(ctx, name, m, ids[name], opts.local.as_ref())?);
-    }
+    // Record the network and its obsolete machines; then each machine as
+    // its evaluation comes, the selected ones going on to be built, copied
+    // and activated.
+    record::network(ctx, &ev.meta, names, opts.kill_obsolete, events)?;
+    let req = Request {
+        include: filter.include_opt(),
+        exclude: &filter.exclude,
+        toplevels: !opts.create_only,
+        evaluate: None,
+    };
+    let outcomes = Mutex::new(Outcomes::new(started));
+    let (etx, mut erx) = unbounded_channel();
+    let (mtx, mrx) = unbounded_channel();
+    let evaluating = async move {
+        ev.machines(&req, &etx).await;
+    };
+    let mut recorder = record::Recorder::new(ctx);
+    let mut tags = BTreeMap::new();
+    let mut selected = Vec::new();
+    let taking = async {
+        while let Some(e) = erx.recv().await {
+            let name = e.name;
+            let info = match e.result {
+                Ok(info) => info,
+                Err(error) => {
+                    let mut o = outcomes.lock().expect("outcomes lock");
+                    fail(events, &mut o, &name, "evaluation", error);
+                    continue;
+                }
+            };
+            tags.insert(name.clone(), info.tags.clone());
+            let made = async {
+                let id = recorder.machine(ctx, &name, &info)?;
+                if info.drv_path.is_none() {
+                    return Ok(None);
+                }
+                for w in check_machine(&name, &info)? {
+                    events.message(w);
+                }
+                anyhow::Ok(Some(Machine::evaluated(
+                    ctx,
+                    &name,
+                    &info,
+                    id,
+                    opts.local.as_ref(),
+                )?))
+            };
+            match made.await {
+                Ok(Some(m)) => {
+                    events.machines(std::slice::from_ref(&name));
+                    selected.push(name);
+                    let _ = mtx.send(m);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let mut o = outcomes.lock().expect("outcomes lock");
+                    fail(events, &mut o, &name, "evaluation", format!("{e:#}"));
+                }
+            }
+        }
+        drop(mtx);
+    };
+    let build_host = build_host(ctx, opts, true)?;
+    let front = async {
+        if opts.create_only {
+            drop(mrx);
+            return Front::CreateOnly;
+        }
+        if opts.dry_run {
+            let mut mrx = mrx;
+            let mut machines = Vec::new();
+            while let Some(m) = mrx.recv().await {
+                machines.push(m);
+            }
+            return Front::DryRun(machines);
+        }
+        Front::Ran(execute_stream(ctx, mrx, opts, true, build_host.as_ref(), events, &outcomes).await)
+    };
+    let ((), (), front) = tokio::join!(evaluating, taking, front);
 
-    if opts.dry_run {
-        build::dry_run(&machines, &ctx.nix, events).await?;
-        return Ok(0);
+    filter.check_used(tags.iter().map(|(n, t)| (n.as_str(), t.as_slice())))?;
+    let outcomes = outcomes.into_inner().expect("outcomes lock");
+    let failed_evaluation = outcomes.map.values().any(|(o, _)| o.is_failure());
+    match front {
+        Front::CreateOnly => {
+            events.message(format!(
+                "recorded {} machines; existing machines need no creating",
+                tags.len()
+            ));
+            return Ok(i32::from(failed_evaluation));
+        }
+        Front::DryRun(machines) => {
+            if !machines.is_empty() {
+                build::dry_run(&machines, &ctx.nix, events).await?;
+            }
+            return Ok(if outcomes.map.is_empty() {
+                0
+            } else {
+                finish(ctx, opts, events, outcomes)
+            });
+        }
+        Front::Ran(Some(code)) => return Ok(code),
+        Front::Ran(None) if selected.is_empty() && outcomes.map.is_empty() => {
+            events.message("no machines to deploy");
+            return Ok(0);
+        }
+        Front::Ran(None) => {}
     }
-    let code = execute(ctx, machines, opts, true, started, events).await?;
+    let code = finish(ctx, opts, events, outcomes);
     let switched = matches!(opts.action, Action::Switch | Action::Boot);
-    if code == 0 && info.network.enable_rollback && switched && !opts.build_only && !opts.copy_only {
+    if code == 0 && enable_rollback && switched && !opts.build_only && !opts.copy_only {
         let d = ctx.store.lock().expect("state lock").load(&ctx.deployment.uuid)?;
         let deployed: BTreeMap<String, String> = d
             .machines()
-            .filter(|r| info.machines.contains_key(&r.name))
+            .filter(|r| tags.contains_key(&r.name))
             .filter_map(|r| Some((r.name.clone(), r.toplevel()?.to_owned())))
             .collect();
         let n = generations::record(&ctx.deployment.uuid, &deployed).await?;
@@ -186,113 +299,70 @@ pub async fn execute(
 ) -> Result<i32> {
     let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
     events.machines(&names);
-    let mut outcomes = Outcomes::new(started);
-    let build_host = match &opts.build_host {
-        Some(dest) if build => Some(Host::build_host(dest, ctx.ssh_persist)?),
-        _ => None,
-    };
+    let (tx, rx) = unbounded_channel();
+    for m in machines {
+        let _ = tx.send(m);
+    }
+    drop(tx);
+    let outcomes = Mutex::new(Outcomes::new(started));
+    let build_host = build_host(ctx, opts, build)?;
+    if let Some(code) = execute_stream(ctx, rx, opts, build, build_host.as_ref(), events, &outcomes).await {
+        return Ok(code);
+    }
+    Ok(finish(
+        ctx,
+        opts,
+        events,
+        outcomes.into_inner().expect("outcomes lock"),
+    ))
+}
 
-    // Build (here, or on the build host); meanwhile reach every machine
-    // (its master connection then serves the copy and the activation)
-    // unless only building, and have those that build their own systems
-    // build them.
-    let on_target = |m: &Machine| build && opts.builds_on_target(m);
-    let building = async {
-        let here: Vec<&Machine> = machines.iter().filter(|m| !on_target(m)).collect();
-        match build {
-            true if !here.is_empty() => Some(build::run(ctx, &here, opts, build_host.as_ref(), events).await),
-            true => Some(Default::default()),
-            false => None,
-        }
-    };
-    let probing = async {
-        let reach: Vec<&Machine> = machines
-            .iter()
-            .filter(|m| !opts.build_only || on_target(m))
-            .collect();
-        let probes = copy::probe_all(ctx, &reach, events).await;
-        let builders: Vec<&Machine> = machines.iter().filter(|m| on_target(m)).collect();
-        let built = build::on_targets(ctx, &builders, &probes, events).await;
-        (probes, built)
-    };
-    let (built, (mut probes, built_on_targets)) = tokio::join!(building, probing);
-    let mut build_roots = None;
-    let mut live = Vec::new();
-    if let Some((mut built, roots)) = built {
-        build_roots = roots;
-        built.extend(built_on_targets);
-        for m in machines {
-            match built.get(&m.name) {
-                Some(Ok(())) => live.push(m),
-                Some(Err(e)) => fail(events, &mut outcomes, &m.name, "build", e.clone()),
-                // Not reached: the probe's error follows.
-                None if on_target(&m) => live.push(m),
-                None => fail(events, &mut outcomes, &m.name, "build", "not built".into()),
-            }
-        }
-    } else {
-        live = machines;
+/// The build host of `--build-host`, when building.
+fn build_host(ctx: &Ctx, opts: &DeployOptions, build: bool) -> Result<Option<Host>> {
+    match &opts.build_host {
+        Some(dest) if build => Ok(Some(Host::build_host(dest, ctx.ssh_persist)?)),
+        _ => Ok(None),
     }
-    let reached = live;
-    let mut live = Vec::new();
-    for mut m in reached {
-        match probes.remove(&m.name) {
-            Some(Ok(mut p)) => {
-                // Built there just now.
-                p.has_path |= on_target(&m);
-                m.boot_id = Some(p.boot_id.clone());
-                m.probe = Some(p);
-                live.push(m);
-            }
-            Some(Err(e)) => fail(events, &mut outcomes, &m.name, "connect", format!("{e:#}")),
-            None => live.push(m),
-        }
-    }
-    if opts.build_only {
-        for m in &live {
-            stop(events, &mut outcomes, &m.name, "built");
-        }
-        if let Some(r) = build_roots {
-            r.release(events).await;
-        }
-        return Ok(finish(ctx, opts, events, outcomes));
-    }
+}
 
-    // Copy; meanwhile, evaluate the keys' texts (one evaluation for all)
-    // if the machines are to be activated.
-    let sends_keys = !opts.copy_only && opts.action != Action::DryActivate;
-    let key_jobs: Vec<(String, MachineInfo)> = if sends_keys {
-        live.iter().map(|m| (m.name.clone(), m.info.clone())).collect()
-    } else {
-        Vec::new()
-    };
+/// [`execute`] for machines as they come from `incoming`, without the
+/// summary: build, first contact and copy as each comes; once all have
+/// come and are copied, keys and activation (after the question of
+/// `--ask`). Outcomes go to `outcomes`; Some: the exit code when it stopped
+/// before activating (the question was declined).
+async fn execute_stream(
+    ctx: &Ctx,
+    incoming: UnboundedReceiver<Machine>,
+    opts: &DeployOptions,
+    build: bool,
+    build_host: Option<&Host>,
+    events: &Events,
+    outcomes: &Mutex<Outcomes>,
+) -> Option<i32> {
+    // Meanwhile, evaluate the keys' texts (one evaluation for all) once
+    // every machine has come, if the machines are to be activated.
+    let sends_keys = !opts.copy_only && !opts.build_only && opts.action != Action::DryActivate;
+    let (ktx, mut krx) = unbounded_channel();
     let keys_ctx = ctx.keys();
-    let (copied, mut machine_keys) = tokio::join!(
-        copy::run(ctx, live, events, opts, build_host.as_ref()),
-        keys::prepare(&keys_ctx, key_jobs)
-    );
-    // Every machine has its toplevel now: the build host's roots can go.
-    // Those here stay until the machines' permanent roots are set.
-    let _build_roots = match build_roots {
-        Some(r @ build::Roots::On(..)) => {
-            r.release(events).await;
-            None
+    let keys = async {
+        let mut jobs = Vec::new();
+        while let Some(j) = krx.recv().await {
+            if sends_keys {
+                jobs.push(j);
+            }
         }
-        here => here,
+        keys::prepare(&keys_ctx, jobs).await
     };
-    let mut live = Vec::new();
-    for (m, r) in copied {
-        match r {
-            Ok(copy::Copied::Ready) => live.push(m),
-            Ok(copy::Copied::AlreadyRunning) => stop(events, &mut outcomes, &m.name, "already running it"),
-            Err(e) => fail(events, &mut outcomes, &m.name, "copy", format!("{e:#}")),
-        }
-    }
+    let ((live, _build_roots), mut machine_keys) = tokio::join!(
+        front::run(ctx, incoming, opts, build, build_host, events, outcomes, ktx),
+        keys
+    );
     if opts.copy_only {
+        let mut o = outcomes.lock().expect("outcomes lock");
         for m in &live {
-            stop(events, &mut outcomes, &m.name, "copied");
+            stop(events, &mut o, &m.name, "copied");
         }
-        return Ok(finish(ctx, opts, events, outcomes));
+        return None;
     }
 
     // --ask: what activation would change, then the question.
@@ -315,7 +385,7 @@ pub async fn execute(
                 events.done(&m.name, "not deployed", None);
             }
             events.message("not deploying anything");
-            return Ok(1);
+            return Some(1);
         }
     }
 
@@ -324,16 +394,23 @@ pub async fn execute(
     for m in live {
         match machine_keys.remove(&m.name).transpose() {
             Ok(k) => with_keys.push((m, k)),
-            Err(e) => fail(events, &mut outcomes, &m.name, "keys", format!("{e:#}")),
+            Err(e) => fail(
+                events,
+                &mut outcomes.lock().expect("outcomes lock"),
+                &m.name,
+                "keys",
+                format!("{e:#}"),
+            ),
         }
     }
     // The secrets of machines that dropped out go now.
     drop(machine_keys);
     let activated = activate::run(ctx, with_keys, events, opts).await;
+    let mut o = outcomes.lock().expect("outcomes lock");
     for (m, r) in activated {
         match r {
-            Ok(o) => {
-                match &o {
+            Ok(out) => {
+                match &out {
                     Outcome::Stopped(what) => events.done(&m.name, what, None),
                     Outcome::RolledBack(why) => events.done(&m.name, "rolled back", Some(why.clone())),
                     Outcome::NotDeployed => {
@@ -341,12 +418,12 @@ pub async fn execute(
                     }
                     _ => {}
                 }
-                outcomes.insert(&m.name, o);
+                o.insert(&m.name, out);
             }
-            Err(e) => fail(events, &mut outcomes, &m.name, "activation", format!("{e:#}")),
+            Err(e) => fail(events, &mut o, &m.name, "activation", format!("{e:#}")),
         }
     }
-    Ok(finish(ctx, opts, events, outcomes))
+    None
 }
 
 fn fail(events: &Events, outcomes: &mut Outcomes, name: &str, stage: &'static str, error: String) {

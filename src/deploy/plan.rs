@@ -65,7 +65,7 @@ pub async fn run(ctx: &Ctx, opts: &PlanOptions, events: &Events) -> Result<Plan>
     // Build here (a machine that builds its own system in a deploy too:
     // its closure is listed here), with the network's remote builders;
     // meanwhile ask every machine and read the keys.
-    let build_opts = super::with_machines_file(&DeployOptions::default(), &info, events)?;
+    let build_opts = super::with_machines_file(&DeployOptions::default(), &info.network, events)?;
     let to_build: Vec<&Machine> = machines.iter().collect();
     let asking = futures::stream::iter(&machines)
         .map(|m| async move {

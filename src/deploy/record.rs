@@ -1,13 +1,11 @@
 //! Recording the evaluated network in state: new machines, obsolete ones,
 //! and the connection details NixOps keeps per machine.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
 
 use super::types::Ctx;
 use crate::host::{Host, Kept};
-use crate::network::{MachineInfo, NetworkInfo, NetworkMeta};
+use crate::network::{MachineInfo, NetworkMeta};
 use crate::ssh::{Endpoint, Identity, Target};
 use crate::state::{AttrChange, Deployment, Resource, machine_state};
 use crate::ui::Events;
@@ -42,25 +40,66 @@ pub fn network_attrs(meta: &NetworkMeta) -> [AttrChange; 3] {
     ]
 }
 
-/// Records every machine of the network (selected or not) and marks the
-/// ones gone from it obsolete (or forgets them with --kill-obsolete).
-/// Returns the resource id of every machine in the network.
-pub fn machines(
+/// Records the network's attributes and marks the machines gone from it
+/// obsolete (or forgets them with --kill-obsolete). The machines in it are
+/// recorded one by one as their evaluation comes ([`Recorder`]).
+pub fn network(
     ctx: &Ctx,
-    info: &NetworkInfo,
+    meta: &NetworkMeta,
+    names: &[String],
     kill_obsolete: bool,
     events: &Events,
-) -> Result<BTreeMap<String, i64>> {
+) -> Result<()> {
     let uuid = &ctx.deployment.uuid;
-    let deployment = network_attrs(&info.network);
-    let mut next_index = ctx
-        .deployment
-        .machines()
-        .filter_map(|r| r.get("index").and_then(|i| i.parse::<i64>().ok()))
-        .max()
-        .map_or(0, |i| i + 1);
+    let in_network = |n: &String| names.binary_search(n).is_ok();
     let mut machines = Vec::new();
-    for (name, m) in &info.machines {
+    let mut forget = Vec::new();
+    for r in ctx.deployment.machines().filter(|r| !in_network(&r.name)) {
+        if kill_obsolete {
+            events.message(format!("forgetting obsolete machine ‘{}’", r.name));
+            forget.push(r.id);
+        } else {
+            events.message(format!(
+                "machine ‘{}’ is obsolete (use --kill-obsolete to forget it)",
+                r.name
+            ));
+            machines.push((
+                r.name.clone(),
+                r.kind.clone(),
+                vec![bool_attr("obsolete", true, false)],
+            ));
+        }
+    }
+    ctx.store
+        .lock()
+        .expect("state lock")
+        .record_network(uuid, &network_attrs(meta), &machines, &forget)?;
+    for r in ctx.deployment.machines().filter(|r| forget.contains(&r.id)) {
+        crate::nix::remove_gc_roots(uuid, Some(&r.name));
+    }
+    Ok(())
+}
+
+/// Records machines of the network (selected or not) with the connection
+/// details NixOps keeps, each in its own transaction; a new one gets the
+/// next index.
+pub struct Recorder {
+    next_index: i64,
+}
+
+impl Recorder {
+    pub fn new(ctx: &Ctx) -> Self {
+        let next_index = ctx
+            .deployment
+            .machines()
+            .filter_map(|r| r.get("index").and_then(|i| i.parse::<i64>().ok()))
+            .max()
+            .map_or(0, |i| i + 1);
+        Recorder { next_index }
+    }
+
+    /// Records the machine; returns its resource id.
+    pub fn machine(&mut self, ctx: &Ctx, name: &str, m: &MachineInfo) -> Result<i64> {
         let mut changes = vec![
             attr("targetHost", Some(m.target_host.clone()), None),
             attr("targetPort", m.target_port.map(|p| p.to_string()), None),
@@ -87,44 +126,23 @@ pub fn machines(
             ),
             bool_attr("obsolete", false, false),
         ];
-        if !ctx.deployment.resources.contains_key(name) {
-            changes.push(attr("index", Some(next_index.to_string()), None));
+        let new = !ctx.deployment.resources.contains_key(name);
+        if new {
+            changes.push(attr("index", Some(self.next_index.to_string()), None));
             changes.push(attr("creationTime", Some(now().to_string()), None));
-            next_index += 1;
         }
-        machines.push((name.clone(), "none".to_owned(), changes));
-    }
-    let mut forget = Vec::new();
-    for r in ctx
-        .deployment
-        .machines()
-        .filter(|r| !info.machines.contains_key(&r.name))
-    {
-        if kill_obsolete {
-            events.message(format!("forgetting obsolete machine ‘{}’", r.name));
-            forget.push(r.id);
-        } else {
-            events.message(format!(
-                "machine ‘{}’ is obsolete (use --kill-obsolete to forget it)",
-                r.name
-            ));
-            machines.push((
-                r.name.clone(),
-                r.kind.clone(),
-                vec![bool_attr("obsolete", true, false)],
-            ));
+        let machines = [(name.to_owned(), "none".to_owned(), changes)];
+        let ids = ctx.store.lock().expect("state lock").record_network(
+            &ctx.deployment.uuid,
+            &[],
+            &machines,
+            &[],
+        )?;
+        if new {
+            self.next_index += 1;
         }
+        Ok(ids[name])
     }
-    let mut ids =
-        ctx.store
-            .lock()
-            .expect("state lock")
-            .record_network(uuid, &deployment, &machines, &forget)?;
-    for r in ctx.deployment.machines().filter(|r| forget.contains(&r.id)) {
-        crate::nix::remove_gc_roots(uuid, Some(&r.name));
-    }
-    ids.retain(|name, _| info.machines.contains_key(name));
-    Ok(ids)
 }
 
 /// How to reach a machine (over SSH, with the host key pinned in state).
@@ -245,5 +263,6 @@ pub fn stored_info(r: &Resource) -> Result<MachineInfo> {
         },
         toplevel: r.toplevel().map(str::to_owned),
         drv_path: None,
+        unsupported: Vec::new(),
     })
 }

@@ -103,6 +103,7 @@ impl Ctx {
 }
 
 /// One selected machine going through the pipeline.
+#[derive(Clone)]
 pub struct Machine {
     pub name: String,
     pub resource_id: i64,

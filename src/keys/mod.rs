@@ -30,7 +30,6 @@ use anyhow::{Result, anyhow};
 use crate::host::Host;
 use crate::network::{KeyInfo, MachineInfo, Network, NetworkInfo, NixFiles};
 use crate::nix::NixOpts;
-use crate::process::Sink;
 use crate::state::{Deployment, StoreBox};
 use crate::ui::Events;
 use record::Delivered;
@@ -39,7 +38,7 @@ use spec::{KeySpec, Source};
 
 pub use deliver::{Phase, deliver};
 pub use record::KeyChanges;
-pub use spec::check;
+pub use spec::{check, check_machine};
 
 /// What key handling needs of the run.
 pub struct Context<'a> {
@@ -261,9 +260,7 @@ async fn evaluate(ctx: &Context<'_>, events: &Events) -> Result<NetworkInfo> {
     let network = Network::of(ctx.deployment)?;
     let files = NixFiles::write()?;
     let none: &[crate::network::Selector] = &[];
-    let info = network
-        .evaluate(&files, ctx.nix, Some(none), &[], false, Sink::quiet())
-        .await?;
+    let info = network.evaluate(&files, ctx.nix, Some(none), &[], false).await?;
     for w in check(&info)? {
         events.message(w);
     }

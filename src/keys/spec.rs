@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::network::{KeyInfo, NetworkInfo};
+use crate::network::{KeyInfo, MachineInfo, NetworkInfo};
 
 /// Touched after every delivery; `nixops-keys.service` waits for it.
 /// (upload.sh names it too.)
@@ -139,14 +139,21 @@ pub fn specs(machine: &str, keys: &BTreeMap<String, KeyInfo>) -> Result<Vec<KeyS
 pub fn check(info: &NetworkInfo) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     for (name, m) in &info.machines {
-        let Some(keys) = &m.keys else { continue };
-        specs(name, keys)?;
-        for (attr, k) in keys {
-            if k.deprecated_string {
-                warnings.push(format!(
-                    "warning: machine ‘{name}’: deployment.keys.{attr} is a plain string, which is deprecated; write deployment.keys.{attr}.text = \"...\" instead"
-                ));
-            }
+        warnings.extend(check_machine(name, m)?);
+    }
+    Ok(warnings)
+}
+
+/// [`check`] for one machine.
+pub fn check_machine(name: &str, m: &MachineInfo) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let Some(keys) = &m.keys else { return Ok(warnings) };
+    specs(name, keys)?;
+    for (attr, k) in keys {
+        if k.deprecated_string {
+            warnings.push(format!(
+                "warning: machine ‘{name}’: deployment.keys.{attr} is a plain string, which is deprecated; write deployment.keys.{attr}.text = \"...\" instead"
+            ));
         }
     }
     Ok(warnings)

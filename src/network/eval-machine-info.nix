@@ -11,7 +11,8 @@
 # Called by the tool: with --arg/--argstr through nix-instantiate for files,
 # and applied inline by `nix eval` for flakes, where no file outside the
 # flake can be read (then `nixops` carries the tool's modules as values).
-# See src/network/mod.rs.
+# See src/network/mod.rs: `meta` once (no machine is evaluated for it), then
+# `machines` in evaluation workers (src/network/pool.rs).
 { networkExprsJSON ? "[]"   # JSON list of absolute network file paths
 , flakeOutput ? null        # a flake's network: the output's value
 , flakeKind ? null          # "nixops", "colmena" or "colmenaHive"
@@ -21,6 +22,8 @@
 , deploymentName
 , includeJSON ? "null"      # JSON list of selectors of machines to instantiate (null: all)
 , excludeJSON ? "[]"        # JSON list of selectors of machines not to instantiate
+, machinesJSON ? "[]"       # for `machines`: JSON list of the machines to evaluate, in order
+, toplevelsJSON ? "true"    # for `machines`: also the selected ones' toplevels
 , system ? builtins.currentSystem
 , optionMachine ? ""        # for `show-option`
 , optionPathJSON ? "[]"
@@ -263,23 +266,43 @@ in
   inherit nodes;
   network = if isFlake || hiveFiles != [ ] then { } else network;
 
-  # One evaluation gives the deployment info of every machine and, for the
-  # selected ones, the toplevel's derivation and output paths.
-  info = {
+  # The network's own attributes and its machines' names: no machine is
+  # evaluated for them.
+  meta = {
     network = {
-      inherit (front) description enableRollback unknownAttrs knownAttrs allowApplyAll;
+      inherit (front) description enableRollback unknownAttrs knownAttrs allowApplyAll unsupported;
       # A path stays a file name (toString): the file is read by Nix itself.
       machinesFile = if front.machinesFile == null then null else toString front.machinesFile;
-      unsupported = front.unsupported ++ builtins.concatLists (lib.mapAttrsToList machineUnsupported nodes);
     };
     inherit (front) resourceTypes;
-    machines = lib.mapAttrs
-      (name: node: machineInfo name node // lib.optionalAttrs (isSelected name node) {
-        toplevel = (toplevel node).outPath;
-        drvPath = (toplevel node).drvPath;
-      })
-      nodes;
+    machineNames = builtins.attrNames nodes;
   };
+
+  # For the tool's evaluation workers (src/network/pool.rs): the machines
+  # named in machinesJSON, one after the other, each with its deployment
+  # info, what it uses that the tool cannot do and, when selected, its
+  # toplevel's derivation and output paths. Each machine is announced on
+  # stderr when it begins and when its result is known (builtins.trace
+  # prints at once), so the tool takes results as they come and knows which
+  # of the files Nix reports evaluating each machine read.
+  machines =
+    let
+      toplevels = builtins.fromJSON toplevelsJSON;
+      result = name: node: machineInfo name node
+        // { unsupported = machineUnsupported name node; }
+        // lib.optionalAttrs (toplevels && isSelected name node) {
+          toplevel = (toplevel node).outPath;
+          drvPath = (toplevel node).drvPath;
+        };
+      step = count: name:
+        let
+          node = nodes.${name} or (throw "there is no machine named ‘${name}’ in the network");
+          json = builtins.toJSON { inherit name; value = result name node; };
+        in
+        builtins.trace "__NIXOPS_EVAL_BEGIN ${builtins.toJSON name}"
+          (builtins.seq json (builtins.trace "__NIXOPS_EVAL_DONE ${json}" (count + 1)));
+    in
+    builtins.foldl' step 0 (builtins.fromJSON machinesJSON);
 
   # The `text` of the selected machines' keys, for the tool to read from
   # Nix's stdout (evaluated only: nothing goes to the store).

@@ -14,9 +14,15 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use tokio::process::Command;
 
+mod cache;
+mod evaluator;
+mod files;
 pub mod flake;
+mod pool;
 mod selector;
 
+pub use cache::dir_for_state as cache_dir_for_state;
+pub use evaluator::{Evaluator, Request};
 pub use flake::Source;
 pub use selector::{MachineFilter, Selector};
 
@@ -41,12 +47,10 @@ pub struct Network {
 #[derive(Debug, Clone, Deserialize)]
 pub struct NetworkInfo {
     pub network: NetworkMeta,
-    #[serde(rename = "resourceTypes")]
-    pub resource_types: Vec<String>,
     pub machines: BTreeMap<String, MachineInfo>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkMeta {
     pub description: String,
@@ -72,7 +76,7 @@ pub struct NetworkMeta {
 }
 
 /// A machine's deployment.* options, and its toplevel when it was selected.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineInfo {
     pub target_env: String,
@@ -100,11 +104,14 @@ pub struct MachineInfo {
     pub health_checks: HealthChecks,
     pub toplevel: Option<String>,
     pub drv_path: Option<String>,
+    /// What the machine uses that the tool cannot do, one message each.
+    #[serde(default)]
+    pub unsupported: Vec<String>,
 }
 
 /// One of deployment.keys, as eval-machine-info.nix describes it: where the
 /// secret comes from, never the secret itself.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyInfo {
     pub name: String,
@@ -196,6 +203,10 @@ impl NixFiles {
     pub fn eval_machine_info(&self) -> PathBuf {
         self.dir.path().join("eval-machine-info.nix")
     }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 /// Makes a Nix string literal of `s`.
@@ -206,13 +217,15 @@ pub fn nix_string(s: &str) -> String {
 
 /// What one evaluation asks of eval-machine-info.nix.
 struct Call<'a> {
-    /// The attribute of its result (`info`, `keyTexts`, ...).
+    /// The attribute of its result (`meta`, `keyTexts`, ...).
     attr: &'a str,
     /// String arguments.
     strs: Vec<(&'a str, String)>,
     json: bool,
     /// Write the selected toplevels' derivations to the store.
     instantiate: bool,
+    /// Have Nix report the files it evaluates and copies (`-vv`).
+    report_reads: bool,
 }
 
 impl<'a> Call<'a> {
@@ -222,6 +235,7 @@ impl<'a> Call<'a> {
             strs: Vec::new(),
             json: true,
             instantiate: false,
+            report_reads: false,
         }
     }
 
@@ -231,10 +245,16 @@ impl<'a> Call<'a> {
     }
 }
 
-/// The evaluator's command, and for flakes the locked URL it evaluates.
-struct Prepared {
-    cmd: Command,
-    flake: Option<(String, String, String)>,
+/// Where the network is, ready to evaluate: its files, or a flake locked
+/// once for the run, with the output that holds the network.
+#[derive(Debug, Clone)]
+enum Resolved {
+    Files(Vec<PathBuf>),
+    Flake {
+        flake: String,
+        attr: String,
+        locked: String,
+    },
 }
 
 impl Network {
@@ -276,20 +296,38 @@ impl Network {
         format!("{{{fields} }}")
     }
 
-    /// The one evaluator command: nix-instantiate on eval-machine-info.nix
-    /// for network files; for a flake, `nix eval` of its locked output with
-    /// eval-machine-info.nix applied inline.
-    async fn prepare(&self, files: &NixFiles, opts: &NixOpts, call: Call<'_>) -> Result<Prepared> {
+    /// Checks the files, or locks the flake and finds its network's output.
+    async fn resolve(&self, opts: &NixOpts) -> Result<Resolved> {
         match &self.source {
             Source::Files(paths) => {
                 self.check_files(paths)?;
+                Ok(Resolved::Files(paths.clone()))
+            }
+            Source::Flake { flake, attr } => {
+                let locked = flake::lock(flake, opts).await?;
+                let attr = flake::find_output(flake, &locked, attr.as_deref(), opts).await?;
+                Ok(Resolved::Flake {
+                    flake: flake.clone(),
+                    attr,
+                    locked,
+                })
+            }
+        }
+    }
+
+    /// The one evaluator command: nix-instantiate on eval-machine-info.nix
+    /// for network files; for a flake, `nix eval` of its locked output with
+    /// eval-machine-info.nix applied inline.
+    fn command(&self, resolved: &Resolved, files: &NixFiles, opts: &NixOpts, call: &Call<'_>) -> Command {
+        let mut cmd = match resolved {
+            Resolved::Files(paths) => {
                 let exprs: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
                 let mut cmd = process::command("nix-instantiate");
                 cmd.arg(files.eval_machine_info())
                     .arg("-A")
                     .arg(call.attr)
                     .args(["--argstr", "networkExprsJSON"])
-                    .arg(serde_json::to_string(&exprs)?)
+                    .arg(serde_json::to_string(&exprs).expect("strings serialize"))
                     .args(["--arg", "args"])
                     .arg(self.args_expr())
                     .args(["--argstr", "uuid", &self.uuid])
@@ -298,19 +336,14 @@ impl Network {
                     cmd.args(["--argstr", k, v]);
                 }
                 cmd.args(opts.eval_args()).args(["--eval", "--strict"]);
-                if call.json {
-                    cmd.arg("--json");
-                }
                 if call.instantiate {
                     cmd.arg("--read-write-mode");
                 }
-                Ok(Prepared { cmd, flake: None })
+                cmd
             }
-            Source::Flake { flake, attr } => {
-                let locked = flake::lock(flake, opts).await?;
-                let attr = flake::find_output(flake, &locked, attr.as_deref(), opts).await?;
+            Resolved::Flake { flake, attr, locked } => {
                 let mut fields = vec![
-                    ("flakeKind", nix_string(flake::kind(&attr))),
+                    ("flakeKind", nix_string(flake::kind(attr))),
                     ("flakeName", nix_string(&format!("{flake}#{attr}"))),
                     ("args", self.args_expr()),
                     ("uuid", nix_string(&self.uuid)),
@@ -323,67 +356,94 @@ impl Network {
                     "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}\n",
                     call.attr
                 );
-                let mut cmd = flake::eval_command(&locked, &attr, &apply, opts);
-                if call.json {
-                    cmd.arg("--json");
-                }
+                let mut cmd = flake::eval_command(locked, attr, &apply, opts);
                 if !call.instantiate {
                     cmd.arg("--read-only");
                 }
-                Ok(Prepared {
-                    cmd,
-                    flake: Some((flake.clone(), attr, locked)),
-                })
+                cmd
             }
+        };
+        if call.json {
+            cmd.arg("--json");
+        }
+        if call.report_reads {
+            cmd.arg("-vv");
+        }
+        cmd
+    }
+
+    /// Runs an evaluation; its output, or an error naming the network.
+    async fn run_resolved(
+        &self,
+        resolved: &Resolved,
+        files: &NixFiles,
+        opts: &NixOpts,
+        call: Call<'_>,
+    ) -> Result<process::Output> {
+        let mut cmd = self.command(resolved, files, opts, &call);
+        let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+        if out.success() {
+            return Ok(out);
+        }
+        let said: Vec<String> = out.stderr.iter().filter(|l| pool::is_said(l)).cloned().collect();
+        match resolved {
+            Resolved::Files(_) => bail!("evaluation of the network failed:\n{}", said.join("\n")),
+            Resolved::Flake { flake, attr, .. } => Err(flake::eval_error(flake, attr, &said)),
         }
     }
 
-    /// Runs an evaluation; its stdout, or an error naming the network.
+    /// Runs an evaluation; its stdout, and for flakes the locked URL.
     async fn run(
         &self,
         files: &NixFiles,
         opts: &NixOpts,
         call: Call<'_>,
-        sink: Sink<'_>,
-    ) -> Result<(String, Option<(String, String)>)> {
-        let mut p = self.prepare(files, opts, call).await?;
-        let out = process::run(&mut p.cmd, None, sink).await?;
-        match p.flake {
-            None if !out.success() => bail!("evaluation of the network failed:\n{}", out.stderr.join("\n")),
-            None => Ok((out.stdout, None)),
-            Some((flake, attr, _)) if !out.success() => Err(flake::eval_error(&flake, &attr, &out.stderr)),
-            Some((_, attr, locked)) => Ok((out.stdout, Some((locked, attr)))),
-        }
+    ) -> Result<(String, Option<String>)> {
+        let resolved = self.resolve(opts).await?;
+        let out = self.run_resolved(&resolved, files, opts, call).await?;
+        Ok((out.stdout, resolved.locked_url()))
     }
 
-    /// Evaluates every machine's deployment info and, for the selected
-    /// machines (`include`, None: all, less `exclude`), their toplevels, in
-    /// one Nix evaluation. With
-    /// `instantiate`, the toplevels' derivations are written to the store so
-    /// they can be built.
+    /// Every machine's deployment info and, with `toplevels`, the selected
+    /// machines' (`include`, None: all, less `exclude`) toplevels, their
+    /// derivations written to the store so they can be built. The first
+    /// machine that fails to evaluate fails the whole call. Without
+    /// `toplevels`, a machine's toplevel may come from the evaluation cache
+    /// all the same.
     pub async fn evaluate(
         &self,
         files: &NixFiles,
         opts: &NixOpts,
         include: Option<&[Selector]>,
         exclude: &[Selector],
-        instantiate: bool,
-        sink: Sink<'_>,
+        toplevels: bool,
     ) -> Result<NetworkInfo> {
-        let mut call = Call::new("info")
-            .str("includeJSON", serde_json::to_string(&include)?)
-            .str("excludeJSON", serde_json::to_string(exclude)?);
-        call.instantiate = instantiate;
-        let (stdout, locked) = self.run(files, opts, call, sink).await?;
-        let mut info: NetworkInfo =
-            serde_json::from_str(&stdout).context("cannot parse the network's evaluation result")?;
-        info.network.flake_url = locked.map(|l| l.0);
-        check_meta(&info.network)?;
-        for name in info.machines.keys() {
-            check_machine_name(name)?;
-        }
-        Ok(info)
+        let ev = Evaluator::new(self, files, opts, None).await?;
+        let req = Request {
+            include,
+            exclude,
+            toplevels,
+            evaluate: None,
+        };
+        ev.all(&req).await
     }
+}
+
+impl Resolved {
+    fn locked_url(&self) -> Option<String> {
+        match self {
+            Resolved::Files(_) => None,
+            Resolved::Flake { locked, .. } => Some(locked.clone()),
+        }
+    }
+}
+
+/// Colmena's `meta.allowApplyAll = false`: a command must name its machines.
+pub fn check_apply_all(meta: &NetworkMeta, filter: &MachineFilter) -> Result<()> {
+    if !meta.allow_apply_all && filter.include_opt().is_none() {
+        bail!("the hive sets meta.allowApplyAll = false: name the machines to act on with --on or --include");
+    }
+    Ok(())
 }
 
 /// Refuses what the network's attributes ask for and the tool cannot do.
@@ -433,20 +493,16 @@ impl Network {
     /// The network's own attributes (`network.description`, ...), without
     /// evaluating any machine.
     pub async fn meta(&self, files: &NixFiles, opts: &NixOpts) -> Result<NetworkMeta> {
-        let (stdout, locked) = self
-            .run(files, opts, Call::new("info.network"), Sink::quiet())
-            .await?;
+        let (stdout, locked) = self.run(files, opts, Call::new("meta.network")).await?;
         let mut meta: NetworkMeta =
             serde_json::from_str(&stdout).context("cannot parse the network's attributes")?;
-        meta.flake_url = locked.map(|l| l.0);
+        meta.flake_url = locked;
         Ok(meta)
     }
 
     /// The arguments the network takes: name → has a default.
     pub async fn arguments(&self, files: &NixFiles, opts: &NixOpts) -> Result<BTreeMap<String, bool>> {
-        let (stdout, _) = self
-            .run(files, opts, Call::new("arguments"), Sink::quiet())
-            .await?;
+        let (stdout, _) = self.run(files, opts, Call::new("arguments")).await?;
         serde_json::from_str(&stdout).context("cannot parse the network's arguments")
     }
 }
@@ -461,22 +517,19 @@ impl Network {
         filter: &MachineFilter,
         instantiate: bool,
     ) -> Result<NetworkInfo> {
-        let info = self
-            .evaluate(
-                files,
-                opts,
-                filter.include_opt(),
-                &filter.exclude,
-                instantiate,
-                Sink::quiet(),
-            )
-            .await?;
-        filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
-        if !info.network.allow_apply_all && filter.include_opt().is_none() {
-            bail!(
-                "the hive sets meta.allowApplyAll = false: name the machines to act on with --on or --include"
-            );
+        let ev = Evaluator::new(self, files, opts, None).await?;
+        check_apply_all(&ev.meta, filter)?;
+        if let Some(t) = ev.resource_types.first() {
+            bail!("the network declares resources.{t}; non-machine resources are not supported");
         }
+        let req = Request {
+            include: filter.include_opt(),
+            exclude: &filter.exclude,
+            toplevels: instantiate,
+            evaluate: None,
+        };
+        let info = ev.all(&req).await?;
+        filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
         Ok(info)
     }
 
@@ -493,7 +546,7 @@ impl Network {
             .str("optionMachine", machine.to_owned())
             .str("optionPathJSON", serde_json::to_string(path)?);
         call.json = json;
-        Ok(self.run(files, opts, call, Sink::quiet()).await?.0)
+        Ok(self.run(files, opts, call).await?.0)
     }
 }
 
@@ -536,7 +589,8 @@ impl Network {
     ) -> Result<Command> {
         let exact: Vec<Selector> = machines.iter().map(|m| Selector::exact(m)).collect();
         let call = Call::new("keyTexts").str("includeJSON", serde_json::to_string(&exact)?);
-        Ok(self.prepare(files, opts, call).await?.cmd)
+        let resolved = self.resolve(opts).await?;
+        Ok(self.command(&resolved, files, opts, &call))
     }
 }
 

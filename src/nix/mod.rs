@@ -32,6 +32,31 @@ pub struct NixOpts {
     /// Nix's remote builders for the deploying side's build (`--builders`,
     /// or `@FILE` for the network's machines file).
     pub builders: Option<String>,
+    /// How networks are evaluated.
+    pub eval: EvalOpts,
+}
+
+/// How machines are evaluated (src/network/pool.rs) and cached.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOpts {
+    /// Worker processes at once (0: one per core).
+    pub jobs: usize,
+    /// Memory a worker may grow to before it is started anew, in MiB.
+    pub max_memory_mb: Option<u64>,
+    /// Where the deployment's evaluation cache is; None: no cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Paths that are no input of any evaluation though they may sit among
+    /// the network's files (the state file and its journals).
+    pub skip: Vec<PathBuf>,
+}
+
+impl EvalOpts {
+    pub fn jobs(&self) -> usize {
+        match self.jobs {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl NixOpts {

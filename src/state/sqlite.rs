@@ -392,10 +392,15 @@ mod tests {
         let s = SqliteStore::open(&path, Access::Create).unwrap();
         s.import("u1", &Attrs::new(), &[], &[], false).unwrap();
         let again = s.import("u1", &Attrs::new(), &[], &[], false).unwrap_err();
-        assert!(matches!(again, Error::Exists { ref uuid, .. } if uuid == "u1"), "{again:?}");
+        assert!(
+            matches!(again, Error::Exists { ref uuid, .. } if uuid == "u1"),
+            "{again:?}"
+        );
         assert!(again.to_string().contains("s.nixops"), "{again}");
         assert!(matches!(s.load("nosuch"), Err(Error::NoSuchDeployment(_))));
-        s.conn.execute("update SchemaVersion set version = 9", []).unwrap();
+        s.conn
+            .execute("update SchemaVersion set version = 9", [])
+            .unwrap();
         drop(s);
         let newer = crate::state::open(Some(path.as_os_str()), Access::Write)
             .err()

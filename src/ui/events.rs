@@ -12,6 +12,15 @@ pub enum Event {
     /// A line of output from a command run for a machine (or for the whole
     /// run when `machine` is None).
     Log { machine: Option<String>, line: String },
+    /// A machine's evaluation is done (`done` of `total`), evaluated or
+    /// taken from the evaluation cache; `why`: why it was evaluated anew.
+    Evaluated {
+        machine: String,
+        done: usize,
+        total: usize,
+        cached: bool,
+        why: Option<String>,
+    },
     /// A line about the whole run, for people (stderr).
     Message(String),
     /// A line of the command's result, for programs (stdout).
@@ -77,6 +86,16 @@ impl Events {
         self.send(Event::Log {
             machine: machine.map(Into::into),
             line: line.into(),
+        });
+    }
+
+    pub fn evaluated(&self, machine: &str, done: usize, total: usize, cached: bool, why: Option<String>) {
+        self.send(Event::Evaluated {
+            machine: machine.into(),
+            done,
+            total,
+            cached,
+            why,
         });
     }
 

@@ -14,6 +14,8 @@ struct Bars {
     multi: MultiProgress,
     style: ProgressStyle,
     bars: BTreeMap<String, ProgressBar>,
+    /// "evaluating (12/200)", above the machines while they are evaluated.
+    evaluation: Option<ProgressBar>,
 }
 
 impl Bars {
@@ -27,6 +29,7 @@ impl Bars {
             multi: MultiProgress::new(),
             style,
             bars: BTreeMap::new(),
+            evaluation: None,
         };
         bars.add(machines);
         bars
@@ -52,8 +55,31 @@ impl Bars {
             .clone()
     }
 
+    fn evaluated(&mut self, machine: &str, done: usize, total: usize, cached: bool) {
+        let multi = &self.multi;
+        let bar = self.evaluation.get_or_insert_with(|| {
+            let b = multi.insert(0, ProgressBar::new_spinner());
+            b.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("valid template"));
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        if done >= total {
+            bar.finish_with_message(format!("evaluated ({done}/{total})"));
+        } else {
+            bar.set_message(format!("evaluating ({done}/{total})"));
+        }
+        if let Some(b) = self.bars.get(machine) {
+            b.set_message(if cached { "evaluated (cached)" } else { "evaluated" });
+        }
+    }
+
     fn finish_all(&self) {
-        for b in self.bars.values().filter(|b| !b.is_finished()) {
+        for b in self
+            .bars
+            .values()
+            .chain(&self.evaluation)
+            .filter(|b| !b.is_finished())
+        {
             b.finish();
         }
     }
@@ -66,6 +92,13 @@ pub async fn render(mut rx: Receiver, machines: Vec<String>) {
         match ev {
             Event::Machines(names) => bars.add(&names),
             Event::Stage { machine, stage } => bars.get(&machine).set_message(stage),
+            Event::Evaluated {
+                machine,
+                done,
+                total,
+                cached,
+                ..
+            } => bars.evaluated(&machine, done, total, cached),
             Event::Log {
                 machine: Some(m),
                 line,

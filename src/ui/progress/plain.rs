@@ -19,6 +19,18 @@ pub async fn render(mut rx: Receiver) {
                 errln!("{m}> {line}");
             }
             Event::Log { machine: None, line } | Event::Message(line) => errln!("{line}"),
+            // Cache hits are summed up in one message.
+            Event::Evaluated { cached: true, .. } => {}
+            Event::Evaluated {
+                machine,
+                done,
+                total,
+                why,
+                ..
+            } => match why {
+                Some(why) => errln!("{machine}> evaluated ({done}/{total}; {why})"),
+                None => errln!("{machine}> evaluated ({done}/{total})"),
+            },
             Event::Output(line) => outln!("{line}"),
             Event::Done {
                 machine,

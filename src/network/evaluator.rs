@@ -1,0 +1,467 @@
+//! The one way networks are evaluated: first the network's own attributes
+//! and its machines' names (no machine is evaluated for them), then the
+//! machines, each with its deployment info and, when selected, its
+//! toplevel's derivation, taken from the evaluation cache when nothing it
+//! was evaluated from changed, else evaluated by the worker pool, results
+//! sent on as they come.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+use super::cache::{self, Cache, MetaValue, Miss, Read};
+use super::pool::{self, Report};
+use super::{
+    Call, EVAL_MACHINE_INFO, HIVE, KEYS, MachineInfo, Network, NetworkInfo, NetworkMeta, NixFiles, OPTIONS,
+    Resolved, Selector, check_machine_name, check_meta, files,
+};
+use crate::nix::NixOpts;
+use crate::process::{self, Sink};
+use crate::ui::Events;
+
+/// What to evaluate of the machines: every machine's deployment info and,
+/// with `toplevels`, the toplevels of those selected (`include`, None: all,
+/// less `exclude`).
+pub struct Request<'a> {
+    pub include: Option<&'a [Selector]>,
+    pub exclude: &'a [Selector],
+    pub toplevels: bool,
+    /// Which machines to evaluate when the cache does not have them (None:
+    /// all); the others have a result only from the cache.
+    pub evaluate: Option<&'a [String]>,
+}
+
+impl Request<'_> {
+    /// The same choice eval-machine-info.nix's `isSelected` makes.
+    fn selects(&self, name: &str, tags: &[String]) -> bool {
+        self.include
+            .is_none_or(|i| i.iter().any(|s| s.matches(name, tags)))
+            && !self.exclude.iter().any(|s| s.matches(name, tags))
+    }
+}
+
+/// One machine's result. Its `drv_path` is set exactly when its toplevel
+/// was asked for and it is selected (or, for a request without toplevels,
+/// when the cache knew it).
+#[derive(Debug)]
+pub struct Evaluated {
+    pub name: String,
+    /// Nix's error when it failed.
+    pub result: Result<MachineInfo, String>,
+}
+
+/// A network ready to have its machines evaluated.
+pub struct Evaluator<'a> {
+    network: &'a Network,
+    files: &'a NixFiles,
+    opts: &'a NixOpts,
+    events: Option<&'a Events>,
+    resolved: Resolved,
+    pub meta: NetworkMeta,
+    pub resource_types: Vec<String>,
+    /// Every machine of the network, in name order.
+    pub names: Vec<String>,
+    cache: Mutex<Option<Cache>>,
+}
+
+/// Everything besides files that can change what a machine evaluates to.
+#[derive(Serialize)]
+struct KeyParts<'a> {
+    tool: &'static str,
+    nix_code: String,
+    nix: String,
+    source: String,
+    args: String,
+    uuid: &'a str,
+    name: &'a str,
+    system: String,
+    search_path: &'a [String],
+    options: &'a [(String, String)],
+    override_inputs: &'a [(String, String)],
+    impure: bool,
+    env: Vec<(&'static str, Option<String>)>,
+    config_files: Vec<(PathBuf, String)>,
+}
+
+/// Environment variables that Nix or nixpkgs read during evaluation.
+const ENV: [&str; 13] = [
+    "NIX_PATH",
+    "NIX_CONFIG",
+    "NIX_CONF_DIR",
+    "NIX_USER_CONF_FILES",
+    "XDG_CONFIG_HOME",
+    "XDG_CONFIG_DIRS",
+    "HOME",
+    "NIXOS_EXTRA_MODULE_PATH",
+    "NIXPKGS_CONFIG",
+    "NIXPKGS_ALLOW_UNFREE",
+    "NIXPKGS_ALLOW_INSECURE",
+    "NIXPKGS_ALLOW_BROKEN",
+    "NIXPKGS_ALLOW_UNSUPPORTED_SYSTEM",
+];
+
+/// Nix's configuration files (which may set `system`, `pure-eval`,
+/// `allowed-uris`, ...).
+fn config_files() -> Vec<PathBuf> {
+    let var = |v: &str| std::env::var_os(v).filter(|x| !x.is_empty()).map(PathBuf::from);
+    let mut files = vec![
+        var("NIX_CONF_DIR")
+            .unwrap_or_else(|| PathBuf::from("/etc/nix"))
+            .join("nix.conf"),
+    ];
+    match std::env::var("NIX_USER_CONF_FILES")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(list) => files.extend(list.split(':').map(PathBuf::from)),
+        None => {
+            let home = var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config")));
+            files.extend(home.map(|h| h.join("nix/nix.conf")));
+            if let Ok(dirs) = std::env::var("XDG_CONFIG_DIRS") {
+                files.extend(
+                    dirs.split(':')
+                        .filter(|d| !d.is_empty())
+                        .map(|d| PathBuf::from(d).join("nix/nix.conf")),
+                );
+            }
+        }
+    }
+    files
+}
+
+/// A search path entry whose content Nix may fetch anew at any time.
+fn is_url_entry(entry: &str) -> bool {
+    let value = entry.split_once('=').map_or(entry, |(_, v)| v);
+    value.contains("://") || value.starts_with("channel:") || value.starts_with("flake:")
+}
+
+async fn nix_version() -> Result<String> {
+    let mut cmd = process::command("nix-instantiate");
+    cmd.arg("--version");
+    let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+    if !out.success() {
+        bail!("nix-instantiate --version failed: {}", out.last_error());
+    }
+    Ok(out.stdout.trim().to_owned())
+}
+
+impl<'a> Evaluator<'a> {
+    /// Evaluates (or takes from the cache) the network's attributes and
+    /// machine names, and refuses a network the tool cannot use. Notes go
+    /// to `events` when given.
+    pub async fn new(
+        network: &'a Network,
+        files: &'a NixFiles,
+        opts: &'a NixOpts,
+        events: Option<&'a Events>,
+    ) -> Result<Evaluator<'a>> {
+        let resolved = network.resolve(opts).await?;
+        let mut ev = Evaluator {
+            network,
+            files,
+            opts,
+            events,
+            resolved,
+            meta: NetworkMeta {
+                description: String::new(),
+                enable_rollback: false,
+                unknown_attrs: Vec::new(),
+                known_attrs: Vec::new(),
+                unsupported: Vec::new(),
+                allow_apply_all: true,
+                machines_file: None,
+                flake_url: None,
+            },
+            resource_types: Vec::new(),
+            names: Vec::new(),
+            cache: Mutex::new(None),
+        };
+        let mut cache = match ev.open_cache().await {
+            Ok(c) => c,
+            Err(why) => {
+                ev.note(format!("evaluation cache not used: {why}"));
+                None
+            }
+        };
+        let cached = cache.as_mut().map(Cache::meta);
+        let value = match cached {
+            Some(Ok(v)) => {
+                if let Some(c) = cache.as_mut() {
+                    c.set_names(&v.names);
+                }
+                v
+            }
+            _ => {
+                let (value, reads) = ev.evaluate_meta().await?;
+                if let Some(c) = cache.as_mut() {
+                    c.record_meta(&reads, value.clone());
+                }
+                value
+            }
+        };
+        ev.meta = value.network;
+        ev.meta.flake_url = ev.resolved.locked_url();
+        ev.resource_types = value.resource_types;
+        ev.names = value.names;
+        check_meta(&ev.meta)?;
+        for name in &ev.names {
+            check_machine_name(name)?;
+        }
+        *ev.cache.lock().expect("cache lock") = cache;
+        Ok(ev)
+    }
+
+    fn note(&self, text: String) {
+        match self.events {
+            Some(e) => e.message(text),
+            None => tracing::debug!("{text}"),
+        }
+    }
+
+    /// The cache of this deployment for this run: None when turned off;
+    /// Err(why) when it cannot be used for this network.
+    async fn open_cache(&self) -> Result<Option<Cache>, String> {
+        let Some(dir) = &self.opts.eval.cache_dir else {
+            return Ok(None);
+        };
+        let nix_path = std::env::var("NIX_PATH").unwrap_or_default();
+        let search = nix_path.split(':').map(str::to_owned);
+        if let Some(url) = self
+            .opts
+            .include
+            .iter()
+            .cloned()
+            .chain(search)
+            .find(|e| is_url_entry(e))
+        {
+            return Err(format!(
+                "the Nix search path entry ‘{url}’ is a URL, whose content Nix may fetch anew at any time"
+            ));
+        }
+        let key = self.key().await.map_err(|e| format!("{e:#}"))?;
+        let roots = match &self.resolved {
+            // A flake's locked URL (in the key) covers all it can read.
+            Resolved::Flake { .. } => Vec::new(),
+            Resolved::Files(paths) => files::roots_of(paths),
+        };
+        Cache::open(dir, &self.network.uuid, key, &roots, &self.opts.eval.skip).map(Some)
+    }
+
+    async fn key(&self) -> Result<String> {
+        let mut config = Vec::new();
+        let mut hasher = files::Hasher::default();
+        for f in config_files() {
+            let d = hasher.current(&f);
+            config.push((f, d));
+        }
+        let parts = KeyParts {
+            tool: env!("CARGO_PKG_VERSION"),
+            nix_code: cache::run_key(&(EVAL_MACHINE_INFO, OPTIONS, KEYS, HIVE)),
+            nix: nix_version().await?,
+            source: match &self.resolved {
+                Resolved::Files(paths) => serde_json::to_string(paths)?,
+                Resolved::Flake { attr, locked, .. } => format!("{locked}#{attr}"),
+            },
+            args: self.network.args_expr(),
+            uuid: &self.network.uuid,
+            name: &self.network.name,
+            system: super::flake::system(),
+            search_path: &self.opts.include,
+            options: &self.opts.options,
+            override_inputs: &self.opts.override_inputs,
+            impure: self.opts.impure,
+            env: ENV.iter().map(|v| (*v, std::env::var(v).ok())).collect(),
+            config_files: config,
+        };
+        Ok(cache::run_key(&parts))
+    }
+
+    async fn evaluate_meta(&self) -> Result<(MetaValue, Vec<Read>)> {
+        let mut call = Call::new("meta");
+        call.report_reads = true;
+        let out = self
+            .network
+            .run_resolved(&self.resolved, self.files, self.opts, call)
+            .await?;
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta {
+            network: NetworkMeta,
+            resource_types: Vec<String>,
+            machine_names: Vec<String>,
+        }
+        let m: Meta =
+            serde_json::from_str(&out.stdout).context("cannot parse the network's evaluation result")?;
+        let reads = self.reads(out.stderr.iter().filter_map(|l| pool::read_of(l)));
+        Ok((
+            MetaValue {
+                network: m.network,
+                resource_types: m.resource_types,
+                names: m.machine_names,
+            },
+            reads,
+        ))
+    }
+
+    /// The reads worth keeping: not the tool's own Nix files (written to a
+    /// new directory every run; the key covers them).
+    fn reads(&self, reads: impl Iterator<Item = Read>) -> Vec<Read> {
+        let own = self.files.dir();
+        reads.filter(|r| !r.path().starts_with(own)).collect()
+    }
+
+    /// Evaluates the machines as `req` asks, sending each result to `tx` as
+    /// it is known (cache hits first) and the progress to `events`; then
+    /// saves what was learned in the cache.
+    pub async fn machines(&self, req: &Request<'_>, tx: &UnboundedSender<Evaluated>) {
+        let total = self.names.len();
+        let mut done = 0;
+        let progress = |done: usize, name: &str, cached: bool, why: Option<String>| {
+            if let Some(e) = self.events {
+                e.evaluated(name, done, total, cached, why);
+            }
+        };
+        let mut todo: Vec<(String, Option<Miss>)> = Vec::new();
+        let mut cache = self.cache.lock().expect("cache lock").take();
+        for name in &self.names {
+            let hit = match cache.as_mut() {
+                Some(c) => self.lookup(c, name, req).map_err(Some),
+                None => Err(None),
+            };
+            match hit {
+                Ok(info) => {
+                    done += 1;
+                    progress(done, name, true, None);
+                    let _ = tx.send(Evaluated {
+                        name: name.clone(),
+                        result: Ok(info),
+                    });
+                }
+                Err(_) if req.evaluate.is_some_and(|only| !only.contains(name)) => {}
+                Err(miss) => todo.push((name.clone(), miss)),
+            }
+        }
+        if done > 0 {
+            self.note(format!(
+                "{done} of {total} machines unchanged since they were last evaluated (evaluation cache)"
+            ));
+        }
+        let why: std::collections::BTreeMap<String, String> = todo
+            .iter()
+            .filter_map(|(n, m)| Some((n.clone(), m.as_ref()?.to_string())))
+            .collect();
+        let names: Vec<String> = todo.into_iter().map(|(n, _)| n).collect();
+        if !names.is_empty() {
+            let record = cache.is_some();
+            let settings = pool::Settings {
+                jobs: self.opts.eval.jobs(),
+                // Nix reports a file once per process: only a process's
+                // first machine knows all it read.
+                chunk: if record {
+                    1
+                } else {
+                    names.len().div_ceil(self.opts.eval.jobs() * 2).clamp(1, 32)
+                },
+                max_rss: self.opts.eval.max_memory_mb.map(|m| m * 1024 * 1024),
+            };
+            let selectors = (
+                serde_json::to_string(&req.include).expect("selectors serialize"),
+                serde_json::to_string(req.exclude).expect("selectors serialize"),
+            );
+            let command = |chunk: &[String]| {
+                let mut call = Call::new("machines")
+                    .str(
+                        "machinesJSON",
+                        serde_json::to_string(chunk).expect("names serialize"),
+                    )
+                    .str("includeJSON", selectors.0.clone())
+                    .str("excludeJSON", selectors.1.clone())
+                    .str("toplevelsJSON", req.toplevels.to_string());
+                call.instantiate = req.toplevels;
+                call.report_reads = true;
+                self.network.command(&self.resolved, self.files, self.opts, &call)
+            };
+            let (rtx, mut rx) = unbounded_channel();
+            let pooling = async move {
+                pool::run(names, &settings, &command, &rtx).await;
+            };
+            let taking = async {
+                while let Some(r) = rx.recv().await {
+                    match r {
+                        Report::Log(m, line) => match (self.events, m) {
+                            (Some(e), m) => e.log(m.as_deref(), line),
+                            (None, Some(m)) => tracing::debug!("{m}> {line}"),
+                            (None, None) => tracing::debug!("{line}"),
+                        },
+                        Report::Done { name, result, reads } => {
+                            if let (Some(c), Ok(info), Some(reads)) = (cache.as_mut(), &result, reads) {
+                                c.record(&name, &self.reads(reads.into_iter()), (**info).clone());
+                            }
+                            done += 1;
+                            progress(done, &name, false, why.get(&name).cloned());
+                            let _ = tx.send(Evaluated {
+                                name,
+                                result: result.map(|i| *i),
+                            });
+                        }
+                    }
+                }
+            };
+            tokio::join!(pooling, taking);
+        }
+        if let Some(c) = cache
+            && let Err(e) = c.save()
+        {
+            self.note(format!("warning: cannot save the evaluation cache: {e:#}"));
+        }
+    }
+
+    /// A cache hit that serves `req`: with toplevels asked for, a selected
+    /// machine's must be cached; an unselected machine's is left out.
+    fn lookup(&self, c: &mut Cache, name: &str, req: &Request<'_>) -> Result<MachineInfo, Miss> {
+        let mut info = c.machine(name, false)?;
+        if req.toplevels {
+            if req.selects(name, &info.tags) {
+                if info.drv_path.is_none() {
+                    return Err(Miss::NoToplevel);
+                }
+            } else {
+                info.toplevel = None;
+                info.drv_path = None;
+            }
+        }
+        Ok(info)
+    }
+
+    /// Every machine's result (those `req` has evaluated or the cache
+    /// had); the first failure (in name order) is the error.
+    pub async fn all(&self, req: &Request<'_>) -> Result<NetworkInfo> {
+        let (tx, mut rx) = unbounded_channel();
+        self.machines(req, &tx).await;
+        drop(tx);
+        let mut machines = std::collections::BTreeMap::new();
+        let mut failed = std::collections::BTreeMap::new();
+        while let Some(e) = rx.recv().await {
+            match e.result {
+                Ok(info) => {
+                    machines.insert(e.name, info);
+                }
+                Err(err) => {
+                    failed.insert(e.name, err);
+                }
+            }
+        }
+        if let Some((name, err)) = failed.into_iter().next() {
+            return Err(anyhow!("evaluation of machine ‘{name}’ failed:\n{err}"));
+        }
+        let mut network = self.meta.clone();
+        for m in machines.values() {
+            network.unsupported.extend(m.unsupported.iter().cloned());
+        }
+        check_meta(&network)?;
+        Ok(NetworkInfo { network, machines })
+    }
+}
