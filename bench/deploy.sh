@@ -88,19 +88,7 @@ die() { echo "deploy.sh: $*" >&2; exit 1; }
 if ((PLAN)) && { [[ -n $COLMENA ]] || ((TARGET)); }; then
   die "-p measures nixops plan of ours only: not with COLMENA or -t"
 fi
-if [[ -n $COLMENA ]]; then
-  COLMENA=$(command -v "$COLMENA" || true)
-  [[ -x $COLMENA ]] || die "COLMENA=${COLMENA:-?} is not an executable"
-fi
-
-if [[ -z $NIXOPS ]]; then
-  log "building nixops (cargo build --release)"
-  (cd "$REPO" && cargo build --release --quiet) >&2
-  NIXOPS=$REPO/target/release/nixops
-else
-  NIXOPS=$(command -v "$NIXOPS" || true)
-  [[ -x $NIXOPS ]] || die "NIXOPS=${NIXOPS:-?} is not an executable"
-fi
+resolve_tools
 
 # ---------------------------------------------------------------- setup
 

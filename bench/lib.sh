@@ -21,3 +21,21 @@ mask_bashrc() {
     BASHRC_NOTE="test hosts: root's ~/.bashrc masked (empty) in a private mount namespace (-B: keep it)"
   fi
 }
+
+# resolve_tools — COLMENA (when set) and NIXOPS as executables, building
+# this checkout (cargo build --release) when NIXOPS is unset. Needs REPO and
+# the caller's log and die.
+resolve_tools() {
+  if [[ -n ${COLMENA:-} ]]; then
+    COLMENA=$(command -v "$COLMENA" || true)
+    [[ -x $COLMENA ]] || die "COLMENA=${COLMENA:-?} is not an executable"
+  fi
+  if [[ -z ${NIXOPS:-} ]]; then
+    log "building nixops (cargo build --release)"
+    (cd "$REPO" && cargo build --release --quiet) >&2
+    NIXOPS=$REPO/target/release/nixops
+  else
+    NIXOPS=$(command -v "$NIXOPS" || true)
+    [[ -x $NIXOPS ]] || die "NIXOPS=${NIXOPS:-?} is not an executable"
+  fi
+}
