@@ -81,10 +81,11 @@ if [[ -z $NIXOPS_BASELINE ]]; then
 fi
 
 WORK=$(mktemp -d /tmp/nixops-bench-eval.XXXXXX)
-CG='' CG_ROOT=/sys/fs/cgroup/memory
+CG='' CG_ROOT=/sys/fs/cgroup/memory CPU_CG=''
 cleanup() {
   set +e
   [[ -n $CG ]] && rmdir "$CG" 2>/dev/null
+  [[ -n $CPU_CG ]] && rmdir "$CPU_CG" 2>/dev/null
   if ((KEEP)); then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -95,6 +96,12 @@ if [[ -w $CG_ROOT ]] && mkdir "$CG_ROOT/nixops-bench-eval-${WORK##*.}" 2>/dev/nu
 else
   MEM_METHOD="summed RSS of the phase's session, sampled every 0.2 s"
 fi
+# CPU used by others meanwhile (the machine's busy time less the phase's)
+# makes wall times unreliable: each phase says how much there was.
+if [[ -n $CG && -w /sys/fs/cgroup/cpuacct ]] && mkdir "/sys/fs/cgroup/cpuacct/nixops-bench-eval-${WORK##*.}" 2>/dev/null; then
+  CPU_CG=/sys/fs/cgroup/cpuacct/nixops-bench-eval-${WORK##*.}
+fi
+busy() { awk '/^cpu / { printf "%.0f\n", ($2 + $3 + $4 + $7 + $8) * 10000000 }' /proc/stat; }
 
 # ---------------------------------------------------------------- the OS
 
@@ -204,18 +211,26 @@ EOF
 
 # ---------------------------------------------------------------- measuring
 
-# measure LABEL CMD... — runs CMD (output in $WORK/LABEL.log); sets WALL (s)
-# and PEAK (MiB).
+# measure LABEL CMD... — runs CMD (output in $WORK/LABEL.log); sets WALL (s),
+# PEAK (MiB) and OTHER (CPU seconds others used meanwhile, or -).
 measure() {
   local label=$1; shift
-  local logf=$WORK/${label//[^a-zA-Z0-9]/_}.log t0 t1 rc=0
+  local logf=$WORK/${label//[^a-zA-Z0-9]/_}.log t0 t1 rc=0 b0 b1 u0=0 u1=0
+  OTHER=-
   if [[ -n $CG ]]; then
     echo 1 > "$CG/memory.force_empty" 2>/dev/null || true
     echo 0 > "$CG/memory.max_usage_in_bytes"
+    [[ -n $CPU_CG ]] && u0=$(<"$CPU_CG/cpuacct.usage")
+    b0=$(busy)
     t0=$EPOCHREALTIME
-    ( echo "$BASHPID" > "$CG/cgroup.procs"; exec "$@" ) </dev/null >"$logf" 2>&1 || rc=$?
+    ( echo "$BASHPID" > "$CG/cgroup.procs"; [[ -z $CPU_CG ]] || echo "$BASHPID" > "$CPU_CG/cgroup.procs"; exec "$@" ) </dev/null >"$logf" 2>&1 || rc=$?
     t1=$EPOCHREALTIME
+    b1=$(busy)
     PEAK=$(awk '{ printf "%.0f", $1 / 1048576 }' "$CG/memory.max_usage_in_bytes")
+    if [[ -n $CPU_CG ]]; then
+      u1=$(<"$CPU_CG/cpuacct.usage")
+      OTHER=$(awk -v b="$((b1 - b0))" -v u="$((u1 - u0))" 'BEGIN { o = (b - u) / 1e9; printf "%.1f", o < 0 ? 0 : o }')
+    fi
   else
     t0=$EPOCHREALTIME
     setsid "$@" </dev/null >"$logf" 2>&1 &
@@ -234,12 +249,12 @@ measure() {
     tail -n 30 "$logf" >&2
     die "$label failed (exit $rc): $*"
   fi
-  log "$label: ${WALL} s, peak ${PEAK} MiB"
+  log "$label: ${WALL} s, peak ${PEAK} MiB, others' CPU meanwhile ${OTHER} s"
 }
 
-declare -A W P
+declare -A W P O
 ORDER=()
-record() { W[$1]=$WALL; P[$1]=$PEAK; ORDER+=("$1"); }
+record() { W[$1]=$WALL; P[$1]=$PEAK; O[$1]=$OTHER; ORDER+=("$1"); }
 
 # ---------------------------------------------------------------- run
 
@@ -336,10 +351,11 @@ echo "one machine alone: ${ONE} s, ${ONE_PEAK} MiB (nix-instantiate of its tople
 echo "peak memory: $MEM_METHOD"
 echo "nixops: $NIXOPS; baseline: $NIXOPS_BASELINE ($BASELINE_REV); $(nix-instantiate --version)"
 echo
-printf '%-22s %9s %10s %11s\n' "phase" "wall s" "peak MiB" "wall/single"
+printf '%-22s %9s %10s %11s %12s\n' "phase" "wall s" "peak MiB" "wall/single" "others' CPU"
 for k in "${ORDER[@]}"; do
-  printf '%-22s %9s %10s %11s\n' "$k" "${W[$k]}" "${P[$k]}" "$(ratio "${W[$k]}" "${W[single]}")"
+  printf '%-22s %9s %10s %11s %12s\n' "$k" "${W[$k]}" "${P[$k]}" "$(ratio "${W[$k]}" "${W[single]}")" "${O[$k]}"
 done
+echo "(others' CPU: seconds of CPU the rest of the machine used during the phase; much of it makes that wall time unreliable)"
 echo
 echo "info (issue 16), $INFO_N machines recorded by deploy --create-only:"
 printf '  %-22s %9s %10s\n' "phase" "wall s" "peak MiB"

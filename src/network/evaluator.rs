@@ -363,7 +363,7 @@ impl<'a> Evaluator<'a> {
                 chunk: if record {
                     1
                 } else {
-                    names.len().div_ceil(self.opts.eval.jobs() * 2).clamp(1, 32)
+                    names.len().div_ceil(self.opts.eval.jobs() * 2).clamp(1, 8)
                 },
                 max_rss: self.opts.eval.max_memory_mb.map(|m| m * 1024 * 1024),
             };
