@@ -296,13 +296,7 @@ fn a_machine_without_nix_or_without_room_fails_alone() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let ta = fleet.exported_toplevel("d", "a").expect("a deployed");
     assert_eq!(fleet.current_system("a"), ta);
-    let row = |m: &str| {
-        r.stderr
-            .lines()
-            .find(|l| l.starts_with(&format!("| {m} ")))
-            .unwrap_or_else(|| panic!("no summary row for {m}: {}", r.stderr))
-            .to_owned()
-    };
+    let row = |m: &str| r.summary_row(m);
     assert!(
         row("b").contains("build") && row("b").contains("has no Nix"),
         "{}",

@@ -121,6 +121,18 @@ fn one_failing_and_one_unreachable_machine_do_not_stop_the_others(backend: Backe
         r.stderr
     );
     assert!(r.stderr.contains("cannot reach machine"), "{}", r.stderr);
+    // The summary tells the kinds apart: one failed, one unreachable.
+    let row = |name: &str| r.summary_row(name);
+    assert!(
+        row("down").contains("connect") && row("down").contains("unreachable"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        row("bad").contains("activation") && row("bad").contains("failed"),
+        "{}",
+        r.stderr
+    );
     for good in ["good1", "good2"] {
         let t = fleet.exported_toplevel("d", good).expect("good machine recorded");
         assert_eq!(fleet.current_system(good), t);

@@ -201,13 +201,7 @@ fn a_machine_that_fails_to_evaluate_fails_alone_and_nodes_work_across_workers() 
         let r = fleet.run(args);
         assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains("b is broken"), "{}", r.stderr);
-        let row = |m: &str| {
-            r.stderr
-                .lines()
-                .find(|l| l.starts_with(&format!("| {m} ")))
-                .unwrap_or_else(|| panic!("no row for {m}: {}", r.stderr))
-                .to_owned()
-        };
+        let row = |m: &str| r.summary_row(m);
         for m in ["b", "c"] {
             assert!(
                 row(m).contains("evaluation") && row(m).contains("failed"),

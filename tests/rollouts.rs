@@ -43,6 +43,33 @@ fn activation_that_kills_sshd_is_rolled_back_by_the_host() {
 }
 
 #[test]
+fn machine_lost_during_activation_is_recorded_unreachable() {
+    let (fleet, file) = setup(&["m"]);
+    std::fs::write(
+        &file,
+        network(&["m"], "second", "stub.activation.killSshd = true;"),
+    )
+    .unwrap();
+    // Without the guard nothing brings sshd back: the machine is gone.
+    let r = fleet.run(&["deploy", "--no-magic-rollback"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let row = r.summary_row("m");
+    assert!(
+        row.contains("activation") && row.contains("unreachable"),
+        "{}",
+        r.stderr
+    );
+    let info = fleet.ok(&["info", "--plain", "--no-eval"]);
+    assert!(
+        info.stdout
+            .lines()
+            .any(|l| l.starts_with("m\t") && l.contains("Unreachable")),
+        "{}",
+        info.stdout
+    );
+}
+
+#[test]
 fn failed_activation_is_rolled_back() {
     let (fleet, file) = setup(&["m"]);
     let first = fleet.current_system("m");

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::error::Error;
 use super::types::{Ctx, DeployOptions, Machine, Outcome};
 use super::{health, record};
 use crate::host::{Action, Activation, Ending, Guard, NEEDS_REBOOT};
@@ -137,21 +138,25 @@ async fn activate_one(
         let out = &done.output;
         if opts.action == Action::DryActivate {
             if out.code != Some(0) {
-                bail!(
-                    "dry activation failed (exit code {}): {}",
-                    fmt_code(out.code),
-                    out.last_error()
-                );
+                return Err(Error::Activation {
+                    what: "dry activation",
+                    code: fmt_code(out.code),
+                    message: out.last_error(),
+                }
+                .into());
             }
             return Ok(Outcome::Stopped("dry-activated"));
         }
         match out.code {
             Some(0) | Some(NEEDS_REBOOT) => {}
-            c => bail!(
-                "switch-to-configuration failed (exit code {}): {}",
-                fmt_code(c),
-                out.last_error()
-            ),
+            c => {
+                return Err(Error::Activation {
+                    what: "switch-to-configuration",
+                    code: fmt_code(c),
+                    message: out.last_error(),
+                }
+                .into());
+            }
         }
         (out.code, done.unchanged, None)
     };
@@ -161,19 +166,16 @@ async fn activate_one(
     let needs_reboot = code == Some(NEEDS_REBOOT);
     let reboot = opts.force_reboot || (needs_reboot && opts.allow_reboot);
     if needs_reboot && !reboot {
-        let msg = format!(
-            "the new configuration requires a reboot of ‘{}’ to take effect (hint: use ‘--allow-reboot’)",
-            m.name
-        );
+        let needs = Error::NeedsReboot(m.name.clone());
         if let Some(g) = &guard {
             // Its boot default goes back too: the machine is as it was.
             m.host.roll_back(g, "needs-reboot").await.ok();
             return match ended(m, g, events).await? {
-                Outcome::RolledBack(_) => Ok(Outcome::RolledBack(msg)),
+                Outcome::RolledBack(_) => Ok(Outcome::RolledBack(needs.to_string())),
                 other => Ok(other),
             };
         }
-        bail!(msg);
+        return Err(needs.into());
     }
 
     // Does it still work? Health checks, then (guarded) a confirmation over
@@ -222,11 +224,11 @@ async fn activate_one(
     if reboot {
         let running = reboot_and_wait(ctx, m, events, opts.reboot_timeout).await?;
         if running.as_deref() != Some(m.toplevel.as_str()) {
-            bail!(
-                "after the reboot, ‘{}’ runs {} instead of the new system",
-                m.name,
-                running.as_deref().unwrap_or("no system")
-            );
+            return Err(Error::WrongSystemAfterReboot {
+                machine: m.name.clone(),
+                running: running.unwrap_or_else(|| "no system".into()),
+            }
+            .into());
         }
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
         // The reboot emptied /run: all keys again.
@@ -248,11 +250,9 @@ async fn activate_one(
 async fn ended(m: &Machine, g: &Guard, events: &Events) -> Result<Outcome> {
     events.stage(&m.name, "waiting for the machine's guard");
     match m.host.guard_ending(g, events).await? {
-        Ending::Kept => bail!("the guard kept the new system, but it was not confirmed by us"),
+        Ending::Kept => Err(Error::NotConfirmed.into()),
         Ending::RolledBack(why) => Ok(Outcome::RolledBack(why)),
-        Ending::Superseded => {
-            bail!("a later activation on the machine took over before this one was confirmed")
-        }
+        Ending::Superseded => Err(Error::Superseded.into()),
     }
 }
 

@@ -15,8 +15,9 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::error::{Failure, Stage};
 use super::types::{Ctx, DeployOptions, Machine, Outcomes};
-use super::{build, copy, fail, stop};
+use super::{build, copy, fail, fail_machine, stop};
 use crate::host::{Host, Probe};
 use crate::network::MachineInfo;
 use crate::ui::Events;
@@ -48,15 +49,7 @@ pub async fn run(
     outcomes: &Mutex<Outcomes>,
     arrived: UnboundedSender<(String, MachineInfo)>,
 ) -> (Vec<Machine>, Vec<build::Roots>) {
-    let failed = |name: &str, stage: &'static str, error: String| {
-        fail(
-            events,
-            &mut outcomes.lock().expect("outcomes lock"),
-            name,
-            stage,
-            error,
-        );
-    };
+    let failed = |name: &str, f: Failure| fail(events, &mut outcomes.lock().expect("outcomes lock"), name, f);
     let mut open = true;
     let mut to_build: Vec<Machine> = Vec::new();
     let mut building: Option<BoxFuture<'_, Built>> = None;
@@ -113,7 +106,7 @@ pub async fn run(
                         to_copy.push_back(m);
                     }
                 }
-                Some(Err(e)) => failed(&m.name, "connect", format!("{e:#}")),
+                Some(Err(e)) => failed(&m.name, Failure::of(Stage::Connect, &e)),
                 None => waiting.push(m),
             }
         }
@@ -172,8 +165,8 @@ pub async fn run(
                             stop(events, &mut outcomes.lock().expect("outcomes lock"), &m.name, "built");
                         }
                         Some(Ok(())) => built.push(m),
-                        Some(Err(e)) => failed(&m.name, "build", e.clone()),
-                        None => failed(&m.name, "build", "not built".into()),
+                        Some(Err(e)) => failed(&m.name, Failure::new(Stage::Build, e.clone())),
+                        None => failed(&m.name, Failure::new(Stage::Build, "not built")),
                     }
                 }
             },
@@ -192,14 +185,20 @@ pub async fn run(
                         to_copy.push_back(m);
                     }
                 }
-                Err(e) => failed(&m.name, "build", e),
+                Err(e) => failed(&m.name, Failure::new(Stage::Build, e)),
             },
             Some((m, r)) = copying.next(), if !copying.is_empty() => match r {
                 Ok(copy::Copied::Ready) => ready.push(m),
                 Ok(copy::Copied::AlreadyRunning) => {
                     stop(events, &mut outcomes.lock().expect("outcomes lock"), &m.name, "already running it");
                 }
-                Err(e) => failed(&m.name, "copy", format!("{e:#}")),
+                Err(e) => fail_machine(
+                    ctx,
+                    events,
+                    &mut outcomes.lock().expect("outcomes lock"),
+                    &m,
+                    Failure::of(Stage::Copy, &e),
+                ),
             },
         }
     }

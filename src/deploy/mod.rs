@@ -12,6 +12,7 @@ mod activate;
 mod build;
 pub mod check;
 mod copy;
+mod error;
 mod front;
 pub mod generations;
 pub mod health;
@@ -34,6 +35,7 @@ use crate::ui::{self, Events, SummaryRow};
 pub use crate::host::Action;
 use crate::host::Host;
 pub use activate::reboot_and_wait;
+use error::{Failure, Kind, Stage};
 use types::Outcomes;
 pub use types::{Ctx, DeployOptions, Machine, MachinePlan, Outcome, Plan, PlanStatus, Review, network_of};
 
@@ -189,7 +191,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                 Ok(info) => info,
                 Err(error) => {
                     let mut o = outcomes.lock().expect("outcomes lock");
-                    fail(events, &mut o, &name, "evaluation", error);
+                    fail(events, &mut o, &name, Failure::new(Stage::Evaluation, error));
                     continue;
                 }
             };
@@ -219,7 +221,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                 Ok(None) => {}
                 Err(e) => {
                     let mut o = outcomes.lock().expect("outcomes lock");
-                    fail(events, &mut o, &name, "evaluation", format!("{e:#}"));
+                    fail(events, &mut o, &name, Failure::of(Stage::Evaluation, &e));
                 }
             }
         }
@@ -394,12 +396,12 @@ async fn execute_stream(
     for m in live {
         match machine_keys.remove(&m.name).transpose() {
             Ok(k) => with_keys.push((m, k)),
-            Err(e) => fail(
+            Err(e) => fail_machine(
+                ctx,
                 events,
                 &mut outcomes.lock().expect("outcomes lock"),
-                &m.name,
-                "keys",
-                format!("{e:#}"),
+                &m,
+                Failure::of(Stage::Keys, &e),
             ),
         }
     }
@@ -420,15 +422,26 @@ async fn execute_stream(
                 }
                 o.insert(&m.name, out);
             }
-            Err(e) => fail(events, &mut o, &m.name, "activation", format!("{e:#}")),
+            Err(e) => fail_machine(ctx, events, &mut o, &m, Failure::of(Stage::Activation, &e)),
         }
     }
     None
 }
 
-fn fail(events: &Events, outcomes: &mut Outcomes, name: &str, stage: &'static str, error: String) {
-    events.done(name, &format!("{stage} failed"), Some(error.clone()));
-    outcomes.insert(name, Outcome::Failed { stage, error });
+fn fail(events: &Events, outcomes: &mut Outcomes, name: &str, f: Failure) {
+    events.done(name, &f.result(), Some(f.message.clone()));
+    outcomes.insert(name, Outcome::Failed(f));
+}
+
+/// [`fail`] for a machine that was reached: one that could not be reached
+/// any more is recorded unreachable, as first contact records it.
+fn fail_machine(ctx: &Ctx, events: &Events, outcomes: &mut Outcomes, m: &Machine, f: Failure) {
+    if f.kind == Kind::Unreachable
+        && let Err(e) = record::unreachable(ctx, m.resource_id)
+    {
+        events.message(format!("warning: {e:#}"));
+    }
+    fail(events, outcomes, &m.name, f);
 }
 
 fn stop(events: &Events, outcomes: &mut Outcomes, name: &str, what: &'static str) {
@@ -449,7 +462,7 @@ fn finish(ctx: &Ctx, opts: &DeployOptions, events: &Events, outcomes: Outcomes) 
                 Outcome::Unchanged => ("activation", "unchanged", ""),
                 Outcome::Stopped(what) => (*what, "stopped", ""),
                 Outcome::RolledBack(why) => ("activation", "rolled back", why.as_str()),
-                Outcome::Failed { stage, error } => (*stage, "failed", error.as_str()),
+                Outcome::Failed(f) => (f.stage.as_str(), f.kind.word(), f.message.as_str()),
                 Outcome::NotDeployed => ("-", "not deployed", "an earlier wave failed"),
             };
             SummaryRow {

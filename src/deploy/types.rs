@@ -10,6 +10,7 @@ use anyhow::Result;
 
 use serde::Serialize;
 
+use super::error::Failure;
 use crate::host::{Action, Host, Local, Probe};
 use crate::keys::{self, KeyChanges};
 use crate::network::{MachineFilter, MachineInfo, Network};
@@ -156,10 +157,7 @@ pub enum Outcome {
     Stopped(&'static str),
     /// The new system was activated, then taken back (magic rollback).
     RolledBack(String),
-    Failed {
-        stage: &'static str,
-        error: String,
-    },
+    Failed(Failure),
     /// Left untouched because an earlier wave failed.
     NotDeployed,
 }
@@ -172,7 +170,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged".into(),
             Outcome::Stopped(what) => (*what).into(),
             Outcome::RolledBack(_) => "rolled back".into(),
-            Outcome::Failed { stage, .. } => format!("{stage} failed"),
+            Outcome::Failed(f) => f.result(),
             Outcome::NotDeployed => "not deployed".into(),
         }
     }
@@ -180,7 +178,7 @@ impl Outcome {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            Outcome::RolledBack(_) | Outcome::Failed { .. } | Outcome::NotDeployed
+            Outcome::RolledBack(_) | Outcome::Failed(_) | Outcome::NotDeployed
         )
     }
 }

@@ -555,6 +555,18 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// The deploy summary's table row of `machine` (panics when none).
+    #[allow(dead_code)]
+    pub fn summary_row(&self, machine: &str) -> String {
+        self.stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("| {machine} ")))
+            .unwrap_or_else(|| panic!("no summary row for {machine}: {}", self.stderr))
+            .to_owned()
+    }
+}
+
 impl From<Output> for Run {
     fn from(o: Output) -> Self {
         Run {
