@@ -10,14 +10,16 @@
 //! `activation-lib.sh`: the machine's activation lock and record of its
 //! newest activation.
 
+mod build;
 mod guard;
+mod plan;
 
 pub use guard::{Ending, Guard};
+pub use plan::{DryActivation, PlanQuery, Planned};
 /// What goes wrong on a machine, over either transport (locally, only
 /// `Failed` and `Run` happen).
 pub use ssh::Error;
 
-use crate::nix::closure::Closure;
 use crate::process::{self, Output, Sink};
 use crate::ssh::{self, Target};
 
@@ -35,16 +37,6 @@ const PROBE: &str = with_lib!("probe.sh");
 const ACTIVATE: &str = with_lib!("activate.sh");
 const STATUS: &str = with_lib!("status.sh");
 const BOOT_STATE: &str = include_str!("boot-state.sh");
-const NIX_VERSION: &str = include_str!("nix-version.sh");
-const REALISE: &str = include_str!("realise.sh");
-const CLOSURE: &str = include_str!("closure.sh");
-const MISSING: &str = include_str!("missing.sh");
-const EXPORT: &str = include_str!("export.sh");
-const IMPORT: &str = include_str!("import.sh");
-const REMOVE_ROOTS: &str = include_str!("remove-roots.sh");
-const ROOTS_MARK: &str = "__NIXOPS_ROOTS__ ";
-const MISSING_MARK: &str = "__NIXOPS_MISSING__ ";
-const PLAN: &str = concat!(include_str!("closure-lib.sh"), include_str!("plan.sh"));
 
 /// A machine and the way to reach it.
 #[derive(Debug, Clone)]
@@ -155,17 +147,6 @@ impl Kept {
     }
 }
 
-/// How a build on the machine went ([`Host::realise`]).
-#[derive(Debug)]
-pub struct Realised {
-    /// The outputs of the derivations that are not valid there afterwards.
-    pub missing: std::collections::BTreeSet<String>,
-    /// The temporary directory of the outputs' GC roots, when asked for.
-    pub roots: Option<String>,
-    /// The build failed (some outputs are missing): what Nix said.
-    pub failed: Option<crate::nix::BuildFailed>,
-}
-
 /// What `check` learns from a machine.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
@@ -182,46 +163,6 @@ pub struct Status {
     pub failed_units: Vec<String>,
     /// The newest activation, when it is final.
     pub kept: Option<Kept>,
-}
-
-/// What `plan` learns from a machine ([`Host::plan`]).
-#[derive(Debug, Clone, Default)]
-pub struct Planned {
-    /// What /run/current-system points at.
-    pub current_system: Option<String>,
-    /// What the system profile (the next boot's system) points at.
-    pub profile: Option<String>,
-    /// Whether the new system is valid in its store; None when it runs it.
-    pub has_new: Option<bool>,
-    /// The closure of what it runs, when asked for and it runs another
-    /// system than the new one.
-    pub closure: Option<Closure>,
-    /// The new system's closure, when asked for and it is there.
-    pub new_closure: Option<Closure>,
-    /// What the new system's `switch-to-configuration dry-activate` said,
-    /// when asked for and it could run (the new system is in the store, and
-    /// the machine runs a system to compare it with).
-    pub dry_activation: Option<DryActivation>,
-}
-
-/// What [`Host::plan`] asks for, besides what the machine runs and boots.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PlanQuery {
-    /// The closure of what it runs.
-    pub closure: bool,
-    /// The new system's dry-activate, when the new system is there.
-    pub dry_activate: bool,
-    /// The new system's closure, when it is there (built elsewhere than
-    /// here, it is only there).
-    pub new_closure: bool,
-}
-
-/// A `switch-to-configuration dry-activate`: its exit code and every line
-/// of its stderr (where NixOS says what it would do).
-#[derive(Debug, Clone, Default)]
-pub struct DryActivation {
-    pub code: Option<i32>,
-    pub lines: Vec<String>,
 }
 
 impl Host {
@@ -395,115 +336,6 @@ impl Host {
         }
     }
 
-    /// First contact with a host that builds: the version of its Nix. An
-    /// error when it cannot be reached or has no Nix.
-    pub async fn nix_version(&self, sink: Sink<'_>) -> Result<String> {
-        let out = self.run(NIX_VERSION, &[], None, sink).await?;
-        if !out.success() {
-            return Err(self.failure("asking for its Nix", &out));
-        }
-        Ok(out.stdout.trim().to_owned())
-    }
-
-    /// Copies derivations (`.drv` files) with their closure of derivations
-    /// and sources into the machine's store, for it to build them there.
-    pub async fn copy_derivations(&self, drvs: &[String], sink: Sink<'_>) -> Result<()> {
-        match &self.transport {
-            Transport::Ssh(t) => copied(crate::nix::copy_closure(t, drvs, false, sink).await),
-            Transport::Local(_) => Ok(()),
-        }
-    }
-
-    /// Builds the derivations in one `nix-store --realise` on the machine,
-    /// by its own Nix (its substituters, builders and CPUs), the log going
-    /// to `sink`. `args` are nix-store's build options; with `keep_roots`
-    /// the outputs get temporary GC roots until
-    /// [`remove_roots`](Self::remove_roots). A failed build is no error:
-    /// [`Realised`] tells which outputs are missing and what Nix said; an
-    /// error means the machine could not be asked (unreachable, no Nix).
-    pub async fn realise(
-        &self,
-        drvs: &[String],
-        args: &[String],
-        keep_roots: bool,
-        sink: Sink<'_>,
-    ) -> Result<Realised> {
-        let count = drvs.len().to_string();
-        let mut argv: Vec<&str> = vec![if keep_roots { "keep" } else { "none" }, &count];
-        argv.extend(drvs.iter().map(String::as_str));
-        argv.extend(args.iter().map(String::as_str));
-        let out = self.run(REALISE, &argv, None, sink).await?;
-        if self.unreachable(&out) || out.code == Some(127) {
-            return Err(self.failure("building", &out));
-        }
-        let mut r = Realised {
-            missing: Default::default(),
-            roots: None,
-            failed: None,
-        };
-        for l in out.stdout.lines() {
-            if let Some(p) = l.strip_prefix(MISSING_MARK) {
-                r.missing.insert(p.to_owned());
-            } else if let Some(d) = l.strip_prefix(ROOTS_MARK) {
-                r.roots = Some(d.to_owned());
-            }
-        }
-        if !out.success() {
-            r.failed = Some(crate::nix::BuildFailed(out));
-        }
-        Ok(r)
-    }
-
-    /// Removes the temporary GC roots of a [`realise`](Self::realise).
-    pub async fn remove_roots(&self, dir: &str) -> Result<()> {
-        let out = self.run(REMOVE_ROOTS, &[dir], None, Sink::quiet()).await?;
-        if !out.success() {
-            return Err(self.failure("removing temporary GC roots", &out));
-        }
-        Ok(())
-    }
-
-    /// Copies `path`'s closure from `from`'s store into this machine's,
-    /// for what this machine lacks: `from` exports, this machine imports,
-    /// each over its own connection, the stream piped through this process
-    /// (never into its store). With `use_substitutes`, this machine's
-    /// substituters first provide what they can.
-    pub async fn copy_from(
-        &self,
-        from: &Host,
-        path: &str,
-        use_substitutes: bool,
-        sink: Sink<'_>,
-    ) -> Result<()> {
-        let closure = from.run(CLOSURE, &[path], None, Sink::quiet()).await?;
-        if !closure.success() {
-            return Err(from.failure(
-                &format!("listing the closure of {path} on ‘{}’", from.name),
-                &closure,
-            ));
-        }
-        let subst = if use_substitutes { "1" } else { "0" };
-        let missing = self
-            .run(MISSING, &[subst], Some(closure.stdout.as_bytes()), sink)
-            .await?;
-        if !missing.success() {
-            return Err(self.failure("asking which paths the machine lacks", &missing));
-        }
-        if missing.stdout.trim().is_empty() {
-            return Ok(());
-        }
-        let mut export = from.command(EXPORT, &[], false)?;
-        let mut import = self.command(IMPORT, &[], true)?;
-        let (sent, got) = process::pipe(&mut export, missing.stdout.as_bytes(), &mut import, sink).await?;
-        if !got.success() {
-            return Err(self.failure("copying closure", &got));
-        }
-        if !sent.success() {
-            return Err(from.failure(&format!("sending the closure from ‘{}’", from.name), &sent));
-        }
-        Ok(())
-    }
-
     /// The command that runs `script` there (as root: through the
     /// escalation command), for what [`run`](Self::run) cannot do (a pipe).
     fn command(&self, script: &str, args: &[&str], as_root: bool) -> Result<tokio::process::Command> {
@@ -629,84 +461,6 @@ fn copied(r: std::result::Result<(), crate::nix::Error>) -> Result<()> {
         }),
         Err(e) => Err(Error::Run(e.into())),
     }
-}
-
-impl Host {
-    /// What a deploy of `toplevel` would change, asked in one round trip
-    /// that changes nothing on the machine: what it runs and boots, and,
-    /// unless it runs `toplevel` already, whether `toplevel` is in its
-    /// store, and what `ask` asks for besides.
-    pub async fn plan(&self, toplevel: &str, ask: PlanQuery) -> Result<Planned> {
-        let flag = |b: bool| if b { "1" } else { "0" };
-        let args = [
-            toplevel,
-            flag(ask.closure),
-            flag(ask.dry_activate),
-            flag(ask.new_closure),
-        ];
-        let out = self.run(PLAN, &args, None, Sink::quiet()).await?;
-        if !out.success() {
-            return Err(self.failure("asking the machine", &out));
-        }
-        parse_plan(toplevel, &out)
-    }
-}
-
-fn parse_plan(toplevel: &str, out: &Output) -> Result<Planned> {
-    let mut p = Planned::default();
-    // The lines of the closure being listed (of what runs, or of the new
-    // system), and both once listed.
-    let mut listing: Option<(bool, Vec<&str>)> = None;
-    let (mut old, mut new) = (None, None);
-    let mut answered = false;
-    for line in out.stdout.lines() {
-        if let Some((is_new, lines)) = &mut listing {
-            if line == "__NIXOPS_END__" {
-                let done = std::mem::take(lines);
-                if *is_new {
-                    new = Some(done);
-                } else {
-                    old = Some(done);
-                }
-                listing = None;
-            } else {
-                lines.push(line);
-            }
-            continue;
-        }
-        let some = |v: &str| Some(v.to_owned()).filter(|v| !v.is_empty());
-        if let Some(v) = line.strip_prefix("__NIXOPS_CURRENT__=") {
-            p.current_system = some(v);
-            answered = true;
-        } else if let Some(v) = line.strip_prefix("__NIXOPS_PROFILE__=") {
-            p.profile = some(v);
-        } else if let Some(v) = line.strip_prefix("__NIXOPS_NEW__=") {
-            p.has_new = Some(v == "present");
-        } else if line == "__NIXOPS_CLOSURE__" || line == "__NIXOPS_NEW_CLOSURE__" {
-            listing = Some((line == "__NIXOPS_NEW_CLOSURE__", Vec::new()));
-        } else if let Some(v) = line.strip_prefix("__NIXOPS_DRY__=") {
-            p.dry_activation = Some(DryActivation {
-                code: v.trim().parse().ok(),
-                lines: out.stderr.clone(),
-            });
-        }
-    }
-    let failed = |message: String| Error::Failed {
-        what: "asking the machine".into(),
-        message,
-    };
-    if !answered || listing.is_some() {
-        return Err(failed(format!("unexpected answer: {:?}", out.stdout)));
-    }
-    let parse =
-        |root: &str, lines: Vec<&str>| Closure::parse(root, lines).map_err(|e| failed(format!("{e:#}")));
-    if let (Some(lines), Some(cur)) = (old, &p.current_system) {
-        p.closure = Some(parse(cur, lines)?);
-    }
-    if let Some(lines) = new {
-        p.new_closure = Some(parse(toplevel, lines)?);
-    }
-    Ok(p)
 }
 
 impl Local {
