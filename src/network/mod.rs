@@ -11,19 +11,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 use tokio::process::Command;
 
 mod cache;
 mod evaluator;
 mod files;
 pub mod flake;
+mod info;
 mod pool;
 mod selector;
 
 pub use cache::dir_for_state as cache_dir_for_state;
 pub use evaluator::{Evaluator, Request};
 pub use flake::Source;
+pub use info::{CmdCheck, HealthChecks, HttpCheck, KeyInfo, MachineInfo, NetworkInfo, NetworkMeta};
 pub use selector::{MachineFilter, Selector};
 
 use crate::nix::NixOpts;
@@ -42,147 +43,6 @@ pub struct Network {
     pub args: BTreeMap<String, String>,
     pub uuid: String,
     pub name: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct NetworkInfo {
-    pub network: NetworkMeta,
-    pub machines: BTreeMap<String, MachineInfo>,
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkMeta {
-    pub description: String,
-    pub enable_rollback: bool,
-    /// Full names (`network.x`, `meta.x`), and the known ones for messages.
-    pub unknown_attrs: Vec<String>,
-    #[serde(default)]
-    pub known_attrs: Vec<String>,
-    /// What the network uses that the tool cannot do, one message each.
-    #[serde(default)]
-    pub unsupported: Vec<String>,
-    /// Colmena's `meta.allowApplyAll`: false means a deploy must name its
-    /// machines.
-    #[serde(default = "yes")]
-    pub allow_apply_all: bool,
-    /// `network.machinesFile` (Colmena's `meta.machinesFile`): a Nix
-    /// machines file of remote builders for the deploying side's build.
-    #[serde(default)]
-    pub machines_file: Option<String>,
-    /// A flake network's locked URL (with narHash or rev), as evaluated.
-    #[serde(skip)]
-    pub flake_url: Option<String>,
-}
-
-/// A machine's deployment.* options, and its toplevel when it was selected.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MachineInfo {
-    pub target_env: String,
-    pub target_host: String,
-    pub target_port: Option<i64>,
-    pub target_user: String,
-    pub ssh_options: Vec<String>,
-    pub privilege_escalation_command: Vec<String>,
-    pub always_activate: bool,
-    pub has_fast_connection: bool,
-    /// `deployment.buildOnTarget`: the machine builds its own system.
-    #[serde(default)]
-    pub build_on_target: bool,
-    pub owners: Vec<String>,
-    /// deployment.keys without the secrets; None when not known (the
-    /// machine's options were read from state, not evaluated).
-    pub keys: Option<BTreeMap<String, KeyInfo>>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default = "yes")]
-    pub magic_rollback: bool,
-    #[serde(default = "thirty")]
-    pub confirm_timeout: u64,
-    #[serde(default)]
-    pub health_checks: HealthChecks,
-    pub toplevel: Option<String>,
-    pub drv_path: Option<String>,
-    /// What the machine uses that the tool cannot do, one message each.
-    #[serde(default)]
-    pub unsupported: Vec<String>,
-}
-
-/// One of deployment.keys, as eval-machine-info.nix describes it: where the
-/// secret comes from, never the secret itself.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyInfo {
-    pub name: String,
-    pub dest_dir: String,
-    pub user: String,
-    pub group: String,
-    pub permissions: String,
-    pub upload_at: String,
-    /// "text", "keyFile" or "keyCommand".
-    pub source: String,
-    pub key_file: Option<String>,
-    pub key_command: Option<Vec<String>>,
-    /// Seconds the keyCommand may run.
-    #[serde(default = "sixty")]
-    pub key_command_timeout: i64,
-    /// The key was given as a plain string (deprecated).
-    pub deprecated_string: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn thirty() -> u64 {
-    30
-}
-
-fn sixty() -> i64 {
-    60
-}
-
-/// `deployment.healthChecks`.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
-pub struct HealthChecks {
-    #[serde(default)]
-    pub cmd: Vec<CmdCheck>,
-    #[serde(default)]
-    pub http: Vec<HttpCheck>,
-}
-
-impl HealthChecks {
-    pub fn is_empty(&self) -> bool {
-        self.cmd.is_empty() && self.http.is_empty()
-    }
-
-    /// The longest a check may take.
-    pub fn max_timeout(&self) -> u64 {
-        let cmd = self.cmd.iter().map(|c| c.timeout);
-        cmd.chain(self.http.iter().map(|h| h.timeout)).max().unwrap_or(0)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-pub struct CmdCheck {
-    pub cmd: Vec<String>,
-    #[serde(default)]
-    pub description: String,
-    pub period: u64,
-    pub timeout: u64,
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-pub struct HttpCheck {
-    pub scheme: String,
-    pub host: Option<String>,
-    pub port: u16,
-    pub path: String,
-    #[serde(default)]
-    pub description: String,
-    pub period: u64,
-    pub timeout: u64,
 }
 
 /// The tool's Nix files, written into a private directory.
