@@ -9,6 +9,7 @@
 //! (`sql.rs`).
 
 pub mod history;
+mod libpq;
 pub mod lock;
 pub mod postgres;
 mod sql;
@@ -247,7 +248,7 @@ pub enum Location {
         /// Named with -s or $NIXOPS_STATE (not the default file).
         named: bool,
     },
-    Postgres(Box<postgres::Target>),
+    Postgres(Box<libpq::Target>),
 }
 
 impl Location {
@@ -265,8 +266,8 @@ impl Location {
                 named: false,
             });
         };
-        match named.to_str().filter(|s| postgres::is_connection_string(s)) {
-            Some(s) => Ok(Location::Postgres(Box::new(postgres::Target::parse(s)?))),
+        match named.to_str().filter(|s| libpq::is_connection_string(s)) {
+            Some(s) => Ok(Location::Postgres(Box::new(libpq::Target::parse(s)?))),
             None => Ok(Location::File {
                 path: PathBuf::from(named),
                 named: true,
