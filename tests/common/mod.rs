@@ -373,6 +373,22 @@ impl Fleet {
 
     /// A `nixops` command run as the fleet's user.
     pub fn nixops(&self, args: &[&str]) -> Command {
+        let mut cmd = self.nixops_command(args);
+        // As from a terminal, whatever the test run was started from: a
+        // background job of a script (`cmd &`) ignores SIGINT, and the tool
+        // keeps a signal ignored that it was started with ignoring.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                    libc::signal(s, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    fn nixops_command(&self, args: &[&str]) -> Command {
         let mut cmd = if self.names.is_empty() {
             Command::new(env!("CARGO_BIN_EXE_nixops"))
         } else {
