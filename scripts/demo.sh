@@ -19,11 +19,15 @@ trap cleanup EXIT
 
 echo "== starting test hosts proxy.example.com and git.example.com"
 bash tests/fleet/fleet.sh start "$fleet" proxy.example.com git.example.com >/dev/null
-cp demo/*.nix "$fleet/"
+# The network in a directory of its own, as in a project: the hosts' files
+# beside it would change between commands, which the evaluation cache must
+# count as a possible input.
+mkdir "$fleet/network"
+cp demo/*.nix "$fleet/network/"
 export NIXOPS_STATE="$fleet/state.nixops" NIX_PATH="nixpkgs=$repo/tests/nixpkgs"
 # Run nixops as a user whose ~/.ssh/config maps the two names to the hosts.
 nixops() { bash "$repo/tests/fleet/fleet.sh" run "$fleet" -- "$repo/target/release/nixops" "$@"; }
-cd "$fleet"
+cd "$fleet/network"
 run() { echo; echo "\$ nixops $*"; nixops "$@"; }
 
 run create network-staging.nix -d staging
