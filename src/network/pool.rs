@@ -213,6 +213,14 @@ async fn run_chunk(
         let mut said: Vec<String> = Vec::new();
         let mut restart = false;
         let mut failing = false;
+        // The worker's resident memory when last seen alive: by the time a
+        // machine's result is read, a worker that failed on the next one may
+        // have exited already.
+        let mut last_rss: Option<u64> = None;
+        let sample = |last: &mut Option<u64>| {
+            *last = rss(pid).or(*last);
+            *last
+        };
         loop {
             tokio::select! {
                 line = lines.next_segment() => {
@@ -220,6 +228,7 @@ async fn run_chunk(
                     let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
                     match parse(line) {
                         Line::Begin(n) => {
+                            sample(&mut last_rss);
                             current = Some(n);
                             said.clear();
                         }
@@ -237,7 +246,8 @@ async fn run_chunk(
                             }
                             first = false;
                             said.clear();
-                            let over = settings.max_rss.is_some_and(|max| rss(pid).is_some_and(|r| r > max));
+                            let now = sample(&mut last_rss);
+                            let over = settings.max_rss.is_some_and(|max| now.is_some_and(|r| r > max));
                             if over && !remaining.is_empty() {
                                 tracing::debug!("evaluation worker {pid} is past its memory limit: starting a new one");
                                 restart = true;
@@ -260,7 +270,8 @@ async fn run_chunk(
                     }
                 }
                 _ = tick.tick() => {
-                    let over = settings.max_rss.is_some_and(|max| rss(pid).is_some_and(|r| r > max));
+                    let now = sample(&mut last_rss);
+                    let over = settings.max_rss.is_some_and(|max| now.is_some_and(|r| r > max));
                     if over && !first {
                         tracing::debug!("evaluation worker {pid} is past its memory limit in the middle of a machine: starting a new one");
                         restart = true;
