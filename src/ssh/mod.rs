@@ -499,8 +499,8 @@ mod tests {
     fn build_host_destinations() {
         let t = Target::unpinned("builder", 5).unwrap();
         assert_eq!((t.destination(), t.port), ("builder".into(), None));
-        let t = Target::unpinned("nix@10.0.0.1", 5).unwrap();
-        assert_eq!((t.destination(), t.port), ("nix@10.0.0.1".into(), None));
+        let t = Target::unpinned("nix@127.0.0.2", 5).unwrap();
+        assert_eq!((t.destination(), t.port), ("nix@127.0.0.2".into(), None));
         let t = Target::unpinned("ssh://nix@b.example:2222", 5).unwrap();
         assert_eq!((t.destination(), t.port), ("nix@b.example".into(), Some(2222)));
         for bad in ["", "-oProxyCommand=x", "a b", "ssh://b:port", "u@"] {
