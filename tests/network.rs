@@ -158,3 +158,21 @@ fn non_root_target_user_with_privilege_escalation() {
     assert!(!log.contains("Accepted publickey for root"), "{log}");
     assert!(fleet.current_system("u2").is_empty());
 }
+
+#[test]
+fn non_machine_resources_are_refused_by_deploy_and_plan() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", "{ resources.sshKeyPairs.k = { }; m = { ... }: { }; }");
+    for args in [&["deploy"][..], &["plan"][..]] {
+        let r = fleet.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("resources.sshKeyPairs; non-machine resources are not supported"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // Nothing was touched.
+    assert_eq!(fleet.exported_toplevel("d", "m"), None);
+}

@@ -113,9 +113,6 @@ impl Failure {
                         _ => None,
                     };
                 }
-                if c.downcast_ref::<crate::ssh::HostKeyChanged>().is_some() {
-                    return Some(Kind::HostKeyChanged);
-                }
                 match c.downcast_ref::<Error>()? {
                     Error::NeedsReboot(_) => Some(Kind::NeedsReboot),
                     Error::Superseded => Some(Kind::Superseded),

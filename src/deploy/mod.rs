@@ -65,9 +65,10 @@ fn check_machine(name: &str, m: &MachineInfo) -> Result<Vec<String>> {
     keys::check_machine(name, m)
 }
 
-/// [`check_machine`] for every machine of a network evaluated at once
-/// (plan), before anything is touched; the warnings to show.
+/// [`check_resources`] and [`check_machine`] for a network evaluated at
+/// once (plan), before anything is touched; the warnings to show.
 fn check_supported(info: &NetworkInfo) -> Result<Vec<String>> {
+    check_resources(&info.resource_types)?;
     let mut warnings = Vec::new();
     for (name, m) in &info.machines {
         warnings.extend(check_machine(name, m)?);

@@ -462,6 +462,10 @@ impl<'a> Evaluator<'a> {
             network.unsupported.extend(m.unsupported.iter().cloned());
         }
         check_meta(&network)?;
-        Ok(NetworkInfo { network, machines })
+        Ok(NetworkInfo {
+            network,
+            resource_types: self.resource_types.clone(),
+            machines,
+        })
     }
 }

@@ -8,6 +8,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 pub struct NetworkInfo {
     pub network: NetworkMeta,
+    /// The types of its `resources.*` (none are supported).
+    #[serde(default)]
+    pub resource_types: Vec<String>,
     pub machines: BTreeMap<String, MachineInfo>,
 }
 

@@ -379,9 +379,6 @@ impl Network {
     ) -> Result<NetworkInfo> {
         let ev = Evaluator::new(self, files, opts, None).await?;
         check_apply_all(&ev.meta, filter)?;
-        if let Some(t) = ev.resource_types.first() {
-            bail!("the network declares resources.{t}; non-machine resources are not supported");
-        }
         let req = Request {
             include: filter.include_opt(),
             exclude: &filter.exclude,
