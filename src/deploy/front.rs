@@ -50,6 +50,9 @@ pub async fn run(
     arrived: UnboundedSender<(String, MachineInfo)>,
 ) -> (Vec<Machine>, Vec<build::Roots>) {
     let failed = |name: &str, f: Failure| fail(events, &mut outcomes.lock().expect("outcomes lock"), name, f);
+    let stopped = |name: &str, what: &'static str| {
+        stop(events, &mut outcomes.lock().expect("outcomes lock"), name, what)
+    };
     let mut open = true;
     let mut to_build: Vec<Machine> = Vec::new();
     let mut building: Option<BoxFuture<'_, Built>> = None;
@@ -96,12 +99,7 @@ pub async fn run(
                     if on_target(&m) && !has_path {
                         to_build_there.push_back(m);
                     } else if opts.build_only {
-                        stop(
-                            events,
-                            &mut outcomes.lock().expect("outcomes lock"),
-                            &m.name,
-                            "built",
-                        );
+                        stopped(&m.name, "built");
                     } else {
                         to_copy.push_back(m);
                     }
@@ -162,7 +160,7 @@ pub async fn run(
                 for m in batch {
                     match results.get(&m.name) {
                         Some(Ok(())) if opts.build_only => {
-                            stop(events, &mut outcomes.lock().expect("outcomes lock"), &m.name, "built");
+                            stopped(&m.name, "built");
                         }
                         Some(Ok(())) => built.push(m),
                         Some(Err(e)) => failed(&m.name, Failure::new(Stage::Build, e.clone())),
@@ -180,7 +178,7 @@ pub async fn run(
                         p.has_path = true;
                     }
                     if opts.build_only {
-                        stop(events, &mut outcomes.lock().expect("outcomes lock"), &m.name, "built");
+                        stopped(&m.name, "built");
                     } else {
                         to_copy.push_back(m);
                     }
@@ -190,7 +188,7 @@ pub async fn run(
             Some((m, r)) = copying.next(), if !copying.is_empty() => match r {
                 Ok(copy::Copied::Ready) => ready.push(m),
                 Ok(copy::Copied::AlreadyRunning) => {
-                    stop(events, &mut outcomes.lock().expect("outcomes lock"), &m.name, "already running it");
+                    stopped(&m.name, "already running it");
                 }
                 Err(e) => fail_machine(
                     ctx,

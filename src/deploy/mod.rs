@@ -228,7 +228,12 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
         }
         drop(mtx);
     };
-    let build_host = build_host(ctx, opts, true)?;
+    // Only what builds and copies needs the build host.
+    let build_host = if opts.create_only || opts.dry_run {
+        None
+    } else {
+        build_host(ctx, opts, true)?
+    };
     let front = async {
         if opts.create_only {
             drop(mrx);
