@@ -192,7 +192,11 @@ fn a_machines_file_spreads_the_build_over_nix_remote_builders() {
     }
     net += "}\n";
     fleet.create("d", &net);
-    // -j 0: nothing may be built here, so every build goes to the builders.
+    // All four in one build, for Nix to spread: from the evaluation cache
+    // (which a dry run fills) they come at once, where evaluated one by one
+    // the first could be built alone. -j 0: nothing may be built here, so
+    // every build goes to the builders.
+    fleet.ok(&["deploy", "--dry-run"]);
     let r = fleet.ok(&["deploy", "--build-only", "-j", "0"]);
     let out = fleet.ok(&["dump-nix-paths"]).stdout;
     let toplevels: Vec<&str> = out.lines().filter(|l| l.starts_with("/nix/store/")).collect();
