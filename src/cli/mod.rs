@@ -403,10 +403,7 @@ impl Global {
     /// How machines are evaluated; the cache lives beside a state file
     /// (for a database, in the user's cache directory).
     fn eval_opts(&self) -> Result<crate::nix::EvalOpts> {
-        let state_file = match state::Location::parse(self.state.as_deref().map(|p| p.as_os_str()))? {
-            state::Location::File { path, .. } => Some(path),
-            state::Location::Postgres(_) => None,
-        };
+        let state_file = state::file_of(self.state.as_deref().map(|p| p.as_os_str()))?;
         // The state file and its journals are no input of any evaluation,
         // though they may sit among the network's files.
         let skip = state_file

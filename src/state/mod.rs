@@ -240,40 +240,43 @@ pub enum Unlock {
     },
 }
 
-/// Where the state is: `-s`, `$NIXOPS_STATE` or `~/.nixops/deployments.nixops`.
-#[derive(Debug, Clone)]
-pub enum Location {
-    File {
-        path: PathBuf,
-        /// Named with -s or $NIXOPS_STATE (not the default file).
-        named: bool,
-    },
-    Postgres(Box<libpq::Target>),
+/// Where the state is, as `-s`, `$NIXOPS_STATE` or the default
+/// (`~/.nixops/deployments.nixops`) names it: a file, or a PostgreSQL URL
+/// (`postgresql://`, `postgres://`) or libpq's `key=value` connection
+/// string, not parsed yet (that reads libpq's variables and password file).
+enum Named {
+    File { path: PathBuf, named: bool },
+    Database(String),
 }
 
-impl Location {
-    /// A PostgreSQL URL (`postgresql://`, `postgres://`) or libpq's
-    /// `key=value` connection string, else a file path.
-    pub fn parse(arg: Option<&OsStr>) -> anyhow::Result<Location> {
-        let named = arg
-            .filter(|a| !a.is_empty())
-            .map(ToOwned::to_owned)
-            .or_else(|| std::env::var_os("NIXOPS_STATE").filter(|p| !p.is_empty()));
-        let Some(named) = named else {
-            let home = std::env::var_os("HOME").context("neither -s, $NIXOPS_STATE nor $HOME is set")?;
-            return Ok(Location::File {
-                path: PathBuf::from(home).join(".nixops/deployments.nixops"),
-                named: false,
-            });
-        };
-        match named.to_str().filter(|s| libpq::is_connection_string(s)) {
-            Some(s) => Ok(Location::Postgres(Box::new(libpq::Target::parse(s)?))),
-            None => Ok(Location::File {
-                path: PathBuf::from(named),
-                named: true,
-            }),
-        }
+fn named(arg: Option<&OsStr>) -> anyhow::Result<Named> {
+    let named = arg
+        .filter(|a| !a.is_empty())
+        .map(ToOwned::to_owned)
+        .or_else(|| std::env::var_os("NIXOPS_STATE").filter(|p| !p.is_empty()));
+    let Some(named) = named else {
+        let home = std::env::var_os("HOME").context("neither -s, $NIXOPS_STATE nor $HOME is set")?;
+        return Ok(Named::File {
+            path: PathBuf::from(home).join(".nixops/deployments.nixops"),
+            named: false,
+        });
+    };
+    match named.to_str().filter(|s| libpq::is_connection_string(s)) {
+        Some(s) => Ok(Named::Database(s.to_owned())),
+        None => Ok(Named::File {
+            path: PathBuf::from(named),
+            named: true,
+        }),
     }
+}
+
+/// The state file that `-s`, `$NIXOPS_STATE` or the default names; None
+/// when the state is in a database.
+pub fn file_of(arg: Option<&OsStr>) -> anyhow::Result<Option<PathBuf>> {
+    Ok(match named(arg)? {
+        Named::File { path, .. } => Some(path),
+        Named::Database(_) => None,
+    })
 }
 
 /// Opens the state: `-s`, `$NIXOPS_STATE` or the default file. A file named
@@ -283,8 +286,8 @@ impl Location {
 /// deployments. A PostgreSQL database must exist; its tables are made by
 /// `create` and `import` only.
 pub fn open(arg: Option<&OsStr>, access: Access) -> Result<StoreBox> {
-    match Location::parse(arg)? {
-        Location::File { path, named } => {
+    match named(arg)? {
+        Named::File { path, named } => {
             if !named && !path.exists() {
                 if access != Access::Create {
                     return Ok(Box::new(SqliteStore::empty(&path)?));
@@ -296,7 +299,10 @@ pub fn open(arg: Option<&OsStr>, access: Access) -> Result<StoreBox> {
             }
             Ok(Box::new(SqliteStore::open(&path, access)?))
         }
-        Location::Postgres(target) => Ok(Box::new(postgres::PgStore::open(&target, access)?)),
+        Named::Database(s) => Ok(Box::new(postgres::PgStore::open(
+            &libpq::Target::parse(&s)?,
+            access,
+        )?)),
     }
 }
 
