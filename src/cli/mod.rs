@@ -404,18 +404,6 @@ impl Global {
     /// (for a database, in the user's cache directory).
     fn eval_opts(&self) -> Result<crate::nix::EvalOpts> {
         let state_file = state::file_of(self.state.as_deref().map(|p| p.as_os_str()))?;
-        // The state file and its journals are no input of any evaluation,
-        // though they may sit among the network's files.
-        let skip = state_file
-            .iter()
-            .flat_map(|state| {
-                ["", "-journal", "-wal", "-shm"].iter().map(move |suffix| {
-                    let mut p = state.clone().into_os_string();
-                    p.push(suffix);
-                    PathBuf::from(p)
-                })
-            })
-            .collect();
         Ok(crate::nix::EvalOpts {
             jobs: self.eval_jobs,
             max_memory_mb: (self.eval_max_memory > 0).then_some(self.eval_max_memory),
@@ -424,7 +412,6 @@ impl Global {
             } else {
                 crate::network::cache_dir_for_state(state_file.as_deref())
             },
-            skip,
         })
     }
 }

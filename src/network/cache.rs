@@ -6,23 +6,25 @@
 //! An entry is reused only when, at once:
 //! - the run's key is the same: the tool and its Nix code, the Nix version,
 //!   the network's source (files, or a flake's locked URL and output),
-//!   arguments, search path, Nix options and configuration files, and the
-//!   environment variables evaluation reads (`NIX_PATH`, ...);
-//! - every file the machine's evaluation read, as Nix reported it
-//!   (evaluated files and sources copied to the store), has the digest it
-//!   had then;
-//! - what Nix does not report (files read by `builtins.readFile` and the
-//!   like) is unchanged under the network's directories (files.rs);
+//!   arguments, search path, Nix options and configuration files;
+//! - everything the machine's evaluation observed (trace.rs: every file it
+//!   opened, stat'ed, listed or followed a link of, every environment
+//!   variable it looked up) is as it was then;
 //! - the entry's own checksum holds, and its derivation is still in the
 //!   store and names the toplevel as an output.
+//!
+//! A machine whose evaluation observed what no digest can pin (a program
+//! run, the network, Nix's fetcher cache, the clock) is not cached; the
+//! file says why, for the next run's display.
 //!
 //! The file is replaced atomically (a new file renamed over it) under a
 //! lock, merged with what others wrote meanwhile; a file that does not
 //! parse is ignored (and replaced), never trusted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -30,26 +32,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::files::{self, Hasher, Sig};
+use super::trace::{Observed, Read};
 use super::{MachineInfo, NetworkMeta};
 
-const VERSION: u32 = 1;
-
-/// A file an evaluation read, as Nix reported it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Read {
-    /// `evaluating file '…'`: parsed and evaluated.
-    Evaluated(PathBuf),
-    /// `copied source '…' -> …`: added to the store as a path value.
-    Copied(PathBuf),
-}
-
-impl Read {
-    pub fn path(&self) -> &Path {
-        match self {
-            Read::Evaluated(p) | Read::Copied(p) => p,
-        }
-    }
-}
+const VERSION: u32 = 2;
 
 /// The network's own attributes and machine names, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,11 +46,10 @@ pub struct MetaValue {
 }
 
 /// One cached result and what it was evaluated from. `deps` index the
-/// file's table of (path, digest) pairs.
+/// file's table of (read, digest) pairs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry<T> {
     key: String,
-    net: String,
     deps: Vec<usize>,
     value: T,
     sum: String,
@@ -73,35 +58,44 @@ struct Entry<T> {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheFile {
     version: u32,
-    /// (path, digest) pairs the entries depend on.
-    deps: Vec<(PathBuf, String)>,
+    /// Mixed into environment variables' digests.
+    salt: String,
+    /// (read, digest) pairs the entries depend on (Read::key's form).
+    deps: Vec<(String, String)>,
     meta: Option<Entry<MetaValue>>,
     machines: BTreeMap<String, Entry<MachineInfo>>,
+    /// Machines last evaluated from what no digest can pin: why.
+    uncacheable: BTreeMap<String, String>,
     /// Stat signatures of files hashed before.
     sigs: BTreeMap<PathBuf, Sig>,
 }
 
-/// An entry with its dependencies resolved to (path, digest) pairs.
+/// An entry with its dependencies resolved to (read, digest) pairs.
 struct Resolved<T> {
     key: String,
-    net: String,
-    deps: Vec<(PathBuf, String)>,
+    deps: Vec<(String, String)>,
     value: T,
 }
 
-fn checksum<T: Serialize>(key: &str, net: &str, deps: &[(PathBuf, String)], value: &T) -> String {
-    let body = serde_json::to_string(&(key, net, deps, value)).expect("cache entries serialize");
+/// The digest of everything an evaluation observed, as the history records
+/// it ("~" first: the evaluation also observed what no digest can pin).
+fn inputs_digest(deps: &[(String, String)], pinned: bool) -> String {
+    let body = serde_json::to_string(deps).expect("pairs serialize");
+    let d = hex::encode(Sha256::digest(body.as_bytes()));
+    if pinned { d } else { format!("~{d}") }
+}
+
+fn checksum<T: Serialize>(key: &str, deps: &[(String, String)], value: &T) -> String {
+    let body = serde_json::to_string(&(key, deps, value)).expect("cache entries serialize");
     hex::encode(Sha256::digest(body.as_bytes()))
 }
 
 impl CacheFile {
     fn resolve<T: Clone + Serialize>(&self, e: &Entry<T>) -> Option<Resolved<T>> {
-        let deps: Option<Vec<(PathBuf, String)>> =
-            e.deps.iter().map(|i| self.deps.get(*i).cloned()).collect();
+        let deps: Option<Vec<(String, String)>> = e.deps.iter().map(|i| self.deps.get(*i).cloned()).collect();
         let deps = deps?;
-        (checksum(&e.key, &e.net, &deps, &e.value) == e.sum).then(|| Resolved {
+        (checksum(&e.key, &deps, &e.value) == e.sum).then(|| Resolved {
             key: e.key.clone(),
-            net: e.net.clone(),
             deps,
             value: e.value.clone(),
         })
@@ -111,8 +105,8 @@ impl CacheFile {
 /// Builds a file from resolved entries: one table of pairs for all.
 #[derive(Default)]
 struct Builder {
-    index: BTreeMap<(PathBuf, String), usize>,
-    deps: Vec<(PathBuf, String)>,
+    index: BTreeMap<(String, String), usize>,
+    deps: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -128,9 +122,8 @@ impl Builder {
             })
             .collect();
         Entry {
-            sum: checksum(&r.key, &r.net, &r.deps, &r.value),
+            sum: checksum(&r.key, &r.deps, &r.value),
             key: r.key,
-            net: r.net,
             deps: ids,
             value: r.value,
         }
@@ -144,11 +137,10 @@ pub enum Miss {
     New,
     /// The tool, Nix, the source, arguments or settings changed.
     Settings,
-    /// A file it read changed.
-    Changed(PathBuf),
-    /// Something under the network's directories that Nix does not report
-    /// changed.
-    Unreported,
+    /// Something it read changed.
+    Changed(Read),
+    /// Its evaluation observed what no digest can pin.
+    Uncacheable(String),
     /// Its toplevel was not evaluated then, or its derivation is gone.
     NoToplevel,
 }
@@ -158,8 +150,8 @@ impl std::fmt::Display for Miss {
         match self {
             Miss::New => write!(f, "not in the cache"),
             Miss::Settings => write!(f, "settings changed"),
-            Miss::Changed(p) => write!(f, "{} changed", p.display()),
-            Miss::Unreported => write!(f, "a file in the network's directory changed"),
+            Miss::Changed(r) => write!(f, "{r} changed"),
+            Miss::Uncacheable(why) => write!(f, "never cached: {why}"),
             Miss::NoToplevel => write!(f, "no toplevel cached"),
         }
     }
@@ -169,37 +161,17 @@ impl std::fmt::Display for Miss {
 pub struct Cache {
     path: PathBuf,
     key: String,
-    /// Watched for what Nix does not report: the network's directories,
-    /// less these.
-    roots: Vec<PathBuf>,
-    skip: Vec<PathBuf>,
-    /// The unreported files' digest now, counting as reported the files
-    /// the entries depend on (their changes count for their readers only).
-    net: String,
     file: CacheFile,
     hasher: Hasher,
+    /// Files known to name `currentTime`, or not.
+    clock: HashMap<PathBuf, bool>,
     /// The entries found valid in this run (the meta as "").
     hits: BTreeSet<String>,
     /// What this run evaluated, to be saved.
-    new_meta: Option<Resolved<MetaValue>>,
-    new_machines: BTreeMap<String, Resolved<MachineInfo>>,
+    new_meta: Option<Result<Resolved<MetaValue>, String>>,
+    new_machines: BTreeMap<String, Result<Resolved<MachineInfo>, String>>,
     /// The machines of the network now (others are dropped on save).
     names: Option<BTreeSet<String>>,
-}
-
-fn unreported(
-    hasher: &mut Hasher,
-    roots: &[PathBuf],
-    skip: &[PathBuf],
-    reported: &BTreeSet<PathBuf>,
-) -> Result<String, String> {
-    files::unreported(hasher, roots, skip, reported).map_err(|root| {
-        format!(
-            "{} holds more than {} files, too many to watch for files read by builtins.readFile and the like",
-            root.display(),
-            files::MAX_TREE_ENTRIES
-        )
-    })
 }
 
 /// Where a deployment's cache lives: `eval-cache/` beside the state file,
@@ -221,66 +193,74 @@ pub fn dir_for_state(state_file: Option<&Path>) -> Option<PathBuf> {
 
 impl Cache {
     /// Opens the cache of deployment `uuid` in `dir` for a run whose
-    /// settings digest to `key`; `roots` are watched for unreported reads.
-    /// Err: the cache cannot be used for this run (why, for a note).
-    pub fn open(
-        dir: &Path,
-        uuid: &str,
-        key: String,
-        roots: &[PathBuf],
-        skip: &[PathBuf],
-    ) -> Result<Cache, String> {
+    /// settings digest to `key`.
+    pub fn open(dir: &Path, uuid: &str, key: String) -> Cache {
         let path = dir.join(format!("{uuid}.json"));
-        let file = load(&path);
-        let mut hasher = Hasher::new(file.sigs.clone());
-        let mut skip = skip.to_vec();
-        skip.push(dir.to_owned());
-        let reported = file.deps.iter().map(|(p, _)| p.clone()).collect();
-        let net = unreported(&mut hasher, roots, &skip, &reported)?;
-        Ok(Cache {
+        let mut file = load(&path);
+        if file.salt.is_empty() {
+            file.salt = uuid::Uuid::new_v4().simple().to_string();
+        }
+        let hasher = Hasher::new(file.sigs.clone(), file.salt.clone());
+        Cache {
             path,
             key,
-            roots: roots.to_vec(),
-            skip,
-            net,
             file,
             hasher,
+            clock: HashMap::new(),
             hits: BTreeSet::new(),
             new_meta: None,
             new_machines: BTreeMap::new(),
             names: None,
-        })
+        }
     }
 
-    fn check<T: Clone + Serialize>(&mut self, e: Option<&Entry<T>>) -> Result<T, Miss> {
+    /// An evaluation begins: what changes from now on may not be what it
+    /// saw.
+    pub fn evaluation_starts(&mut self) {
+        self.hasher.evaluation_starts();
+    }
+
+    /// A valid entry's value and inputs digest.
+    fn check<T: Clone + Serialize>(&mut self, e: Option<&Entry<T>>) -> Result<(T, String), Miss> {
         let r = e.and_then(|e| self.file.resolve(e)).ok_or(Miss::New)?;
         if r.key != self.key {
             return Err(Miss::Settings);
         }
-        for (p, d) in &r.deps {
-            if self.hasher.current(p) != *d {
-                return Err(Miss::Changed(p.clone()));
+        for (k, d) in &r.deps {
+            let read = Read::from_key(k).ok_or(Miss::New)?;
+            if self.hasher.current(&read) != *d {
+                return Err(Miss::Changed(read));
             }
         }
-        if r.net != self.net {
-            return Err(Miss::Unreported);
-        }
-        Ok(r.value)
+        Ok((r.value, inputs_digest(&r.deps, true)))
+    }
+
+    fn never(&self, name: &str) -> Option<Miss> {
+        self.file
+            .uncacheable
+            .get(name)
+            .map(|why| Miss::Uncacheable(why.clone()))
     }
 
     pub fn meta(&mut self) -> Result<MetaValue, Miss> {
+        if let Some(m) = self.never("") {
+            return Err(m);
+        }
         let e = self.file.meta.clone();
-        let v = self.check(e.as_ref())?;
+        let (v, _) = self.check(e.as_ref())?;
         self.hits.insert(String::new());
         Ok(v)
     }
 
-    /// The machine's cached result, with its toplevel only while its
-    /// derivation is in the store; with `toplevel`, a result without one is
-    /// a miss.
-    pub fn machine(&mut self, name: &str, toplevel: bool) -> Result<MachineInfo, Miss> {
+    /// The machine's cached result and its inputs digest, with its toplevel
+    /// only while its derivation is in the store; with `toplevel`, a result
+    /// without one is a miss.
+    pub fn machine(&mut self, name: &str, toplevel: bool) -> Result<(MachineInfo, String), Miss> {
+        if let Some(m) = self.never(name) {
+            return Err(m);
+        }
         let e = self.file.machines.get(name).cloned();
-        let mut info = self.check(e.as_ref())?;
+        let (mut info, inputs) = self.check(e.as_ref())?;
         self.hits.insert(name.to_owned());
         let valid = match (&info.drv_path, &info.toplevel) {
             (Some(drv), Some(out)) => derivation_has_output(drv, out),
@@ -293,28 +273,45 @@ impl Cache {
             info.toplevel = None;
             info.drv_path = None;
         }
-        Ok(info)
+        Ok((info, inputs))
     }
 
-    fn resolved<T>(&mut self, reads: &[Read], value: T) -> Resolved<T> {
-        let mut paths: Vec<&Path> = reads.iter().map(Read::path).collect();
-        paths.sort();
-        paths.dedup();
-        let deps = paths
-            .into_iter()
-            .map(|p| (p.to_owned(), self.hasher.current(p)))
+    /// What an evaluation observed, as an entry, or Err(why) when it cannot
+    /// be cached; and its inputs digest either way.
+    fn resolved<T>(&mut self, seen: &Observed, value: T) -> (Result<Resolved<T>, String>, String) {
+        let deps: Vec<(String, String)> = seen
+            .reads
+            .iter()
+            .map(|r| (r.key(), self.hasher.current(r)))
             .collect();
-        Resolved {
-            key: self.key.clone(),
-            net: self.net.clone(),
-            deps,
-            value,
+        let clock = || {
+            seen.opened
+                .iter()
+                .find(|p| files::reads_the_clock(p, &mut self.clock))
+                .map(|p| {
+                    format!(
+                        "{} names builtins.currentTime, which no digest can pin",
+                        p.display()
+                    )
+                })
+        };
+        match seen.uncacheable.clone().or_else(clock) {
+            Some(why) => (Err(why), inputs_digest(&deps, false)),
+            None => {
+                let inputs = inputs_digest(&deps, true);
+                let r = Resolved {
+                    key: self.key.clone(),
+                    deps,
+                    value,
+                };
+                (Ok(r), inputs)
+            }
         }
     }
 
-    pub fn record_meta(&mut self, reads: &[Read], value: MetaValue) {
+    pub fn record_meta(&mut self, seen: &Observed, value: MetaValue) {
         self.names = Some(value.names.iter().cloned().collect());
-        self.new_meta = Some(self.resolved(reads, value));
+        self.new_meta = Some(self.resolved(seen, value).0);
     }
 
     /// The network's machines are these (a cache hit on the meta).
@@ -322,9 +319,13 @@ impl Cache {
         self.names = Some(names.iter().cloned().collect());
     }
 
-    pub fn record(&mut self, name: &str, reads: &[Read], info: MachineInfo) {
-        let r = self.resolved(reads, info);
+    /// Records a machine's result; its inputs digest, and why it cannot
+    /// be cached if so.
+    pub fn record(&mut self, name: &str, seen: &Observed, info: MachineInfo) -> (String, Option<String>) {
+        let (r, inputs) = self.resolved(seen, info);
+        let why = r.as_ref().err().cloned();
         self.new_machines.insert(name.to_owned(), r);
+        (inputs, why)
     }
 
     /// Writes what this run learned, merged with the file as it is now
@@ -336,6 +337,8 @@ impl Cache {
             .expect("a cache file has a directory")
             .to_owned();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Entries name files and hold deployment options: the owner's only.
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         let lock_path = self.path.with_extension("lock");
         let lock = OpenOptions::new()
             .create(true)
@@ -346,59 +349,65 @@ impl Cache {
         lock.lock()
             .with_context(|| format!("cannot lock {}", lock_path.display()))?;
         let now = load(&self.path);
-        // What is kept: ours, and what the file has now for the others.
-        let valid = |name: &str| self.hits.contains(name);
-        let mut meta = match self.new_meta.take() {
-            Some(m) => Some((m, true)),
-            None => now
-                .meta
-                .as_ref()
-                .and_then(|e| now.resolve(e))
-                .map(|m| (m, valid(""))),
+        // Another run's salt wins: its entries' digests were made with it.
+        if !now.salt.is_empty() && now.salt != self.file.salt {
+            self.new_meta = None;
+            self.new_machines.clear();
+        }
+        let salt = if now.salt.is_empty() {
+            self.file.salt.clone()
+        } else {
+            now.salt.clone()
         };
+        let mut uncacheable = now.uncacheable.clone();
+        let mut meta = now.meta.as_ref().and_then(|e| now.resolve(e));
+        match self.new_meta.take() {
+            Some(Ok(m)) => {
+                uncacheable.remove("");
+                meta = Some(m);
+            }
+            Some(Err(why)) => {
+                uncacheable.insert(String::new(), why);
+                meta = None;
+            }
+            None => {}
+        }
         let mut machines = BTreeMap::new();
         for (name, e) in &now.machines {
-            let keep = self.names.as_ref().is_none_or(|n| n.contains(name));
-            if keep
-                && !self.new_machines.contains_key(name)
-                && let Some(r) = now.resolve(e)
-            {
-                machines.insert(name.clone(), (r, valid(name)));
+            if let Some(r) = now.resolve(e) {
+                machines.insert(name.clone(), r);
             }
         }
         for (name, r) in std::mem::take(&mut self.new_machines) {
-            machines.insert(name, (r, true));
-        }
-        // The entries valid now get the unreported files' digest that the
-        // next run will compute, with the files they depend on now.
-        let meta_deps = meta.iter().flat_map(|(r, _)| &r.deps);
-        let reported: BTreeSet<PathBuf> = meta_deps
-            .chain(machines.values().flat_map(|(r, _)| &r.deps))
-            .map(|(p, _)| p.clone())
-            .collect();
-        match unreported(&mut self.hasher, &self.roots, &self.skip, &reported) {
-            Ok(net) => {
-                let nets = meta.iter_mut().map(|(r, v)| (&mut r.net, *v));
-                for (n, now_valid) in nets.chain(machines.values_mut().map(|(r, v)| (&mut r.net, *v))) {
-                    if now_valid {
-                        *n = net.clone();
-                    }
+            match r {
+                Ok(r) => {
+                    uncacheable.remove(&name);
+                    machines.insert(name, r);
+                }
+                Err(why) => {
+                    machines.remove(&name);
+                    uncacheable.insert(name, why);
                 }
             }
-            Err(_) => machines.clear(),
+        }
+        if let Some(names) = &self.names {
+            machines.retain(|n, _| names.contains(n));
+            uncacheable.retain(|n, _| n.is_empty() || names.contains(n));
         }
         let mut b = Builder::default();
-        let meta = meta.map(|(m, _)| b.entry(m));
-        let machines = machines.into_iter().map(|(n, (r, _))| (n, b.entry(r))).collect();
+        let meta = meta.map(|m| b.entry(m));
+        let machines = machines.into_iter().map(|(n, r)| (n, b.entry(r))).collect();
         // Signatures of files that still exist (ours are the newest).
         let mut sigs = now.sigs.clone();
         sigs.extend(std::mem::take(&mut self.hasher.sigs));
         sigs.retain(|p, _| p.exists());
         let file = CacheFile {
             version: VERSION,
+            salt,
             deps: b.deps,
             meta,
             machines,
+            uncacheable,
             sigs,
         };
         let json = serde_json::to_vec(&file)?;
@@ -469,8 +478,22 @@ mod tests {
         v
     }
 
+    fn seen(reads: &[Read]) -> Observed {
+        Observed {
+            reads: reads.iter().cloned().collect(),
+            opened: reads
+                .iter()
+                .filter_map(|r| match r {
+                    Read::Follow(p) => Some(p.clone()),
+                    _ => None,
+                })
+                .collect(),
+            uncacheable: None,
+        }
+    }
+
     #[test]
-    fn entries_hit_until_a_file_they_read_changes() {
+    fn entries_hit_until_something_they_read_changes() {
         let dir = tempfile::tempdir().unwrap();
         let net = dir.path().join("net");
         std::fs::create_dir(&net).unwrap();
@@ -478,22 +501,33 @@ mod tests {
         std::fs::write(&a, "a").unwrap();
         std::fs::write(&b, "b").unwrap();
         let cache_dir = dir.path().join("cache");
-        let roots = vec![net.clone()];
-        let open = |key: &str| Cache::open(&cache_dir, "u", key.to_owned(), &roots, &[]).unwrap();
+        let open = |key: &str| Cache::open(&cache_dir, "u", key.to_owned());
 
         let mut c = open("k");
         assert_eq!(c.machine("a", false).unwrap_err(), Miss::New);
-        c.record("a", &[Read::Evaluated(a.clone())], info(None));
+        let (inputs_a, why) = c.record("a", &seen(&[Read::Follow(a.clone())]), info(None));
+        assert_eq!(why, None);
+        let env = Read::Env("NIXOPS_CACHE_TEST_VAR".into());
         c.record(
             "b",
-            &[Read::Evaluated(b.clone()), Read::Evaluated(a.clone())],
+            &seen(&[Read::Follow(b.clone()), Read::Follow(a.clone()), env.clone()]),
             info(None),
         );
+        let mut git = seen(&[Read::Follow(a.clone())]);
+        git.uncacheable = Some("it runs /usr/bin/git".into());
+        let (inputs_c, why) = c.record("c", &git, info(None));
+        assert!(why.is_some());
+        // The same reads, but something unpinned besides.
+        assert_eq!(inputs_c, format!("~{inputs_a}"));
         c.save().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&cache_dir), 0o700);
+        assert_eq!(mode(&cache_dir.join("u.json")), 0o600);
 
         let mut c = open("k");
-        assert!(c.machine("a", false).is_ok());
+        assert_eq!(c.machine("a", false).unwrap().1, inputs_a);
         assert!(c.machine("b", false).is_ok());
+        assert!(matches!(c.machine("c", false), Err(Miss::Uncacheable(w)) if w.contains("git")));
         // No toplevel was recorded.
         assert_eq!(c.machine("a", true).unwrap_err(), Miss::NoToplevel);
         assert_eq!(open("other").machine("a", false).unwrap_err(), Miss::Settings);
@@ -501,11 +535,21 @@ mod tests {
         std::fs::write(&b, "b2").unwrap();
         let mut c = open("k");
         assert!(c.machine("a", false).is_ok());
-        assert_eq!(c.machine("b", false).unwrap_err(), Miss::Changed(b.clone()));
+        assert_eq!(
+            c.machine("b", false).unwrap_err(),
+            Miss::Changed(Read::Follow(b.clone()))
+        );
+        std::fs::write(&b, "b").unwrap();
+        unsafe { std::env::set_var("NIXOPS_CACHE_TEST_VAR", "1") };
+        assert_eq!(open("k").machine("b", false).unwrap_err(), Miss::Changed(env));
+        unsafe { std::env::remove_var("NIXOPS_CACHE_TEST_VAR") };
 
-        // A file Nix does not report changes: everything is evaluated anew.
-        std::fs::write(net.join("motd.txt"), "hi").unwrap();
-        assert_eq!(open("k").machine("a", false).unwrap_err(), Miss::Unreported);
+        // A file that names the clock is never cached.
+        let t = net.join("t.nix");
+        std::fs::write(&t, "builtins.currentTime").unwrap();
+        let mut c = open("k");
+        let err = c.record("t", &seen(&[Read::Follow(t)]), info(None)).1.unwrap();
+        assert!(err.contains("currentTime"), "{err}");
     }
 
     #[test]
@@ -514,9 +558,9 @@ mod tests {
         let f = dir.path().join("a.nix");
         std::fs::write(&f, "a").unwrap();
         let cache_dir = dir.path().join("cache");
-        let open = || Cache::open(&cache_dir, "u", "k".into(), &[], &[]).unwrap();
+        let open = || Cache::open(&cache_dir, "u", "k".into());
         let mut c = open();
-        c.record("a", &[Read::Evaluated(f.clone())], info(None));
+        c.record("a", &seen(&[Read::Follow(f.clone())]), info(None));
         c.save().unwrap();
         let path = cache_dir.join("u.json");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -533,10 +577,10 @@ mod tests {
         let mut c = open();
         let mut i = info(Some("/nix/store/00000000000000000000000000000000-x"));
         i.drv_path = Some("/nix/store/00000000000000000000000000000000-x.drv".into());
-        c.record("a", &[], i);
+        c.record("a", &seen(&[]), i);
         c.save().unwrap();
         assert_eq!(open().machine("a", true).unwrap_err(), Miss::NoToplevel);
-        assert_eq!(open().machine("a", false).unwrap().toplevel, None);
+        assert_eq!(open().machine("a", false).unwrap().0.toplevel, None);
     }
 
     #[test]

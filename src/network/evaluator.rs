@@ -12,8 +12,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use super::cache::{self, Cache, MetaValue, Miss, Read};
+use super::cache::{self, Cache, MetaValue, Miss};
 use super::pool::{self, Report};
+use super::trace::Observed;
 use super::{
     Call, EVAL_MACHINE_INFO, HIVE, KEYS, MachineInfo, Network, NetworkInfo, NetworkMeta, NixFiles, OPTIONS,
     Resolved, Selector, check_machine_name, check_meta, files,
@@ -51,6 +52,9 @@ pub struct Evaluated {
     pub name: String,
     /// Nix's error when it failed.
     pub result: Result<MachineInfo, String>,
+    /// The digest of everything its evaluation observed (cache.rs), when
+    /// the cache is on.
+    pub inputs: Option<String>,
 }
 
 /// A network ready to have its machines evaluated.
@@ -138,14 +142,24 @@ fn is_url_entry(entry: &str) -> bool {
     value.contains("://") || value.starts_with("channel:") || value.starts_with("flake:")
 }
 
-async fn nix_version() -> Result<String> {
+/// Nix's version; with `files`, also whether the evaluation trace loads
+/// into Nix (it does not into a statically linked one).
+async fn nix_version(files: Option<&NixFiles>) -> Result<(String, bool)> {
     let mut cmd = process::command("nix-instantiate");
     cmd.arg("--version");
+    let trace = files.and_then(|f| Some((f.trace_file()?, f.shim.as_ref()?)));
+    if let Some((file, shim)) = &trace {
+        super::trace::enable(&mut cmd, shim, file);
+    }
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     if !out.success() {
         bail!("nix-instantiate --version failed: {}", out.last_error());
     }
-    Ok(out.stdout.trim().to_owned())
+    let traced = match (files, &trace) {
+        (Some(f), Some((file, _))) => f.observed(file).uncacheable.is_none(),
+        _ => false,
+    };
+    Ok((out.stdout.trim().to_owned(), traced))
 }
 
 impl<'a> Evaluator<'a> {
@@ -195,9 +209,9 @@ impl<'a> Evaluator<'a> {
                 v
             }
             _ => {
-                let (value, reads) = ev.evaluate_meta().await?;
+                let (value, seen) = ev.evaluate_meta(cache.as_mut()).await?;
                 if let Some(c) = cache.as_mut() {
-                    c.record_meta(&reads, value.clone());
+                    c.record_meta(&seen, value.clone());
                 }
                 value
             }
@@ -241,26 +255,48 @@ impl<'a> Evaluator<'a> {
                 "the Nix search path entry ‘{url}’ is a URL, whose content Nix may fetch anew at any time"
             ));
         }
-        let key = self.key().await.map_err(|e| format!("{e:#}"))?;
-        let roots = match &self.resolved {
-            // A flake's locked URL (in the key) covers all it can read.
-            Resolved::Flake { .. } => Vec::new(),
-            Resolved::Files(paths) => files::roots_of(paths),
-        };
-        Cache::open(dir, &self.network.uuid, key, &roots, &self.opts.eval.skip).map(Some)
+        let (key, traced) = self.key().await.map_err(|e| format!("{e:#}"))?;
+        if self.traced() && !traced {
+            return Err(
+                "what Nix reads while it evaluates cannot be observed here (the evaluation trace does not load into nix-instantiate: a statically linked Nix, or not Linux)"
+                    .into(),
+            );
+        }
+        Ok(Some(Cache::open(dir, &self.network.uuid, key)))
     }
 
-    async fn key(&self) -> Result<String> {
+    /// Whether evaluations are traced for the cache: all but pure flakes,
+    /// whose locked URL (in the key) covers all they can read.
+    fn traced(&self) -> bool {
+        matches!(self.resolved, Resolved::Files(_)) || self.opts.impure
+    }
+
+    /// A trace file for an evaluation, when the cache is on and wants one.
+    fn trace_file(&self, cache: bool) -> Option<std::path::PathBuf> {
+        (cache && self.traced())
+            .then(|| self.files.trace_file())
+            .flatten()
+    }
+
+    /// What an evaluation that wrote `trace` observed (nothing to observe
+    /// for a pure flake).
+    fn observed(&self, trace: Option<&std::path::Path>) -> Observed {
+        trace.map(|t| self.files.observed(t)).unwrap_or_default()
+    }
+
+    /// The run's key, and whether the evaluation trace works.
+    async fn key(&self) -> Result<(String, bool)> {
         let mut config = Vec::new();
         let mut hasher = files::Hasher::default();
         for f in config_files() {
-            let d = hasher.current(&f);
+            let d = hasher.current(&super::trace::Read::Follow(f.clone()));
             config.push((f, d));
         }
+        let (nix, traced) = nix_version(self.traced().then_some(self.files)).await?;
         let parts = KeyParts {
             tool: env!("CARGO_PKG_VERSION"),
             nix_code: cache::run_key(&(EVAL_MACHINE_INFO, OPTIONS, KEYS, HIVE)),
-            nix: nix_version().await?,
+            nix,
             source: match &self.resolved {
                 Resolved::Files(paths) => serde_json::to_string(paths)?,
                 Resolved::Flake { attr, locked, .. } => format!("{locked}#{attr}"),
@@ -276,16 +312,22 @@ impl<'a> Evaluator<'a> {
             env: ENV.iter().map(|v| (*v, std::env::var(v).ok())).collect(),
             config_files: config,
         };
-        Ok(cache::run_key(&parts))
+        Ok((cache::run_key(&parts), traced))
     }
 
-    async fn evaluate_meta(&self) -> Result<(MetaValue, Vec<Read>)> {
+    async fn evaluate_meta(&self, cache: Option<&mut Cache>) -> Result<(MetaValue, Observed)> {
         let mut call = Call::new("meta");
-        call.report_reads = true;
+        call.trace = self.trace_file(cache.is_some());
+        let trace = call.trace.clone();
+        if let Some(c) = cache {
+            c.evaluation_starts();
+        }
         let out = self
             .network
             .run_resolved(&self.resolved, self.files, self.opts, call)
-            .await?;
+            .await;
+        let seen = self.observed(trace.as_deref());
+        let out = out?;
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Meta {
@@ -295,22 +337,14 @@ impl<'a> Evaluator<'a> {
         }
         let m: Meta =
             serde_json::from_str(&out.stdout).context("cannot parse the network's evaluation result")?;
-        let reads = self.reads(out.stderr.iter().filter_map(|l| pool::read_of(l)));
         Ok((
             MetaValue {
                 network: m.network,
                 resource_types: m.resource_types,
                 names: m.machine_names,
             },
-            reads,
+            seen,
         ))
-    }
-
-    /// The reads worth keeping: not the tool's own Nix files (written to a
-    /// new directory every run; the key covers them).
-    fn reads(&self, reads: impl Iterator<Item = Read>) -> Vec<Read> {
-        let own = self.files.dir();
-        reads.filter(|r| !r.path().starts_with(own)).collect()
     }
 
     /// Evaluates the machines as `req` asks, sending each result to `tx` as
@@ -332,12 +366,13 @@ impl<'a> Evaluator<'a> {
                 None => Err(None),
             };
             match hit {
-                Ok(info) => {
+                Ok((info, inputs)) => {
                     done += 1;
                     progress(done, name, true, None);
                     let _ = tx.send(Evaluated {
                         name: name.clone(),
                         result: Ok(info),
+                        inputs: Some(inputs),
                     });
                 }
                 Err(_) if req.evaluate.is_some_and(|only| !only.contains(name)) => {}
@@ -352,6 +387,11 @@ impl<'a> Evaluator<'a> {
         let why: std::collections::BTreeMap<String, String> = todo
             .iter()
             .filter_map(|(n, m)| Some((n.clone(), m.as_ref()?.to_string())))
+            .collect();
+        let known_uncacheable: std::collections::BTreeSet<String> = todo
+            .iter()
+            .filter(|(_, m)| matches!(m, Some(Miss::Uncacheable(_))))
+            .map(|(n, _)| n.clone())
             .collect();
         let names: Vec<String> = todo.into_iter().map(|(n, _)| n).collect();
         if !names.is_empty() {
@@ -371,6 +411,11 @@ impl<'a> Evaluator<'a> {
                 serde_json::to_string(&req.include).expect("selectors serialize"),
                 serde_json::to_string(req.exclude).expect("selectors serialize"),
             );
+            // Each process's trace, by its (one) machine.
+            let traces: Mutex<std::collections::HashMap<String, std::path::PathBuf>> = Mutex::default();
+            if let Some(c) = cache.as_mut() {
+                c.evaluation_starts();
+            }
             let command = |chunk: &[String]| {
                 let mut call = Call::new("machines")
                     .str(
@@ -381,7 +426,13 @@ impl<'a> Evaluator<'a> {
                     .str("excludeJSON", selectors.1.clone())
                     .str("toplevelsJSON", req.toplevels.to_string());
                 call.instantiate = req.toplevels;
-                call.report_reads = true;
+                call.trace = self.trace_file(record);
+                if let (Some(t), [name]) = (&call.trace, chunk) {
+                    traces
+                        .lock()
+                        .expect("traces lock")
+                        .insert(name.clone(), t.clone());
+                }
                 self.network.command(&self.resolved, self.files, self.opts, &call)
             };
             let (rtx, mut rx) = unbounded_channel();
@@ -396,15 +447,25 @@ impl<'a> Evaluator<'a> {
                             (None, Some(m)) => tracing::debug!("{m}> {line}"),
                             (None, None) => tracing::debug!("{line}"),
                         },
-                        Report::Done { name, result, reads } => {
-                            if let (Some(c), Ok(info), Some(reads)) = (cache.as_mut(), &result, reads) {
-                                c.record(&name, &self.reads(reads.into_iter()), (**info).clone());
+                        Report::Done { name, result } => {
+                            let trace = traces.lock().expect("traces lock").remove(&name);
+                            let seen = self.observed(trace.as_deref());
+                            let mut inputs = None;
+                            if let (Some(c), Ok(info)) = (cache.as_mut(), &result) {
+                                let (digest, uncacheable) = c.record(&name, &seen, (**info).clone());
+                                inputs = Some(digest);
+                                if let (Some(why), Some(e)) = (uncacheable, self.events)
+                                    && !known_uncacheable.contains(&name)
+                                {
+                                    e.log(Some(&name), format!("its result is not cached: {why}"));
+                                }
                             }
                             done += 1;
                             progress(done, &name, false, why.get(&name).cloned());
                             let _ = tx.send(Evaluated {
                                 name,
                                 result: result.map(|i| *i),
+                                inputs,
                             });
                         }
                     }
@@ -421,8 +482,8 @@ impl<'a> Evaluator<'a> {
 
     /// A cache hit that serves `req`: with toplevels asked for, a selected
     /// machine's must be cached; an unselected machine's is left out.
-    fn lookup(&self, c: &mut Cache, name: &str, req: &Request<'_>) -> Result<MachineInfo, Miss> {
-        let mut info = c.machine(name, false)?;
+    fn lookup(&self, c: &mut Cache, name: &str, req: &Request<'_>) -> Result<(MachineInfo, String), Miss> {
+        let (mut info, inputs) = c.machine(name, false)?;
         if req.toplevels {
             if req.selects(name, &info.tags) {
                 if info.drv_path.is_none() {
@@ -433,7 +494,7 @@ impl<'a> Evaluator<'a> {
                 info.drv_path = None;
             }
         }
-        Ok(info)
+        Ok((info, inputs))
     }
 
     /// Every machine's result (those `req` has evaluated or the cache

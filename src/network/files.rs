@@ -1,14 +1,17 @@
-//! What the files an evaluation read look like now: a digest per path
-//! (content, directory tree, link target, absence), memoized for the run and
-//! remembered between runs by their stat signature, as git's index does, so
-//! an unchanged file is stat'ed, not read.
+//! What an evaluation read looks like now: a digest per path (content,
+//! type, link target, entries, absence) or environment variable, memoized
+//! for the run; files' content digests are remembered between runs by
+//! their stat signature, as git's index does, so an unchanged file is
+//! stat'ed, not read.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::trace::Read;
 
 /// A file's stat signature and the content digest it had with it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -21,15 +24,25 @@ pub struct Sig {
     digest: String,
 }
 
-/// Entries a directory walk may visit before giving up (see [`Hasher::tree`]).
-pub const MAX_TREE_ENTRIES: usize = 20_000;
-
-/// Digests of paths as they are now.
-#[derive(Default)]
+/// Digests of what evaluations read, as it is now.
 pub struct Hasher {
     /// Signatures known from earlier runs (and this one).
     pub sigs: BTreeMap<PathBuf, Sig>,
-    memo: HashMap<PathBuf, String>,
+    /// Mixed into environment variables' digests, so the cache file tells
+    /// nothing of their values.
+    salt: String,
+    memo: HashMap<Read, String>,
+    /// Paths changed after this (in ns since the epoch) are too new to
+    /// trust: an evaluation that began before may have seen them as they
+    /// were. Digests taken before any evaluation began are safe (Nix saw
+    /// them or a newer version, so a change shows as a miss).
+    settled_before: i128,
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher::new(BTreeMap::new(), String::new())
+    }
 }
 
 fn hex_digest(bytes: &[u8]) -> String {
@@ -47,52 +60,93 @@ fn now_nanos() -> i128 {
     d.as_nanos() as i128
 }
 
+/// How long after a change a file's signature is trusted (file systems
+/// with coarse timestamps may not show a second change within this).
+const SETTLED: i128 = 2_000_000_000;
+
+/// How far a file's change time may lag the moment of the change (Linux
+/// stamps files from a clock that ticks every few milliseconds).
+const CLOCK_LAG: i128 = 50_000_000;
+
 /// Under /nix/store: immutable while it exists.
 pub fn in_store(p: &Path) -> bool {
     p.starts_with("/nix/store/")
 }
 
+/// A digest no later one equals: what it stands for changed too recently
+/// to say what an evaluation saw.
+pub const UNSETTLED: &str = "?";
+
 impl Hasher {
-    pub fn new(sigs: BTreeMap<PathBuf, Sig>) -> Self {
+    pub fn new(sigs: BTreeMap<PathBuf, Sig>, salt: String) -> Self {
         Hasher {
             sigs,
+            salt,
             memo: HashMap::new(),
+            settled_before: i128::MAX,
         }
     }
 
-    /// The digest of `path` now: `f:` content, `d:` directory tree, `l:`
-    /// link target, `s` a store path that exists, `-` nothing there, `?` a
-    /// tree too big to watch (never equal to a recorded digest).
-    pub fn current(&mut self, path: &Path) -> String {
-        if let Some(d) = self.memo.get(path) {
+    /// An evaluation begins now: from now on, a path changed since is
+    /// [`UNSETTLED`].
+    pub fn evaluation_starts(&mut self) {
+        self.settled_before = self.settled_before.min(now_nanos() - CLOCK_LAG);
+    }
+
+    /// The digest of `read` now: for a path, `f:`/`fx:` a regular file's
+    /// content (and exec bit), `d` a directory, `l:` a link's target, `ls:`
+    /// a directory's entries, `s` a store path that exists, `o` another
+    /// kind of file, `-` nothing there; for a variable, its salted value's
+    /// digest or `-` when unset. [`UNSETTLED`] for a path changed since an
+    /// evaluation began.
+    pub fn current(&mut self, read: &Read) -> String {
+        if let Some(d) = self.memo.get(read) {
             return d.clone();
         }
-        let d = if in_store(path) {
-            match std::fs::symlink_metadata(path) {
+        let d = match read {
+            Read::Env(name) => match std::env::var_os(name) {
+                Some(v) => {
+                    let mut h = Sha256::new();
+                    h.update(self.salt.as_bytes());
+                    h.update(b"\0");
+                    h.update(v.as_encoded_bytes());
+                    format!("v:{}", hex::encode(h.finalize()))
+                }
+                None => "-".to_owned(),
+            },
+            Read::Follow(p) | Read::Path(p) if in_store(p) => match std::fs::symlink_metadata(p) {
                 Ok(_) => "s".to_owned(),
                 Err(_) => "-".to_owned(),
-            }
-        } else {
-            let mut budget = MAX_TREE_ENTRIES;
-            self.digest(path, &mut budget).unwrap_or_else(|| "?".to_owned())
+            },
+            Read::Follow(p) => self.path(p, std::fs::metadata(p)),
+            Read::Path(p) => self.path(p, std::fs::symlink_metadata(p)),
+            Read::List(p) => self.list(p),
         };
-        self.memo.insert(path.to_owned(), d.clone());
+        self.memo.insert(read.clone(), d.clone());
         d
     }
 
-    /// A path's digest; None when a tree has more than `budget` entries.
-    fn digest(&mut self, path: &Path, budget: &mut usize) -> Option<String> {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return Some("-".to_owned());
+    fn changed_lately(&self, meta: &std::fs::Metadata) -> bool {
+        nanos(meta.ctime(), meta.ctime_nsec()) >= self.settled_before
+            || nanos(meta.mtime(), meta.mtime_nsec()) >= self.settled_before
+    }
+
+    fn path(&mut self, path: &Path, meta: std::io::Result<std::fs::Metadata>) -> String {
+        let Ok(meta) = meta else {
+            return "-".to_owned();
         };
         let ft = meta.file_type();
-        Some(if ft.is_symlink() {
+        // A directory counts by its type here, which entries coming and
+        // going (Nix making its per-user directories) do not change.
+        if self.changed_lately(&meta) && !ft.is_dir() {
+            UNSETTLED.to_owned()
+        } else if ft.is_symlink() {
             match std::fs::read_link(path) {
                 Ok(t) => format!("l:{}", t.display()),
                 Err(_) => "-".to_owned(),
             }
         } else if ft.is_dir() {
-            format!("d:{}", self.tree(path, budget, &|_| Watch::Full)?)
+            "d".to_owned()
         } else if ft.is_file() {
             let exec = if meta.permissions().mode() & 0o111 != 0 {
                 "x"
@@ -103,7 +157,41 @@ impl Hasher {
         } else {
             // Sockets, fifos, devices: their type is all Nix could see.
             "o".to_owned()
-        })
+        }
+    }
+
+    /// A directory's entries: each name and type, as readDir tells them.
+    fn list(&mut self, dir: &Path) -> String {
+        match std::fs::metadata(dir) {
+            Ok(m) if self.changed_lately(&m) => return UNSETTLED.to_owned(),
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return "o".to_owned(),
+            Err(_) => return "-".to_owned(),
+        }
+        let mut entries: Vec<(std::ffi::OsString, &str)> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let kind = match e.file_type() {
+                        Ok(t) if t.is_symlink() => "symlink",
+                        Ok(t) if t.is_dir() => "directory",
+                        Ok(t) if t.is_file() => "regular",
+                        _ => "unknown",
+                    };
+                    (e.file_name(), kind)
+                })
+                .collect(),
+            Err(e) => return format!("unreadable ({})", e.kind()),
+        };
+        entries.sort();
+        let mut h = Sha256::new();
+        for (name, kind) in entries {
+            h.update(name.as_encoded_bytes());
+            h.update(b"\0");
+            h.update(kind.as_bytes());
+            h.update(b"\n");
+        }
+        format!("ls:{}", hex::encode(h.finalize()))
     }
 
     /// A regular file's content digest, from its signature when the file
@@ -132,7 +220,6 @@ impl Hasher {
             Err(e) => format!("unreadable ({})", e.kind()),
         };
         let s = sig(digest.clone());
-        const SETTLED: i128 = 2_000_000_000;
         if s.mtime < started - SETTLED && s.ctime < started - SETTLED {
             self.sigs.insert(path.to_owned(), s);
         } else {
@@ -140,106 +227,23 @@ impl Hasher {
         }
         digest
     }
+}
 
-    /// A directory tree's digest: every entry's name and type, regular
-    /// files' content and exec bit, links' targets, recursively (links are
-    /// not followed), as `watch` says for each path. None past `budget`
-    /// entries.
-    pub fn tree(&mut self, dir: &Path, budget: &mut usize, watch: &dyn Fn(&Path) -> Watch) -> Option<String> {
-        let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
-            Err(e) => return Some(format!("unreadable ({})", e.kind())),
-        };
-        names.sort();
-        let mut h = Sha256::new();
-        for name in names {
-            *budget = budget.checked_sub(1)?;
-            let p = dir.join(&name);
-            let entry = match watch(&p) {
-                Watch::Skip => continue,
-                Watch::Name => "listed".to_owned(),
-                Watch::Full => match std::fs::symlink_metadata(&p) {
-                    Ok(m) if m.is_dir() => format!("d:{}", self.tree(&p, budget, watch)?),
-                    _ => self.digest(&p, budget)?,
-                },
-            };
-            h.update(name.as_encoded_bytes());
-            h.update(b"\0");
-            h.update(entry.as_bytes());
-            h.update(b"\n");
-        }
-        Some(hex::encode(h.finalize()))
+/// Whether a file an evaluation opened reads the clock
+/// (`builtins.currentTime`, which Nix sets when it starts, so no trace
+/// can tell whether it was used): the file says its name.
+pub fn reads_the_clock(path: &Path, memo: &mut HashMap<PathBuf, bool>) -> bool {
+    if let Some(b) = memo.get(path) {
+        return *b;
     }
-}
-
-/// How a directory walk counts a path.
-pub enum Watch {
-    /// Not at all.
-    Skip,
-    /// By its name only.
-    Name,
-    /// By its name and content.
-    Full,
-}
-
-/// The digest of what Nix does not report reading (`builtins.readFile`,
-/// `readDir`, `pathExists`, `builtins.path`, `filterSource`, ...) under the
-/// network's directories: every directory's listing and every file's
-/// content, except `.nix` files and the `reported` ones (Nix reports the
-/// files it evaluates and copies, so they count for the machines that read
-/// them), `.git` directories and the paths in `skip` and below them (the
-/// state file and its journals, the cache). Err(root) when a root holds
-/// more than [`MAX_TREE_ENTRIES`] entries: too many to watch.
-pub fn unreported(
-    hasher: &mut Hasher,
-    roots: &[PathBuf],
-    skip: &[PathBuf],
-    reported: &BTreeSet<PathBuf>,
-) -> Result<String, PathBuf> {
-    let mut h = Sha256::new();
-    for root in roots {
-        let mut budget = MAX_TREE_ENTRIES;
-        let watch = |p: &Path| {
-            let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-            if name == ".git" || skip.iter().any(|s| p.starts_with(s)) {
-                Watch::Skip
-            } else if (name.ends_with(".nix") && p.is_file()) || reported.contains(p) {
-                Watch::Name
-            } else {
-                Watch::Full
-            }
-        };
-        let d = hasher
-            .tree(root, &mut budget, &watch)
-            .ok_or_else(|| root.clone())?;
-        h.update(root.as_os_str().as_encoded_bytes());
-        h.update(b"\0");
-        h.update(d.as_bytes());
-        h.update(b"\n");
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Where to watch for unreported reads of a network in files: the
-/// directories holding its files, each widened to the git work tree it is
-/// in (a module may read a file elsewhere in its repository); nested roots
-/// are dropped.
-pub fn roots_of(files: &[PathBuf]) -> Vec<PathBuf> {
-    let mut roots: Vec<PathBuf> = files
-        .iter()
-        .filter_map(|f| f.parent())
-        .map(|dir| {
-            dir.ancestors()
-                .find(|a| a.join(".git").exists())
-                .unwrap_or(dir)
-                .to_owned()
-        })
-        .collect();
-    roots.sort();
-    roots.dedup();
-    let all = roots.clone();
-    roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
-    roots
+    let found = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => std::fs::read(path)
+            .map(|bytes| bytes.windows(11).any(|w| w == b"currentTime"))
+            .unwrap_or(false),
+        _ => false,
+    };
+    memo.insert(path.to_owned(), found);
+    found
 }
 
 #[cfg(test)]
@@ -247,65 +251,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digests_follow_content_and_names() {
+    fn digests_follow_what_nix_could_see() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.txt");
         std::fs::write(&f, "one").unwrap();
-        let mut h = Hasher::default();
-        let first = h.current(&f);
+        let trusting = |sigs| Hasher::new(sigs, "salt".into());
+        let mut h = trusting(BTreeMap::new());
+        let first = h.current(&Read::Follow(f.clone()));
         assert!(first.starts_with("f:"), "{first}");
-        // Memoized for the run; a new hasher sees the change even when
-        // size and mtime stay (the signature was not settled yet).
+        // Memoized for the run; a new hasher sees the change.
         std::fs::write(&f, "two").unwrap();
-        assert_eq!(h.current(&f), first);
-        let mut h2 = Hasher::new(h.sigs.clone());
-        assert_ne!(h2.current(&f), first);
-        assert_eq!(Hasher::default().current(&dir.path().join("gone")), "-");
+        assert_eq!(h.current(&Read::Follow(f.clone())), first);
+        assert_ne!(trusting(h.sigs.clone()).current(&Read::Follow(f.clone())), first);
+
+        // A link: followed, the content reached; itself, its target.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("a.txt", &link).unwrap();
+        let mut h = trusting(BTreeMap::new());
         assert_eq!(
-            Hasher::default().current(Path::new("/nix/store/nonexistent-x")),
+            h.current(&Read::Follow(link.clone())),
+            h.current(&Read::Follow(f.clone()))
+        );
+        assert_eq!(h.current(&Read::Path(link.clone())), "l:a.txt");
+        assert_eq!(h.current(&Read::Path(dir.path().join("gone"))), "-");
+        assert_eq!(h.current(&Read::Follow(dir.path().into())), "d");
+        assert_eq!(h.current(&Read::Follow("/nix/store/nonexistent-x".into())), "-");
+
+        // Entries: names and types, not content.
+        let list = |h: &mut Hasher| h.current(&Read::List(dir.path().into()));
+        let before = list(&mut trusting(BTreeMap::new()));
+        std::fs::write(&f, "three").unwrap();
+        assert_eq!(list(&mut trusting(BTreeMap::new())), before);
+        std::fs::write(dir.path().join("new"), "").unwrap();
+        assert_ne!(list(&mut trusting(BTreeMap::new())), before);
+
+        // Variables: salted, so the digest does not give the value away.
+        unsafe { std::env::set_var("NIXOPS_FILES_TEST_VAR", "x") };
+        let var = Read::Env("NIXOPS_FILES_TEST_VAR".into());
+        let salted = trusting(BTreeMap::new()).current(&var);
+        assert!(!salted.contains(&hex_digest(b"x")));
+        let mut other = trusting(BTreeMap::new());
+        other.salt = "pepper".into();
+        assert_ne!(other.current(&var), salted);
+        assert_eq!(
+            trusting(BTreeMap::new()).current(&Read::Env("NIXOPS_FILES_TEST_UNSET".into())),
             "-"
         );
 
-        let roots = vec![dir.path().to_owned()];
-        let skip = vec![dir.path().join("state.nixops")];
-        let reported = BTreeSet::from([dir.path().join("copied.txt")]);
-        let net = |h: &mut Hasher| unreported(h, &roots, &skip, &reported).unwrap();
-        let base = net(&mut Hasher::default());
-        // A .nix file's content does not count, its name does.
-        std::fs::write(dir.path().join("m.nix"), "{ }").unwrap();
-        let with_nix = net(&mut Hasher::default());
-        assert_ne!(with_nix, base);
-        std::fs::write(dir.path().join("m.nix"), "{ x = 1; }").unwrap();
-        assert_eq!(net(&mut Hasher::default()), with_nix);
-        // Nor does a reported file's content.
-        std::fs::write(dir.path().join("copied.txt"), "1").unwrap();
-        let copied = net(&mut Hasher::default());
-        std::fs::write(dir.path().join("copied.txt"), "2").unwrap();
-        assert_eq!(net(&mut Hasher::default()), copied);
-        // Skipped paths and .git do not count at all.
-        let git = net(&mut Hasher::default());
-        std::fs::write(dir.path().join("state.nixops"), "y").unwrap();
-        std::fs::create_dir(dir.path().join(".git")).unwrap();
-        std::fs::write(dir.path().join(".git/index"), "y").unwrap();
-        assert_eq!(net(&mut Hasher::default()), git);
-        // Other files count by content.
-        std::fs::write(&f, "three").unwrap();
-        assert_ne!(net(&mut Hasher::default()), git);
+        // Changed while an evaluation ran: what it saw cannot be told.
+        let mut h = trusting(BTreeMap::new());
+        h.evaluation_starts();
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        std::fs::write(&f, "four").unwrap();
+        assert_eq!(h.current(&Read::Follow(f.clone())), UNSETTLED);
+        assert_eq!(h.current(&Read::List(dir.path().into())), UNSETTLED);
     }
 
     #[test]
-    fn roots_widen_to_the_work_tree_and_nest() {
+    fn the_clock_is_found_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir_all(repo.join(".git")).unwrap();
-        std::fs::create_dir_all(repo.join("deploy/machines")).unwrap();
-        let other = dir.path().join("other");
-        std::fs::create_dir_all(&other).unwrap();
-        let roots = roots_of(&[
-            repo.join("deploy/net.nix"),
-            repo.join("deploy/machines/m.nix"),
-            other.join("net.nix"),
-        ]);
-        assert_eq!(roots, vec![other, repo]);
+        let (a, b) = (dir.path().join("a.nix"), dir.path().join("b.nix"));
+        std::fs::write(&a, "{ t = builtins.currentTime; }").unwrap();
+        std::fs::write(&b, "{ t = 1; }").unwrap();
+        let mut memo = HashMap::new();
+        assert!(reads_the_clock(&a, &mut memo));
+        assert!(!reads_the_clock(&b, &mut memo));
+        assert!(!reads_the_clock(dir.path(), &mut memo));
     }
 }

@@ -20,6 +20,7 @@ pub mod flake;
 mod info;
 mod pool;
 mod selector;
+mod trace;
 
 pub use cache::dir_for_state as cache_dir_for_state;
 pub use evaluator::{Evaluator, Request};
@@ -45,9 +46,12 @@ pub struct Network {
     pub name: String,
 }
 
-/// The tool's Nix files, written into a private directory.
+/// The tool's Nix files, written into a private directory, with the
+/// evaluation trace (trace.rs) and the traces it writes.
 pub struct NixFiles {
     dir: crate::tmp::TmpDir,
+    shim: Option<PathBuf>,
+    traces: std::sync::atomic::AtomicUsize,
 }
 
 impl NixFiles {
@@ -57,15 +61,30 @@ impl NixFiles {
         std::fs::write(dir.path().join("options.nix"), OPTIONS)?;
         std::fs::write(dir.path().join("keys.nix"), KEYS)?;
         std::fs::write(dir.path().join("hive.nix"), HIVE)?;
-        Ok(NixFiles { dir })
+        let shim = trace::write_shim(dir.path())?;
+        Ok(NixFiles {
+            dir,
+            shim,
+            traces: Default::default(),
+        })
+    }
+
+    /// A new file for one process's trace; None where there is no trace.
+    fn trace_file(&self) -> Option<PathBuf> {
+        self.shim.as_ref()?;
+        let n = self.traces.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(self.dir.path().join(format!("trace-{n}")))
+    }
+
+    /// What the process that wrote `file` observed; the file is removed.
+    fn observed(&self, file: &Path) -> trace::Observed {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        let _ = std::fs::remove_file(file);
+        trace::parse(&bytes, self.dir.path(), trace::nix_cache_dir().as_deref())
     }
 
     pub fn eval_machine_info(&self) -> PathBuf {
         self.dir.path().join("eval-machine-info.nix")
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
@@ -84,8 +103,8 @@ struct Call<'a> {
     json: bool,
     /// Write the selected toplevels' derivations to the store.
     instantiate: bool,
-    /// Have Nix report the files it evaluates and copies (`-vv`).
-    report_reads: bool,
+    /// Record what the evaluation observes in this file (trace.rs).
+    trace: Option<PathBuf>,
 }
 
 impl<'a> Call<'a> {
@@ -95,7 +114,7 @@ impl<'a> Call<'a> {
             strs: Vec::new(),
             json: true,
             instantiate: false,
-            report_reads: false,
+            trace: None,
         }
     }
 
@@ -226,8 +245,8 @@ impl Network {
         if call.json {
             cmd.arg("--json");
         }
-        if call.report_reads {
-            cmd.arg("-vv");
+        if let (Some(file), Some(shim)) = (&call.trace, &files.shim) {
+            trace::enable(&mut cmd, shim, file);
         }
         cmd
     }

@@ -2,20 +2,19 @@
 //! chunk of machines that it evaluates one after another
 //! (eval-machine-info.nix's `machines`). A machine is announced on stderr
 //! when it begins and when its result is known, so results are sent on as
-//! they come. Nix also reports on stderr (at `-vv`) each file it evaluates
-//! and each source it copies to the store — once per process: a file the
-//! process read before is not reported again. So only the first machine of
-//! a process has a complete list of what it read; the cache asks for chunks
-//! of one machine.
+//! they come. What a process observes (trace.rs) is known per process, so
+//! the cache asks for chunks of one machine.
 //!
 //! A machine whose evaluation fails fails alone: the process is started
 //! again on the machines after it. A worker past its memory limit is
 //! stopped and started again on its remaining machines, once a machine is
 //! done, or at once when it is not on its first machine (a single machine
-//! that needs more cannot be helped).
+//! that needs more cannot be helped). A heavy machine (one that grew its
+//! worker by more than [`HEAVY`]) gets a worker of its own: the next
+//! machine starts in a new process, so a chunk's memory is that of its
+//! heaviest machine, not of all of them.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,7 +25,6 @@ use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::MachineInfo;
-use super::cache::Read;
 
 /// What the workers report.
 #[derive(Debug)]
@@ -35,12 +33,10 @@ pub enum Report {
     /// outside any machine.
     Log(Option<String>, String),
     /// Its result: the deployment info (with the toplevel when asked), or
-    /// Nix's error. `reads`: every file its evaluation read, when known
-    /// (the first machine of its process).
+    /// Nix's error.
     Done {
         name: String,
         result: Result<Box<MachineInfo>, String>,
-        reads: Option<Vec<Read>>,
     },
 }
 
@@ -52,11 +48,15 @@ pub struct Settings {
     pub max_rss: Option<u64>,
 }
 
+/// What a machine may add to its worker's memory and still share it with
+/// the next (a real NixOS system costs about 1 GiB; the stand-in, MiBs).
+const HEAVY: u64 = 512 * 1024 * 1024;
+
 const BEGIN: &str = "trace: __NIXOPS_EVAL_BEGIN ";
 const DONE: &str = "trace: __NIXOPS_EVAL_DONE ";
 
 /// Evaluates `names` with `command(chunk)` (a Nix command evaluating those
-/// machines at `-vv`), sending reports to `tx` as they come.
+/// machines), sending reports to `tx` as they come.
 pub async fn run(
     names: Vec<String>,
     settings: &Settings,
@@ -80,8 +80,6 @@ pub async fn run(
 enum Line {
     Begin(String),
     Done(String, Result<Box<MachineInfo>, String>),
-    Read(Read),
-    Verbose,
     Other(String),
 }
 
@@ -107,35 +105,11 @@ fn parse(line: String) -> Line {
             Err(e) => Line::Other(format!("cannot parse an evaluation result: {e}")),
         };
     }
-    if let Some(p) = line
-        .strip_prefix("evaluating file '")
-        .and_then(|rest| rest.strip_suffix('\''))
-    {
-        return Line::Read(Read::Evaluated(PathBuf::from(p)));
-    }
-    if let Some((p, _)) = line
-        .strip_prefix("copied source '")
-        .and_then(|rest| rest.rsplit_once("' -> '"))
-    {
-        return Line::Read(Read::Copied(PathBuf::from(p)));
-    }
-    // Nix's other chatty lines at -vv.
-    if line.starts_with("instantiated '") || line.starts_with("evaluating derivation '") {
-        return Line::Verbose;
-    }
     Line::Other(line)
 }
 
-/// The file a line of Nix's stderr reports reading, if it is one.
-pub fn read_of(line: &str) -> Option<Read> {
-    match parse(line.to_owned()) {
-        Line::Read(r) => Some(r),
-        _ => None,
-    }
-}
-
-/// Whether a line of Nix's stderr is for people (not a file report or
-/// another line of `-vv`).
+/// Whether a line of Nix's stderr is for people (not the pool's own
+/// markers).
 pub fn is_said(line: &str) -> bool {
     matches!(parse(line.to_owned()), Line::Other(_))
 }
@@ -195,7 +169,6 @@ async fn run_chunk(
                     send(Report::Done {
                         name: n,
                         result: Err(format!("cannot run Nix: {e}")),
-                        reads: None,
                     });
                 }
                 return;
@@ -205,9 +178,8 @@ async fn run_chunk(
         let stderr = child.stderr.take().expect("piped stderr");
         let mut lines = tokio::io::BufReader::new(stderr).split(b'\n');
         let mut tick = tokio::time::interval(Duration::from_millis(100));
-        // Per process: what it read before the current machine, whether the
-        // current machine is its first, the current machine and its lines.
-        let mut reads: Vec<Read> = Vec::new();
+        // Per process: whether the current machine is its first, the
+        // current machine and its lines.
         let mut first = true;
         let mut current: Option<String> = None;
         let mut said: Vec<String> = Vec::new();
@@ -217,6 +189,7 @@ async fn run_chunk(
         // machine's result is read, a worker that failed on the next one may
         // have exited already.
         let mut last_rss: Option<u64> = None;
+        let mut began_rss: Option<u64> = None;
         let sample = |last: &mut Option<u64>| {
             *last = rss(pid).or(*last);
             *last
@@ -228,7 +201,7 @@ async fn run_chunk(
                     let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
                     match parse(line) {
                         Line::Begin(n) => {
-                            sample(&mut last_rss);
+                            began_rss = sample(&mut last_rss);
                             current = Some(n);
                             said.clear();
                         }
@@ -237,7 +210,6 @@ async fn run_chunk(
                             send(Report::Done {
                                 name: name.clone(),
                                 result,
-                                reads: first.then(|| reads.clone()),
                             });
                             if remaining.front() == Some(&name) {
                                 remaining.pop_front();
@@ -248,14 +220,18 @@ async fn run_chunk(
                             said.clear();
                             let now = sample(&mut last_rss);
                             let over = settings.max_rss.is_some_and(|max| now.is_some_and(|r| r > max));
-                            if over && !remaining.is_empty() {
-                                tracing::debug!("evaluation worker {pid} is past its memory limit: starting a new one");
+                            let heavy = match (now, began_rss) {
+                                (Some(n), Some(b)) => n.saturating_sub(b) > HEAVY,
+                                _ => false,
+                            };
+                            if (over || heavy) && !remaining.is_empty() {
+                                tracing::debug!(
+                                    "evaluation worker {pid} is past its memory limit or its machine was heavy: starting a new one"
+                                );
                                 restart = true;
                                 break;
                             }
                         }
-                        Line::Read(r) => reads.push(r),
-                        Line::Verbose => {}
                         Line::Other(l) => {
                             // Nix's error ends the process: it is the
                             // machine's result, not its log.
@@ -297,7 +273,6 @@ async fn run_chunk(
                 send(Report::Done {
                     name: n,
                     result: Err(error),
-                    reads: None,
                 });
             }
             // Failed before any machine began (or ended without all of
@@ -312,7 +287,6 @@ async fn run_chunk(
                     send(Report::Done {
                         name: n,
                         result: Err(error.clone()),
-                        reads: None,
                     });
                 }
                 return;
@@ -328,23 +302,6 @@ mod tests {
     #[test]
     fn lines_of_nix_2_8_and_later() {
         assert!(matches!(parse("trace: __NIXOPS_EVAL_BEGIN \"m1\"".into()), Line::Begin(n) if n == "m1"));
-        assert!(matches!(
-            parse("evaluating file '/x/it''s.nix'".into()),
-            Line::Read(Read::Evaluated(p)) if p == std::path::Path::new("/x/it''s.nix")
-        ));
-        assert!(matches!(
-            parse("copied source '/x/y.txt' -> '/nix/store/abc-y.txt'".into()),
-            Line::Read(Read::Copied(p)) if p == std::path::Path::new("/x/y.txt")
-        ));
-        // Newer Nix adds the hash.
-        assert!(matches!(
-            parse("copied source '/x/y.txt' -> '/nix/store/abc-y.txt' (hash 'sha256-x')".into()),
-            Line::Read(Read::Copied(p)) if p == std::path::Path::new("/x/y.txt")
-        ));
-        assert!(matches!(
-            parse("instantiated 'a' -> '/nix/store/a.drv'".into()),
-            Line::Verbose
-        ));
         assert!(matches!(parse("trace: hello".into()), Line::Other(_)));
         assert!(matches!(
             parse("trace: __NIXOPS_EVAL_DONE {\"name\":\"m\",\"value\":{}}".into()),

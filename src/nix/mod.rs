@@ -45,9 +45,6 @@ pub struct EvalOpts {
     pub max_memory_mb: Option<u64>,
     /// Where the deployment's evaluation cache is; None: no cache.
     pub cache_dir: Option<PathBuf>,
-    /// Paths that are no input of any evaluation though they may sit among
-    /// the network's files (the state file and its journals).
-    pub skip: Vec<PathBuf>,
 }
 
 impl EvalOpts {

@@ -1,4 +1,4 @@
-{ lib, ... }:
+{ config, lib, ... }:
 let
   inherit (lib) mkOption types;
 
@@ -112,6 +112,15 @@ in
       description = "Whether users can be changed outside the configuration.";
     };
   };
+
+  # As NixOS' openssh module: each user's authorized keys, those of keyFiles
+  # read at evaluation, in /etc/ssh/authorized_keys.d.
+  config.environment.etc = lib.mapAttrs' (name: u:
+    lib.nameValuePair "ssh/authorized_keys.d/${name}" {
+      text = lib.concatStringsSep "\n" (u.openssh.authorizedKeys.keys
+        ++ map (f: lib.removeSuffix "\n" (builtins.readFile f)) u.openssh.authorizedKeys.keyFiles) + "\n";
+    }) (lib.filterAttrs (_: u: u.openssh.authorizedKeys.keys != [ ] || u.openssh.authorizedKeys.keyFiles != [ ])
+      config.users.users);
 
   config.users.users.root = {
     uid = lib.mkDefault 0;
