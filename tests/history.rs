@@ -127,3 +127,45 @@ fn hostname() -> String {
     let out = Command::new("hostname").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// A deploy records the digest of everything its evaluation read, so an
+/// edit of an imported module, or of a variable the network reads, tells
+/// two deploys apart though the network file is the same.
+#[test]
+fn the_history_tells_deploys_of_different_inputs_apart() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.write("net/common.nix", "{ ... }: { environment.etc.c.text = \"1\"; }\n");
+    let file = fleet.write(
+        "net/network.nix",
+        "{ m = { ... }: { imports = [ ./common.nix ]; environment.etc.g.text = builtins.getEnv \"GEN\"; }; }\n",
+    );
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    let deploy = |value: &str| {
+        let out = fleet.nixops(&["deploy"]).env("GEN", value).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let inputs = || {
+        history(&fleet, &[])[0]["inputs"]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    deploy("1");
+    let first = inputs();
+    deploy("1");
+    assert_eq!(inputs(), first, "nothing changed");
+    // Only a comment: the same system, other inputs.
+    fleet.write(
+        "net/common.nix",
+        "# edited\n{ ... }: { environment.etc.c.text = \"1\"; }\n",
+    );
+    deploy("1");
+    let edited = inputs();
+    assert_ne!(edited, first);
+    deploy("2");
+    assert_ne!(inputs(), edited);
+    let h = history(&fleet, &[]);
+    assert_eq!(h[0]["source"], h[1]["source"], "the network file is the same");
+    let table = fleet.ok(&["history"]).stdout;
+    assert!(table.contains(&format!("inputs {}", &edited[..12])), "{table}");
+}

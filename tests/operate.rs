@@ -77,6 +77,21 @@ fn check_reports_drift_unreachable_and_failed_units() {
         fleet.exported_toplevel("d", "drift").unwrap()
     );
     assert_eq!(fleet.run(&["check", "--include", "drift"]).code, 0);
+    // The history says what the machine ran before: the drifted system,
+    // not what state thought.
+    let h: serde_json::Value = serde_json::from_str(&fleet.ok(&["history", "--json"]).stdout).unwrap();
+    let drift = h[0]["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["machine"] == "drift")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        drift["before"],
+        "/nix/store/00000000000000000000000000000000-other"
+    );
+    assert_eq!(drift["after"], fleet.exported_toplevel("d", "drift").unwrap());
 }
 
 #[test]

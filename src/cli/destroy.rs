@@ -42,7 +42,15 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
             .iter()
             .map(|m| (m.name.clone(), "forgotten".to_owned()))
             .collect();
-        history::record(&store, &d, history::Action::Destroy, started, &forgotten, true);
+        history::record(
+            &store,
+            &d,
+            history::Action::Destroy,
+            started,
+            &forgotten,
+            history::Seen::default(),
+            true,
+        );
         for m in &machines {
             crate::nix::remove_gc_roots(&d.uuid, Some(&m.name));
             errln!(

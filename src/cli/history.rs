@@ -59,7 +59,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
                         when(e),
                         e.action.text(),
                         e.by.clone(),
-                        e.source.short(),
+                        e.source_short(),
                         short_path(c.before.as_deref()),
                         short_path(c.after.as_deref()),
                         c.result.clone(),
@@ -76,7 +76,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
                         when(e),
                         e.action.text(),
                         e.by.clone(),
-                        e.source.short(),
+                        e.source_short(),
                         e.result.clone(),
                         e.machines
                             .iter()

@@ -111,6 +111,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 )
             })
             .collect::<Vec<_>>(),
+        history::Seen::default(),
         failed.is_empty(),
     );
     if failed.is_empty() {

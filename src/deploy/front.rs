@@ -185,7 +185,15 @@ pub async fn run(
                 }
                 Err(e) => failed(&m.name, Failure::new(Stage::Build, e)),
             },
-            Some((m, r)) = copying.next(), if !copying.is_empty() => match r {
+            Some((m, r)) = copying.next(), if !copying.is_empty() => {
+                // What --check found running is what the history calls
+                // the machine's system before.
+                if opts.check
+                    && let Some(running) = m.probe.as_ref().and_then(|p| p.current_system.clone())
+                {
+                    outcomes.lock().expect("outcomes lock").running.insert(m.name.clone(), running);
+                }
+                match r {
                 Ok(copy::Copied::Ready) => ready.push(m),
                 Ok(copy::Copied::AlreadyRunning) => {
                     stopped(&m.name, "already running it");
@@ -197,6 +205,7 @@ pub async fn run(
                     &m,
                     Failure::of(Stage::Copy, &e),
                 ),
+                }
             },
         }
     }

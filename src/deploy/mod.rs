@@ -188,6 +188,13 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     let taking = async {
         while let Some(e) = erx.recv().await {
             let name = e.name;
+            if let Some(i) = e.inputs {
+                outcomes
+                    .lock()
+                    .expect("outcomes lock")
+                    .inputs
+                    .insert(name.clone(), i);
+            }
             let info = match e.result {
                 Ok(info) => info,
                 Err(error) => {
@@ -493,6 +500,10 @@ fn finish(ctx: &Ctx, opts: &DeployOptions, events: &Events, outcomes: Outcomes) 
             .iter()
             .map(|(n, (o, _))| (n.clone(), o.result()))
             .collect::<Vec<_>>(),
+        crate::state::history::Seen {
+            inputs: crate::state::history::Inputs::of(&outcomes.inputs),
+            running: outcomes.running.clone(),
+        },
         !failed,
     );
     events.summary(rows, outcomes.started.elapsed().as_secs_f64());

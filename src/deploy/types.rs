@@ -291,6 +291,10 @@ pub struct UnitChanges {
 pub struct Outcomes {
     pub started: Instant,
     pub map: BTreeMap<String, (Outcome, f64)>,
+    /// Each evaluated machine's inputs digest, for the history.
+    pub inputs: BTreeMap<String, String>,
+    /// The systems `--check` found machines running, for the history.
+    pub running: BTreeMap<String, String>,
 }
 
 impl Outcomes {
@@ -298,6 +302,8 @@ impl Outcomes {
         Outcomes {
             started,
             map: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            running: BTreeMap::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! the network was made from and, per machine, the system before and after;
 //! never a secret.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -63,6 +64,66 @@ pub enum Source {
     },
     /// A flake, by its locked URL (credentials removed).
     Flake { url: String },
+}
+
+/// Everything a deploy's evaluation observed (every file it read, wherever
+/// it is, every environment variable it looked up; the evaluation cache's
+/// inputs), in one digest: two deploys of the same digest evaluated the
+/// same inputs, so a change to any module, read file or variable tells
+/// them apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub sha256: String,
+    /// Machines whose evaluation also observed what no digest can pin (a
+    /// fetch without a hash, the clock).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpinned: Vec<String>,
+}
+
+impl Inputs {
+    /// From each machine's inputs digest ("~" first: unpinned); None when
+    /// there is none.
+    pub fn of(machines: &BTreeMap<String, String>) -> Option<Inputs> {
+        if machines.is_empty() {
+            return None;
+        }
+        let body = serde_json::to_string(machines).expect("strings serialize");
+        Some(Inputs {
+            sha256: hex(&sha2::Sha256::digest(body.as_bytes())),
+            unpinned: machines
+                .iter()
+                .filter(|(_, d)| d.starts_with('~'))
+                .map(|(m, _)| m.clone())
+                .collect(),
+        })
+    }
+
+    pub fn short(&self) -> String {
+        format!(
+            "inputs {}{}",
+            &self.sha256[..12.min(self.sha256.len())],
+            if self.unpinned.is_empty() { "" } else { "+unpinned" }
+        )
+    }
+}
+
+/// What a run learned besides its machines' results, for its entry.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// What its evaluation observed.
+    pub inputs: Option<Inputs>,
+    /// The systems machines were found running before the run changed them
+    /// (`deploy --check`): their "before", rather than what state recorded.
+    pub running: BTreeMap<String, String>,
+}
+
+/// The `source` column: the source and, when known, the inputs.
+#[derive(Serialize, Deserialize)]
+struct SourceColumn {
+    #[serde(flatten)]
+    source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs: Option<Inputs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +192,10 @@ pub struct HistoryEntry {
     pub started: u64,
     pub finished: u64,
     pub source: Source,
+    /// What the evaluation observed, when it was recorded (a deploy with
+    /// the evaluation cache on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Inputs>,
     /// "success" or "failed".
     pub result: String,
     pub machines: Vec<MachineChange>,
@@ -142,6 +207,7 @@ impl HistoryEntry {
         action: Action,
         started: std::time::SystemTime,
         source: Source,
+        inputs: Option<Inputs>,
         machines: Vec<MachineChange>,
         ok: bool,
     ) -> Self {
@@ -151,6 +217,7 @@ impl HistoryEntry {
             started: unix(started),
             finished: unix(std::time::SystemTime::now()),
             source,
+            inputs,
             result: if ok { "success" } else { "failed" }.into(),
             machines,
         }
@@ -158,6 +225,22 @@ impl HistoryEntry {
 
     pub fn action_text(&self) -> String {
         self.action.text()
+    }
+
+    /// What the `source` column holds.
+    pub fn source_column(&self) -> Result<String> {
+        Ok(serde_json::to_string(&SourceColumn {
+            source: self.source.clone(),
+            inputs: self.inputs.clone(),
+        })?)
+    }
+
+    /// One short line for tables: the source and the inputs.
+    pub fn source_short(&self) -> String {
+        match &self.inputs {
+            Some(i) => format!("{} {}", self.source.short(), i.short()),
+            None => self.source.short(),
+        }
     }
 
     pub fn from_columns(
@@ -169,12 +252,14 @@ impl HistoryEntry {
         result: String,
         machines: &str,
     ) -> Result<Self> {
+        let column: SourceColumn = serde_json::from_str(source).context("bad source in the history")?;
         Ok(HistoryEntry {
             action: Action::parse(action)?,
             by,
             started,
             finished,
-            source: serde_json::from_str(source).context("bad source in the history")?,
+            source: column.source,
+            inputs: column.inputs,
             result,
             machines: serde_json::from_str(machines).context("bad machines in the history")?,
         })
@@ -183,14 +268,16 @@ impl HistoryEntry {
 
 /// Appends what a command did to the deployment's history: per machine
 /// (name, result), its system as state recorded it before (`before`) and
-/// as it records it now. A failure to write it is only a warning: the
-/// machines are as they are either way.
+/// as it records it now, unless `seen` found it running another. A
+/// failure to write it is only a warning: the machines are as they are
+/// either way.
 pub fn record(
     store: &StoreBox,
     before: &Deployment,
     action: Action,
     started: std::time::SystemTime,
     results: &[(String, String)],
+    seen: Seen,
     ok: bool,
 ) {
     let after = store.load(&before.uuid).ok();
@@ -203,14 +290,14 @@ pub fn record(
         .iter()
         .map(|(m, result)| MachineChange {
             machine: m.clone(),
-            before: toplevel(Some(before), m),
+            before: seen.running.get(m).cloned().or_else(|| toplevel(Some(before), m)),
             after: toplevel(after.as_ref(), m),
             result: result.clone(),
         })
         .collect();
     // Read after the run: a deploy records the flake's locked URL.
     let source = source(after.as_ref().unwrap_or(before));
-    let entry = HistoryEntry::new(action, started, source, machines, ok);
+    let entry = HistoryEntry::new(action, started, source, seen.inputs, machines, ok);
     if let Err(e) = store.add_history(&before.uuid, &entry) {
         errln!(
             "warning: this {} is not recorded in the history: {e:#}",
@@ -376,6 +463,44 @@ mod tests {
                 url: "git+https://example.org/net?rev=abc".into()
             }
         );
+    }
+
+    #[test]
+    fn inputs_are_kept_beside_the_source() {
+        let mut machines = BTreeMap::from([("a".to_owned(), "11".to_owned())]);
+        let pinned = Inputs::of(&machines).unwrap();
+        machines.insert("b".into(), "~22".into());
+        let both = Inputs::of(&machines).unwrap();
+        assert_ne!(pinned.sha256, both.sha256);
+        assert_eq!(both.unpinned, ["b"]);
+        assert!(both.short().ends_with("+unpinned"));
+        assert_eq!(Inputs::of(&BTreeMap::new()), None);
+        let source = Source::Files { files: vec![] };
+        let e = HistoryEntry::new(
+            Action::Deploy,
+            std::time::SystemTime::now(),
+            source,
+            Some(both),
+            vec![],
+            true,
+        );
+        let col = e.source_column().unwrap();
+        let back =
+            HistoryEntry::from_columns("deploy", e.by.clone(), 0, 0, &col, "success".into(), "[]").unwrap();
+        assert_eq!(back.inputs, e.inputs);
+        assert_eq!(back.source, e.source);
+        // What older versions wrote.
+        let old = HistoryEntry::from_columns(
+            "deploy",
+            "x".into(),
+            0,
+            0,
+            r#"{"kind":"files","files":[]}"#,
+            "success".into(),
+            "[]",
+        )
+        .unwrap();
+        assert_eq!(old.inputs, None);
     }
 
     #[test]

@@ -404,7 +404,7 @@ fn add_history_in<D: Db + ?Sized>(db: &D, uuid: &str, e: &HistoryEntry) -> Resul
             (&e.by).into(),
             (e.started as i64).into(),
             (e.finished as i64).into(),
-            serde_json::to_string(&e.source)?.into(),
+            e.source_column()?.into(),
             (&e.result).into(),
             serde_json::to_string(&e.machines)?.into(),
         ],
