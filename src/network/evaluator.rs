@@ -359,6 +359,7 @@ impl<'a> Evaluator<'a> {
             }
         };
         let mut todo: Vec<(String, Option<Miss>)> = Vec::new();
+        let mut hits = Vec::new();
         let mut cache = self.cache.lock().expect("cache lock").take();
         for name in &self.names {
             let hit = match cache.as_mut() {
@@ -366,18 +367,21 @@ impl<'a> Evaluator<'a> {
                 None => Err(None),
             };
             match hit {
-                Ok((info, inputs)) => {
-                    done += 1;
-                    progress(done, name, true, None);
-                    let _ = tx.send(Evaluated {
-                        name: name.clone(),
-                        result: Ok(info),
-                        inputs: Some(inputs),
-                    });
-                }
+                Ok((info, inputs)) => hits.push(Evaluated {
+                    name: name.clone(),
+                    result: Ok(info),
+                    inputs: Some(inputs),
+                }),
                 Err(_) if req.evaluate.is_some_and(|only| !only.contains(name)) => {}
                 Err(miss) => todo.push((name.clone(), miss)),
             }
+        }
+        // All hits at once, so the next stage takes them as one batch (one
+        // build, not one per machine as they were checked).
+        for hit in hits {
+            done += 1;
+            progress(done, &hit.name, true, None);
+            let _ = tx.send(hit);
         }
         if done > 0 {
             self.note(format!(
