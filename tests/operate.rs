@@ -407,3 +407,33 @@ fn info_evaluates_no_system_unless_asked() {
     assert!(r.stdout.contains("test network"), "{}", r.stdout);
     assert!(r.stderr.is_empty(), "{}", r.stderr);
 }
+
+/// Two machines on one host, only one deployed: the host's record of its
+/// newest activation proves nothing for the other, so `check` records
+/// nothing for it; and `ssh` to the undeployed one says it has not been
+/// deployed.
+#[test]
+fn a_machine_sharing_a_host_is_not_taken_for_the_deployed_one() {
+    let fleet = Fleet::start(&["h"]);
+    let file = fleet.write(
+        "net.nix",
+        "{ web = { ... }: { deployment.targetHost = \"h\"; environment.etc.who.text = \"web\"; };\n  db = { ... }: { deployment.targetHost = \"h\"; environment.etc.who.text = \"db\"; }; }\n",
+    );
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    fleet.ok(&["deploy", "--include", "web"]);
+    let web = fleet.exported_toplevel("d", "web").unwrap();
+    // db is in state (its options recorded), never deployed.
+    let export = fleet.ok(&["export"]).stdout;
+    assert!(export.contains("\"db\""), "{export}");
+    let r = fleet.run(&["check"]);
+    assert!(!r.stdout.contains("interrupted deploy"), "{}", r.stdout);
+    assert_eq!(fleet.exported_toplevel("d", "db"), None, "{}", r.stdout);
+    assert_eq!(fleet.exported_toplevel("d", "web").as_deref(), Some(web.as_str()));
+    let info = fleet.ok(&["info", "--plain", "--no-eval"]).stdout;
+    assert!(!info.contains("db\tDeployed"), "{info}");
+
+    let r = fleet.run(&["ssh", "api", "true"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("has not been deployed yet"), "{}", r.stderr);
+    assert!(r.stderr.contains("deployed: "), "{}", r.stderr);
+}

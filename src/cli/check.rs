@@ -47,8 +47,13 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         for (m, (h, checks)) in machines.iter().zip(&results) {
             let mut deployed = m.resource.toplevel();
             let mut notes = Vec::new();
-            let unrecorded =
-                record::unrecorded(&d.uuid, deployed, h.current_system.as_deref(), h.kept.as_ref());
+            let unrecorded = record::unrecorded(
+                &d.uuid,
+                &m.name,
+                deployed,
+                h.current_system.as_deref(),
+                h.kept.as_ref(),
+            );
             if let Some(t) = unrecorded {
                 // An interrupted deploy of ours left it running: it is deployed.
                 crate::nix::set_gc_root(&d.uuid, &m.name, t)?;

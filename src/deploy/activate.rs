@@ -100,10 +100,11 @@ async fn activate_one(
             && m.probe
                 .as_ref()
                 .is_some_and(|p| p.current_system.as_deref() == Some(m.toplevel.as_str())));
+    let owner = record::activation_owner(&ctx.deployment.uuid, &m.name);
     let activation = Activation {
         toplevel: &m.toplevel,
         action: opts.action,
-        deployment: &ctx.deployment.uuid,
+        deployment: &owner,
         sync,
     };
     let sink = Sink {

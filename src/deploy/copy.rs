@@ -34,7 +34,7 @@ pub async fn probe(ctx: &Ctx, m: &Machine, path: &str, events: &Events) -> Resul
     record::reached(ctx, m.resource_id, &m.host)?;
     let recorded = ctx.deployment.resources.get(&m.name).and_then(|r| r.toplevel());
     let current = p.current_system.as_deref();
-    if let Some(t) = record::unrecorded(&ctx.deployment.uuid, recorded, current, p.kept.as_ref()) {
+    if let Some(t) = record::unrecorded(&ctx.deployment.uuid, &m.name, recorded, current, p.kept.as_ref()) {
         record::deployed(ctx, m.resource_id, &m.name, t)?;
         events.log(
             Some(&m.name),

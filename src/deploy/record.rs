@@ -201,18 +201,28 @@ pub fn deployed(ctx: &Ctx, id: i64, name: &str, toplevel: &str) -> Result<()> {
     )?)
 }
 
-/// What state should record as the machine's system, if it does not yet:
-/// the newest activation's system when a deploy of ours (deployment `uuid`)
-/// activated and kept it but died before recording it, and the machine runs
-/// it. Nothing else counts: a system someone else put there stays a drift
-/// for `check` to report.
+/// Whose an activation is, as the machine records it: the deployment and
+/// the machine (names never hold `/`). Two machines of a network may share a
+/// host; an activation proves something only for the machine it was for.
+pub fn activation_owner(uuid: &str, machine: &str) -> String {
+    format!("{uuid}/{machine}")
+}
+
+/// What state should record as machine `machine`'s system, if it does not
+/// yet: the newest activation's system when a deploy of ours (deployment
+/// `uuid`) activated and kept it for this machine but died before
+/// recording it, and the machine runs it. Nothing else counts: a system
+/// someone else put there (another machine on the same host included)
+/// stays a drift for `check` to report.
 pub fn unrecorded<'a>(
     uuid: &str,
+    machine: &str,
     recorded: Option<&str>,
     current: Option<&str>,
     kept: Option<&'a Kept>,
 ) -> Option<&'a str> {
-    let k = kept.filter(|k| k.deployment == uuid)?;
+    let owner = activation_owner(uuid, machine);
+    let k = kept.filter(|k| k.deployment == owner)?;
     (current == Some(k.toplevel.as_str()) && recorded != Some(k.toplevel.as_str()))
         .then_some(k.toplevel.as_str())
 }

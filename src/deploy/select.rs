@@ -35,6 +35,24 @@ pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result
     for r in d.machines() {
         all.push((r, record::stored_info(r)?));
     }
+    // State knows the machines deployed, not the network's: a name it does
+    // not know may be a machine never deployed, or a typo.
+    let named = filter.include.iter().chain(&filter.exclude);
+    let plain = |s: &&Selector| !s.tag && !s.text.contains(['*', '?', '[']);
+    if let Some(s) = named.filter(plain).find(|s| !d.resources.contains_key(&s.text)) {
+        let deployed: Vec<&str> = d.machines().map(|r| r.name.as_str()).collect();
+        anyhow::bail!(
+            "deployment ‘{}’ has no deployed machine ‘{}’: it has not been deployed yet (‘nixops deploy --include {}’), or it is not in the network (deployed: {})",
+            d.label(),
+            s.text,
+            s.text,
+            if deployed.is_empty() {
+                "none".to_owned()
+            } else {
+                deployed.join(", ")
+            }
+        );
+    }
     filter
         .check_used(all.iter().map(|(r, i)| (r.name.as_str(), i.tags.as_slice())))
         .map_err(|e| anyhow::anyhow!("deployment ‘{}’: {e}", d.label()))?;

@@ -91,8 +91,8 @@ impl Action {
 pub struct Activation<'a> {
     pub toplevel: &'a str,
     pub action: Action,
-    /// The deployment it is for (recorded on the machine; see
-    /// [`Probe::kept`]).
+    /// Whose it is (`deploy::record::activation_owner`: the deployment
+    /// and machine; recorded on the machine, see [`Probe::kept`]).
     pub deployment: &'a str,
     /// Flush after setting the profile, and let switch-to-configuration
     /// flush too (false: `--no-sync`).
