@@ -310,6 +310,12 @@ fn concurrent_deploys_of_one_deployment_take_turns(backend: Backend) {
         "{}",
         second.stderr
     );
+    // The waiter names the holder, as the PostgreSQL lock does.
+    assert!(
+        second.stderr.contains(&format!("held by {}@", common::whoami())) && second.stderr.contains(", pid "),
+        "{}",
+        second.stderr
+    );
     assert_eq!(fleet.activations("m").len(), 2);
 }
 

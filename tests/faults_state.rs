@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,6 +80,51 @@ fn a_missing_state_file_is_not_made_up_by_commands_that_only_read() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(home.join(".nixops/deployments.nixops").exists());
+    // It holds salted hashes of secrets: its owner's only.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&home.join(".nixops")), 0o700);
+    assert_eq!(mode(&home.join(".nixops/deployments.nixops")), 0o600);
+}
+
+/// A zero-byte state file is a damaged one: no command takes it for an
+/// empty state (which the next write would make it, every deployment gone).
+#[test]
+fn an_empty_state_file_is_refused_as_damaged() {
+    let fleet = Fleet::start(&[]);
+    let state = fleet.path().join("empty.nixops");
+    std::fs::write(&state, "").unwrap();
+    for args in [
+        &["list"][..],
+        &["info", "--all"],
+        &["export", "--all"],
+        &["delete", "--all"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["-s", state.to_str().unwrap()]);
+        let r = fleet.run(&all);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stdout);
+        assert!(r.stderr.contains("is empty (0 bytes)"), "{args:?}: {}", r.stderr);
+        assert_eq!(std::fs::metadata(&state).unwrap().len(), 0, "{args:?} wrote it");
+    }
+}
+
+/// A state file others may read is made private when next written, with a
+/// note; its group keeps its access.
+#[test]
+fn a_state_file_others_may_read_is_made_private() {
+    let fleet = Fleet::start(&[]);
+    let net = fleet.write("net.nix", "{ }");
+    fleet.ok(&["create", net.to_str().unwrap(), "-d", "x"]);
+    let state = fleet.state_file();
+    let mode = || std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(), 0o600);
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o664)).unwrap();
+    // Reading changes nothing.
+    fleet.ok(&["list"]);
+    assert_eq!(mode(), 0o664);
+    let r = fleet.ok(&["set-args", "-d", "x", "--arg", "a", "1"]);
+    assert!(r.stderr.contains("could be read by other users"), "{}", r.stderr);
+    assert_eq!(mode(), 0o660);
 }
 
 /// A directory of its own for a state file (to mount something there), the

@@ -36,7 +36,10 @@ pub fn acquire(uuid: &str) -> Result<FileLock> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            errln!("waiting for exclusive deployment lock...");
+            match holder(&std::fs::read_to_string(&path).unwrap_or_default()) {
+                Some(h) => errln!("waiting for exclusive deployment lock... ({h})"),
+                None => errln!("waiting for exclusive deployment lock..."),
+            }
             file.lock()
                 .with_context(|| format!("cannot lock {}", path.display()))?;
         }
@@ -44,12 +47,39 @@ pub fn acquire(uuid: &str) -> Result<FileLock> {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()));
         }
     }
-    // Say who holds it, for `nixops unlock` and for people looking.
+    // Say who holds it, for `nixops unlock`, for waiters and for people
+    // looking: the pid first (what older versions wrote), then user@host
+    // and since when.
     use std::io::{Seek, Write};
     file.set_len(0)?;
     file.seek(std::io::SeekFrom::Start(0))?;
-    writeln!(file, "{}", std::process::id())?;
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    write!(
+        file,
+        "{}\n{}\n{since}\n",
+        std::process::id(),
+        super::history::who()
+    )?;
     Ok(FileLock { _file: file })
+}
+
+/// Who holds a lock, from its file's text: "held by root@host, pid 12,
+/// since ... UTC" (as the PostgreSQL lock says it), or less when the holder
+/// wrote less (NixOps writes nothing).
+fn holder(text: &str) -> Option<String> {
+    let mut lines = text.lines();
+    let pid: u32 = lines.next()?.trim().parse().ok()?;
+    let who = lines.next().map(str::trim).filter(|w| !w.is_empty());
+    let since = lines.next().and_then(|s| s.trim().parse::<u64>().ok());
+    Some(match (who, since) {
+        (Some(w), Some(t)) => format!(
+            "held by {w}, pid {pid}, since {} UTC",
+            super::history::format_utc(t)
+        ),
+        _ => format!("held by pid {pid}"),
+    })
 }
 
 /// Removes a lock file that no live process holds; refuses to touch a held
@@ -66,16 +96,27 @@ pub fn unlock(uuid: &str) -> Result<Unlock> {
             std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
             Ok(Unlock::Cleared)
         }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
-            Ok(Unlock::Held {
-                by: pid.map(|p: u32| format!("pid {p}")),
-            })
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Unlock::Held {
+            by: holder(&std::fs::read_to_string(&path).unwrap_or_default()),
+        }),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_is_named_from_what_it_wrote() {
+        assert_eq!(
+            holder("12\nroot@h\n0\n").as_deref(),
+            Some("held by root@h, pid 12, since 1970-01-01 00:00:00 UTC")
+        );
+        // Older versions wrote the pid alone; NixOps nothing.
+        assert_eq!(holder("12\n").as_deref(), Some("held by pid 12"));
+        assert_eq!(holder(""), None);
     }
 }

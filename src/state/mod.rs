@@ -17,6 +17,7 @@ pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -293,7 +294,12 @@ pub fn open(arg: Option<&OsStr>, access: Access) -> Result<StoreBox> {
                     return Ok(Box::new(SqliteStore::empty(&path)?));
                 }
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
+                    // The default directory holds the state and the locks:
+                    // its owner's only.
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
                         .with_context(|| format!("cannot create directory {}", dir.display()))?;
                 }
             }

@@ -31,7 +31,20 @@ impl SqliteStore {
     /// [`Access::Create`] creates a missing file (never its directory).
     pub fn open(path: &Path, access: Access) -> Result<Self> {
         let missing = match std::fs::metadata(path) {
-            Ok(_) => false,
+            Ok(m) => {
+                // SQLite would take an empty file for an empty state, and
+                // the first command would write one over it: every
+                // deployment gone without a word. No NixOps state file is
+                // empty (its schema is in it); only create and import make
+                // one.
+                if m.len() == 0 && access != Access::Create && !has_journal(path) {
+                    bail!(
+                        "state file {} is empty (0 bytes), which no NixOps state file is: it is damaged (truncated?); restore it from a backup, or remove it and create the deployments anew",
+                        path.display()
+                    );
+                }
+                false
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
             Err(e) => bail!("cannot open state file {}: {e}", path.display()),
         };
@@ -64,6 +77,10 @@ impl SqliteStore {
             };
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| anyhow!("cannot open state file {}: {}", path.display(), cause(path, &e)))?;
+        // Before SQLite makes its journal files, which take the file's mode.
+        if access != Access::Read {
+            private(path, missing);
+        }
         // SQLite falls back to reading a file it may not write.
         if conn.is_readonly(MAIN_DB).unwrap_or(false) {
             drop(conn);
@@ -290,6 +307,40 @@ impl Db for SqliteStore {
 
     fn unlock(&self, uuid: &str) -> Result<Unlock> {
         lock::unlock(uuid)
+    }
+}
+
+/// Whether SQLite's write-ahead log beside `path` holds anything (a state
+/// just being created may be in it alone).
+fn has_journal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// The state holds salted hashes of the deployments' secrets (enough to
+/// test guesses of weak ones): a new file is its owner's only (0600); an
+/// existing one loses what others may do, with a note (its group keeps its
+/// access: a team may share a state file through a group).
+fn private(path: &Path, created: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(mode) = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777) else {
+        return;
+    };
+    let want = if created { 0o600 } else { mode & 0o770 };
+    if want == mode {
+        return;
+    }
+    if std::fs::set_permissions(path, std::fs::Permissions::from_mode(want)).is_ok() && !created {
+        errln!(
+            "note: state file {} could be read by other users (mode {mode:04o}); it is now {want:04o}, since it holds salted hashes of the deployments' secrets",
+            path.display()
+        );
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(want));
     }
 }
 
