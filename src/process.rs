@@ -31,11 +31,6 @@ impl Output {
     /// consequence (a closed pipe or connection) only when nothing else was
     /// said.
     pub fn last_error(&self) -> String {
-        const CAUSES: [&str; 3] = [
-            "No space left on device",
-            "Disk quota exceeded",
-            "Read-only file system",
-        ];
         const CONSEQUENCES: [&str; 3] = [
             "Broken pipe",
             "Connection reset by peer",
@@ -44,7 +39,7 @@ impl Output {
         let said: Vec<&String> = self.stderr.iter().filter(|l| !l.trim().is_empty()).collect();
         let names = |l: &&&String, what: &[&str]| what.iter().any(|w| l.contains(w));
         said.iter()
-            .find(|l| names(l, &CAUSES))
+            .find(|l| storage_trouble(l) || l.contains("Read-only file system"))
             .or_else(|| said.iter().rev().find(|l| !names(l, &CONSEQUENCES)))
             .or(said.last())
             .map(|l| l.to_string())
@@ -53,6 +48,19 @@ impl Output {
                 None => "killed by a signal".into(),
             })
     }
+}
+
+/// Whether an error says storage ran out (or broke: Nix's database on a
+/// full disk), which a full /nix on either side of a copy may be.
+pub fn storage_trouble(message: &str) -> bool {
+    [
+        "No space left on device",
+        "Disk quota exceeded",
+        "disk I/O error",
+        "database or disk is full",
+    ]
+    .iter()
+    .any(|w| message.contains(w))
 }
 
 /// Where a command's output lines go.

@@ -458,3 +458,24 @@ fn each_failed_build_names_only_its_own_derivations() {
     let t = fleet.exported_toplevel("d", "c").expect("c deployed");
     assert_eq!(fleet.current_system("c"), t);
 }
+
+/// A target whose /nix is completely full: its Nix database cannot even be
+/// opened, and the copy fails with a dropped connection. The summary says
+/// which side ran out of space.
+#[test]
+fn a_full_target_store_is_named_as_such() {
+    let fleet = Fleet::start(&["web"]);
+    fleet.create("d", "{ web = { ... }: { environment.etc.x.text = \"1\"; }; }");
+    fleet.ok(&["deploy"]);
+    fleet.write("d.nix", "{ web = { ... }: { environment.etc.x.text = \"2\"; }; }");
+    // The host's /nix as it is, on a file system with no room left.
+    fleet.exec(
+        "web",
+        "mkdir -p /tmp/n && cp -a /nix/. /tmp/n/ && mount -t tmpfs -o size=$(( $(du -sk /nix | cut -f1) + 2048 ))k tmpfs /nix && cp -a /tmp/n/. /nix/ && { dd if=/dev/zero of=/nix/fill bs=4k 2>/dev/null || true; }",
+    );
+    let r = fleet.run(&["deploy"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let row = r.summary_row("web");
+    assert!(row.contains("no space left on the target's /nix"), "{}", r.stderr);
+    assert!(!row.contains("cannot connect"), "{}", r.stderr);
+}

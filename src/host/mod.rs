@@ -326,7 +326,21 @@ impl Host {
     pub async fn copy_closure(&self, path: &str, use_substitutes: bool, sink: Sink<'_>) -> Result<()> {
         match &self.transport {
             Transport::Ssh(t) => {
-                copied(crate::nix::copy_closure(t, &[path.to_owned()], use_substitutes, sink).await)
+                match crate::nix::copy_closure(t, &[path.to_owned()], use_substitutes, sink).await {
+                    // A full /nix shows as a database error or a dropped
+                    // connection: say which side ran out.
+                    Err(crate::nix::Error::CopyFailed(m)) if process::storage_trouble(&m) => {
+                        let message = match self.full_side().await {
+                            Some(side) => format!("{side}: {m}"),
+                            None => m,
+                        };
+                        Err(Error::Failed {
+                            what: "copying closure".into(),
+                            message,
+                        })
+                    }
+                    r => copied(r),
+                }
             }
             Transport::Local(_) if !std::path::Path::new(path).exists() => Err(Error::Failed {
                 what: "copying".into(),
@@ -452,6 +466,39 @@ impl Host {
 }
 
 /// A copy's outcome as the machine's error.
+/// Below this, a store is full for all purposes (Nix's database needs room
+/// to write its journal).
+const FULL_KIB: u64 = 1024;
+
+impl Host {
+    /// Which side's /nix has run out of space, if one has: this machine's
+    /// or the target's.
+    async fn full_side(&self) -> Option<String> {
+        let here = rustix::fs::statvfs("/nix/store")
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize) / 1024);
+        if let Some(kib) = here.filter(|k| *k < FULL_KIB) {
+            return Some(format!("no space left on this machine's /nix ({kib} KiB free)"));
+        }
+        let out = self
+            .run(
+                "df -Pk /nix/store 2>/dev/null | tail -n 1",
+                &[],
+                None,
+                Sink::quiet(),
+            )
+            .await
+            .ok()?;
+        let kib: u64 = out.stdout.split_whitespace().nth(3)?.parse().ok()?;
+        (kib < FULL_KIB).then(|| {
+            format!(
+                "no space left on the target's /nix ({} has {kib} KiB free)",
+                self.name
+            )
+        })
+    }
+}
+
 fn copied(r: std::result::Result<(), crate::nix::Error>) -> Result<()> {
     match r {
         Ok(()) => Ok(()),
