@@ -28,10 +28,20 @@
 # phase brought in), else the peak of the summed RSS of the phase's session,
 # sampled every 0.2 s.
 #
-# usage: bench/eval.sh [-n N] [-m M] [-j "1 2 4"] [-i INFO_N] [-k]
+# With -c, only the evaluation cache, against the cache before the
+# evaluation trace (BEFORE_REV, default 78eecf4; or NIXOPS_BEFORE=/path),
+# both in the same run, each on its own state:
+#
+#   cold cache         empty cache: every machine evaluated and recorded
+#   warm cache         nothing changed: nothing evaluated
+#   beside changed     a file nothing reads is written beside the network
+#                      (the cache before watched the whole directory)
+#
+# usage: bench/eval.sh [-n N] [-m M] [-j "1 2 4"] [-i INFO_N] [-c] [-k]
 #   -n N       machines (default 200)     -m M   generated modules (default 2000)
 #   -j LIST    worker counts for the pooled evaluation (default "1 2 4")
 #   -i INFO_N  machines of the info benchmark (default 30)
+#   -c         the evaluation cache only, against the one before the trace
 #   -k         keep the work directory (/tmp/nixops-bench-eval.*)
 # NIXOPS=/path/to/nixops measures that binary instead of this checkout's
 # (cargo build --release). The baseline is built from BASELINE_REV
@@ -44,13 +54,15 @@ M=${M:-2000}
 JOBS=${JOBS:-"1 2 4"}
 INFO_N=${INFO_N:-30}
 KEEP=0
+CACHE_ONLY=0
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
-while getopts n:m:j:i:kh opt; do
+while getopts n:m:j:i:ckh opt; do
   case $opt in
     n) N=$OPTARG ;;
     m) M=$OPTARG ;;
     j) JOBS=$OPTARG ;;
     i) INFO_N=$OPTARG ;;
+    c) CACHE_ONLY=1 ;;
     k) KEEP=1 ;;
     *) usage ;;
   esac
@@ -62,6 +74,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 NIXOPS=${NIXOPS:-}
 NIXOPS_BASELINE=${NIXOPS_BASELINE:-}
 BASELINE_REV=${BASELINE_REV:-a667029}
+NIXOPS_BEFORE=${NIXOPS_BEFORE:-}
+BEFORE_REV=${BEFORE_REV:-78eecf4}
 COLMENA=${COLMENA:-}
 CORES=$(nproc)
 
@@ -71,13 +85,20 @@ die() { echo "eval.sh: $*" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source "$REPO/bench/lib.sh"
 resolve_tools
-if [[ -z $NIXOPS_BASELINE ]]; then
-  log "building the baseline nixops at $BASELINE_REV (target/bench-baseline)"
-  src=$REPO/target/bench-baseline/src
+# build_rev REV DIR: this repository's nixops at REV, built in target/DIR;
+# prints the binary's path.
+build_rev() {
+  local src=$REPO/target/$2/src
+  log "building nixops at $1 (target/$2)"
   rm -rf "$src" && mkdir -p "$src"
-  git -C "$REPO" archive "$BASELINE_REV" | tar -x -C "$src"
-  (cd "$src" && CARGO_TARGET_DIR=$REPO/target/bench-baseline cargo build --release --locked --quiet) >&2
-  NIXOPS_BASELINE=$REPO/target/bench-baseline/release/nixops
+  git -C "$REPO" archive "$1" | tar -x -C "$src"
+  (cd "$src" && CARGO_TARGET_DIR=$REPO/target/$2 cargo build --release --locked --quiet) >&2
+  echo "$REPO/target/$2/release/nixops"
+}
+if ((CACHE_ONLY)); then
+  [[ -n $NIXOPS_BEFORE ]] || NIXOPS_BEFORE=$(build_rev "$BEFORE_REV" bench-before)
+elif [[ -z $NIXOPS_BASELINE ]]; then
+  NIXOPS_BASELINE=$(build_rev "$BASELINE_REV" bench-baseline)
 fi
 
 WORK=$(mktemp -d /tmp/nixops-bench-eval.XXXXXX)
@@ -290,6 +311,40 @@ create() {  # create BIN STATEDIR NETWORK
   mkdir -p "$2"
   tool "$1" "$2" create "$3/network.nix" -d bench >/dev/null 2>&1 || die "create failed in $2"
 }
+
+if ((CACHE_ONLY)); then
+  # Each cache is the owner's of its state's directory.
+  create "$NIXOPS" "$WORK/c-new" "$WORK/net"
+  create "$NIXOPS_BEFORE" "$WORK/c-old" "$WORK/net"
+  log "writing every machine's derivations to the store first (not timed)"
+  tool "$NIXOPS" "$WORK/c-new" deploy --dry-run --no-eval-cache >"$WORK/warmup.log" 2>&1 || { tail "$WORK/warmup.log" >&2; die "warm-up failed"; }
+  for side in before now; do
+    if [[ $side == before ]]; then bin=$NIXOPS_BEFORE dir=$WORK/c-old; else bin=$NIXOPS dir=$WORK/c-new; fi
+    measure "cold cache, $side" env NIXOPS_STATE="$dir/state.nixops" "$bin" deploy --dry-run
+    record "cold cache, $side"
+    measure "warm cache, $side" env NIXOPS_STATE="$dir/state.nixops" "$bin" deploy --dry-run
+    record "warm cache, $side"
+    grep -q "$N of $N machines unchanged" "$WORK/warm_cache__$side.log" || die "the warm run ($side) evaluated machines"
+    echo "$side $RANDOM" > "$WORK/net/notes-$side.txt"
+    measure "beside changed, $side" env NIXOPS_STATE="$dir/state.nixops" "$bin" deploy --dry-run
+    record "beside changed, $side"
+  done
+  echo
+  echo "nixops evaluation cache benchmark — N=$N machines, $M generated modules, $CORES cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "now: $NIXOPS; before: $NIXOPS_BEFORE ($BEFORE_REV); $(nix-instantiate --version)"
+  echo
+  printf '%-24s %9s %10s %10s %12s %12s\n' "phase" "wall s" "peak MiB" "s/machine" "vs before" "others' CPU"
+  for k in "${ORDER[@]}"; do
+    b=${k/, now/, before}
+    printf '%-24s %9s %10s %10s %12s %12s\n' "$k" "${W[$k]}" "${P[$k]}" \
+      "$(awk -v w="${W[$k]}" -v n="$N" 'BEGIN { printf "%.4f", w / n }')" \
+      "$(awk -v a="${W[$k]}" -v b="${W[$b]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')" "${O[$k]}"
+  done
+  echo
+  echo "goals:"
+  awk -v w="${W[warm cache, now]}" -v n="$N" 'BEGIN { v = w / n; printf "  %s warm cache hit: seconds per machine %.4f (<= 0.01)\n", (v <= 0.01) ? "ok  " : "MISS", v }'
+  exit 0
+fi
 
 create "$NIXOPS" "$WORK/s-new" "$WORK/net"
 create "$NIXOPS_BASELINE" "$WORK/s-old" "$WORK/net"

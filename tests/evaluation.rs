@@ -533,3 +533,46 @@ fn a_network_that_reads_the_environment_deploys_what_it_says_now() {
     assert_eq!(evaluated(&r), Vec::<String>::new(), "{}", r.stderr);
     assert_eq!(fleet.config_json("m")["etc"]["gen"], "gen-2");
 }
+
+/// Symlinks anywhere on the way count by what they reach: the network file
+/// itself and a directory of modules, each re-pointed.
+#[test]
+fn a_repointed_network_file_or_directory_is_seen() {
+    let fleet = Fleet::start(&[]);
+    fleet.write(
+        "net/net-a.nix",
+        "{ m = import ./mods/m.nix; n = { ... }: { environment.etc.x.text = \"a\"; }; }\n",
+    );
+    fleet.write(
+        "net/net-b.nix",
+        "{ m = import ./mods/m.nix; n = { ... }: { environment.etc.x.text = \"b\"; }; }\n",
+    );
+    fleet.write(
+        "net/mods-1/m.nix",
+        "{ ... }: { environment.etc.x.text = \"1\"; }\n",
+    );
+    fleet.write(
+        "net/mods-2/m.nix",
+        "{ ... }: { environment.etc.x.text = \"2\"; }\n",
+    );
+    let dir = fleet.path().join("net");
+    symlink("net-a.nix", &dir.join("network.nix"));
+    symlink("mods-1", &dir.join("mods"));
+    fleet.ok(&["create", dir.join("network.nix").to_str().unwrap(), "-d", "d"]);
+    let dry = || fleet.ok(&["deploy", "--dry-run"]);
+    let first = dry();
+    assert_eq!(evaluated(&first), ["m", "n"]);
+    assert_eq!(evaluated(&dry()), Vec::<String>::new());
+
+    symlink("net-b.nix", &dir.join("network.nix"));
+    let r = dry();
+    assert!(evaluated(&r).contains(&"n".to_owned()), "{}", r.stderr);
+    assert_ne!(toplevels(&r)["n"], toplevels(&first)["n"]);
+
+    symlink("mods-2", &dir.join("mods"));
+    let r2 = dry();
+    assert_eq!(evaluated(&r2), ["m"], "{}", r2.stderr);
+    assert_ne!(toplevels(&r2)["m"], toplevels(&r)["m"]);
+    let fresh = fleet.ok(&["deploy", "--dry-run", "--no-eval-cache"]);
+    assert_eq!(toplevels(&fresh), toplevels(&r2));
+}
