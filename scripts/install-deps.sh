@@ -36,3 +36,25 @@ for i in $(seq 1 8); do
     --gid nixbld --groups nixbld --comment "Nix build user $i" "nixbld$i"
 done
 command -v cargo >/dev/null || { echo "error: cargo (Rust) is needed" >&2; exit 1; }
+# NixOps 2.0 itself, which the interchange tests drive: from the team's copy
+# in ../shared/peers/nixops (absent on a user's fresh clone: those tests then
+# say they are skipped), with its dependency pins, into target/nixops-2.0.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+peer=$repo/../shared/peers/nixops
+venv=$repo/target/nixops-2.0
+if [[ -d $peer && ! -x $venv/bin/nixops ]]; then
+  echo "installing NixOps 2.0 from $peer into $venv (for the interchange tests)" >&2
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    pluggy==1.4.0 prettytable==3.9.0 typeguard==4.1.5 typing_extensions==4.9.0
+  # Built from a copy: the shared tree is read-only.
+  src=$(mktemp -d)
+  cp -r "$peer/." "$src/"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps "$src"
+  rm -rf "$src"
+  "$venv/bin/nixops" --version >/dev/null
+fi

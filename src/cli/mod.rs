@@ -34,7 +34,7 @@ mod ssh_for_each;
 mod start_stop;
 mod unlock;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -333,6 +333,23 @@ impl Global {
     }
 
     fn with_network(&self, mut d: Deployment) -> Result<Deployment> {
+        // NixOps 2.0 records no network: every command takes --network,
+        // default the current directory. A deployment it made has none;
+        // take the current directory's, as it would.
+        let unrecorded = crate::network::Source::of(&d)? == crate::network::Source::Files(Vec::new());
+        if self.network.is_none()
+            && unrecorded
+            && ["nixops.nix", "flake.nix"].iter().any(|f| Path::new(f).exists())
+        {
+            let source = crate::network::flake::resolve(".")?;
+            errln!(
+                "note: deployment ‘{}’ records no network; using the one in the current directory ({}), as NixOps 2.0 does (‘nixops modify --network DIR’ records one)",
+                d.label(),
+                source.describe()
+            );
+            source.apply_to(&mut d)?;
+            return Ok(d);
+        }
         if let Some(source) = self.network_source()? {
             let recorded = crate::network::Source::of(&d)?;
             if recorded != source && recorded != crate::network::Source::Files(Vec::new()) {

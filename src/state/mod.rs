@@ -353,7 +353,10 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// The key of a deployment's history in an export; NixOps' exports have
-/// none (it is left out when the history is empty).
+/// none (it is left out when the history is empty). Its value is the
+/// history's JSON as one string: NixOps' import stores every deployment
+/// attribute as text (it crashes on a list), so it keeps the history as an
+/// attribute it never reads, and its export gives it back.
 const HISTORY_KEY: &str = "history";
 
 /// A deployment in NixOps' export format, with its history.
@@ -373,7 +376,7 @@ pub fn export(d: &Deployment, history: &[HistoryEntry]) -> anyhow::Result<Value>
     }
     obj.insert("resources".into(), Value::Object(res));
     if !history.is_empty() {
-        obj.insert(HISTORY_KEY.into(), serde_json::to_value(history)?);
+        obj.insert(HISTORY_KEY.into(), Value::String(serde_json::to_string(history)?));
     }
     Ok(Value::Object(obj))
 }
@@ -394,7 +397,13 @@ pub fn parse_export(uuid: &str, v: &Value) -> anyhow::Result<Imported> {
     let mut history = Vec::new();
     for (k, v) in obj {
         if k == HISTORY_KEY {
-            history = serde_json::from_value(v.clone()).with_context(|| {
+            // A string (ours, and NixOps' export of it), or a list (exports
+            // of earlier versions).
+            let parsed = match v {
+                Value::String(text) => serde_json::from_str(text),
+                other => serde_json::from_value(other.clone()),
+            };
+            history = parsed.with_context(|| {
                 format!("deployment {uuid}: ‘{HISTORY_KEY}’ is not a valid deploy history")
             })?;
         } else if k == "resources" {

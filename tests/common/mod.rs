@@ -39,6 +39,27 @@ pub fn real_lib() -> bool {
     link != Path::new("minimal-lib")
 }
 
+/// The real NixOps 2.0, as scripts/install-deps.sh installs it from
+/// ../shared/peers/nixops; None, with a notice on stderr, where that copy is
+/// absent (a user's fresh clone). Where it is there, it must be installed.
+pub fn nixops2() -> Option<PathBuf> {
+    let bin = repo().join("target/nixops-2.0/bin/nixops");
+    let peer = repo().join("../shared/peers/nixops");
+    if bin.exists() {
+        return Some(bin);
+    }
+    assert!(
+        !peer.exists(),
+        "{} is there but NixOps 2.0 is not installed: run scripts/install-deps.sh",
+        peer.display()
+    );
+    eprintln!(
+        "NOTICE: skipped: NixOps 2.0 is not installed ({} is absent; scripts/install-deps.sh installs it from there)",
+        peer.display()
+    );
+    None
+}
+
 pub fn fleet_sh() -> PathBuf {
     repo().join("tests/fleet/fleet.sh")
 }

@@ -4,6 +4,7 @@
   ./misc/nixpkgs.nix
   ./misc/version.nix
   ./misc/assertions.nix
+  ./misc/check-config.nix
   ./config/networking.nix
   ./config/users-groups.nix
   ./config/system-path.nix
