@@ -437,3 +437,55 @@ fn a_machine_sharing_a_host_is_not_taken_for_the_deployed_one() {
     assert!(r.stderr.contains("has not been deployed yet"), "{}", r.stderr);
     assert!(r.stderr.contains("deployed: "), "{}", r.stderr);
 }
+
+/// `rename` renames a machine, as NixOps does: its state (toplevel, host
+/// key) and GC root go with it, and the network that names it anew deploys
+/// with nothing to change.
+#[test]
+fn rename_renames_a_machine() {
+    let fleet = Fleet::start(&["m"]);
+    // The host name pinned: it defaults to the machine's name.
+    let machine = "{ ... }: { deployment.targetHost = \"m\"; networking.hostName = \"m\"; }";
+    let file = fleet.write("d.nix", &format!("{{ old = {machine}; }}\n"));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    fleet.ok(&["deploy"]);
+    let t = fleet.exported_toplevel("d", "old").unwrap();
+    let r = fleet.ok(&["rename", "-d", "d", "old", "new"]);
+    assert!(
+        r.stderr.contains("renaming resource ‘old’ to ‘new’"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fleet.exported_toplevel("d", "new"), Some(t.clone()));
+    assert_eq!(fleet.exported_toplevel("d", "old"), None);
+    let export = fleet.ok(&["export"]).stdout;
+    assert!(export.contains("publicHostKey"), "{export}");
+    let root = format!("/nix/var/nix/gcroots/per-user/{}/nixops", common::whoami());
+    let uuid = serde_json::from_str::<serde_json::Value>(&export)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        std::fs::read_link(format!("{root}/{uuid}/new")).unwrap().to_str(),
+        Some(t.as_str())
+    );
+    assert!(std::fs::symlink_metadata(format!("{root}/{uuid}/old")).is_err());
+    // Unknown, taken and unusable names are refused.
+    assert!(
+        fleet
+            .run(&["rename", "-d", "d", "old", "x"])
+            .stderr
+            .contains("no resource ‘old’")
+    );
+    let r = fleet.run(&["rename", "-d", "d", "new", "a/b"]);
+    assert_ne!(r.code, 0);
+    // The network renamed too: the same system, and the host key pinned.
+    fleet.write("d.nix", &format!("{{ new = {machine}; }}\n"));
+    let r = fleet.ok(&["deploy"]);
+    assert!(!r.stderr.contains("obsolete"), "{}", r.stderr);
+    assert_eq!(fleet.current_system("m"), t);
+}

@@ -61,7 +61,7 @@ fn deployment_lifecycle_commands(backend: Backend) {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Network name: two"));
 
-    fleet.ok(&["rename", "two", "three"]);
+    fleet.ok(&["modify", "-d", "two", "-n", "three"]);
     assert!(fleet.ok(&["list"]).stdout.contains("three"));
     let other = fleet.write("other.nix", &simple_network(&["x", "y"], ""));
     fleet.ok(&["modify", "-d", "three", other.to_str().unwrap(), "-n", "four"]);

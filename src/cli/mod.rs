@@ -175,7 +175,7 @@ pub enum Command {
     Modify(modify::Opts),
     /// Clone a deployment
     Clone(clone::Opts),
-    /// Rename a deployment
+    /// Rename a machine of a deployment (a deployment: modify -n)
     Rename(rename::Opts),
     /// Delete a deployment
     Delete(delete::Opts),

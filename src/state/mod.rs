@@ -189,6 +189,9 @@ pub trait Store {
         forget: &[i64],
     ) -> Result<BTreeMap<String, i64>>;
     fn set_resource_attrs(&self, id: i64, changes: &[AttrChange]) -> Result<()>;
+    /// Renames resource `from` of deployment `uuid` to `to`, which no
+    /// resource of it may have.
+    fn rename_resource(&self, uuid: &str, from: &str, to: &str) -> Result<()>;
     /// Imports a whole deployment in NixOps' export format, with its
     /// history (newest first); an existing UUID is refused unless `replace`.
     fn import(

@@ -492,6 +492,26 @@ impl<D: Db> Store for D {
         }))
     }
 
+    fn rename_resource(&self, uuid: &str, from: &str, to: &str) -> super::Result<()> {
+        typed(transaction(self, true, |db| {
+            let taken = db.query(
+                "select id from Resources where deployment = $1 and name = $2",
+                &[uuid.into(), to.into()],
+            )?;
+            if !taken.is_empty() {
+                anyhow::bail!("resource with name ‘{to}’ already exists");
+            }
+            let n = db.execute(
+                "update Resources set name = $1 where deployment = $2 and name = $3",
+                &[to.into(), uuid.into(), from.into()],
+            )?;
+            if n == 0 {
+                anyhow::bail!("resource ‘{from}’ not found");
+            }
+            Ok(())
+        }))
+    }
+
     fn import(
         &self,
         uuid: &str,
