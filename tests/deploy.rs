@@ -83,7 +83,12 @@ fn user_example_deploys(backend: Backend) {
     );
     // Nothing the machines' evaluation read changed since the deploy: the
     // evaluation cache tells Up-to-date without evaluating.
-    assert_eq!(info.stdout.matches("| Up-to-date").count(), 2, "{}", info.stdout);
+    assert_eq!(
+        info.stdout.matches("| Up / Up-to-date").count(),
+        2,
+        "{}",
+        info.stdout
+    );
     let info = fleet.ok(&["info", "-d", "staging", "--check-outdated"]);
     assert_eq!(info.stdout.matches("Up-to-date").count(), 2, "{}", info.stdout);
 
@@ -146,7 +151,7 @@ fn one_failing_and_one_unreachable_machine_do_not_stop_the_others(backend: Backe
     assert!(
         info.stdout
             .lines()
-            .any(|l| l.starts_with("down\tNew / Unreachable")),
+            .any(|l| l.starts_with("down\tunreachable / outdated")),
         "{}",
         info.stdout
     );
@@ -282,7 +287,7 @@ fn obsolete_machines_and_kill_obsolete(backend: Backend) {
     let r = fleet.ok(&["deploy"]);
     assert!(r.stderr.contains("machine ‘b’ is obsolete"), "{}", r.stderr);
     let info = fleet.ok(&["info", "--plain"]);
-    assert!(info.stdout.contains("b\tObsolete"), "{}", info.stdout);
+    assert!(info.stdout.contains("b\tup / obsolete"), "{}", info.stdout);
     fleet.ok(&["deploy", "-k"]);
     let info = fleet.ok(&["info", "--plain"]);
     assert!(!info.stdout.contains("b\t"), "{}", info.stdout);

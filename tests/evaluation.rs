@@ -221,7 +221,7 @@ fn a_machine_that_fails_to_evaluate_fails_alone_and_nodes_work_across_workers() 
 }
 
 #[test]
-fn info_tells_up_to_date_from_the_cache_without_evaluating() {
+fn info_tells_up_to_date_from_the_cache_evaluating_only_what_changed() {
     let fleet = Fleet::start(&["web", "db"]);
     let net = fleet.write(
         "net/network.nix",
@@ -231,25 +231,25 @@ fn info_tells_up_to_date_from_the_cache_without_evaluating() {
     fleet.ok(&["create", net.to_str().unwrap(), "-d", "d"]);
     fleet.ok(&["deploy"]);
     let r = fleet.ok(&["info", "--plain", "--debug"]);
-    assert!(r.stdout.contains("db\tUp-to-date"), "{}", r.stdout);
-    assert!(r.stdout.contains("web\tUp-to-date"), "{}", r.stdout);
+    assert!(r.stdout.contains("db\tup / up-to-date"), "{}", r.stdout);
+    assert!(r.stdout.contains("web\tup / up-to-date"), "{}", r.stdout);
     assert!(!r.stderr.contains("-A machines"), "{}", r.stderr);
     assert!(!r.stderr.contains("-A meta"), "{}", r.stderr);
 
-    // web changed: its system is not evaluated without --check-outdated.
+    // web changed: info evaluates web, and only web.
     fleet.write(
         "net/web.nix",
         "{ ... }: { environment.etc.x.text = \"web 2\"; }\n",
     );
-    let r = fleet.ok(&["info", "--plain"]);
-    assert!(r.stdout.contains("db\tUp-to-date"), "{}", r.stdout);
-    assert!(r.stdout.contains("web\tDeployed"), "{}", r.stdout);
-    let r = fleet.ok(&["info", "--plain", "--check-outdated"]);
-    assert!(r.stdout.contains("web\tOutdated"), "{}", r.stdout);
+    let r = fleet.ok(&["info", "--plain", "--debug"]);
+    assert!(r.stdout.contains("db\tup / up-to-date"), "{}", r.stdout);
+    assert!(r.stdout.contains("web\tup / outdated"), "{}", r.stdout);
+    assert_eq!(r.stderr.matches("-A machines").count(), 1, "{}", r.stderr);
     // Now cached as well.
-    let r = fleet.ok(&["info", "--plain"]);
-    assert!(r.stdout.contains("web\tOutdated"), "{}", r.stdout);
-    assert!(r.stdout.contains("db\tUp-to-date"), "{}", r.stdout);
+    let r = fleet.ok(&["info", "--plain", "--debug"]);
+    assert!(r.stdout.contains("web\tup / outdated"), "{}", r.stdout);
+    assert!(r.stdout.contains("db\tup / up-to-date"), "{}", r.stdout);
+    assert!(!r.stderr.contains("-A machines"), "{}", r.stderr);
 }
 
 /// Runs nixops with environment variables `env` set.

@@ -343,9 +343,8 @@ fn introspection_commands() {
     let out = fleet.nixops(&["edit"]).env("EDITOR", "cat").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("services.nginx.enable"));
 
-    let info: serde_json::Value =
-        serde_json::from_str(&fleet.ok(&["info", "--json", "--check-outdated"]).stdout).unwrap();
-    assert_eq!(info["machines"][0]["status"], "Up-to-date");
+    let info: serde_json::Value = serde_json::from_str(&fleet.ok(&["info", "--json"]).stdout).unwrap();
+    assert_eq!(info["machines"][0]["status"], "Up / Up-to-date");
     let list: serde_json::Value = serde_json::from_str(&fleet.ok(&["list", "--json"]).stdout).unwrap();
     assert_eq!(list[0]["name"], "d");
 
@@ -376,31 +375,52 @@ fn unlock_refuses_a_live_lock_and_clears_a_dead_one() {
     assert!(!lock.exists());
 }
 
-/// `info` is cheap: it evaluates the machines' deployment options, never
-/// their systems, unless --check-outdated asks for NixOps' comparison;
-/// `list` evaluates nothing.
+/// `info` as NixOps prints it, which scripts read: six tab-separated
+/// fields with `--plain` (uuid and name first with `--all`), statuses such
+/// as `Up / Up-to-date`, machines in NixOps' order; it evaluates the
+/// systems (from the evaluation cache where nothing changed), `--no-eval`
+/// shows state only; `list` evaluates nothing.
 #[test]
-fn info_evaluates_no_system_unless_asked() {
+fn info_prints_what_nixops_prints() {
     let fleet = deployed(&["web"], "");
-    // A system that can no longer be evaluated at all; its deployment
-    // options still can.
+    let uuid = fleet.ok(&["list", "--json"]).stdout;
+    let uuid = serde_json::from_str::<serde_json::Value>(&uuid).unwrap()[0]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = fleet.ok(&["info", "--plain"]);
+    assert_eq!(r.stdout, "web\tup / up-to-date\tnone\t\t\t\n");
+    let r = fleet.ok(&["info", "--all", "--plain"]);
+    assert_eq!(r.stdout, format!("{uuid}\td\tweb\tup / up-to-date\tnone\t\t\t\n"));
+    let r = fleet.ok(&["info", "--all"]);
+    assert!(r.stdout.contains("| Deployment | Name"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("| d          | web  | Up / Up-to-date |"),
+        "{}",
+        r.stdout
+    );
+    // A machine not yet in state is Missing; in NixOps' order.
     fleet.write(
         "d.nix",
-        "{ network.description = \"test network\"; web = { ... }: { environment.etc.x.text = throw \"evaluated the system\"; }; new = { ... }: { }; }",
+        "{ network.description = \"test network\"; web = { ... }: { }; web10 = { ... }: { }; web9 = { ... }: { }; }",
     );
     let r = fleet.ok(&["info", "--plain"]);
-    assert_eq!(r.stdout, "new\tNew\tnone\t\tnew\nweb\tDeployed\tnone\t\tweb\n");
-    assert!(!r.stderr.contains("evaluated the system"), "{}", r.stderr);
-    let r = fleet.ok(&["info"]);
-    assert!(
-        r.stderr
-            .contains("--check-outdated tells Up-to-date from Outdated"),
-        "{}",
-        r.stderr
+    assert_eq!(
+        r.stdout,
+        "web\tup / up-to-date\tnone\t\t\t\nweb9\tmissing\tnone\t\t\t\nweb10\tmissing\tnone\t\t\t\n"
     );
-    // NixOps' way evaluates the systems (and here warns that it cannot).
-    let r = fleet.ok(&["info", "--plain", "--check-outdated"]);
+    // A system that can no longer be evaluated: a warning, and what state
+    // has; --no-eval does not try.
+    fleet.write(
+        "d.nix",
+        "{ network.description = \"test network\"; web = { ... }: { environment.etc.x.text = throw \"evaluated the system\"; }; }",
+    );
+    let r = fleet.ok(&["info", "--plain"]);
     assert!(r.stderr.contains("evaluated the system"), "{}", r.stderr);
+    assert_eq!(r.stdout, "web\tup\tnone\t\t\t\n");
+    let r = fleet.ok(&["info", "--plain", "--no-eval"]);
+    assert!(!r.stderr.contains("evaluated the system"), "{}", r.stderr);
+    assert_eq!(r.stdout, "web\tup\tnone\t\t\t\n");
     // list reads state only: even a network file that is gone does not matter.
     std::fs::remove_file(fleet.path().join("d.nix")).unwrap();
     let r = fleet.ok(&["list"]);
@@ -429,8 +449,9 @@ fn a_machine_sharing_a_host_is_not_taken_for_the_deployed_one() {
     assert!(!r.stdout.contains("interrupted deploy"), "{}", r.stdout);
     assert_eq!(fleet.exported_toplevel("d", "db"), None, "{}", r.stdout);
     assert_eq!(fleet.exported_toplevel("d", "web").as_deref(), Some(web.as_str()));
-    let info = fleet.ok(&["info", "--plain", "--no-eval"]).stdout;
-    assert!(!info.contains("db\tDeployed"), "{info}");
+    let info = fleet.ok(&["info", "--plain"]).stdout;
+    let db = info.lines().find(|l| l.starts_with("db\t")).unwrap_or_default();
+    assert!(db.contains("outdated"), "{info}");
 
     let r = fleet.run(&["ssh", "api", "true"]);
     assert_ne!(r.code, 0);

@@ -1,3 +1,8 @@
+//! `info`: the deployments' machines and their status, as NixOps prints
+//! them: `Up / Up-to-date`, `Up / Outdated`, `Missing`, ...; `--plain`
+//! prints NixOps' six tab-separated fields per machine (uuid and name first
+//! with `--all`), which scripts read.
+
 use std::collections::BTreeMap;
 
 use anyhow::Result;
@@ -5,7 +10,7 @@ use clap::Args;
 
 use super::Global;
 use crate::network::{Evaluator, NixFiles, Request};
-use crate::state::{Deployment, machine_state};
+use crate::state::{Deployment, Resource, machine_state};
 use crate::ui::table;
 
 #[derive(Args, Debug)]
@@ -17,30 +22,48 @@ pub struct Opts {
     #[arg(long)]
     pub plain: bool,
     /// Do not evaluate the network (show only what state records)
-    #[arg(long, conflicts_with = "check_outdated")]
-    pub no_eval: bool,
-    /// Also evaluate every machine's system, to tell Up-to-date from Outdated
-    /// (as NixOps' info always did; costs as much as a dry-run deploy).
-    /// Without it, machines unchanged since their last evaluation are told
-    /// apart from the evaluation cache
     #[arg(long)]
+    pub no_eval: bool,
+    /// What info always does now (every machine's system is evaluated, or
+    /// taken from the evaluation cache): kept for scripts of older versions
+    #[arg(long, hide = true)]
     pub check_outdated: bool,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
 }
 
+/// What evaluating the network tells of a machine.
+struct Evaluated {
+    toplevel: Option<String>,
+    target_env: String,
+    target_host: String,
+}
+
+/// One machine's line.
+struct Row {
+    name: String,
+    status: String,
+    kind: String,
+    resource_id: String,
+    public_ipv4: String,
+    private_ipv4: String,
+    /// For people: the address ssh uses when state has no IP address.
+    target_host: String,
+}
+
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.read_store()?;
     let ds = g.deployments(&store, o.all)?;
     let mut json = Vec::new();
+    let mut all_rows: Vec<(String, Row)> = Vec::new();
     for d in &ds {
         // As NixOps: a network that no longer evaluates still shows what
         // state knows, with a warning.
         let (spec, eval_error, locked) = if o.no_eval {
             (None, None, None)
         } else {
-            match evaluate(g, d, o.check_outdated).await {
+            match evaluate(g, d).await {
                 Ok((spec, locked)) => (Some(spec), None, locked),
                 Err(e) => {
                     errln!(
@@ -53,79 +76,36 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         };
         let rows = machine_rows(d, spec.as_ref());
         if o.json {
-            let mut v = serde_json::json!({
-                "uuid": d.uuid, "name": d.name(), "description": d.description(),
-                "nixExprs": d.nix_exprs().ok(), "nixPath": d.nix_path().ok(), "args": d.args().ok(),
-                "machines": rows.iter().map(|r| serde_json::json!({
-                    "name": r[0], "status": r[1], "type": r[2], "resourceId": r[3], "ipAddress": r[4],
-                })).collect::<Vec<_>>(),
-            });
-            if let Some(e) = eval_error {
-                v["evaluationError"] = e.into();
-            }
-            if let Some(flake) = d.attrs.get("flake") {
-                v["flake"] = serde_json::json!({
-                    "flake": flake, "output": d.attrs.get("flakeAttr"), "lockedUrl": locked,
-                    "deployedUrl": d.attrs.get("flakeLockedUrl"),
-                });
-            }
-            json.push(v);
+            json.push(deployment_json(d, &rows, eval_error, locked));
         } else if o.plain {
             for r in rows {
-                outln!("{}", r.join("\t"));
+                let mut fields = Vec::new();
+                if o.all {
+                    fields.extend([d.uuid.clone(), d.name().unwrap_or("(none)").to_owned()]);
+                }
+                fields.extend([
+                    r.name,
+                    r.status.to_lowercase(),
+                    r.kind,
+                    r.resource_id,
+                    r.public_ipv4,
+                    r.private_ipv4,
+                ]);
+                outln!("{}", fields.join("\t"));
             }
+        } else if o.all {
+            let label = d.name().map_or_else(|| d.uuid.clone(), str::to_owned);
+            all_rows.extend(rows.into_iter().map(|r| (label.clone(), r)));
         } else {
-            outln!("Network name: {}", d.name().unwrap_or(""));
-            outln!("Network UUID: {}", d.uuid);
-            outln!("Network description: {}", d.description());
-            let exprs = match d.nix_exprs() {
-                Ok(ps) => ps
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                Err(_) => d.attrs.get("nixExprs").cloned().unwrap_or_default(),
-            };
-            if let Some(flake) = d.attrs.get("flake") {
-                let output = d
-                    .attrs
-                    .get("flakeAttr")
-                    .map(|a| format!("#{a}"))
-                    .unwrap_or_default();
-                outln!("Network flake: {flake}{output}");
-                if let Some(l) = &locked {
-                    outln!("Flake locked URL: {l}");
-                }
-                if let Some(l) = d
-                    .attrs
-                    .get("flakeLockedUrl")
-                    .filter(|l| Some(*l) != locked.as_ref())
-                {
-                    outln!("Last deployed from: {l}");
-                }
-            } else {
-                outln!("Nix expressions: {exprs}");
-            }
-            let np = d.nix_path().unwrap_or_default();
-            if !np.is_empty() {
-                outln!("Nix path: {}", np.join(" "));
-            }
-            let args = d.args().unwrap_or_default();
-            if !args.is_empty() {
-                let a: Vec<String> = args.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                outln!("Nix arguments: {}", a.join(", "));
-            }
-            let unknown = rows.iter().any(|r| r[1].starts_with("Deployed"));
+            print_header(d, locked.as_deref());
             outln!();
             out!(
                 "{}",
-                table(&["Name", "Status", "Type", "Resource Id", "IP address"], rows)
+                table(
+                    &["Name", "Status", "Type", "Resource Id", "IP address"],
+                    rows.into_iter().map(table_row).collect()
+                )
             );
-            if unknown {
-                errln!(
-                    "(Deployed: runs the system last deployed; whether the network has changed since was not evaluated: --check-outdated tells Up-to-date from Outdated)"
-                );
-            }
         }
     }
     if o.json {
@@ -135,91 +115,224 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             json.pop().unwrap_or_default()
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
+    } else if o.all && !o.plain {
+        out!(
+            "{}",
+            table(
+                &[
+                    "Deployment",
+                    "Name",
+                    "Status",
+                    "Type",
+                    "Resource Id",
+                    "IP address"
+                ],
+                all_rows
+                    .into_iter()
+                    .map(|(d, r)| std::iter::once(d).chain(table_row(r)).collect())
+                    .collect()
+            )
+        );
     }
     Ok(0)
 }
 
-/// Machine name → (evaluated toplevel, target host).
-type Spec = BTreeMap<String, (Option<String>, String)>;
+/// The table's cells: the IP address NixOps shows (public, else private),
+/// else the host ssh reaches.
+fn table_row(r: Row) -> Vec<String> {
+    let address = [r.public_ipv4, r.private_ipv4, r.target_host]
+        .into_iter()
+        .find(|a| !a.is_empty())
+        .unwrap_or_default();
+    vec![r.name, r.status, r.kind, r.resource_id, address]
+}
 
-/// The network's machines (its names: no machine is evaluated for them)
-/// and what is known of them: from the evaluation cache, the systems of
-/// those unchanged since their last evaluation; by evaluating, the
-/// deployment options of new machines (for their address; state has the
-/// others'), and with `toplevels` every machine's options and system, which
-/// costs as much as evaluating for a deploy. Also a flake network's locked
-/// URL.
-async fn evaluate(g: &Global, d: &Deployment, toplevels: bool) -> Result<(Spec, Option<String>)> {
+fn print_header(d: &Deployment, locked: Option<&str>) {
+    outln!("Network name: {}", d.name().unwrap_or("(none)"));
+    outln!("Network UUID: {}", d.uuid);
+    outln!("Network description: {}", d.description());
+    if let Some(flake) = d.attrs.get("flake") {
+        let output = d
+            .attrs
+            .get("flakeAttr")
+            .map(|a| format!("#{a}"))
+            .unwrap_or_default();
+        outln!("Network flake: {flake}{output}");
+        if let Some(l) = locked {
+            outln!("Flake locked URL: {l}");
+        }
+        if let Some(l) = d
+            .attrs
+            .get("flakeLockedUrl")
+            .filter(|l| Some(l.as_str()) != locked)
+        {
+            outln!("Last deployed from: {l}");
+        }
+    } else {
+        let exprs = match d.nix_exprs() {
+            Ok(ps) => ps
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Err(_) => d.attrs.get("nixExprs").cloned().unwrap_or_default(),
+        };
+        outln!("Nix expressions: {exprs}");
+    }
+    let np = d.nix_path().unwrap_or_default();
+    if !np.is_empty() {
+        outln!("Nix path: {}", np.join(" "));
+    }
+    let args = d.args().unwrap_or_default();
+    if !args.is_empty() {
+        let a: Vec<String> = args.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        outln!("Nix arguments: {}", a.join(", "));
+    }
+}
+
+fn deployment_json(
+    d: &Deployment,
+    rows: &[Row],
+    eval_error: Option<String>,
+    locked: Option<String>,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "uuid": d.uuid, "name": d.name(), "description": d.description(),
+        "nixExprs": d.nix_exprs().ok(), "nixPath": d.nix_path().ok(), "args": d.args().ok(),
+        "machines": rows.iter().map(|r| serde_json::json!({
+            "name": r.name, "status": r.status, "type": r.kind, "resourceId": r.resource_id,
+            "publicIpv4": r.public_ipv4, "privateIpv4": r.private_ipv4, "targetHost": r.target_host,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(e) = eval_error {
+        v["evaluationError"] = e.into();
+    }
+    if let Some(flake) = d.attrs.get("flake") {
+        v["flake"] = serde_json::json!({
+            "flake": flake, "output": d.attrs.get("flakeAttr"), "lockedUrl": locked,
+            "deployedUrl": d.attrs.get("flakeLockedUrl"),
+        });
+    }
+    v
+}
+
+/// The network's machines with their systems, as a deploy would evaluate
+/// them (served by the evaluation cache for every machine none of whose
+/// inputs changed), and a flake network's locked URL.
+async fn evaluate(g: &Global, d: &Deployment) -> Result<(BTreeMap<String, Evaluated>, Option<String>)> {
     let network = crate::deploy::network_of(d)?;
     let files = NixFiles::write()?;
     let opts = g.nix_opts(Some(d))?;
     let ev = Evaluator::new(&network, &files, &opts, None).await?;
-    let new: Vec<String> = ev
-        .names
-        .iter()
-        .filter(|n| !d.resources.contains_key(*n))
-        .cloned()
-        .collect();
     let req = Request {
         include: None,
         exclude: &[],
-        toplevels,
-        evaluate: (!toplevels).then_some(new.as_slice()),
+        toplevels: true,
+        evaluate: None,
     };
-    let mut info = ev.all(&req).await?;
-    let spec = ev
-        .names
-        .iter()
-        .map(|n| {
-            let m = info.machines.remove(n);
-            let host = m.as_ref().map(|m| m.target_host.clone()).unwrap_or_default();
-            (n.clone(), (m.and_then(|m| m.toplevel), host))
+    let info = ev.all(&req).await?;
+    let spec = info
+        .machines
+        .into_iter()
+        .map(|(name, m)| {
+            let e = Evaluated {
+                toplevel: m.toplevel,
+                target_env: m.target_env,
+                target_host: m.target_host,
+            };
+            (name, e)
         })
         .collect();
     Ok((spec, info.network.flake_url))
 }
 
-/// One row per machine, in the network or in state: name, status, type,
-/// resource id, address. Without an evaluated network (`spec`), the status
-/// is what state recorded.
-fn machine_rows(d: &Deployment, spec: Option<&Spec>) -> Vec<Vec<String>> {
-    let no_eval = spec.is_none();
-    let empty = Spec::new();
-    let spec = spec.unwrap_or(&empty);
-    let mut names: Vec<&String> = spec.keys().chain(d.machines().map(|r| &r.name)).collect();
-    names.sort();
-    names.dedup();
-    let mut rows = Vec::new();
-    for name in names {
-        let res = d.resources.get(name);
-        let status = match (spec.get(name), res) {
-            _ if no_eval => match res.map(|r| r.state()) {
-                _ if res.is_some_and(|r| r.obsolete()) => "Obsolete".to_owned(),
-                Some(machine_state::UP) => "Up".to_owned(),
-                Some(machine_state::UNREACHABLE) => "Unreachable".to_owned(),
-                Some(machine_state::MISSING) => "Missing".to_owned(),
-                _ => "Unknown".to_owned(),
-            },
-            (None, _) => "Obsolete".to_owned(),
-            (Some(_), None) => "New".to_owned(),
-            (Some((top, _)), Some(r)) => match (r.toplevel(), top) {
-                (None, _) => "New".to_owned(),
-                // The machine's system was not evaluated (no --check-outdated).
-                (Some(_), None) => "Deployed".to_owned(),
-                (Some(t), Some(top)) if t == top => "Up-to-date".to_owned(),
-                (Some(_), Some(_)) => "Outdated".to_owned(),
-            },
-        };
-        let status = if res.is_some_and(|r| r.state() == machine_state::UNREACHABLE) && !no_eval {
-            format!("{status} / Unreachable")
+/// A machine's status: NixOps' `STATE / Up-to-date` (or `Outdated`,
+/// `Obsolete`, `Revived`), `Missing` for one the network has and state
+/// does not. Without an evaluation (`spec` None), what state says alone.
+fn status(r: Option<&Resource>, spec: Option<&BTreeMap<String, Evaluated>>, name: &str) -> String {
+    let Some(r) = r else {
+        return "Missing".into();
+    };
+    let state = machine_state::shown(r.state());
+    let Some(spec) = spec else {
+        return if r.obsolete() {
+            format!("{state} / Obsolete")
         } else {
-            status
+            state.into()
         };
-        let host = res
-            .and_then(|r| r.get("targetHost").map(str::to_owned))
-            .or_else(|| spec.get(name).map(|s| s.1.clone()))
-            .unwrap_or_default();
-        rows.push(vec![name.clone(), status, "none".into(), String::new(), host]);
+    };
+    let compared = match spec.get(name) {
+        Some(_) if r.obsolete() => "Revived",
+        None => "Obsolete",
+        Some(e) if e.toplevel.is_some() && r.toplevel() == e.toplevel.as_deref() => "Up-to-date",
+        Some(_) => "Outdated",
+    };
+    format!("{state} / {compared}")
+}
+
+/// Machine names in NixOps' order: runs of digits compare as numbers
+/// ("web9" before "web10").
+fn natural_key(name: &str) -> Vec<(u8, u128, String)> {
+    let mut key = Vec::new();
+    let mut rest = name;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits > 0 {
+            let (d, tail) = rest.split_at(digits);
+            key.push((0, d.parse().unwrap_or(u128::MAX), d.to_owned()));
+            rest = tail;
+        } else {
+            let end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let (s, tail) = rest.split_at(end);
+            key.push((1, 0, s.to_owned()));
+            rest = tail;
+        }
     }
-    rows
+    key
+}
+
+/// One row per machine, in the network or in state.
+fn machine_rows(d: &Deployment, spec: Option<&BTreeMap<String, Evaluated>>) -> Vec<Row> {
+    let mut names: Vec<&String> = spec
+        .into_iter()
+        .flat_map(|s| s.keys())
+        .chain(d.machines().map(|r| &r.name))
+        .collect();
+    names.sort_by_key(|n| natural_key(n));
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let res = d.resources.get(name);
+            let evaluated = spec.and_then(|s| s.get(name));
+            let attr = |a: &str| res.and_then(|r| r.get(a)).unwrap_or_default().to_owned();
+            Row {
+                name: name.clone(),
+                status: status(res, spec, name),
+                kind: res
+                    .map(|r| r.kind.clone())
+                    .or_else(|| evaluated.map(|e| e.target_env.clone()))
+                    .unwrap_or_else(|| "unknown-type".into()),
+                resource_id: attr("resourceId"),
+                public_ipv4: attr("publicIpv4"),
+                private_ipv4: attr("privateIpv4"),
+                target_host: res
+                    .and_then(|r| r.get("targetHost").map(str::to_owned))
+                    .or_else(|| evaluated.map(|e| e.target_host.clone()))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machines_are_in_nixops_order() {
+        let mut names = vec!["web10", "web9", "db", "web1a", "web1"];
+        names.sort_by_key(|n| natural_key(n));
+        assert_eq!(names, ["db", "web1", "web1a", "web9", "web10"]);
+    }
 }

@@ -31,11 +31,29 @@ use sqlite::SqliteStore;
 /// (bools as "1"/"0"), lists and dicts as JSON.
 pub type Attrs = BTreeMap<String, String>;
 
-/// NixOps' machine states (`state` attribute).
+/// NixOps' machine states (the `state` attribute; 0 is unknown).
 pub mod machine_state {
     pub const MISSING: i64 = 1;
+    pub const STARTING: i64 = 2;
     pub const UP: i64 = 3;
+    pub const STOPPING: i64 = 4;
+    pub const STOPPED: i64 = 5;
     pub const UNREACHABLE: i64 = 6;
+    pub const RESCUE: i64 = 7;
+
+    /// As NixOps shows it.
+    pub fn shown(state: i64) -> &'static str {
+        match state {
+            MISSING => "Missing",
+            STARTING => "Starting",
+            UP => "Up",
+            STOPPING => "Stopping",
+            STOPPED => "Stopped",
+            UNREACHABLE => "Unreachable",
+            RESCUE => "Rescue",
+            _ => "Unknown",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
