@@ -391,3 +391,35 @@ fn what_a_hive_uses_and_the_tool_cannot_do_is_an_error_naming_it() {
     // With machines named, allowApplyAll = false deploys.
     fleet.ok(&["deploy", "-d", "h4", "--dry-run", "--on", "m"]);
 }
+
+/// A node for local deployment only (`targetHost = null`) or one that does
+/// not evaluate fails only a deploy that selects it: one of another node
+/// goes through, with a warning naming each.
+#[test]
+fn a_node_that_cannot_be_deployed_fails_only_a_deploy_that_selects_it() {
+    let fleet = Fleet::start(&["other"]);
+    let file = fleet.write(
+        "h/hive.nix",
+        "{ meta.nixpkgs = <nixpkgs>; aibo = { deployment.targetHost = null; }; broken = { deployment.targetHost = throw \"broken node\"; }; other = { }; }",
+    );
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "h"]);
+    let r = fleet.ok(&["deploy", "--on", "other"]);
+    assert!(r.stderr.contains("machine ‘aibo’, not selected"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("machine ‘broken’, not selected") && r.stderr.contains("broken node"),
+        "{}",
+        r.stderr
+    );
+    assert!(fleet.exported_toplevel("h", "other").is_some());
+    // Excluded by name: the same.
+    fleet.ok(&["deploy", "--exclude", "aibo", "--exclude", "broken", "--dry-run"]);
+    // Selected, or possibly selected by a tag: fails.
+    for args in [
+        &["deploy", "--dry-run"][..],
+        &["deploy", "--on", "@web", "--dry-run"],
+    ] {
+        let r = fleet.run(args);
+        assert_ne!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("broken node"), "{args:?}: {}", r.stderr);
+    }
+}

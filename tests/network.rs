@@ -176,3 +176,39 @@ fn non_machine_resources_are_refused_by_deploy_and_plan() {
     // Nothing was touched.
     assert_eq!(fleet.exported_toplevel("d", "m"), None);
 }
+
+/// `network.nixpkgs` in every form NixOps accepts — a package set (NixOps
+/// 2.0's own: `import <nixpkgs> { }`), a path — taken from the first
+/// network file that sets it, as NixOps does.
+#[test]
+fn network_nixpkgs_as_a_package_set_or_a_path_first_file_first() {
+    let fleet = Fleet::start(&[]);
+    let np = common::nixpkgs();
+    let forms = [
+        "import <nixpkgs> { }".to_owned(),
+        format!("{}", np.display()),
+        format!("builtins.toPath \"{}\"", np.display()),
+    ];
+    for (i, form) in forms.iter().enumerate() {
+        let first = fleet.write(
+            &format!("first{i}.nix"),
+            &format!("{{ network.nixpkgs = {form}; m = {{ ... }}: {{ }}; }}\n"),
+        );
+        // A later file's setting does not count (it would not evaluate).
+        let second = fleet.write(
+            &format!("second{i}.nix"),
+            "{ network.nixpkgs = /nonexistent/nixpkgs; }\n",
+        );
+        let d = format!("d{i}");
+        fleet.ok(&[
+            "create",
+            first.to_str().unwrap(),
+            second.to_str().unwrap(),
+            "-d",
+            &d,
+        ]);
+        let r = fleet.run(&["deploy", "-d", &d, "--dry-run"]);
+        assert_eq!(r.code, 0, "{form}: {}", r.stderr);
+        assert!(r.stdout.contains("nixos-system-m"), "{form}: {}", r.stdout);
+    }
+}

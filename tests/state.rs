@@ -180,11 +180,7 @@ fn nixops_state_file_from_sqlite3() {
         list.stdout
     );
     let info = fleet.ok(&["info", "--plain"]);
-    assert!(
-        info.stdout.starts_with("web\tup / outdated"),
-        "{}",
-        info.stdout
-    );
+    assert!(info.stdout.starts_with("web\tup / outdated"), "{}", info.stdout);
     fleet.ok(&["deploy", "-d", "legacy"]);
     let t = fleet.exported_toplevel("legacy", "web").unwrap();
     assert_eq!(fleet.current_system("web"), t);

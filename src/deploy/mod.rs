@@ -197,6 +197,13 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
             }
             let info = match e.result {
                 Ok(info) => info,
+                // One this deploy does not select fails only itself.
+                Err(error) if !filter.may_select(&name) => {
+                    events.message(crate::network::unselected_failure(&name, &error));
+                    // It is in the network all the same (for --exclude NAME).
+                    tags.insert(name, Vec::new());
+                    continue;
+                }
                 Err(error) => {
                     let mut o = outcomes.lock().expect("outcomes lock");
                     fail(events, &mut o, &name, Failure::new(Stage::Evaluation, error));

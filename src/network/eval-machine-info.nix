@@ -117,10 +117,19 @@ let
     if network ? nixpkgs then builtins.head network.nixpkgs
     else throw "the network ${flakeName} has no ‘nixpkgs’ attribute: NixOps flake networks name their nixpkgs flake, e.g. nixopsConfigurations.default = { nixpkgs = inputs.nixpkgs; ... }";
 
+  # `network.nixpkgs`, from the first network file that sets it (NixOps
+  # 2.0 reads the first file's only): a package set (`import <nixpkgs> { }`,
+  # NixOps 2.0's form, of which it uses `path`), a source or flake input
+  # (`outPath`), or a path.
+  networkNixpkgs =
+    let setting = builtins.filter (n: n ? nixpkgs) (network.network or [ ]);
+    in if setting == [ ] then null else (builtins.head setting).nixpkgs;
   nixpkgsPath =
-    if meta ? nixpkgs then
-      (if builtins.isAttrs meta.nixpkgs && meta.nixpkgs ? outPath then meta.nixpkgs.outPath else meta.nixpkgs)
-    else <nixpkgs>;
+    let v = networkNixpkgs; in
+    if v == null then <nixpkgs>
+    else if builtins.isAttrs v && v ? path && v ? lib then v.path
+    else if builtins.isAttrs v && v ? outPath then v.outPath
+    else v;
 
   nixopsLib =
     if isFlake then

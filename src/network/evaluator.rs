@@ -44,6 +44,16 @@ impl Request<'_> {
     }
 }
 
+/// What to say of a machine that does not evaluate and is not selected:
+/// a warning, with the first line of its error.
+pub fn unselected_failure(name: &str, error: &str) -> String {
+    let first = error.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    format!(
+        "warning: machine ‘{name}’, not selected, does not evaluate ({}); it is left alone",
+        first.trim()
+    )
+}
+
 /// One machine's result. Its `drv_path` is set exactly when its toplevel
 /// was asked for and it is selected (or, for a request without toplevels,
 /// when the cache knew it).
@@ -221,6 +231,9 @@ impl<'a> Evaluator<'a> {
         ev.resource_types = value.resource_types;
         ev.names = value.names;
         check_meta(&ev.meta)?;
+        for w in super::meta_warnings(&ev.meta) {
+            errln!("{w}");
+        }
         for name in &ev.names {
             check_machine_name(name)?;
         }
@@ -519,8 +532,13 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        if let Some((name, err)) = failed.into_iter().next() {
-            return Err(anyhow!("evaluation of machine ‘{name}’ failed:\n{err}"));
+        // A machine the request does not select fails only itself.
+        let include = req.include.unwrap_or(&[]);
+        for (name, err) in failed {
+            if super::selector::may_select(include, req.exclude, &name) {
+                return Err(anyhow!("evaluation of machine ‘{name}’ failed:\n{err}"));
+            }
+            errln!("{}", unselected_failure(&name, &err));
         }
         let mut network = self.meta.clone();
         for m in machines.values() {

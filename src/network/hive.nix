@@ -105,9 +105,12 @@ in
   description = meta.description;
   enableRollback = false;
   knownAttrs = map (a: "${metaName}.${a}") (attrNames metaDefaults);
-  unknownAttrs = map (a: "${metaName}.${a}") (attrNames (removeAttrs userMeta (attrNames metaDefaults)));
+  # Colmena refuses what its meta does not declare: so do we (NixOps'
+  # unknown network attributes are only warned about).
+  unknownAttrs = [ ];
   resourceTypes = [ ];
   allowApplyAll = meta.allowApplyAll;
   inherit (meta) machinesFile;
-  unsupported = [ ];
+  unsupported = map (a: "the hive's ${metaName}.${a}, which Colmena does not know (known: ${lib.concatStringsSep ", " (attrNames metaDefaults)})")
+    (attrNames (removeAttrs userMeta (attrNames metaDefaults)));
 }

@@ -23,7 +23,7 @@ mod selector;
 mod trace;
 
 pub use cache::dir_for_state as cache_dir_for_state;
-pub use evaluator::{Evaluator, Request};
+pub use evaluator::{Evaluator, Request, unselected_failure};
 pub use flake::Source;
 pub use info::{CmdCheck, HealthChecks, HttpCheck, KeyInfo, MachineInfo, NetworkInfo, NetworkMeta};
 pub use selector::{MachineFilter, Selector};
@@ -325,15 +325,44 @@ pub fn check_apply_all(meta: &NetworkMeta, filter: &MachineFilter) -> Result<()>
     Ok(())
 }
 
+/// What to say of the network's attributes no NixOps version knows: NixOps
+/// ignores them, so a typo (`network.rollback`) silently does nothing; say
+/// so, with the attribute it most likely meant.
+fn meta_warnings(meta: &NetworkMeta) -> Vec<String> {
+    meta.unknown_attrs
+        .iter()
+        .map(|a| {
+            let meant = likely(a, &meta.known_attrs)
+                .map(|k| format!("; did you mean ‘{k}’?"))
+                .unwrap_or_else(|| format!(" (known: {})", meta.known_attrs.join(", ")));
+            format!("warning: the network sets ‘{a}’, which NixOps does not know and ignores{meant}")
+        })
+        .collect()
+}
+
+/// The known name `name` most likely stands for: the same but for case,
+/// part of it (`rollback` for `enableRollback`), or a few letters off.
+fn likely<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
+    let short = |s: &str| s.trim_start_matches("network.").to_lowercase();
+    let n = short(name);
+    known
+        .iter()
+        .map(|k| {
+            let kk = short(k);
+            let score = if kk == n || kk.contains(&n) || n.contains(&kk) {
+                0
+            } else {
+                strsim::levenshtein(&kk, &n)
+            };
+            (score, k.as_str())
+        })
+        .filter(|(score, _)| *score <= 3)
+        .min_by_key(|(score, _)| *score)
+        .map(|(_, k)| k)
+}
+
 /// Refuses what the network's attributes ask for and the tool cannot do.
 fn check_meta(meta: &NetworkMeta) -> Result<()> {
-    if !meta.unknown_attrs.is_empty() {
-        bail!(
-            "the network has unknown attributes: {} (known: {})",
-            meta.unknown_attrs.join(", "),
-            meta.known_attrs.join(", ")
-        );
-    }
     if !meta.unsupported.is_empty() {
         bail!(
             "the network uses what this tool does not support:\n  {}",

@@ -48,6 +48,13 @@ impl Selector {
     }
 }
 
+/// Whether `name`, its tags unknown, may be selected by `include` (empty:
+/// all) less `exclude`: a tag selector may match it; a name selector says.
+pub fn may_select(include: &[Selector], exclude: &[Selector], name: &str) -> bool {
+    (include.is_empty() || include.iter().any(|s| s.tag || s.matches(name, &[])))
+        && !exclude.iter().any(|s| !s.tag && s.matches(name, &[]))
+}
+
 /// `*` any run of characters, `?` one character, `[...]` a class; all else
 /// literal.
 fn glob_to_regex(glob: &str) -> String {
@@ -135,6 +142,12 @@ impl MachineFilter {
     pub fn matches(&self, name: &str, tags: &[String]) -> bool {
         (self.include.is_empty() || self.include.iter().any(|s| s.matches(name, tags)))
             && !self.exclude.iter().any(|s| s.matches(name, tags))
+    }
+
+    /// Whether a machine whose tags are unknown (its evaluation failed)
+    /// may be selected: by its name, or by any tag selector.
+    pub fn may_select(&self, name: &str) -> bool {
+        may_select(&self.include, &self.exclude, name)
     }
 
     /// A selector that matches no machine at all is almost surely a typo.
