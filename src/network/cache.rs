@@ -35,7 +35,7 @@ use super::files::{self, Hasher, Sig};
 use super::trace::{Observed, Read};
 use super::{MachineInfo, NetworkMeta};
 
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// The network's own attributes and machine names, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,11 +46,14 @@ pub struct MetaValue {
 }
 
 /// One cached result and what it was evaluated from. `deps` index the
-/// file's table of (read, digest) pairs.
+/// file's table of (read, digest) pairs; `inputs` is their digest for the
+/// history (unchanged while the entry hits); `sum` covers the entry and the
+/// table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry<T> {
     key: String,
     deps: Vec<usize>,
+    inputs: String,
     value: T,
     sum: String,
 }
@@ -74,6 +77,7 @@ struct CacheFile {
 struct Resolved<T> {
     key: String,
     deps: Vec<(String, String)>,
+    inputs: String,
     value: T,
 }
 
@@ -85,24 +89,38 @@ fn inputs_digest(deps: &[(String, String)], pinned: bool) -> String {
     if pinned { d } else { format!("~{d}") }
 }
 
-fn checksum<T: Serialize>(key: &str, deps: &[(String, String)], value: &T) -> String {
-    let body = serde_json::to_string(&(key, deps, value)).expect("cache entries serialize");
+/// The digest of a file's table of (read, digest) pairs, which every
+/// entry's sum covers (so an entry is checked without resolving it).
+fn table_digest(deps: &[(String, String)]) -> String {
+    let body = serde_json::to_string(deps).expect("pairs serialize");
+    hex::encode(Sha256::digest(body.as_bytes()))
+}
+
+fn checksum<T: Serialize>(key: &str, deps: &[usize], inputs: &str, value: &T, table: &str) -> String {
+    let body = serde_json::to_string(&(key, deps, inputs, value, table)).expect("cache entries serialize");
     hex::encode(Sha256::digest(body.as_bytes()))
 }
 
 impl CacheFile {
-    fn resolve<T: Clone + Serialize>(&self, e: &Entry<T>) -> Option<Resolved<T>> {
-        let deps: Option<Vec<(String, String)>> = e.deps.iter().map(|i| self.deps.get(*i).cloned()).collect();
-        let deps = deps?;
-        (checksum(&e.key, &deps, &e.value) == e.sum).then(|| Resolved {
+    /// Whether an entry is whole: its indices in the table and its sum
+    /// right (`table`: this file's table digest).
+    fn intact<T: Serialize>(&self, e: &Entry<T>, table: &str) -> bool {
+        e.deps.iter().all(|i| *i < self.deps.len())
+            && checksum(&e.key, &e.deps, &e.inputs, &e.value, table) == e.sum
+    }
+
+    fn resolve<T: Clone + Serialize>(&self, e: &Entry<T>, table: &str) -> Option<Resolved<T>> {
+        self.intact(e, table).then(|| Resolved {
             key: e.key.clone(),
-            deps,
+            deps: e.deps.iter().map(|i| self.deps[*i].clone()).collect(),
+            inputs: e.inputs.clone(),
             value: e.value.clone(),
         })
     }
 }
 
-/// Builds a file from resolved entries: one table of pairs for all.
+/// Builds a file from resolved entries: one table of pairs for all, then
+/// each entry's sum over it.
 #[derive(Default)]
 struct Builder {
     index: BTreeMap<(String, String), usize>,
@@ -122,11 +140,17 @@ impl Builder {
             })
             .collect();
         Entry {
-            sum: checksum(&r.key, &r.deps, &r.value),
+            sum: String::new(),
             key: r.key,
             deps: ids,
+            inputs: r.inputs,
             value: r.value,
         }
+    }
+
+    /// Signs the entries, now that the table is complete.
+    fn seal<T: Serialize>(table: &str, e: &mut Entry<T>) {
+        e.sum = checksum(&e.key, &e.deps, &e.inputs, &e.value, table);
     }
 }
 
@@ -162,11 +186,13 @@ pub struct Cache {
     path: PathBuf,
     key: String,
     file: CacheFile,
+    /// The digest of the file's table, and whether each of its pairs still
+    /// holds (checked once a run, however many entries share it).
+    table: String,
+    holds: Vec<Option<bool>>,
     hasher: Hasher,
     /// Files known to name `currentTime`, or not.
     clock: HashMap<PathBuf, bool>,
-    /// The entries found valid in this run (the meta as "").
-    hits: BTreeSet<String>,
     /// What this run evaluated, to be saved.
     new_meta: Option<Result<Resolved<MetaValue>, String>>,
     new_machines: BTreeMap<String, Result<Resolved<MachineInfo>, String>>,
@@ -201,13 +227,16 @@ impl Cache {
             file.salt = uuid::Uuid::new_v4().simple().to_string();
         }
         let hasher = Hasher::new(file.sigs.clone(), file.salt.clone());
+        let table = table_digest(&file.deps);
+        let holds = vec![None; file.deps.len()];
         Cache {
             path,
             key,
             file,
+            table,
+            holds,
             hasher,
             clock: HashMap::new(),
-            hits: BTreeSet::new(),
             new_meta: None,
             new_machines: BTreeMap::new(),
             names: None,
@@ -222,17 +251,26 @@ impl Cache {
 
     /// A valid entry's value and inputs digest.
     fn check<T: Clone + Serialize>(&mut self, e: Option<&Entry<T>>) -> Result<(T, String), Miss> {
-        let r = e.and_then(|e| self.file.resolve(e)).ok_or(Miss::New)?;
-        if r.key != self.key {
+        let e = e.filter(|e| self.file.intact(e, &self.table)).ok_or(Miss::New)?;
+        if e.key != self.key {
             return Err(Miss::Settings);
         }
-        for (k, d) in &r.deps {
+        for &i in &e.deps {
+            let (k, d) = &self.file.deps[i];
             let read = Read::from_key(k).ok_or(Miss::New)?;
-            if self.hasher.current(&read) != *d {
+            let holds = match self.holds[i] {
+                Some(h) => h,
+                None => {
+                    let h = self.hasher.current(&read) == *d;
+                    self.holds[i] = Some(h);
+                    h
+                }
+            };
+            if !holds {
                 return Err(Miss::Changed(read));
             }
         }
-        Ok((r.value, inputs_digest(&r.deps, true)))
+        Ok((e.value.clone(), e.inputs.clone()))
     }
 
     fn never(&self, name: &str) -> Option<Miss> {
@@ -248,7 +286,6 @@ impl Cache {
         }
         let e = self.file.meta.clone();
         let (v, _) = self.check(e.as_ref())?;
-        self.hits.insert(String::new());
         Ok(v)
     }
 
@@ -261,7 +298,6 @@ impl Cache {
         }
         let e = self.file.machines.get(name).cloned();
         let (mut info, inputs) = self.check(e.as_ref())?;
-        self.hits.insert(name.to_owned());
         let valid = match (&info.drv_path, &info.toplevel) {
             (Some(drv), Some(out)) => derivation_has_output(drv, out),
             _ => false,
@@ -302,6 +338,7 @@ impl Cache {
                 let r = Resolved {
                     key: self.key.clone(),
                     deps,
+                    inputs: inputs.clone(),
                     value,
                 };
                 (Ok(r), inputs)
@@ -331,6 +368,22 @@ impl Cache {
     /// Writes what this run learned, merged with the file as it is now
     /// (another run may have written it since we read it).
     pub fn save(mut self) -> Result<()> {
+        // A run that only hit (the everyday no-op) has nothing to say.
+        let gone = |n: &BTreeSet<String>| {
+            self.file.machines.keys().any(|m| !n.contains(m))
+                || self
+                    .file
+                    .uncacheable
+                    .keys()
+                    .any(|m| !m.is_empty() && !n.contains(m))
+        };
+        if self.new_meta.is_none()
+            && self.new_machines.is_empty()
+            && !self.names.as_ref().is_some_and(gone)
+            && self.hasher.sigs == self.file.sigs
+        {
+            return Ok(());
+        }
         let dir = self
             .path
             .parent()
@@ -360,7 +413,8 @@ impl Cache {
             now.salt.clone()
         };
         let mut uncacheable = now.uncacheable.clone();
-        let mut meta = now.meta.as_ref().and_then(|e| now.resolve(e));
+        let now_table = table_digest(&now.deps);
+        let mut meta = now.meta.as_ref().and_then(|e| now.resolve(e, &now_table));
         match self.new_meta.take() {
             Some(Ok(m)) => {
                 uncacheable.remove("");
@@ -374,7 +428,7 @@ impl Cache {
         }
         let mut machines = BTreeMap::new();
         for (name, e) in &now.machines {
-            if let Some(r) = now.resolve(e) {
+            if let Some(r) = now.resolve(e, &now_table) {
                 machines.insert(name.clone(), r);
             }
         }
@@ -395,8 +449,12 @@ impl Cache {
             uncacheable.retain(|n, _| n.is_empty() || names.contains(n));
         }
         let mut b = Builder::default();
-        let meta = meta.map(|m| b.entry(m));
-        let machines = machines.into_iter().map(|(n, r)| (n, b.entry(r))).collect();
+        let mut meta = meta.map(|m| b.entry(m));
+        let mut machines: BTreeMap<String, Entry<MachineInfo>> =
+            machines.into_iter().map(|(n, r)| (n, b.entry(r))).collect();
+        let table = table_digest(&b.deps);
+        meta.iter_mut().for_each(|e| Builder::seal(&table, e));
+        machines.values_mut().for_each(|e| Builder::seal(&table, e));
         // Signatures of files that still exist (ours are the newest).
         let mut sigs = now.sigs.clone();
         sigs.extend(std::mem::take(&mut self.hasher.sigs));
