@@ -510,3 +510,41 @@ fn rename_renames_a_machine() {
     assert!(!r.stderr.contains("obsolete"), "{}", r.stderr);
     assert_eq!(fleet.current_system("m"), t);
 }
+
+/// `--read-only-mode`, as NixOps: evaluations write nothing to the Nix
+/// store; a command that must build refuses it by name.
+#[test]
+fn read_only_mode_writes_nothing_to_the_store() {
+    // A system name no other test builds, to count its derivations.
+    let host = format!("ro{}", std::process::id());
+    let fleet = deployed(&["web"], &format!("networking.hostName = \"{host}\";"));
+    let drvs = || {
+        std::fs::read_dir("/nix/store")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.ends_with(&format!("-nixos-system-{host}-stub.drv"))
+            })
+            .count()
+    };
+    let before = drvs();
+    fleet.write(
+        "d.nix",
+        &simple_network(
+            &["web"],
+            &format!("networking.hostName = \"{host}\"; environment.etc.ro.text = \"new\";"),
+        ),
+    );
+    let r = fleet.ok(&["info", "--plain", "--read-only-mode"]);
+    assert!(r.stdout.starts_with("web\tup / outdated"), "{}", r.stdout);
+    assert_eq!(drvs(), before, "read-only mode wrote a derivation");
+    for cmd in ["deploy", "plan"] {
+        let r = fleet.run(&[cmd, "--read-only-mode"]);
+        assert_ne!(r.code, 0, "{cmd}");
+        assert!(r.stderr.contains("--read-only-mode"), "{cmd}: {}", r.stderr);
+    }
+    // Without it, the same info writes the new system's derivation.
+    fleet.ok(&["info", "--plain"]);
+    assert_eq!(drvs(), before + 1);
+}

@@ -111,7 +111,8 @@ pub struct Global {
     /// Set a Nix option (may be given several times)
     #[arg(long = "option", id = "nix_option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
     pub option: Vec<String>,
-    /// Evaluate without writing to the Nix store where possible
+    /// Run Nix evaluations in read-only mode: nothing is written to the Nix
+    /// store (commands that build refuse it)
     #[arg(long, global = true)]
     pub read_only_mode: bool,
     /// Seconds an SSH master connection stays open after the command ends
@@ -414,6 +415,7 @@ impl Global {
             impure: self.impure,
             builders: None,
             eval: self.eval_opts()?,
+            read_only: self.read_only_mode,
         })
     }
 

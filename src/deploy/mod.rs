@@ -131,6 +131,9 @@ pub async fn make_plan(ctx: &Ctx, opts: plan::PlanOptions) -> Result<Plan> {
 
 async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32> {
     let started = Instant::now();
+    if !opts.create_only && !opts.plan_only {
+        ctx.nix.check_writable("deploy")?;
+    }
     let network = network_of(&ctx.deployment)?;
     let files = NixFiles::write()?;
 

@@ -40,6 +40,7 @@ const MAX_COPIES: usize = 5;
 /// what it runs; no machine is activated, copied to (unless
 /// `dry_activate`) or sent keys.
 pub async fn run(ctx: &Ctx, opts: &PlanOptions, events: &Events) -> Result<Plan> {
+    ctx.nix.check_writable("plan")?;
     let network = super::network_of(&ctx.deployment)?;
     let files = NixFiles::write()?;
     events.message(format!(

@@ -215,7 +215,7 @@ impl Network {
                     cmd.args(["--argstr", k, v]);
                 }
                 cmd.args(opts.eval_args()).args(["--eval", "--strict"]);
-                if call.instantiate {
+                if call.instantiate && !opts.read_only {
                     cmd.arg("--read-write-mode");
                 }
                 cmd
@@ -236,7 +236,7 @@ impl Network {
                     call.attr
                 );
                 let mut cmd = flake::eval_command(locked, attr, &apply, opts);
-                if !call.instantiate {
+                if !call.instantiate || opts.read_only {
                     cmd.arg("--read-only");
                 }
                 cmd

@@ -34,6 +34,9 @@ pub struct NixOpts {
     pub builders: Option<String>,
     /// How networks are evaluated.
     pub eval: EvalOpts,
+    /// NixOps' `--read-only-mode`: evaluations write nothing to the store
+    /// (no derivation is instantiated), so nothing can be built.
+    pub read_only: bool,
 }
 
 /// How machines are evaluated (src/network/pool.rs) and cached.
@@ -57,6 +60,16 @@ impl EvalOpts {
 }
 
 impl NixOpts {
+    /// Refuses `what`, which must build, in read-only mode.
+    pub fn check_writable(&self, what: &str) -> anyhow::Result<()> {
+        if self.read_only {
+            anyhow::bail!(
+                "{what} builds the machines' systems, which needs their derivations written to the Nix store; --read-only-mode evaluates without writing anything (drop it, or use a command that only evaluates: info, show-option, deploy --create-only)"
+            );
+        }
+        Ok(())
+    }
+
     /// Arguments for evaluating commands (nix-instantiate).
     pub fn eval_args(&self) -> Vec<String> {
         let mut a = Vec::new();
