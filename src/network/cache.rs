@@ -191,6 +191,8 @@ pub struct Cache {
     table: String,
     holds: Vec<Option<bool>>,
     hasher: Hasher,
+    /// When the evaluation whose results are recorded began.
+    began: i128,
     /// Files known to name `currentTime`, or not.
     clock: HashMap<PathBuf, bool>,
     /// What this run evaluated, to be saved.
@@ -236,6 +238,7 @@ impl Cache {
             table,
             holds,
             hasher,
+            began: i128::MAX,
             clock: HashMap::new(),
             new_meta: None,
             new_machines: BTreeMap::new(),
@@ -244,9 +247,9 @@ impl Cache {
     }
 
     /// An evaluation begins: what changes from now on may not be what it
-    /// saw.
+    /// saw (its results are recorded with digests settled then).
     pub fn evaluation_starts(&mut self) {
-        self.hasher.evaluation_starts();
+        self.began = files::now_nanos();
     }
 
     /// A valid entry's value and inputs digest.
@@ -318,7 +321,7 @@ impl Cache {
         let deps: Vec<(String, String)> = seen
             .reads
             .iter()
-            .map(|r| (r.key(), self.hasher.current(r)))
+            .map(|r| (r.key(), self.hasher.settled(r, self.began)))
             .collect();
         let clock = || {
             seen.opened

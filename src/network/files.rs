@@ -31,12 +31,16 @@ pub struct Hasher {
     /// Mixed into environment variables' digests, so the cache file tells
     /// nothing of their values.
     salt: String,
-    memo: HashMap<Read, String>,
-    /// Paths changed after this (in ns since the epoch) are too new to
-    /// trust: an evaluation that began before may have seen them as they
-    /// were. Digests taken before any evaluation began are safe (Nix saw
-    /// them or a newer version, so a change shows as a miss).
-    settled_before: i128,
+    memo: HashMap<Read, Taken>,
+}
+
+/// A digest as taken this run: when, and when what it stands for last
+/// changed (None: no time says, as for a variable or a directory's type).
+#[derive(Clone)]
+struct Taken {
+    digest: String,
+    at: i128,
+    changed: Option<i128>,
 }
 
 impl Default for Hasher {
@@ -53,7 +57,7 @@ fn nanos(secs: i64, nsecs: i64) -> i128 {
     i128::from(secs) * 1_000_000_000 + i128::from(nsecs)
 }
 
-fn now_nanos() -> i128 {
+pub fn now_nanos() -> i128 {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -67,6 +71,12 @@ const SETTLED: i128 = 2_000_000_000;
 /// How far a file's change time may lag the moment of the change (Linux
 /// stamps files from a clock that ticks every few milliseconds).
 const CLOCK_LAG: i128 = 50_000_000;
+
+/// When a file last changed, by its metadata (its content or its entries:
+/// mtime; its type, links or being replaced: ctime).
+fn last_change(meta: &std::fs::Metadata) -> i128 {
+    nanos(meta.ctime(), meta.ctime_nsec()).max(nanos(meta.mtime(), meta.mtime_nsec()))
+}
 
 /// Under /nix/store: immutable while it exists.
 pub fn in_store(p: &Path) -> bool {
@@ -83,27 +93,38 @@ impl Hasher {
             sigs,
             salt,
             memo: HashMap::new(),
-            settled_before: i128::MAX,
         }
-    }
-
-    /// An evaluation begins now: from now on, a path changed since is
-    /// [`UNSETTLED`].
-    pub fn evaluation_starts(&mut self) {
-        self.settled_before = self.settled_before.min(now_nanos() - CLOCK_LAG);
     }
 
     /// The digest of `read` now: for a path, `f:`/`fx:` a regular file's
     /// content (and exec bit), `d` a directory, `l:` a link's target, `ls:`
     /// a directory's entries, `s` a store path that exists, `o` another
     /// kind of file, `-` nothing there; for a variable, its salted value's
-    /// digest or `-` when unset. [`UNSETTLED`] for a path changed since an
-    /// evaluation began.
+    /// digest or `-` when unset.
     pub fn current(&mut self, read: &Read) -> String {
-        if let Some(d) = self.memo.get(read) {
-            return d.clone();
+        self.take(read).digest
+    }
+
+    /// The digest to record for an evaluation that began at `began` (ns
+    /// since the epoch): the digest, when it was taken before the
+    /// evaluation began (Nix saw that version or a later one, which shows as
+    /// a change next time) or what it stands for last changed before then;
+    /// else [`UNSETTLED`]: what Nix saw cannot be told.
+    pub fn settled(&mut self, read: &Read, began: i128) -> String {
+        let t = self.take(read);
+        match t.changed {
+            Some(changed) if t.at >= began && changed >= began - CLOCK_LAG => UNSETTLED.to_owned(),
+            _ => t.digest,
         }
-        let d = match read {
+    }
+
+    fn take(&mut self, read: &Read) -> Taken {
+        if let Some(t) = self.memo.get(read) {
+            return t.clone();
+        }
+        let at = now_nanos();
+        let mut changed = None;
+        let digest = match read {
             Read::Env(name) => match std::env::var_os(name) {
                 Some(v) => {
                     let mut h = Sha256::new();
@@ -118,29 +139,33 @@ impl Hasher {
                 Ok(_) => "s".to_owned(),
                 Err(_) => "-".to_owned(),
             },
-            Read::Follow(p) => self.path(p, std::fs::metadata(p)),
-            Read::Path(p) => self.path(p, std::fs::symlink_metadata(p)),
-            Read::List(p) => self.list(p),
+            Read::Follow(p) => self.path(p, std::fs::metadata(p), &mut changed),
+            Read::Path(p) => self.path(p, std::fs::symlink_metadata(p), &mut changed),
+            Read::List(p) => self.list(p, &mut changed),
         };
-        self.memo.insert(read.clone(), d.clone());
-        d
+        let t = Taken { digest, at, changed };
+        self.memo.insert(read.clone(), t.clone());
+        t
     }
 
-    fn changed_lately(&self, meta: &std::fs::Metadata) -> bool {
-        nanos(meta.ctime(), meta.ctime_nsec()) >= self.settled_before
-            || nanos(meta.mtime(), meta.mtime_nsec()) >= self.settled_before
-    }
-
-    fn path(&mut self, path: &Path, meta: std::io::Result<std::fs::Metadata>) -> String {
+    /// A path's digest; `changed` gets when it last changed, where that
+    /// can change what the digest says.
+    fn path(
+        &mut self,
+        path: &Path,
+        meta: std::io::Result<std::fs::Metadata>,
+        changed: &mut Option<i128>,
+    ) -> String {
         let Ok(meta) = meta else {
             return "-".to_owned();
         };
         let ft = meta.file_type();
         // A directory counts by its type here, which entries coming and
         // going (Nix making its per-user directories) do not change.
-        if self.changed_lately(&meta) && !ft.is_dir() {
-            UNSETTLED.to_owned()
-        } else if ft.is_symlink() {
+        if !ft.is_dir() {
+            *changed = Some(last_change(&meta));
+        }
+        if ft.is_symlink() {
             match std::fs::read_link(path) {
                 Ok(t) => format!("l:{}", t.display()),
                 Err(_) => "-".to_owned(),
@@ -161,10 +186,9 @@ impl Hasher {
     }
 
     /// A directory's entries: each name and type, as readDir tells them.
-    fn list(&mut self, dir: &Path) -> String {
+    fn list(&mut self, dir: &Path, changed: &mut Option<i128>) -> String {
         match std::fs::metadata(dir) {
-            Ok(m) if self.changed_lately(&m) => return UNSETTLED.to_owned(),
-            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.is_dir() => *changed = Some(last_change(&m)),
             Ok(_) => return "o".to_owned(),
             Err(_) => return "-".to_owned(),
         }
@@ -298,13 +322,25 @@ mod tests {
             "-"
         );
 
-        // Changed while an evaluation ran: what it saw cannot be told.
+        // Changed while an evaluation ran, and taken after it began: what
+        // it saw cannot be told. Taken before it began: safe.
         let mut h = trusting(BTreeMap::new());
-        h.evaluation_starts();
+        let before = h.current(&Read::Follow(f.clone()));
         std::thread::sleep(std::time::Duration::from_millis(60));
+        let began = now_nanos();
         std::fs::write(&f, "four").unwrap();
-        assert_eq!(h.current(&Read::Follow(f.clone())), UNSETTLED);
-        assert_eq!(h.current(&Read::List(dir.path().into())), UNSETTLED);
+        std::fs::write(dir.path().join("newer"), "").unwrap();
+        assert_eq!(h.settled(&Read::Follow(f.clone()), began), before);
+        let mut h = trusting(BTreeMap::new());
+        assert_eq!(h.settled(&Read::Follow(f.clone()), began), UNSETTLED);
+        assert_eq!(h.settled(&Read::List(dir.path().into()), began), UNSETTLED);
+        assert_ne!(h.settled(&Read::Follow(dir.path().into()), began), UNSETTLED);
+        // Changed well before it began: safe.
+        let mut h = trusting(BTreeMap::new());
+        assert_ne!(
+            h.settled(&Read::Follow(f.clone()), now_nanos() + 1_000_000_000),
+            UNSETTLED
+        );
     }
 
     #[test]
