@@ -469,3 +469,29 @@ fn deploy_network_option_applies_to_this_run() {
         "the recorded network stays: {d}"
     );
 }
+
+/// `deploy --evaluate-only`, as NixOps: every selected machine's system is
+/// evaluated, nothing else happens; an evaluation error fails it.
+#[test]
+fn evaluate_only_evaluates_and_changes_nothing() {
+    let fleet = Fleet::start(&[]);
+    let file = fleet.write("net.nix", &simple_network(&["a", "b"], ""));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    let r = fleet.ok(&["deploy", "--evaluate-only"]);
+    assert!(
+        r.stderr.contains("evaluated 2 machines; nothing changed"),
+        "{}",
+        r.stderr
+    );
+    let export: serde_json::Value = serde_json::from_str(&fleet.ok(&["export"]).stdout).unwrap();
+    let d = export.as_object().unwrap().values().next().unwrap();
+    assert_eq!(d["resources"], serde_json::json!({}));
+    assert!(fleet.ok(&["history", "--json"]).stdout.trim() == "[]");
+    fleet.write(
+        "net.nix",
+        "{ a = { ... }: { environment.etc.x.text = throw \"broken a\"; }; }",
+    );
+    let r = fleet.run(&["deploy", "--evaluate-only"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("broken a"), "{}", r.stderr);
+}

@@ -128,8 +128,12 @@ fn ssh_exit_codes_stdin_and_one_connection() {
     );
     fleet.exec("m", "echo back > /run/from-host.txt");
     let back = fleet.path().join("back.txt");
-    fleet.ok(&["scp", "--from", "m", "/run/from-host.txt", back.to_str().unwrap()]);
+    // NixOps' own order: the machine, then --from or --to.
+    let r = fleet.ok(&["scp", "m", "--from", "/run/from-host.txt", back.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "back\n");
+    assert!(r.stderr.contains(":/run/from-host.txt -> "), "{}", r.stderr);
+    let r = fleet.run(&["scp", "m", "/a", "/b"]);
+    assert_ne!(r.code, 0);
     let path = fleet
         .ok(&["deploy", "--dry-run"])
         .stdout
@@ -264,6 +268,12 @@ fn generations_and_rollback() {
     fleet.ok(&["rollback", "1"]);
     assert_eq!((fleet.current_system("g1"), fleet.current_system("g2")), first);
     assert_eq!(fleet.exported_toplevel("d", "g1").unwrap(), first.0);
+    // NixOps' --check: machines already running the generation are left
+    // alone (and --no-sync is taken).
+    let activations = fleet.activations("g1").len();
+    let r = fleet.ok(&["rollback", "1", "--check", "--no-sync"]);
+    assert!(r.stderr.contains("already running it"), "{}", r.stderr);
+    assert_eq!(fleet.activations("g1").len(), activations);
     assert_eq!(fleet.exec("g2", "cat /run/current-system/etc/v"), "one");
     let list = fleet.ok(&["list-generations"]).stdout;
     assert!(
@@ -547,4 +557,34 @@ fn read_only_mode_writes_nothing_to_the_store() {
     // Without it, the same info writes the new system's derivation.
     fleet.ok(&["info", "--plain"]);
     assert_eq!(drvs(), before + 1);
+}
+
+/// NixOps' commands that do not apply to existing machines refuse by name,
+/// saying why; those that do, do what NixOps does.
+#[test]
+fn nixops_commands_for_cloud_machines_say_why_they_do_not_apply() {
+    let fleet = deployed(&["web"], "");
+    for args in [
+        &["backup"][..],
+        &["backup", "--include", "web", "--freeze"],
+        &["backup-status", "--latest"],
+        &["remove-backup", "b-1"],
+        &["clean-backups", "--keep", "3"],
+        &["restore", "--backup-id", "b-1"],
+    ] {
+        let r = fleet.run(args);
+        assert_eq!(r.code, 1, "{args:?}");
+        assert!(
+            r.stderr.contains("snapshots of cloud machines") && r.stderr.contains("‘web’ (none)"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let r = fleet.ok(&["show-console-output", "web"]);
+    assert_eq!(r.stdout, "(not available for this machine type)\n");
+    assert_ne!(fleet.run(&["show-console-output", "nosuch"]).code, 0);
+    assert!(fleet.ok(&["list-plugins"]).stdout.contains("targetEnv none"));
+    // A mistyped option still gets clap's suggestion, of a real one.
+    let r = fleet.run(&["deploy", "--evaluate-onl"]);
+    assert!(r.stderr.contains("--evaluate-only"), "{}", r.stderr);
 }

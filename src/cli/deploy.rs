@@ -29,6 +29,9 @@ pub struct Opts {
     /// Show which machines are new or obsolete; change nothing
     #[arg(long)]
     pub plan_only: bool,
+    /// Evaluate the selected machines (their systems too) and stop; change nothing
+    #[arg(long)]
+    pub evaluate_only: bool,
     /// Only record the machines in state (existing machines need no creating)
     #[arg(long)]
     pub create_only: bool,
@@ -122,6 +125,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         let stops = [
             (o.dry_run, "--dry-run"),
             (o.plan_only, "--plan-only"),
+            (o.evaluate_only, "--evaluate-only"),
             (o.create_only, "--create-only"),
             (o.build_only, "--build-only"),
             (o.copy_only, "--copy-only"),
@@ -152,6 +156,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         kill_obsolete: o.kill_obsolete,
         dry_run: o.dry_run,
         plan_only: o.plan_only,
+        evaluate_only: o.evaluate_only,
         create_only: o.create_only,
         build_only: o.build_only,
         copy_only: o.copy_only,

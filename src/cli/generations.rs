@@ -70,6 +70,13 @@ pub struct RollbackOpts {
     /// How many machines to activate at once (default: all)
     #[arg(long)]
     pub max_concurrent_activate: Option<usize>,
+    /// Check what the machines run first; leave those already running the
+    /// generation's system alone
+    #[arg(long)]
+    pub check: bool,
+    /// Do not flush the machines' disks after setting the profile
+    #[arg(long)]
+    pub no_sync: bool,
 }
 
 /// Copies and activates a generation's toplevels on its machines.
@@ -107,6 +114,8 @@ pub async fn rollback(g: &Global, o: RollbackOpts) -> Result<i32> {
         },
         allow_reboot: o.allow_reboot,
         force_reboot: o.force_reboot,
+        check: o.check,
+        no_sync: o.no_sync,
         max_concurrent_copy: o.max_concurrent_copy,
         max_concurrent_activate: o.max_concurrent_activate,
         reboot_timeout: 600,

@@ -2,6 +2,7 @@
 //! lives in its own file and stays thin: it parses, then calls the library.
 
 mod apply_local;
+mod backups;
 mod check;
 mod clone;
 mod completions;
@@ -19,6 +20,7 @@ mod history;
 mod import;
 mod info;
 mod list;
+mod list_plugins;
 mod modify;
 mod plan;
 mod reboot;
@@ -27,6 +29,7 @@ mod scp;
 mod send_keys;
 mod set_args;
 mod show_arguments;
+mod show_console_output;
 mod show_option;
 mod show_physical;
 mod ssh;
@@ -228,6 +231,20 @@ pub enum Command {
     DeleteGeneration(generations::DeleteOpts),
     /// Print the store paths of the machines' systems
     DumpNixPaths(dump_nix_paths::Opts),
+    /// Print a machine's console output
+    ShowConsoleOutput(show_console_output::Opts),
+    /// List the installed plugins (none: the backends are built in)
+    ListPlugins(list_plugins::Opts),
+    /// Snapshot the machines' disks (cloud machines only)
+    Backup(backups::BackupOpts),
+    /// Show the status of backups (cloud machines only)
+    BackupStatus(backups::StatusOpts),
+    /// Remove a backup (cloud machines only)
+    RemoveBackup(backups::RemoveOpts),
+    /// Remove old backups (cloud machines only)
+    CleanBackups(backups::CleanOpts),
+    /// Restore the machines' disks from a backup (cloud machines only)
+    Restore(backups::RestoreOpts),
     /// Print a shell completion script
     Completions(completions::CompletionOpts),
     /// Print the man page
@@ -249,6 +266,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Modify(o) => modify::run(&g, o).await,
         Command::Clone(o) => clone::run(&g, o),
         Command::Rename(o) => rename::run(&g, o),
+        Command::ShowConsoleOutput(o) => show_console_output::run(&g, o),
+        Command::ListPlugins(o) => list_plugins::run(o),
+        Command::Backup(o) => backups::refuse(&g, "backup", Some(&o.machines)),
+        Command::BackupStatus(o) => backups::refuse(&g, "backup-status", Some(&o.machines)),
+        Command::RemoveBackup(_) => backups::refuse(&g, "remove-backup", None),
+        Command::CleanBackups(_) => backups::refuse(&g, "clean-backups", None),
+        Command::Restore(o) => backups::refuse(&g, "restore", Some(&o.machines)),
         Command::Delete(o) => delete::run(&g, o),
         Command::Info(o) => info::run(&g, o).await,
         Command::SetArgs(o) => set_args::run(&g, o).await,

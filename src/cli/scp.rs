@@ -5,21 +5,26 @@ use super::Global;
 use crate::deploy::select;
 use crate::process::Sink;
 
+/// NixOps' arguments: `--from` or `--to` (flags), then the machine, the
+/// source and the destination; so `scp web --to a b` and `scp --to web a b`
+/// both work, as with NixOps.
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false, id = "direction")]
 pub struct Direction {
-    /// Copy from this machine
-    #[arg(long, value_name = "MACHINE")]
-    pub from: Option<String>,
-    /// Copy to this machine
-    #[arg(long, value_name = "MACHINE")]
-    pub to: Option<String>,
+    /// Copy from the machine
+    #[arg(long)]
+    pub from: bool,
+    /// Copy to the machine
+    #[arg(long)]
+    pub to: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct Opts {
     #[command(flatten)]
     pub direction: Direction,
+    /// The machine
+    pub machine: String,
     /// Source path
     pub source: String,
     /// Destination path
@@ -30,13 +35,7 @@ pub struct Opts {
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.read_store()?;
     let d = g.deployment(&store)?;
-    let name = o
-        .direction
-        .from
-        .as_ref()
-        .or(o.direction.to.as_ref())
-        .expect("clap requires one");
-    let m = select::stored_one(&d, g.ssh_persist, name)?;
+    let m = select::stored_one(&d, g.ssh_persist, &o.machine)?;
     // Open (or reuse) the master; scp then rides on it, so the user's ssh
     // options, port and pinned host key apply as for every other command.
     let out = m.host.run("true", &[], None, Sink::quiet()).await?;
@@ -44,11 +43,12 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         return Err(m.host.failure("connecting", &out).into());
     }
     let remote = |p: &str| format!("{}:{}", m.target().destination(), p);
-    let (src, dst) = match (&o.direction.from, &o.direction.to) {
-        (Some(_), None) => (remote(&o.source), o.destination.clone()),
-        (None, Some(_)) => (o.source.clone(), remote(&o.destination)),
-        _ => bail!("give exactly one of --from and --to"),
+    let (src, dst) = match (o.direction.from, o.direction.to) {
+        (true, false) => (remote(&o.source), o.destination.clone()),
+        (false, true) => (o.source.clone(), remote(&o.destination)),
+        _ => bail!("exactly one of --from and --to must be given"),
     };
+    errln!("{src} -> {dst}");
     let mut cmd = crate::process::command("scp");
     cmd.args(["-r", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
         .arg("-o")

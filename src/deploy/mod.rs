@@ -131,7 +131,7 @@ pub async fn make_plan(ctx: &Ctx, opts: plan::PlanOptions) -> Result<Plan> {
 
 async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32> {
     let started = Instant::now();
-    if !opts.create_only && !opts.plan_only {
+    if !opts.create_only && !opts.plan_only && !opts.evaluate_only {
         ctx.nix.check_writable("deploy")?;
     }
     let network = network_of(&ctx.deployment)?;
@@ -149,6 +149,23 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     let opts = &with_machines_file(opts, &ev.meta, events)?;
     let names = &ev.names.clone();
     let enable_rollback = ev.meta.enable_rollback;
+
+    if opts.evaluate_only {
+        let req = Request {
+            include: filter.include_opt(),
+            exclude: &filter.exclude,
+            toplevels: true,
+            evaluate: None,
+        };
+        let info = ev.all(&req).await?;
+        filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
+        let n = info.machines.values().filter(|m| m.drv_path.is_some()).count();
+        events.message(format!(
+            "evaluated {n} machine{}; nothing changed (--evaluate-only)",
+            if n == 1 { "" } else { "s" }
+        ));
+        return Ok(0);
+    }
 
     if opts.plan_only {
         for name in names {

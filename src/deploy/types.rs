@@ -34,6 +34,9 @@ pub struct DeployOptions {
     pub dry_run: bool,
     /// Show which machines are new and which obsolete; change nothing.
     pub plan_only: bool,
+    /// Evaluate the selected machines' systems, then stop (NixOps'
+    /// `--evaluate-only`).
+    pub evaluate_only: bool,
     /// Record the machines in state, then stop (NixOps: create resources).
     pub create_only: bool,
     pub build_only: bool,
