@@ -471,6 +471,38 @@ fn what_nix_cannot_pin_is_never_cached() {
         .status()
         .unwrap();
     assert!(st.success());
+    // A git repository's branch, fetched by fetchGit (which runs git).
+    let repo = fleet.path().join("repo");
+    fleet.write("repo/hello.txt", "from git\n");
+    for args in [
+        &["init", "-q"][..],
+        &["add", "hello.txt"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "one",
+        ],
+    ] {
+        let st = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+    fleet.write(
+        "net/git.nix",
+        &format!(
+            "{{ ... }}: {{ environment.etc.t.text = builtins.readFile \"${{builtins.fetchGit {}}}/hello.txt\"; }}\n",
+            repo.display()
+        ),
+    );
     fleet.write(
         "net/clock.nix",
         "{ ... }: { environment.etc.t.text = toString builtins.currentTime; }\n",
@@ -478,16 +510,22 @@ fn what_nix_cannot_pin_is_never_cached() {
     let file = fleet.write(
         "net/network.nix",
         &format!(
-            "{{\n  clock = import ./clock.nix;\n  fetch = {{ ... }}: {{ environment.etc.t.text = builtins.readFile \"${{builtins.fetchTarball \"file://{}\"}}/hello.txt\"; }};\n  plain = {{ ... }}: {{ environment.etc.t.text = \"plain\"; }};\n}}\n",
+            "{{\n  clock = import ./clock.nix;\n  git = import ./git.nix;\n  fetch = {{ ... }}: {{ environment.etc.t.text = builtins.readFile \"${{builtins.fetchTarball \"file://{}\"}}/hello.txt\"; }};\n  plain = {{ ... }}: {{ environment.etc.t.text = \"plain\"; }};\n}}\n",
             tarball.display()
         ),
     );
     fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
     let first = fleet.ok(&["deploy", "--dry-run"]);
-    assert_eq!(evaluated(&first), ["clock", "fetch", "plain"], "{}", first.stderr);
+    assert_eq!(
+        evaluated(&first),
+        ["clock", "fetch", "git", "plain"],
+        "{}",
+        first.stderr
+    );
     assert!(first.stderr.contains("currentTime"), "{}", first.stderr);
+    assert!(first.stderr.contains("git"), "{}", first.stderr);
     let second = fleet.ok(&["deploy", "--dry-run"]);
-    assert_eq!(evaluated(&second), ["clock", "fetch"], "{}", second.stderr);
+    assert_eq!(evaluated(&second), ["clock", "fetch", "git"], "{}", second.stderr);
     assert!(second.stderr.contains("never cached"), "{}", second.stderr);
 }
 
