@@ -258,6 +258,11 @@ impl Cache {
         if e.key != self.key {
             return Err(Miss::Settings);
         }
+        // Every input is digested, even past the first that changed: the
+        // machine is evaluated next, and what it read last time is what it
+        // most likely reads again, so its digests are then taken before
+        // the evaluation begins (see Hasher::settled).
+        let mut miss = None;
         for &i in &e.deps {
             let (k, d) = &self.file.deps[i];
             let read = Read::from_key(k).ok_or(Miss::New)?;
@@ -269,11 +274,14 @@ impl Cache {
                     h
                 }
             };
-            if !holds {
-                return Err(Miss::Changed(read));
+            if !holds && miss.is_none() {
+                miss = Some(Miss::Changed(read));
             }
         }
-        Ok((e.value.clone(), e.inputs.clone()))
+        match miss {
+            Some(m) => Err(m),
+            None => Ok((e.value.clone(), e.inputs.clone())),
+        }
     }
 
     fn never(&self, name: &str) -> Option<Miss> {

@@ -68,9 +68,26 @@ pub fn now_nanos() -> i128 {
 /// with coarse timestamps may not show a second change within this).
 const SETTLED: i128 = 2_000_000_000;
 
-/// How far a file's change time may lag the moment of the change (Linux
-/// stamps files from a clock that ticks every few milliseconds).
-const CLOCK_LAG: i128 = 50_000_000;
+/// How far a file's change time may lag the moment of the change: Linux
+/// stamps files from its coarse clock, which lags real time by at most one
+/// of its ticks; twice the tick, or 20 ms where it cannot be asked.
+fn clock_lag() -> i128 {
+    static LAG: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
+    *LAG.get_or_init(|| {
+        let mut res = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_getres writes one timespec into `res`.
+        let ok = unsafe { libc::clock_getres(libc::CLOCK_REALTIME_COARSE, &mut res) } == 0;
+        let tick = nanos(res.tv_sec, res.tv_nsec);
+        if ok && tick > 0 && tick <= 20_000_000 {
+            2 * tick
+        } else {
+            20_000_000
+        }
+    })
+}
 
 /// When a file last changed, by its metadata (its content or its entries:
 /// mtime; its type, links or being replaced: ctime).
@@ -113,7 +130,7 @@ impl Hasher {
     pub fn settled(&mut self, read: &Read, began: i128) -> String {
         let t = self.take(read);
         match t.changed {
-            Some(changed) if t.at >= began && changed >= began - CLOCK_LAG => UNSETTLED.to_owned(),
+            Some(changed) if t.at >= began && changed >= began - clock_lag() => UNSETTLED.to_owned(),
             _ => t.digest,
         }
     }
