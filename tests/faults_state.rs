@@ -274,13 +274,13 @@ fn info_shows_what_state_has_when_the_network_no_longer_evaluates() {
         "{v}"
     );
 
-    // --all shows every deployment, the broken one too.
+    // --all shows every deployment, the broken one too, in one table.
     let r = fleet.run(&["info", "--all"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    for needle in ["Network name: broken", "Network name: fine", "| web ", "| other "] {
+    for needle in ["| broken     | web ", "| fine       | other "] {
         assert!(r.stdout.contains(needle), "{needle}: {}", r.stdout);
     }
-    assert!(r.stdout.contains("| other | New "), "{}", r.stdout);
+    assert!(r.stdout.contains("| other | Missing "), "{}", r.stdout);
     assert_eq!(r.stderr.matches("warning: ").count(), 1, "{}", r.stderr);
 }
 
