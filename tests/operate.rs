@@ -588,3 +588,36 @@ fn nixops_commands_for_cloud_machines_say_why_they_do_not_apply() {
     let r = fleet.run(&["deploy", "--evaluate-onl"]);
     assert!(r.stderr.contains("--evaluate-only"), "{}", r.stderr);
 }
+
+/// `--all` of ssh-for-each and dump-nix-paths covers every deployment;
+/// `ssh --now` is taken (ssh never waits for the lock); `destroy --wipe`
+/// refuses for existing machines, whose disks are not ours to wipe.
+#[test]
+fn all_deployments_now_and_wipe() {
+    let fleet = Fleet::start(&["a", "b"]);
+    fleet.create("one", &simple_network(&["a"], ""));
+    fleet.create("two", &simple_network(&["b"], ""));
+    fleet.ok(&["deploy", "-d", "one"]);
+    fleet.ok(&["deploy", "-d", "two"]);
+    let r = fleet.ok(&["ssh-for-each", "--all", "--", "echo", "here"]);
+    assert!(
+        r.stdout.contains("a> here") && r.stdout.contains("b> here"),
+        "{}",
+        r.stdout
+    );
+    let paths = fleet.ok(&["dump-nix-paths", "--all"]).stdout;
+    for d in ["one", "two"] {
+        let m = if d == "one" { "a" } else { "b" };
+        let t = fleet.exported_toplevel(d, m).unwrap();
+        assert!(paths.lines().any(|l| l == t), "{paths}");
+    }
+    let r = fleet.ok(&["ssh", "-d", "one", "--now", "a", "echo", "hi"]);
+    assert_eq!(r.stdout, "hi\n");
+    let r = fleet.run(&["destroy", "-d", "one", "--wipe", "--confirm"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--wipe"), "{}", r.stderr);
+    assert!(
+        fleet.exported_toplevel("one", "a").is_some(),
+        "nothing was forgotten"
+    );
+}

@@ -12,11 +12,19 @@ pub struct Opts {
     /// Destroy the machines of all deployments
     #[arg(long)]
     pub all: bool,
+    /// Also wipe the machines' disks (machines a backend created only)
+    #[arg(long)]
+    pub wipe: bool,
 }
 
 /// For existing machines, "destroy" means forgetting them: they keep running
 /// whatever they run; nixops stops managing them.
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
+    if o.wipe {
+        bail!(
+            "destroy --wipe: wiping disks is for machines a backend created, which it can erase; this tool deploys existing machines (targetEnv none), whose disks it does not touch (NixOps forgets them without wiping): run destroy without --wipe to forget them"
+        );
+    }
     let store = g.open_store()?;
     let ds = g.deployments(&store, o.all)?;
     for d in ds {

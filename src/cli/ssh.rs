@@ -8,6 +8,9 @@ use crate::deploy::select;
 pub struct Opts {
     /// The machine to log in to
     pub machine: String,
+    /// Do not take the deployment's lock first (NixOps'; ssh never takes it)
+    #[arg(long)]
+    pub now: bool,
     /// A command to run instead of a shell (after `--`)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

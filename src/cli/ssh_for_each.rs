@@ -13,6 +13,9 @@ pub struct Opts {
     pub parallel: bool,
     #[command(flatten)]
     pub machines: super::Selection,
+    /// Run it on the machines of all deployments
+    #[arg(long)]
+    pub all: bool,
     /// The command (after `--`)
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -25,8 +28,10 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         bail!("no command given (put it after --)");
     }
     let store = g.read_store()?;
-    let d = g.deployment(&store)?;
-    let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
+    let mut machines = Vec::new();
+    for d in g.deployments(&store, o.all)? {
+        machines.extend(select::stored_in(&d, g.ssh_persist, &o.machines.filter())?);
+    }
     let script = o.command.join(" ");
     let width = if o.parallel { machines.len().max(1) } else { 1 };
     let results: Vec<(String, Option<i32>)> = futures::stream::iter(&machines)
