@@ -212,3 +212,65 @@ fn network_nixpkgs_as_a_package_set_or_a_path_first_file_first() {
         assert!(r.stdout.contains("nixos-system-m"), "{form}: {}", r.stdout);
     }
 }
+
+/// NixOps 2.0's `network.storage` and `network.lock`: the legacy SQLite
+/// file and the noop lock are what this tool has; the others are named in
+/// an error; a `databasefile` other than the state in use is an error
+/// unless -s or $NIXOPS_STATE named the state (which wins, as in NixOps).
+#[test]
+fn network_storage_and_lock_as_nixops_2_sets_them() {
+    let fleet = Fleet::start(&[]);
+    let m = "m = { ... }: { };";
+    for (i, (setting, error)) in [
+        ("network.storage.legacy = { };", None),
+        (
+            "network.storage.legacy = { databasefile = \"/elsewhere/x.nixops\"; }; network.lock.noop = { };",
+            None,
+        ),
+        ("network.storage.memory = { };", Some("network.storage.memory")),
+        (
+            "network.storage.s3 = { bucket = \"b\"; };",
+            Some("network.storage.s3"),
+        ),
+        (
+            "network.storage = { legacy = { }; memory = { }; };",
+            Some("sets 2 backends"),
+        ),
+        (
+            "network.storage.legacy = { }; network.lock.s3 = { };",
+            Some("network.lock.s3"),
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = format!("d{i}");
+        fleet.create(&d, &format!("{{ {setting} {m} }}"));
+        let r = fleet.run(&["deploy", "-d", &d, "--dry-run"]);
+        match error {
+            None => assert_eq!(r.code, 0, "{setting}: {}", r.stderr),
+            Some(e) => {
+                assert_ne!(r.code, 0, "{setting}");
+                assert!(r.stderr.contains(e), "{setting}: {}", r.stderr);
+            }
+        }
+    }
+    // The default state, and a network that names another file: refused,
+    // saying how to use it.
+    let net = fleet.write(
+        "default.nix",
+        &format!("{{ network.storage.legacy.databasefile = \"/elsewhere/x.nixops\"; {m} }}"),
+    );
+    let default = |args: &[&str]| {
+        let out = fleet.nixops(args).env_remove("NIXOPS_STATE").output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = default(&["create", net.to_str().unwrap(), "-d", "home"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = default(&["deploy", "-d", "home", "--dry-run"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("-s /elsewhere/x.nixops"), "{err}");
+}

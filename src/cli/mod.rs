@@ -455,6 +455,7 @@ impl Global {
             } else {
                 crate::network::cache_dir_for_state(state_file.as_deref())
             },
+            state: state::in_use(self.state.as_deref().map(|p| p.as_os_str()))?,
         })
     }
 }

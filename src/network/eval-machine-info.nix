@@ -193,6 +193,23 @@ let
     })
     machineNames);
 
+  # NixOps 2.0's `network.storage` (one backend) and `network.lock`: the
+  # legacy SQLite file is what this tool has; the rest are named as what it
+  # cannot do.
+  storage = meta.storage or null;
+  lock = meta.lock or null;
+  backendProblems = what: setting: ok: others:
+    if setting == null then [ ]
+    else
+      let names = builtins.attrNames setting; in
+      if builtins.length names != 1 then [ "network.${what} sets ${toString (builtins.length names)} backends (${builtins.concatStringsSep ", " names}); NixOps takes exactly one" ]
+      else if builtins.elem (builtins.head names) ok then [ ]
+      else [ "network.${what}.${builtins.head names}: ${others}" ];
+  storageProblems = backendProblems "storage" storage [ "legacy" ]
+    "this tool keeps state in a SQLite file (network.storage.legacy; -s FILE or $NIXOPS_STATE) or PostgreSQL (-s postgresql://...), not in NixOps' memory or plugin backends";
+  lockProblems = backendProblems "lock" lock [ "noop" "legacy" ]
+    "this tool locks each deployment itself (NixOps' own lock file, or PostgreSQL's advisory lock), not through NixOps' lock plugins";
+
   nixopsFront = {
     nodes = nixopsNodes;
     lib = nixopsLib;
@@ -203,7 +220,11 @@ let
     machinesFile = meta.machinesFile or null;
     resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
     allowApplyAll = true;
-    unsupported = [ ];
+    unsupported = storageProblems ++ lockProblems;
+    # The file network.storage.legacy names (a path stays a file name).
+    databaseFile =
+      if storage != null && storage ? legacy && storage.legacy ? databasefile
+      then toString storage.legacy.databasefile else null;
   };
 
   ## Common to every front end.
@@ -282,6 +303,7 @@ in
       inherit (front) description enableRollback unknownAttrs knownAttrs allowApplyAll unsupported;
       # A path stays a file name (toString): the file is read by Nix itself.
       machinesFile = if front.machinesFile == null then null else toString front.machinesFile;
+      databaseFile = front.databaseFile or null;
     };
     inherit (front) resourceTypes;
     machineNames = builtins.attrNames nodes;

@@ -44,6 +44,38 @@ impl Request<'_> {
     }
 }
 
+/// NixOps 2.0's `network.storage.legacy.databasefile` names the state file.
+/// The state is chosen before the network is evaluated, so the file it
+/// names must be the one in use — unless -s or $NIXOPS_STATE named the
+/// state, which wins, as $NIXOPS_STATE does in NixOps 2.0. A deploy
+/// recorded in another file than the network says would be lost to it.
+fn check_database_file(named: &str, in_use: &crate::state::InUse) -> Result<()> {
+    let wanted = match named.strip_prefix("~/") {
+        Some(rest) => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(rest),
+        None => PathBuf::from(named),
+    };
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    };
+    match in_use {
+        crate::state::InUse::File { path, named: false } if !same(&wanted, path) => bail!(
+            "the network keeps its state in {} (network.storage.legacy.databasefile), but this command uses {}: name the network's with -s {} (or $NIXOPS_STATE)",
+            wanted.display(),
+            path.display(),
+            wanted.display()
+        ),
+        crate::state::InUse::Database => {
+            errln!(
+                "note: the network names the state file {} (network.storage.legacy.databasefile); this command keeps state in PostgreSQL, as -s says",
+                wanted.display()
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What to say of a machine that does not evaluate and is not selected:
 /// a warning, with the first line of its error.
 pub fn unselected_failure(name: &str, error: &str) -> String {
@@ -197,6 +229,7 @@ impl<'a> Evaluator<'a> {
                 unsupported: Vec::new(),
                 allow_apply_all: true,
                 machines_file: None,
+                database_file: None,
                 flake_url: None,
             },
             resource_types: Vec::new(),
@@ -231,6 +264,9 @@ impl<'a> Evaluator<'a> {
         ev.resource_types = value.resource_types;
         ev.names = value.names;
         check_meta(&ev.meta)?;
+        if let Some(f) = &ev.meta.database_file {
+            check_database_file(f, &opts.eval.state)?;
+        }
         for w in super::meta_warnings(&ev.meta) {
             errln!("{w}");
         }

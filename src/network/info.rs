@@ -34,6 +34,10 @@ pub struct NetworkMeta {
     /// machines file of remote builders for the deploying side's build.
     #[serde(default)]
     pub machines_file: Option<String>,
+    /// The state file `network.storage.legacy.databasefile` names (NixOps
+    /// 2.0), if it does.
+    #[serde(default)]
+    pub database_file: Option<String>,
     /// A flake network's locked URL (with narHash or rev), as evaluated.
     #[serde(skip)]
     pub flake_url: Option<String>,

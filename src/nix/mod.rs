@@ -48,6 +48,8 @@ pub struct EvalOpts {
     pub max_memory_mb: Option<u64>,
     /// Where the deployment's evaluation cache is; None: no cache.
     pub cache_dir: Option<PathBuf>,
+    /// Where the state is (a network may say where it should be).
+    pub state: crate::state::InUse,
 }
 
 impl EvalOpts {

@@ -301,6 +301,24 @@ pub fn file_of(arg: Option<&OsStr>) -> anyhow::Result<Option<PathBuf>> {
     })
 }
 
+/// Where the state is, for checking it against a network's
+/// `network.storage.legacy.databasefile`.
+#[derive(Debug, Clone, Default)]
+pub enum InUse {
+    /// A file; `named` when -s or $NIXOPS_STATE named it.
+    File { path: PathBuf, named: bool },
+    /// A PostgreSQL database.
+    #[default]
+    Database,
+}
+
+pub fn in_use(arg: Option<&OsStr>) -> anyhow::Result<InUse> {
+    Ok(match named(arg)? {
+        Named::File { path, named } => InUse::File { path, named },
+        Named::Database(_) => InUse::Database,
+    })
+}
+
 /// Opens the state: `-s`, `$NIXOPS_STATE` or the default file. A file named
 /// with -s or $NIXOPS_STATE must exist unless the command creates it, and
 /// its directory always (a typo is not a new state). The default file is
