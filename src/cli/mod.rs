@@ -361,7 +361,8 @@ impl Global {
         // NixOps 2.0 records no network: every command takes --network,
         // default the current directory. A deployment it made has none;
         // take the current directory's, as it would.
-        let unrecorded = crate::network::Source::of(&d)? == crate::network::Source::Files(Vec::new());
+        let recorded = crate::network::Source::of(&d)?;
+        let unrecorded = recorded == crate::network::Source::Files(Vec::new());
         if self.network.is_none()
             && unrecorded
             && ["nixops.nix", "flake.nix"].iter().any(|f| Path::new(f).exists())
@@ -376,8 +377,7 @@ impl Global {
             return Ok(d);
         }
         if let Some(source) = self.network_source()? {
-            let recorded = crate::network::Source::of(&d)?;
-            if recorded != source && recorded != crate::network::Source::Files(Vec::new()) {
+            if recorded != source && !unrecorded {
                 errln!(
                     "note: using --network {} instead of the network deployment ‘{}’ records ({}); ‘nixops modify --network’ records it",
                     source.describe(),
@@ -446,16 +446,16 @@ impl Global {
     /// How machines are evaluated; the cache lives beside a state file
     /// (for a database, in the user's cache directory).
     fn eval_opts(&self) -> Result<crate::nix::EvalOpts> {
-        let state_file = state::file_of(self.state.as_deref().map(|p| p.as_os_str()))?;
+        let state = state::in_use(self.state.as_deref().map(|p| p.as_os_str()))?;
         Ok(crate::nix::EvalOpts {
             jobs: self.eval_jobs,
             max_memory_mb: (self.eval_max_memory > 0).then_some(self.eval_max_memory),
             cache_dir: if self.no_eval_cache {
                 None
             } else {
-                crate::network::cache_dir_for_state(state_file.as_deref())
+                crate::network::cache_dir_for_state(state.file())
             },
-            state: state::in_use(self.state.as_deref().map(|p| p.as_os_str()))?,
+            state,
         })
     }
 }

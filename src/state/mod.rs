@@ -292,15 +292,6 @@ fn named(arg: Option<&OsStr>) -> anyhow::Result<Named> {
     }
 }
 
-/// The state file that `-s`, `$NIXOPS_STATE` or the default names; None
-/// when the state is in a database.
-pub fn file_of(arg: Option<&OsStr>) -> anyhow::Result<Option<PathBuf>> {
-    Ok(match named(arg)? {
-        Named::File { path, .. } => Some(path),
-        Named::Database(_) => None,
-    })
-}
-
 /// Where the state is, for checking it against a network's
 /// `network.storage.legacy.databasefile`.
 #[derive(Debug, Clone, Default)]
@@ -312,6 +303,17 @@ pub enum InUse {
     Database,
 }
 
+impl InUse {
+    /// The state file; None when the state is in a database.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            InUse::File { path, .. } => Some(path),
+            InUse::Database => None,
+        }
+    }
+}
+
+/// Where `-s`, `$NIXOPS_STATE` or the default puts the state.
 pub fn in_use(arg: Option<&OsStr>) -> anyhow::Result<InUse> {
     Ok(match named(arg)? {
         Named::File { path, named } => InUse::File { path, named },
