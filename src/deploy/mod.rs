@@ -151,14 +151,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     let enable_rollback = ev.meta.enable_rollback;
 
     if opts.evaluate_only {
-        let req = Request {
-            include: filter.include_opt(),
-            exclude: &filter.exclude,
-            toplevels: true,
-            evaluate: None,
-        };
-        let info = ev.all(&req).await?;
-        filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
+        let info = ev.selected(filter, true).await?;
         let n = info.machines.values().filter(|m| m.drv_path.is_some()).count();
         events.message(format!(
             "evaluated {n} machine{}; nothing changed (--evaluate-only)",

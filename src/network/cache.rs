@@ -209,14 +209,17 @@ pub fn dir_for_state(state_file: Option<&Path>) -> Option<PathBuf> {
     match state_file.map(|f| f.parent()) {
         Some(Some(dir)) if !dir.as_os_str().is_empty() => Some(dir.join("eval-cache")),
         Some(_) => Some(PathBuf::from("eval-cache")),
-        None => {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(base.join("nixops/eval-cache"))
-        }
+        None => Some(user_cache_dir()?.join("nixops/eval-cache")),
     }
+}
+
+/// The user's cache directory: `$XDG_CACHE_HOME`, else `~/.cache` (where
+/// Nix keeps its fetchers' caches too).
+pub fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
 }
 
 impl Cache {

@@ -189,18 +189,15 @@ fn is_url_entry(entry: &str) -> bool {
 async fn nix_version(files: Option<&NixFiles>) -> Result<(String, bool)> {
     let mut cmd = process::command("nix-instantiate");
     cmd.arg("--version");
-    let trace = files.and_then(|f| Some((f.trace_file()?, f.shim.as_ref()?)));
-    if let Some((file, shim)) = &trace {
-        super::trace::enable(&mut cmd, shim, file);
+    let trace = files.and_then(|f| Some((f, f.trace_file()?)));
+    if let Some((f, file)) = &trace {
+        f.enable_trace(&mut cmd, file);
     }
     let out = process::run(&mut cmd, None, Sink::quiet()).await?;
     if !out.success() {
         bail!("nix-instantiate --version failed: {}", out.last_error());
     }
-    let traced = match (files, &trace) {
-        (Some(f), Some((file, _))) => f.observed(file).uncacheable.is_none(),
-        _ => false,
-    };
+    let traced = trace.is_some_and(|(f, file)| f.observed(&file).uncacheable.is_none());
     Ok((out.stdout.trim().to_owned(), traced))
 }
 
@@ -548,6 +545,21 @@ impl<'a> Evaluator<'a> {
             }
         }
         Ok((info, inputs))
+    }
+
+    /// Every machine's result, with the toplevels of those `filter`
+    /// selects when `toplevels`; a selector that matches no machine is an
+    /// error.
+    pub async fn selected(&self, filter: &super::MachineFilter, toplevels: bool) -> Result<NetworkInfo> {
+        let req = Request {
+            include: filter.include_opt(),
+            exclude: &filter.exclude,
+            toplevels,
+            evaluate: None,
+        };
+        let info = self.all(&req).await?;
+        filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
+        Ok(info)
     }
 
     /// Every machine's result (those `req` has evaluated or the cache

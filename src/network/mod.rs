@@ -52,6 +52,8 @@ pub struct NixFiles {
     dir: crate::tmp::TmpDir,
     shim: Option<PathBuf>,
     traces: std::sync::atomic::AtomicUsize,
+    /// Nix's cache directory, which the traces are read against.
+    nix_cache: Option<PathBuf>,
 }
 
 impl NixFiles {
@@ -66,6 +68,7 @@ impl NixFiles {
             dir,
             shim,
             traces: Default::default(),
+            nix_cache: trace::nix_cache_dir(),
         })
     }
 
@@ -76,11 +79,18 @@ impl NixFiles {
         Some(self.dir.path().join(format!("trace-{n}")))
     }
 
+    /// Has `cmd` record its trace in `file` (one of [`trace_file`]'s).
+    fn enable_trace(&self, cmd: &mut Command, file: &Path) {
+        if let Some(shim) = &self.shim {
+            trace::enable(cmd, shim, file);
+        }
+    }
+
     /// What the process that wrote `file` observed; the file is removed.
     fn observed(&self, file: &Path) -> trace::Observed {
         let bytes = std::fs::read(file).unwrap_or_default();
         let _ = std::fs::remove_file(file);
-        trace::parse(&bytes, self.dir.path(), trace::nix_cache_dir().as_deref())
+        trace::parse(&bytes, self.dir.path(), self.nix_cache.as_deref())
     }
 
     pub fn eval_machine_info(&self) -> PathBuf {
@@ -245,8 +255,8 @@ impl Network {
         if call.json {
             cmd.arg("--json");
         }
-        if let (Some(file), Some(shim)) = (&call.trace, &files.shim) {
-            trace::enable(&mut cmd, shim, file);
+        if let Some(file) = &call.trace {
+            files.enable_trace(&mut cmd, file);
         }
         cmd
     }
@@ -427,15 +437,7 @@ impl Network {
     ) -> Result<NetworkInfo> {
         let ev = Evaluator::new(self, files, opts, None).await?;
         check_apply_all(&ev.meta, filter)?;
-        let req = Request {
-            include: filter.include_opt(),
-            exclude: &filter.exclude,
-            toplevels: instantiate,
-            evaluate: None,
-        };
-        let info = ev.all(&req).await?;
-        filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
-        Ok(info)
+        ev.selected(filter, instantiate).await
     }
 
     /// Evaluates one option of one machine: Nix syntax, or JSON.

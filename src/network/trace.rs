@@ -217,11 +217,7 @@ pub fn parse(bytes: &[u8], own: &Path, nix_cache: Option<&Path>) -> Observed {
 /// Nix's cache directory for this user, where its fetchers keep what they
 /// fetched.
 pub fn nix_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("nix"))
+    Some(super::cache::user_cache_dir()?.join("nix"))
 }
 
 #[cfg(test)]
