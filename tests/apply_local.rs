@@ -11,6 +11,7 @@ fn network(rev: &str, extra_machine: &str) -> String {
         r#"{{
   network.description = "local";
   m = {{ ... }}: {{
+    deployment.allowLocalDeployment = true;
     environment.etc.rev.text = "{rev}";
     deployment.keys.secret.text = "s3cret {rev}";
   }};
@@ -62,7 +63,9 @@ fn apply_local_picks_the_machine_by_host_name() {
         .unwrap()
         .trim()
         .to_owned();
-    let me = format!("\"{host}\" = {{ ... }}: {{ environment.etc.rev.text = \"me\"; }};");
+    let me = format!(
+        "\"{host}\" = {{ ... }}: {{ deployment.allowLocalDeployment = true; environment.etc.rev.text = \"me\"; }};"
+    );
     let file = fleet.write("net.nix", &network("one", &me));
     fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
     let r = on_host(&fleet, &["apply-local", "-d", "d"]);

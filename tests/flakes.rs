@@ -359,18 +359,6 @@ fn what_a_hive_uses_and_the_tool_cannot_do_is_an_error_naming_it() {
     for (i, (body, named)) in [
         ("meta.colour = \"red\"; m = { };", "meta.colour"),
         (
-            "m = { deployment.replaceUnknownProfiles = false; };",
-            "deployment.replaceUnknownProfiles = false",
-        ),
-        (
-            "m = { deployment.targetHost = null; };",
-            "machine ‘m’: deployment.targetHost = null",
-        ),
-        (
-            "m = { deployment.targetUser = null; };",
-            "machine ‘m’: deployment.targetUser = null",
-        ),
-        (
             "meta.allowApplyAll = false; m = { };",
             "meta.allowApplyAll = false",
         ),
@@ -389,12 +377,13 @@ fn what_a_hive_uses_and_the_tool_cannot_do_is_an_error_naming_it() {
         assert!(r.stderr.contains(named), "{body}: {}", r.stderr);
     }
     // With machines named, allowApplyAll = false deploys.
-    fleet.ok(&["deploy", "-d", "h4", "--dry-run", "--on", "m"]);
+    fleet.ok(&["deploy", "-d", "h1", "--dry-run", "--on", "m"]);
 }
 
-/// A node for local deployment only (`targetHost = null`) or one that does
-/// not evaluate fails only a deploy that selects it: one of another node
-/// goes through, with a warning naming each.
+/// A node that does not evaluate fails only a deploy that selects it: one
+/// of another node goes through, with a warning naming it. A node for local
+/// deployment only (`targetHost = null`) is skipped by every deploy over
+/// SSH, selected or not.
 #[test]
 fn a_node_that_cannot_be_deployed_fails_only_a_deploy_that_selects_it() {
     let fleet = Fleet::start(&["other"]);
@@ -404,7 +393,7 @@ fn a_node_that_cannot_be_deployed_fails_only_a_deploy_that_selects_it() {
     );
     fleet.ok(&["create", file.to_str().unwrap(), "-d", "h"]);
     let r = fleet.ok(&["deploy", "--on", "other"]);
-    assert!(r.stderr.contains("machine ‘aibo’, not selected"), "{}", r.stderr);
+    assert!(!r.stderr.contains("‘aibo’"), "{}", r.stderr);
     assert!(
         r.stderr.contains("machine ‘broken’, not selected") && r.stderr.contains("broken node"),
         "{}",
@@ -413,6 +402,15 @@ fn a_node_that_cannot_be_deployed_fails_only_a_deploy_that_selects_it() {
     assert!(fleet.exported_toplevel("h", "other").is_some());
     // Excluded by name: the same.
     fleet.ok(&["deploy", "--exclude", "aibo", "--exclude", "broken", "--dry-run"]);
+    // Selected, the local-only node is skipped, saying why.
+    let r = fleet.ok(&["deploy", "--on", "aibo"]);
+    assert!(
+        r.stderr
+            .contains("skipping ‘aibo’: it has deployment.targetHost = null"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fleet.exported_toplevel("h", "aibo"), None);
     // Selected, or possibly selected by a tag: fails.
     for args in [
         &["deploy", "--dry-run"][..],

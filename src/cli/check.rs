@@ -34,7 +34,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             // The machine's health checks, as after a deploy.
             let checks = &m.info.health_checks;
             let r = if h.reachable {
-                deploy::health::run(&m.host, &m.info.target_host, checks, &m.name, &events).await
+                deploy::health::run(&m.host, m.info.health_address(), checks, &m.name, &events).await
             } else {
                 Ok(())
             };

@@ -97,6 +97,10 @@ pub struct Opts {
     /// Answer yes to --ask's question: show the plan, then deploy
     #[arg(long, requires = "ask")]
     pub yes: bool,
+    /// Deploy machines with deployment.replaceUnknownProfiles = false even
+    /// when they run a system this deployer does not know (as in Colmena)
+    #[arg(long)]
+    pub force_replace_unknown_profiles: bool,
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
@@ -178,6 +182,10 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         builders: o.builders,
         recorded_as: Default::default(),
         review,
+        force_replace_unknown_profiles: o.force_replace_unknown_profiles,
+        no_keys: false,
+        no_substitute: false,
+        keep_result: None,
     };
     deploy::run(&session.ctx, opts).await
 }

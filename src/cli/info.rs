@@ -238,7 +238,7 @@ async fn evaluate(g: &Global, d: &Deployment) -> Result<(BTreeMap<String, Evalua
             let e = Evaluated {
                 toplevel: m.toplevel,
                 target_env: m.target_env,
-                target_host: m.target_host,
+                target_host: m.target_host.unwrap_or_default(),
             };
             (name, e)
         })

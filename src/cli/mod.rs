@@ -1,6 +1,7 @@
 //! The command line: NixOps' global options and subcommands. Each subcommand
 //! lives in its own file and stays thin: it parses, then calls the library.
 
+mod apply;
 mod apply_local;
 mod backups;
 mod check;
@@ -13,18 +14,23 @@ mod deploy;
 mod destroy;
 mod dump_nix_paths;
 mod edit;
+mod eval;
+mod exec;
 mod export;
 mod forget_host_key;
 mod generations;
 mod history;
+mod hive;
 mod import;
 mod info;
 mod list;
 mod list_plugins;
 mod modify;
+mod nix_info;
 mod plan;
 mod reboot;
 mod rename;
+mod repl;
 mod scp;
 mod send_keys;
 mod set_args;
@@ -39,7 +45,7 @@ mod unlock;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::deploy::Ctx;
@@ -66,6 +72,13 @@ pub struct Global {
     /// Deployment name, UUID or UUID prefix
     #[arg(short = 'd', long = "deployment", global = true, env = "NIXOPS_DEPLOYMENT")]
     pub deployment: Option<String>,
+    /// The Colmena hive (as Colmena's -f): a hive.nix, a flake.nix, a
+    /// directory with one, or a flake URL. Without it and without -d, the
+    /// Colmena commands look for flake.nix or hive.nix in the current
+    /// directory and its parents, and use the deployment bound to it
+    /// (created on first use)
+    #[arg(short = 'f', long = "config", global = true, value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
     /// The state: a file, or a PostgreSQL database (postgresql://user@host:port/db or key=value)
     #[arg(short = 's', long = "state", global = true, env = "NIXOPS_STATE")]
     pub state: Option<PathBuf>,
@@ -112,7 +125,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub no_build_output: bool,
     /// Set a Nix option (may be given several times)
-    #[arg(long = "option", id = "nix_option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    #[arg(long = "option", visible_alias = "nix-option", id = "nix_option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
     pub option: Vec<String>,
     /// Run Nix evaluations in read-only mode: nothing is written to the Nix
     /// store (commands that build refuse it)
@@ -191,6 +204,27 @@ pub enum Command {
     ShowArguments(show_arguments::Opts),
     /// Deploy the network
     Deploy(deploy::Opts),
+    /// Deploy the hive (as Colmena): build, push, switch, boot, test, dry-activate or keys
+    Apply(apply::Opts),
+    /// Build the hive's systems (as Colmena: `apply build`)
+    Build {
+        #[command(flatten)]
+        deploy: apply::DeployOpts,
+    },
+    /// Send the hive's deployment.keys (as Colmena: `apply keys`)
+    UploadKeys {
+        #[command(flatten)]
+        deploy: apply::DeployOpts,
+    },
+    /// Evaluate an expression of `{ lib, pkgs, nodes }` against the network, print JSON (as Colmena)
+    #[command(alias = "introspect")]
+    Eval(eval::Opts),
+    /// Run a command on the selected machines (as Colmena)
+    Exec(exec::Opts),
+    /// Start `nix repl` with the network's `nodes`, `lib` and `pkgs` (as Colmena)
+    Repl,
+    /// Show what the deploying side's Nix is and can do (as Colmena)
+    NixInfo,
     /// Deploy the machine nixops runs on, without SSH (as in Colmena)
     ApplyLocal(apply_local::Opts),
     /// Show what a deploy would change on every machine, changing nothing
@@ -278,6 +312,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::SetArgs(o) => set_args::run(&g, o).await,
         Command::ShowArguments(o) => show_arguments::run(&g, o).await,
         Command::Deploy(o) => deploy::run(&g, o).await,
+        Command::Apply(o) => apply::run(&g, o).await,
+        Command::Build { deploy } => apply::apply(&g, apply::Goal::Build, deploy).await,
+        Command::UploadKeys { deploy } => apply::apply(&g, apply::Goal::Keys, deploy).await,
+        Command::Eval(o) => eval::run(&g, o).await,
+        Command::Exec(o) => exec::run(&g, o).await,
+        Command::Repl => repl::run(&g).await,
+        Command::NixInfo => nix_info::run().await,
         Command::ApplyLocal(o) => apply_local::run(&g, o).await,
         Command::Plan(o) => plan::run(&g, o).await,
         Command::SendKeys(o) => send_keys::run(&g, o).await,
@@ -331,8 +372,25 @@ impl Global {
     /// with the network of `--network` when given (for this run only).
     pub fn deployment(&self, store: &StoreBox) -> Result<Deployment> {
         let all = store.deployments()?;
-        let d = state::resolve(&all, self.deployment.as_deref())?.clone();
+        let d = self.resolve(&all)?.clone();
         self.with_network(d)
+    }
+
+    /// The deployment -d names; without -d, the only one, or the one bound
+    /// to the hive of `-f` or of the current directory (see hive.rs).
+    fn resolve<'a>(&self, all: &'a [Deployment]) -> Result<&'a Deployment> {
+        if self.deployment.is_none()
+            && (all.len() > 1 || self.config.is_some())
+            && let Some(uuid) = self.bound_deployment(all)
+        {
+            return Ok(all.iter().find(|d| d.uuid == uuid).expect("bound to one of them"));
+        }
+        if self.config.is_some() && self.deployment.is_none() {
+            bail!(
+                "no deployment uses the hive -f names yet (‘nixops apply’ creates one, or ‘nixops create FILE’)"
+            );
+        }
+        Ok(state::resolve(all, self.deployment.as_deref())?)
     }
 
     /// What a command that changes one deployment works with, set up the
@@ -341,8 +399,28 @@ impl Global {
     /// `--network` applied, and its Nix options.
     pub fn session(&self) -> Result<Session> {
         let store = self.open_store()?;
-        let all = store.deployments()?;
-        let uuid = state::resolve(&all, self.deployment.as_deref())?.uuid.clone();
+        let uuid = self.resolve(&store.deployments()?)?.uuid.clone();
+        self.session_of(store, &uuid)
+    }
+
+    /// [`Global::session`] for a Colmena command: the deployment of -d, or
+    /// the one bound to the hive, created on first use.
+    pub async fn hive_session(&self) -> Result<Session> {
+        let uuid = self.hive_deployment().await?;
+        self.session_of(self.open_store()?, &uuid)
+    }
+
+    /// The deployment a Colmena command that changes nothing reads (as
+    /// [`Global::hive_session`], without holding it), with its Nix options.
+    pub async fn hive_view(&self) -> Result<(Deployment, NixOpts)> {
+        let uuid = self.hive_deployment().await?;
+        let d = self.with_network(self.read_store()?.load(&uuid)?)?;
+        let nix = self.nix_opts(Some(&d))?;
+        Ok((d, nix))
+    }
+
+    fn session_of(&self, store: StoreBox, uuid: &str) -> Result<Session> {
+        let uuid = uuid.to_owned();
         let lock = store.lock(&uuid)?;
         let d = self.with_network(store.load(&uuid)?)?;
         let nix = self.nix_opts(Some(&d))?;

@@ -25,11 +25,6 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             .into_iter()
             .filter(|m| !m.resource.obsolete())
             .collect();
-    if machines.is_empty() {
-        errln!("no machines to send keys to");
-        return Ok(0);
-    }
-    let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
     let targets: Vec<keys::KeyTarget> = machines
         .iter()
         .map(|m| keys::KeyTarget {
@@ -38,8 +33,23 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             host: &m.host,
         })
         .collect();
+    send(ctx, &targets, started).await
+}
+
+/// Sends the keys to `targets` with a display, and says how it went; the
+/// exit code. Also Colmena's `upload-keys` (apply.rs).
+pub async fn send(
+    ctx: &crate::deploy::Ctx,
+    targets: &[keys::KeyTarget<'_>],
+    started: Instant,
+) -> Result<i32> {
+    if targets.is_empty() {
+        errln!("no machines to send keys to");
+        return Ok(0);
+    }
+    let names: Vec<String> = targets.iter().map(|m| m.name.to_owned()).collect();
     let (events, renderer) = ui::start(&names);
-    let results = keys::send(&ctx.keys(), &targets, &events, false).await;
+    let results = keys::send(&ctx.keys(), targets, &events, false).await;
     for (name, r) in &results {
         match r {
             Ok(0) => events.done(name, "no keys", None),

@@ -32,21 +32,26 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     for d in g.deployments(&store, o.all)? {
         machines.extend(select::stored_in(&d, g.ssh_persist, &o.machines.filter())?);
     }
-    let script = o.command.join(" ");
+    let hosts: Vec<(&str, &crate::host::Host)> =
+        machines.iter().map(|m| (m.name.as_str(), &m.host)).collect();
     let width = if o.parallel { machines.len().max(1) } else { 1 };
-    let results: Vec<(String, Option<i32>)> = futures::stream::iter(&machines)
-        .map(|m| {
-            let script = &script;
-            async move {
-                let sink = Sink {
-                    print_prefix: Some(&m.name),
-                    ..Sink::quiet()
-                };
-                let code = m.host.run_as_user(script, sink).await.ok().and_then(|o| o.code);
-                (m.name.clone(), code)
-            }
+    Ok(run_on(&hosts, &o.command.join(" "), width).await)
+}
+
+/// Runs `script` on each machine as its SSH user, `width` machines at once;
+/// output lines are prefixed with the machine's name. The exit code: 1 when
+/// it failed anywhere (each such machine named).
+pub async fn run_on(machines: &[(&str, &crate::host::Host)], script: &str, width: usize) -> i32 {
+    let results: Vec<(String, Option<i32>)> = futures::stream::iter(machines)
+        .map(|(name, host)| async move {
+            let sink = Sink {
+                print_prefix: Some(name),
+                ..Sink::quiet()
+            };
+            let code = host.run_as_user(script, sink).await.ok().and_then(|o| o.code);
+            (name.to_string(), code)
         })
-        .buffered(width)
+        .buffered(width.max(1))
         .collect()
         .await;
     let failed: Vec<String> = results
@@ -55,9 +60,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         .map(|(n, c)| format!("‘{n}’ (exit code {})", c.map_or("none".into(), |c| c.to_string())))
         .collect();
     if failed.is_empty() {
-        Ok(0)
+        0
     } else {
         errln!("error: the command failed on {}", failed.join(", "));
-        Ok(1)
+        1
     }
 }

@@ -59,6 +59,36 @@ pub async fn run(
     results
 }
 
+/// Colmena's `deployment.replaceUnknownProfiles = false`: the machine must
+/// run a system that this deployer has built (it is in the local store, as
+/// Colmena asks) or that this deployment put there (state or the machine's
+/// own record of its activations say so); otherwise someone else deployed it
+/// and it is not overwritten.
+async fn check_known_system(ctx: &Ctx, m: &mut Machine, events: &Events) -> Result<()> {
+    if m.probe.is_none() {
+        m.probe = Some(m.host.probe(&m.toplevel, Sink::machine(events, &m.name)).await?);
+    }
+    let probe = m.probe.as_ref().expect("probed above");
+    let Some(current) = probe.current_system.as_deref() else {
+        bail!(
+            "machine ‘{}’ runs no system that could be known, and has deployment.replaceUnknownProfiles = false (--force-replace-unknown-profiles deploys it anyway)",
+            m.name
+        );
+    };
+    let recorded = ctx.deployment.resources.get(&m.name).and_then(|r| r.toplevel()) == Some(current);
+    let ours = probe.kept.as_ref().is_some_and(|k| {
+        k.toplevel == current && k.deployment == record::activation_owner(&ctx.deployment.uuid, &m.name)
+    });
+    if recorded || ours || std::path::Path::new(current).exists() {
+        events.log(Some(&m.name), "the running system is known");
+        return Ok(());
+    }
+    bail!(
+        "machine ‘{}’ runs {current}, which this deployer never built or deployed, and it has deployment.replaceUnknownProfiles = false: not replacing it (--force-replace-unknown-profiles deploys it anyway)",
+        m.name
+    )
+}
+
 fn key_target(m: &Machine) -> KeyTarget<'_> {
     KeyTarget {
         name: &m.name,
@@ -76,6 +106,9 @@ async fn activate_one(
 ) -> Result<Outcome> {
     if opts.action == Action::DryActivate {
         keys = None;
+    }
+    if !m.info.replace_unknown_profiles && !opts.force_replace_unknown_profiles {
+        check_known_system(ctx, m, events).await?;
     }
     if let Some(k) = keys.as_deref_mut() {
         events.stage(&m.name, "reading keys");
@@ -183,7 +216,7 @@ async fn activate_one(
     // a new SSH connection.
     let health = health::run(
         &m.host,
-        &m.info.target_host,
+        m.info.health_address(),
         &m.info.health_checks,
         &m.name,
         events,

@@ -74,7 +74,26 @@ pub async fn run(
     for (name, reason) in why {
         results.insert(name, Err(reason));
     }
+    if let Some(dir) = &opts.keep_result {
+        keep(dir, machines, &mut results, events).await;
+    }
     (results, roots.ok().map(Roots::Here))
+}
+
+/// `--keep-result`: a GC root `node-<name>` in `dir` for each built system
+/// (a machine whose root cannot be made fails with the reason).
+async fn keep(dir: &Path, machines: &[&Machine], results: &mut Built, events: &Events) {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        events.message(format!("warning: cannot create {}: {e}", dir.display()));
+    }
+    for m in machines {
+        if results.get(&m.name).is_some_and(Result::is_ok) {
+            let link = dir.join(format!("node-{}", m.name));
+            if let Err(e) = nix::add_root(&m.toplevel, &link).await {
+                results.insert(m.name.clone(), Err(format!("keeping the result: {e:#}")));
+            }
+        }
+    }
 }
 
 /// `--build-host`: the derivations go there, its Nix builds them all in

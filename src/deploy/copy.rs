@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::record;
-use super::types::{Ctx, Machine};
+use super::types::{Ctx, DeployOptions, Machine};
 use crate::host::{self, Host, Probe};
 use crate::process::Sink;
 use crate::ui::Events;
@@ -51,7 +51,7 @@ pub async fn copy_one(
     ctx: &Ctx,
     m: &mut Machine,
     events: &Events,
-    check: bool,
+    opts: &DeployOptions,
     build_host: Option<&Host>,
 ) -> Result<Copied> {
     let p = match m.probe.clone() {
@@ -64,7 +64,7 @@ pub async fn copy_one(
             p
         }
     };
-    if check && p.current_system.as_deref() == Some(m.toplevel.as_str()) {
+    if opts.check && p.current_system.as_deref() == Some(m.toplevel.as_str()) {
         // It runs what we would deploy: make sure state says so too.
         record::deployed(ctx, m.resource_id, &m.name, &m.toplevel)?;
         return Ok(Copied::AlreadyRunning);
@@ -72,7 +72,7 @@ pub async fn copy_one(
     if !p.has_path {
         events.stage(&m.name, "copying");
         let sink = Sink::machine(events, &m.name);
-        let substitute = !m.info.has_fast_connection;
+        let substitute = !m.info.has_fast_connection && !opts.no_substitute;
         match build_host {
             Some(from) => m.host.copy_from(from, &m.toplevel, substitute, sink).await?,
             None => m.host.copy_closure(&m.toplevel, substitute, sink).await?,

@@ -121,7 +121,7 @@ pub async fn run(
             && let Some(mut m) = to_copy.pop_front()
         {
             copying.push(async move {
-                let r = copy::copy_one(ctx, &mut m, events, opts.check, build_host).await;
+                let r = copy::copy_one(ctx, &mut m, events, opts, build_host).await;
                 (m, r)
             });
         }

@@ -50,9 +50,6 @@ fn check_resources(types: &[String]) -> Result<()> {
 
 /// What the tool cannot deploy on one machine; the warnings to show.
 fn check_machine(name: &str, m: &MachineInfo) -> Result<Vec<String>> {
-    if let Some(u) = m.unsupported.first() {
-        bail!("the network uses what this tool does not support: {u}");
-    }
     if m.target_env != "none" {
         bail!(
             "machine ‘{name}’ has deployment.targetEnv = \"{}\"; only existing machines (\"none\") are supported",
@@ -144,7 +141,10 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     ));
     let filter = &opts.machines;
     let ev = Evaluator::new(&network, &files, &ctx.nix, Some(events)).await?;
-    check_apply_all(&ev.meta, filter)?;
+    // Building touches no machine (Colmena allows it on all).
+    if !opts.build_only {
+        check_apply_all(&ev.meta, filter)?;
+    }
     check_resources(&ev.resource_types)?;
     let opts = &with_machines_file(opts, &ev.meta, events)?;
     let names = &ev.names.clone();
@@ -228,6 +228,19 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                 let id = recorder.machine(ctx, &name, &info)?;
                 if info.drv_path.is_none() {
                     return Ok(None);
+                }
+                // Colmena's targetHost = null: only apply-local deploys it;
+                // other runs build it at most.
+                if info.target_host.is_none() && opts.local.is_none() {
+                    if !(opts.build_only || opts.dry_run) {
+                        events.message(format!(
+                            "skipping ‘{name}’: it has deployment.targetHost = null, so it is deployed only on itself (‘nixops apply-local --node {name}’)"
+                        ));
+                        return Ok(None);
+                    }
+                    if opts.build_on_target.unwrap_or(info.build_on_target) {
+                        info.host_name(&name)?;
+                    }
                 }
                 for w in check_machine(&name, &info)? {
                     events.message(w);
@@ -376,7 +389,8 @@ async fn execute_stream(
 ) -> Option<i32> {
     // Meanwhile, evaluate the keys' texts (one evaluation for all) once
     // every machine has come, if the machines are to be activated.
-    let sends_keys = !opts.copy_only && !opts.build_only && opts.action != Action::DryActivate;
+    let sends_keys =
+        !opts.copy_only && !opts.build_only && !opts.no_keys && opts.action != Action::DryActivate;
     let (ktx, mut krx) = unbounded_channel();
     let keys_ctx = ctx.keys();
     let keys = async {

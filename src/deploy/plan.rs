@@ -55,6 +55,12 @@ pub async fn run(ctx: &Ctx, opts: &PlanOptions, events: &Events) -> Result<Plan>
     }
     let mut machines = Vec::new();
     for (name, m) in info.machines.iter().filter(|(_, m)| m.drv_path.is_some()) {
+        if m.target_host.is_none() {
+            events.message(format!(
+                "skipping ‘{name}’: it has deployment.targetHost = null, so no deploy from here reaches it"
+            ));
+            continue;
+        }
         // A plan records nothing, so a machine not in state yet needs no
         // resource id.
         let id = ctx.deployment.resources.get(name).map_or(0, |r| r.id);

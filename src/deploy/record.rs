@@ -101,7 +101,7 @@ impl Recorder {
     /// Records the machine; returns its resource id.
     pub fn machine(&mut self, ctx: &Ctx, name: &str, m: &MachineInfo) -> Result<i64> {
         let mut changes = vec![
-            attr("targetHost", Some(m.target_host.clone()), None),
+            attr("targetHost", m.target_host.clone(), None),
             attr("targetPort", m.target_port.map(|p| p.to_string()), None),
             attr("targetUser", Some(m.target_user.clone()), Some("root")),
             attr(
@@ -154,7 +154,7 @@ pub fn host(
     persist: u64,
 ) -> Result<Host> {
     let endpoint = Endpoint {
-        host: m.target_host.clone(),
+        host: m.host_name(name)?.to_owned(),
         port: m.target_port.map(|p| p as u16),
         user: m.target_user.clone(),
         options: m.ssh_options.clone(),
@@ -249,11 +249,15 @@ pub fn stored_info(r: &Resource) -> Result<MachineInfo> {
         }
     };
     let Some(host) = r.get("targetHost") else {
-        anyhow::bail!("machine ‘{}’ has no targetHost in state; deploy it first", r.name);
+        anyhow::bail!(
+            "machine ‘{}’ has no targetHost in state: it has not been deployed yet, or it has deployment.targetHost = null (deployed only on itself, with ‘nixops apply-local --node {}’)",
+            r.name,
+            r.name
+        );
     };
     Ok(MachineInfo {
         target_env: r.kind.clone(),
-        target_host: host.to_owned(),
+        target_host: Some(host.to_owned()),
         target_port: r.get("targetPort").and_then(|p| p.parse().ok()),
         target_user: r.get("targetUser").unwrap_or("root").to_owned(),
         ssh_options: json_list("sshOptions", &[])?,
@@ -273,6 +277,7 @@ pub fn stored_info(r: &Resource) -> Result<MachineInfo> {
         },
         toplevel: r.toplevel().map(str::to_owned),
         drv_path: None,
-        unsupported: Vec::new(),
+        replace_unknown_profiles: true,
+        allow_local_deployment: false,
     })
 }

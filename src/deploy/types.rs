@@ -65,6 +65,17 @@ pub struct DeployOptions {
     pub builders: Option<String>,
     /// Show what activation would change first (`--ask`), and ask.
     pub review: Review,
+    /// Activate even machines whose `deployment.replaceUnknownProfiles =
+    /// false` refuses the system they run (Colmena's flag).
+    pub force_replace_unknown_profiles: bool,
+    /// Send no keys (Colmena's `--no-keys`).
+    pub no_keys: bool,
+    /// Copy without letting the machines use their substituters (Colmena's
+    /// `--no-substitute`), as for `deployment.hasFastConnection`.
+    pub no_substitute: bool,
+    /// Keep the built systems as GC roots `node-<name>` in this directory
+    /// (Colmena's `--keep-result`: `.gcroots` beside the hive).
+    pub keep_result: Option<std::path::PathBuf>,
 }
 
 /// Whether a deploy shows its plan before activating, and asks.
@@ -140,9 +151,11 @@ impl Machine {
             info: m.clone(),
             toplevel: m.toplevel.clone().expect("selected machines have a toplevel"),
             drv_path: m.drv_path.clone(),
-            host: match local {
-                Some(local) => Host::local(name, local.clone()),
-                None => super::record::host(&ctx.deployment, name, m, res, ctx.ssh_persist)?,
+            host: match (local, &m.target_host) {
+                (Some(local), _) => Host::local(name, local.clone()),
+                (None, Some(_)) => super::record::host(&ctx.deployment, name, m, res, ctx.ssh_persist)?,
+                // Deployed only on itself: a build here never contacts it.
+                (None, None) => Host::local(name, Local::default()),
             },
             boot_id: None,
             probe: None,

@@ -35,7 +35,7 @@ use super::files::{self, Hasher, Sig};
 use super::trace::{Observed, Read};
 use super::{MachineInfo, NetworkMeta};
 
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 
 /// The network's own attributes and machine names, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -83,6 +83,7 @@ let
     else {
       inherit (h) nodes;
       lib = h.introspect ({ lib, ... }: lib);
+      pkgs = h.introspect ({ pkgs, ... }: pkgs);
       description = m.description or "Unnamed NixOps network";
       enableRollback = false;
       knownAttrs = [ ];
@@ -213,6 +214,9 @@ let
   nixopsFront = {
     nodes = nixopsNodes;
     lib = nixopsLib;
+    pkgs =
+      if isFlake then flakeNixpkgs.legacyPackages.${system}
+      else import nixpkgsPath { inherit system; };
     description = meta.description or "Unnamed NixOps network";
     enableRollback = meta.enableRollback or false;
     knownAttrs = map (a: "network.${a}") [ "description" "enableRollback" "nixpkgs" "storage" "lock" "machinesFile" ];
@@ -236,12 +240,10 @@ let
   machineInfo = name: node:
     let d = node.config.deployment; in {
       targetEnv = d.targetEnv or "none";
-      targetHost =
-        if d.targetHost == null then throw "machine ‘${name}’: deployment.targetHost = null (Colmena: only local deployment) is not supported; set the host to reach it over SSH"
-        else d.targetHost;
-      targetUser =
-        if d.targetUser == null then throw "machine ‘${name}’: deployment.targetUser = null (Colmena: let ssh choose the user) is not supported; set the user"
-        else d.targetUser;
+      # null (Colmena): deployed only with `apply-local`, never over SSH.
+      inherit (d) targetHost;
+      # null (Colmena): ssh's own configuration chooses the user.
+      targetUser = if d.targetUser == null then "" else d.targetUser;
       targetPort = d.targetPort or null;
       sshOptions = d.sshOptions or [ ];
       tags = d.tags or [ ];
@@ -252,15 +254,11 @@ let
       alwaysActivate = d.alwaysActivate or true;
       hasFastConnection = d.hasFastConnection or false;
       buildOnTarget = d.buildOnTarget or false;
+      replaceUnknownProfiles = d.replaceUnknownProfiles or true;
+      allowLocalDeployment = d.allowLocalDeployment or false;
       owners = d.owners or [ ];
       keys = lib.mapAttrs (keyInfo name) (d.keys or { });
     };
-
-  # Colmena options that the tool cannot honour, by machine.
-  machineUnsupported = name: node:
-    let d = node.config.deployment; in
-    lib.optional (!(d.replaceUnknownProfiles or true))
-      "machine ‘${name}’: deployment.replaceUnknownProfiles = false (refusing machines that run a system this tool does not know)";
 
   # A key's options without its secret; exactly one source must be given.
   keyInfo = machine: k: v:
@@ -320,7 +318,6 @@ in
     let
       toplevels = builtins.fromJSON toplevelsJSON;
       result = name: node: machineInfo name node
-        // { unsupported = machineUnsupported name node; }
         // lib.optionalAttrs (toplevels && isSelected name node) {
           toplevel = (toplevel node).outPath;
           drvPath = (toplevel node).drvPath;
@@ -341,6 +338,10 @@ in
     (name: node: lib.mapAttrs (k: v: if builtins.isString v then v else v.text)
       (lib.filterAttrs (k: v: builtins.isString v || v.text != null) (node.config.deployment.keys or { })))
     (lib.filterAttrs isSelected nodes);
+
+  # For `eval` and `repl` (Colmena's introspection): a function of
+  # { lib, pkgs, nodes } applied to the network.
+  introspect = f: f { inherit nodes lib; inherit (front) pkgs; };
 
   # For `show-arguments`: the arguments the network takes, by name, true
   # where it gives a default.

@@ -588,10 +588,7 @@ impl<'a> Evaluator<'a> {
             }
             errln!("{}", unselected_failure(&name, &err));
         }
-        let mut network = self.meta.clone();
-        for m in machines.values() {
-            network.unsupported.extend(m.unsupported.iter().cloned());
-        }
+        let network = self.meta.clone();
         check_meta(&network)?;
         Ok(NetworkInfo {
             network,

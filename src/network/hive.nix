@@ -102,6 +102,8 @@ let
 in
 {
   inherit nodes lib;
+  # The package set of `meta.nixpkgs`, for `eval` and `repl`.
+  pkgs = nixpkgs;
   description = meta.description;
   enableRollback = false;
   knownAttrs = map (a: "${metaName}.${a}") (attrNames metaDefaults);

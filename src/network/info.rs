@@ -48,7 +48,9 @@ pub struct NetworkMeta {
 #[serde(rename_all = "camelCase")]
 pub struct MachineInfo {
     pub target_env: String,
-    pub target_host: String,
+    /// None: Colmena's `targetHost = null`, a machine deployed only with
+    /// `apply-local` (see [`MachineInfo::host_name`]).
+    pub target_host: Option<String>,
     pub target_port: Option<i64>,
     pub target_user: String,
     pub ssh_options: Vec<String>,
@@ -72,9 +74,32 @@ pub struct MachineInfo {
     pub health_checks: HealthChecks,
     pub toplevel: Option<String>,
     pub drv_path: Option<String>,
-    /// What the machine uses that the tool cannot do, one message each.
+    /// Colmena's `deployment.replaceUnknownProfiles`: false refuses to
+    /// activate over a system that neither this deployer's store nor the
+    /// deployment's state knows.
+    #[serde(default = "yes")]
+    pub replace_unknown_profiles: bool,
+    /// Colmena's `deployment.allowLocalDeployment`: `apply-local` may deploy it.
     #[serde(default)]
-    pub unsupported: Vec<String>,
+    pub allow_local_deployment: bool,
+}
+
+impl MachineInfo {
+    /// The host to reach the machine at; an error that says why not for a
+    /// machine with `deployment.targetHost = null`.
+    pub fn host_name(&self, machine: &str) -> anyhow::Result<&str> {
+        self.target_host.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "machine ‘{machine}’ has deployment.targetHost = null: it is deployed only on itself, with ‘nixops apply-local --node {machine}’"
+            )
+        })
+    }
+
+    /// Where HTTP health checks ask by default: the machine's host, or this
+    /// machine for one deployed only on itself.
+    pub fn health_address(&self) -> &str {
+        self.target_host.as_deref().unwrap_or("localhost")
+    }
 }
 
 /// One of deployment.keys, as eval-machine-info.nix describes it: where the

@@ -115,6 +115,11 @@ struct Call<'a> {
     instantiate: bool,
     /// Record what the evaluation observes in this file (trace.rs).
     trace: Option<PathBuf>,
+    /// A Nix expression the attribute's value is applied to.
+    apply: Option<String>,
+    /// Evaluate (else instantiate: write the derivations and print their
+    /// paths, as plain nix-instantiate does).
+    eval: bool,
 }
 
 impl<'a> Call<'a> {
@@ -125,6 +130,8 @@ impl<'a> Call<'a> {
             json: true,
             instantiate: false,
             trace: None,
+            apply: None,
+            eval: true,
         }
     }
 
@@ -212,10 +219,17 @@ impl Network {
             Resolved::Files(paths) => {
                 let exprs: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
                 let mut cmd = process::command("nix-instantiate");
-                cmd.arg(files.eval_machine_info())
-                    .arg("-A")
-                    .arg(call.attr)
-                    .args(["--argstr", "networkExprsJSON"])
+                match &call.apply {
+                    // Every argument below reaches eval-machine-info.nix
+                    // through the function's `...`.
+                    Some(apply) => cmd.arg("-E").arg(format!(
+                        "{{ ... }}@args: ((import {} args).{}) ({apply})",
+                        nix_string(&files.eval_machine_info().to_string_lossy()),
+                        call.attr
+                    )),
+                    None => cmd.arg(files.eval_machine_info()).arg("-A").arg(call.attr),
+                };
+                cmd.args(["--argstr", "networkExprsJSON"])
                     .arg(serde_json::to_string(&exprs).expect("strings serialize"))
                     .args(["--arg", "args"])
                     .arg(self.args_expr())
@@ -224,7 +238,10 @@ impl Network {
                 for (k, v) in &call.strs {
                     cmd.args(["--argstr", k, v]);
                 }
-                cmd.args(opts.eval_args()).args(["--eval", "--strict"]);
+                cmd.args(opts.eval_args());
+                if call.eval {
+                    cmd.args(["--eval", "--strict"]);
+                }
                 if call.instantiate && !opts.read_only {
                     cmd.arg("--read-write-mode");
                 }
@@ -241,8 +258,12 @@ impl Network {
                 ];
                 fields.extend(call.strs.iter().map(|(k, v)| (*k, nix_string(v))));
                 let fields: String = fields.iter().map(|(k, v)| format!("    {k} = {v};\n")).collect();
+                let applied = match &call.apply {
+                    Some(a) => format!(" ({a})"),
+                    None => String::new(),
+                };
                 let apply = format!(
-                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}\n",
+                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}{applied}\n",
                     call.attr
                 );
                 let mut cmd = flake::eval_command(locked, attr, &apply, opts);
@@ -315,6 +336,80 @@ impl Network {
             evaluate: None,
         };
         ev.all(&req).await
+    }
+}
+
+impl Network {
+    /// Colmena's `eval`: `expr`, a function of `{ lib, pkgs, nodes, ... }`,
+    /// applied to the network; its value as JSON text, exactly as Colmena
+    /// prints it (Nix's `builtins.toJSON`). With `instantiate`, the
+    /// derivations it returns are written to the store and nix-instantiate's
+    /// output is returned (network files only, as in Colmena).
+    pub async fn introspect(
+        &self,
+        files: &NixFiles,
+        opts: &NixOpts,
+        expr: &str,
+        instantiate: bool,
+    ) -> Result<String> {
+        let resolved = self.resolve(opts).await?;
+        let mut call = Call::new("introspect");
+        if instantiate {
+            if matches!(resolved, Resolved::Flake { .. }) {
+                bail!(
+                    "--instantiate needs a hive file (hive.nix); a flake is evaluated by `nix eval`, which instantiates nothing"
+                );
+            }
+            call.apply = Some(expr.to_owned());
+            call.eval = false;
+            call.json = false;
+            call.instantiate = true;
+            let out = self.run_resolved(&resolved, files, opts, call).await?;
+            return Ok(out.stdout);
+        }
+        call.apply = Some(format!("args: builtins.toJSON (({expr}) args)"));
+        let out = self.run_resolved(&resolved, files, opts, call).await?;
+        serde_json::from_str::<String>(&out.stdout)
+            .map_err(|e| anyhow::anyhow!("cannot read the evaluation's output ({e}): {}", out.stdout))
+    }
+}
+
+impl Network {
+    /// For Colmena's `repl`: a file (in `files`' directory) whose value is
+    /// `{ lib, pkgs, nodes }` of the network.
+    pub async fn repl_file(&self, files: &NixFiles, opts: &NixOpts) -> Result<PathBuf> {
+        let emi = nix_string(&files.eval_machine_info().to_string_lossy());
+        let common = format!(
+            "args = {}; uuid = {}; deploymentName = {};",
+            self.args_expr(),
+            nix_string(&self.uuid),
+            nix_string(&self.name)
+        );
+        let fields = match self.resolve(opts).await? {
+            Resolved::Files(paths) => {
+                let exprs: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+                format!(
+                    "networkExprsJSON = {}; {common}",
+                    nix_string(&serde_json::to_string(&exprs)?)
+                )
+            }
+            Resolved::Flake { flake, attr, locked } => {
+                let path: String = attr.split('.').map(|a| format!(".{}", nix_string(a))).collect();
+                format!(
+                    "flakeOutput = (builtins.getFlake {}){path}; flakeKind = {}; flakeName = {}; system = {}; {common}",
+                    nix_string(&locked),
+                    nix_string(flake::kind(&attr)),
+                    nix_string(&format!("{flake}#{attr}")),
+                    nix_string(&flake::system())
+                )
+            }
+        };
+        let file = files.dir.path().join("repl.nix");
+        std::fs::write(
+            &file,
+            format!("(import {emi} {{ {fields} }}).introspect (x: x)\n"),
+        )?;
+        Ok(file)
     }
 }
 

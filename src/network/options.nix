@@ -50,10 +50,9 @@ in
     deployment.uuid = mkOption { type = types.str; internal = true; description = "UUID of the deployment."; };
     deployment.arguments = mkOption { type = types.attrs; default = { }; internal = true; description = "Arguments of the deployment."; };
     deployment.targetEnv = mkOption { type = types.str; default = "none"; description = "Kind of machine; only existing machines (none) are supported."; };
-    # null is Colmena's "only local deployment", which the tool refuses with a message.
-    deployment.targetHost = mkOption { type = types.nullOr types.str; description = "Host name or address used to reach the machine."; };
+    deployment.targetHost = mkOption { type = types.nullOr types.str; description = "Host name or address used to reach the machine; null (as in Colmena): the machine is deployed only on itself, with `nixops apply-local`, and skipped by every deploy over SSH."; };
     deployment.targetPort = mkOption { type = types.nullOr types.int; default = null; description = "SSH port; null lets ssh's own configuration decide."; };
-    deployment.targetUser = mkOption { type = types.nullOr types.str; default = "root"; description = "SSH user (null, as Colmena allows, is refused with a message)."; };
+    deployment.targetUser = mkOption { type = types.nullOr types.str; default = "root"; description = "SSH user; null (as in Colmena): ssh's own configuration chooses."; };
     deployment.sshOptions = mkOption { type = types.listOf types.str; default = [ ]; description = "Extra arguments for ssh."; };
     deployment.privilegeEscalationCommand = mkOption { type = types.listOf types.str; default = [ "sudo" "-H" "--" ]; description = "Prefix for remote commands when targetUser is not root."; };
     deployment.alwaysActivate = mkOption { type = types.bool; default = true; description = "Activate even when the machine already runs the new system and boots it (`nixops plan` shows which machines a deploy would activate)."; };
@@ -65,10 +64,9 @@ in
     deployment.tags = mkOption { type = types.listOf types.str; default = [ ]; description = "Tags for selecting machines with @tag in --include, --exclude and --on."; };
     deployment.owners = mkOption { type = types.listOf types.str; default = [ ]; description = "E-mail addresses of the machine's owners."; };
     deployment.provisionSSHKey = mkOption { type = types.bool; default = true; description = "Kept for NixOps compatibility."; };
-    # Colmena's names, so hives evaluate; what the tool cannot do is refused by name.
-    deployment.allowLocalDeployment = mkOption { type = types.bool; default = false; description = "Colmena: the machine may also be deployed with `colmena apply-local`; deploys by this tool always go over SSH."; };
+    deployment.allowLocalDeployment = mkOption { type = types.bool; default = false; description = "The machine may be deployed on itself with `nixops apply-local` (as Colmena's `apply-local`, which refuses it otherwise)."; };
     deployment.buildOnTarget = mkOption { type = types.bool; default = false; description = "Build the system on the machine itself, by its Nix with its substituters: the deployer copies the derivation there instead of the built system."; };
-    deployment.replaceUnknownProfiles = mkOption { type = types.bool; default = true; description = "Colmena: deploy over a system the tool does not know (not supported: false is an error)."; };
+    deployment.replaceUnknownProfiles = mkOption { type = types.bool; default = true; description = "false (as in Colmena): activate only over a system this deployer knows (it is in the deploying machine's store, or this deployment deployed it); `--force-replace-unknown-profiles` overrides it."; };
     deployment.keys = mkOption { type = types.attrsOf (types.either types.str (types.submodule keyOptions)); default = { }; description = "Secrets sent to the machine outside the Nix store."; };
     networking.privateIPv4 = mkOption { type = types.nullOr types.str; default = null; description = "Address of the machine within the network."; };
     networking.publicIPv4 = mkOption { type = types.nullOr types.str; default = null; description = "Public address of the machine."; };

@@ -150,6 +150,11 @@ impl MachineFilter {
         may_select(&self.include, &self.exclude, name)
     }
 
+    /// Whether an include selector is exactly this name (not a glob or tag).
+    pub fn names_exactly(&self, name: &str) -> bool {
+        self.include.iter().any(|s| !s.tag && s.text == name)
+    }
+
     /// A selector that matches no machine at all is almost surely a typo.
     pub fn check_used<'a>(
         &self,

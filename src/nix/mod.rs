@@ -162,6 +162,25 @@ pub enum Error {
     Run(#[from] anyhow::Error),
 }
 
+/// Makes `link` an indirect GC root of the existing store path `path`.
+pub async fn add_root(path: &str, link: &Path) -> anyhow::Result<()> {
+    let mut cmd = process::command("nix-store");
+    cmd.arg("--realise")
+        .arg(path)
+        .arg("--add-root")
+        .arg(link)
+        .arg("--indirect");
+    let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+    if !out.success() {
+        anyhow::bail!(
+            "nix-store --add-root {} failed: {}",
+            link.display(),
+            out.last_error()
+        );
+    }
+    Ok(())
+}
+
 /// Realises the given derivations in one Nix build and returns their output
 /// paths, in order. A temporary indirect GC root protects them until the
 /// caller has recorded permanent ones.

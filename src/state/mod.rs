@@ -56,7 +56,7 @@ pub mod machine_state {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Deployment {
     pub uuid: String,
     pub attrs: Attrs,

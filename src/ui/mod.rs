@@ -16,6 +16,6 @@ mod table;
 pub use events::{Events, SummaryRow};
 pub use plan::render as plan_text;
 pub use print::{prefixed, stdout_error, write_stderr, write_stdout, write_stdout_bytes};
-pub use progress::start;
+pub use progress::{force_plain, start};
 pub use prompt::{ask, can_ask};
 pub use table::table;

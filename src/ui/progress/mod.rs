@@ -15,7 +15,9 @@ use super::events::{Event, Events};
 /// finishes once every sender is dropped and everything is shown.
 pub fn start(machines: &[String]) -> (Events, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let live = std::io::stderr().is_terminal() && std::env::var_os("NIXOPS_PLAIN").is_none();
+    let live = std::io::stderr().is_terminal()
+        && std::env::var_os("NIXOPS_PLAIN").is_none()
+        && !PLAIN.load(std::sync::atomic::Ordering::Relaxed);
     let machines = machines.to_vec();
     let handle = tokio::spawn(async move {
         if live {
@@ -25,6 +27,14 @@ pub fn start(machines: &[String]) -> (Events, tokio::task::JoinHandle<()>) {
         }
     });
     (Events { tx }, handle)
+}
+
+static PLAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Every line as plain output, never the live display (Colmena's
+/// `--verbose`; `NIXOPS_PLAIN` does the same from the environment).
+pub fn force_plain() {
+    PLAIN.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 type Receiver = mpsc::UnboundedReceiver<Event>;
