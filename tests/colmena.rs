@@ -241,6 +241,20 @@ fn eval_prints_what_colmena_prints_for_the_same_expression() {
         "{}",
         r.stdout
     );
+
+    // `repl`: nix repl with `nodes`, `lib` and `pkgs` loaded.
+    let f = file.to_str().unwrap();
+    let r = fleet.run_with_stdin(
+        &["repl", "-f", f],
+        ":p builtins.attrNames nodes\n:p nodes.beta.config.environment.etc.who.text\n",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("\"laptop\""), "{}", r.stdout);
+    assert!(r.stdout.contains("beta@hq"), "{}", r.stdout);
+
+    let r = fleet.ok(&["nix-info"]);
+    assert!(r.stdout.contains("Nix version: 2."), "{}", r.stdout);
+    assert!(r.stdout.contains("Flakes: supported"), "{}", r.stdout);
 }
 
 /// Colmena 0.5's sources (../shared/peers/colmena); None, with a notice,
