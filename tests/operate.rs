@@ -619,3 +619,71 @@ fn all_deployments_now_and_wipe() {
         "nothing was forgotten"
     );
 }
+
+/// NixOps' `delete-resources`: from the state only, each after its own
+/// question; the machine keeps running.
+#[test]
+fn delete_resources_clears_the_state_of_each_after_asking() {
+    let fleet = deployed(&["x", "y"], "");
+    let resources = || {
+        let v: serde_json::Value = serde_json::from_str(&fleet.ok(&["export"]).stdout).unwrap();
+        let (_, d) = v.as_object().unwrap().iter().next().unwrap();
+        let mut names: Vec<String> = d["resources"].as_object().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    };
+    // No terminal, no --confirm: every question is answered no.
+    fleet.ok(&["delete-resources"]);
+    assert_eq!(resources(), ["x", "y"]);
+    let r = fleet.ok(&["delete-resources", "--exclude", "y", "--confirm"]);
+    assert!(
+        r.stderr.contains("removing resource ‘x’ from the state"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(resources(), ["y"]);
+    assert!(
+        !fleet.current_system("x").is_empty(),
+        "the machine itself is untouched"
+    );
+    let r = fleet.run(&["delete-resources", "--include", "nosuch", "--confirm"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("nosuch"), "{}", r.stderr);
+}
+
+/// NixOps' `mount MACHINE[:PATH] DEST`: sshfs over the machine's master
+/// connection (so its port and pinned host key apply).
+#[test]
+fn mount_mounts_a_directory_of_the_machine_with_sshfs() {
+    if std::process::Command::new("sshfs")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        // scripts/install-deps.sh installs it; a machine without it says so.
+        eprintln!("NOTICE: skipped: sshfs is not installed");
+        return;
+    }
+    let fleet = deployed(&["x"], "");
+    let system = fleet.current_system("x");
+    let dir = fleet.path().join("mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = format!(
+        r#"set -e
+"$NIXOPS" mount x:{system} {mnt} -o ro
+trap 'umount {mnt}' EXIT
+cat {mnt}/config.json >/dev/null && echo mounted-ok
+"#,
+        mnt = dir.display()
+    );
+    let out = fleet.nixops_shell(&script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("mounted-ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = fleet.run(&["mount", "nosuch", dir.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("nosuch"), "{}", r.stderr);
+}

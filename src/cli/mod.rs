@@ -10,6 +10,7 @@ mod completions;
 mod copy_closure;
 mod create;
 mod delete;
+mod delete_resources;
 mod deploy;
 mod destroy;
 mod dump_nix_paths;
@@ -26,6 +27,7 @@ mod info;
 mod list;
 mod list_plugins;
 mod modify;
+mod mount;
 mod nix_info;
 mod plan;
 mod reboot;
@@ -196,6 +198,10 @@ pub enum Command {
     Rename(rename::Opts),
     /// Delete a deployment
     Delete(delete::Opts),
+    /// Remove resources from the state only (each after a question); the machines are left as they are
+    DeleteResources(delete_resources::Opts),
+    /// Mount a directory of a machine here, with sshfs
+    Mount(mount::Opts),
     /// Show the state of a deployment
     Info(info::Opts),
     /// Set or unset arguments of the network files
@@ -308,6 +314,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::CleanBackups(_) => backups::refuse(&g, "clean-backups", None),
         Command::Restore(o) => backups::refuse(&g, "restore", Some(&o.machines)),
         Command::Delete(o) => delete::run(&g, o),
+        Command::DeleteResources(o) => delete_resources::run(&g, o),
+        Command::Mount(o) => mount::run(&g, o).await,
         Command::Info(o) => info::run(&g, o).await,
         Command::SetArgs(o) => set_args::run(&g, o).await,
         Command::ShowArguments(o) => show_arguments::run(&g, o).await,

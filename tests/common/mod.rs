@@ -409,15 +409,25 @@ impl Fleet {
         cmd
     }
 
+    /// A shell script run where and as `nixops` runs (the fleet's ssh
+    /// configuration, the same environment), with `$NIXOPS` the binary: for
+    /// what must happen in that same mount namespace (an sshfs mount).
+    pub fn nixops_shell(&self, script: &str) -> Command {
+        let mut cmd = self.command_as_nixops("/bin/sh", &["-c", script]);
+        cmd.env("NIXOPS", env!("CARGO_BIN_EXE_nixops"));
+        cmd
+    }
+
     fn nixops_command(&self, args: &[&str]) -> Command {
+        self.command_as_nixops(env!("CARGO_BIN_EXE_nixops"), args)
+    }
+
+    fn command_as_nixops(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = if self.names.is_empty() {
-            Command::new(env!("CARGO_BIN_EXE_nixops"))
+            Command::new(program)
         } else {
             let mut c = Command::new(fleet_sh());
-            c.arg("run")
-                .arg(self.path())
-                .arg("--")
-                .arg(env!("CARGO_BIN_EXE_nixops"));
+            c.arg("run").arg(self.path()).arg("--").arg(program);
             c
         };
         cmd.args(args);
