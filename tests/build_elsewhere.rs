@@ -105,6 +105,28 @@ fn a_machine_with_build_on_target_builds_its_own_system_and_the_deployer_never_h
     // Deployed again: a has its system, nothing is built anywhere.
     let again = fleet.ok(&["deploy"]);
     assert!(builds_in(&again.stderr).is_empty(), "{}", again.stderr);
+
+    // --no-build-on-target: a's new system is built here instead.
+    let net = format!(
+        "{{\n{}{}}}\n",
+        machine(
+            &fleet,
+            "a",
+            "deployment.buildOnTarget = true; environment.etc.second.text = \"2\";"
+        ),
+        machine(&fleet, "b", "")
+    );
+    fleet.write("d.nix", &net);
+    let r = fleet.ok(&["deploy", "--no-build-on-target"]);
+    let ta2 = fleet.exported_toplevel("d", "a").expect("a deployed");
+    assert_ne!(ta2, ta);
+    assert_eq!(fleet.current_system("a"), ta2);
+    assert!(valid_here(&ta2), "{ta2} was not built here");
+    assert!(
+        !builds_in(&r.stderr).iter().any(|(p, _)| p == "a> "),
+        "a built: {}",
+        r.stderr
+    );
 }
 
 #[test]

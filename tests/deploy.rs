@@ -211,7 +211,10 @@ fn force_reboot_boots_into_the_new_system() {
     assert_ne!(fleet.boot_id("m"), before);
     let t = fleet.exported_toplevel("d", "m").unwrap();
     assert_eq!(fleet.current_system("m"), t);
-    assert!(fleet.activations("m").is_empty() || fleet.activations("m")[0].starts_with("boot"));
+    // It came up from the system profile the deploy set (a reboot empties
+    // /run, so the activation log tells nothing here).
+    assert_eq!(fleet.profile("m"), t);
+    assert_eq!(fleet.exec("m", "readlink /run/booted-system").trim(), t);
 }
 
 #[test]
@@ -263,8 +266,17 @@ fn activation_modes() {
         t
     );
 
+    // switch-to-configuration flushes unless --no-sync says not to.
+    let env = || {
+        fleet
+            .exec("m", "tail -n 1 /run/stub-os/environment.log")
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(env(), "boot NIXOS_NO_SYNC=");
     fleet.ok(&["deploy", "--no-sync"]);
     assert!(fleet.activations("m").last().unwrap().starts_with("switch "));
+    assert_eq!(env(), "switch NIXOS_NO_SYNC=1");
 }
 
 #[test]
@@ -494,4 +506,64 @@ fn evaluate_only_evaluates_and_changes_nothing() {
     let r = fleet.run(&["deploy", "--evaluate-only"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("broken a"), "{}", r.stderr);
+}
+
+/// `--reboot-timeout`: a machine that does not come back after its reboot
+/// fails once the timeout has passed (not the default 600 s); the next
+/// deploy, once it is back, converges.
+#[test]
+fn reboot_timeout_bounds_the_wait_for_a_machine_that_stays_down() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create("d", &simple_network(&["m"], ""));
+    fleet.ok(&["deploy"]);
+    let hold = fleet.path().join("hosts/m/hold-boot");
+    std::fs::write(&hold, "").unwrap();
+    let started = std::time::Instant::now();
+    let r = fleet.run(&["deploy", "--force-reboot", "--reboot-timeout", "3"]);
+    let took = started.elapsed();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("did not come back within 3 s"), "{}", r.stderr);
+    assert!(took.as_secs() < 120, "waited {took:?}");
+    std::fs::remove_file(&hold).unwrap();
+    common::wait_until(30, "m to come back", || {
+        fleet.run(&["ssh", "m", "true"]).code == 0
+    });
+    fleet.ok(&["deploy"]);
+    let t = fleet.exported_toplevel("d", "m").unwrap();
+    assert_eq!(fleet.current_system("m"), t);
+}
+
+/// Nix's build options reach the build: --no-build-output hides what the
+/// builders print (shown otherwise), -K/--keep-failed keeps a failed build's
+/// directory.
+#[test]
+fn no_build_output_and_keep_failed_reach_the_build() {
+    let fleet = Fleet::start(&["m"]);
+    let here = fleet.path().display().to_string();
+    let net = |script: &str| {
+        format!(
+            "{{ m = {{ pkgs, ... }}: {{ environment.systemPackages = [ (pkgs.runCommand \"probe\" {{ }} \"{script} # {here}\") ]; }}; }}"
+        )
+    };
+    let file = fleet.write("d.nix", &net("echo CHATTY-ONE; mkdir $out"));
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    let r = fleet.ok(&["deploy", "--build-only", "--no-build-output"]);
+    assert!(!r.stderr.contains("CHATTY-ONE"), "{}", r.stderr);
+    fleet.write("d.nix", &net("echo CHATTY-TWO; mkdir $out"));
+    let r = fleet.ok(&["deploy", "--build-only"]);
+    assert!(r.stderr.contains("CHATTY-TWO"), "{}", r.stderr);
+
+    fleet.write("d.nix", &net("echo evidence > left-here; exit 3"));
+    let r = fleet.run(&["deploy", "--build-only", "-K"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let kept = r
+        .stderr
+        .split("keeping build directory '")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .unwrap_or_else(|| panic!("no kept build directory: {}", r.stderr))
+        .to_owned();
+    let evidence = std::fs::read_to_string(std::path::Path::new(&kept).join("left-here"));
+    let _ = std::fs::remove_dir_all(&kept);
+    assert_eq!(evidence.unwrap(), "evidence\n");
 }

@@ -421,3 +421,30 @@ fn a_node_that_cannot_be_deployed_fails_only_a_deploy_that_selects_it() {
         assert!(r.stderr.contains("broken node"), "{args:?}: {}", r.stderr);
     }
 }
+
+/// `--impure`: a flake network is evaluated purely (`builtins.getEnv` is
+/// empty there) unless --impure says otherwise.
+#[test]
+fn impure_lets_a_flake_network_read_the_environment() {
+    let (fleet, nixpkgs) = pure_fleet(&[]);
+    let dir = nixops_flake(
+        &fleet,
+        &nixpkgs,
+        "imp",
+        r#"{ default = { inherit nixpkgs; m = { environment.etc.rev.text = builtins.getEnv "IMPURE_REV"; }; }; }"#,
+    );
+    fleet.ok(&["create", "-d", "imp", "--network", dir.to_str().unwrap()]);
+    let show = |extra: &[&str]| {
+        let mut args = vec!["show-option", "-d", "imp", "m", "environment.etc.rev.text"];
+        args.extend(extra);
+        let out = fleet
+            .nixops(&args)
+            .env("IMPURE_REV", "from-env")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(show(&[]), "\"\"");
+    assert_eq!(show(&["--impure"]), "\"from-env\"");
+}

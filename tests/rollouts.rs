@@ -344,3 +344,21 @@ fn no_sync_reaches_switch_to_configuration() {
         );
     }
 }
+
+/// `--stop-on-failure` stops a rollout without health checks too (where it
+/// is not the default): a failed first wave leaves the second untouched.
+#[test]
+fn stop_on_failure_stops_after_a_failed_wave_without_health_checks() {
+    let (fleet, file) = setup(&["s1", "s2"]);
+    let first = fleet.current_system("s2");
+    let net = "{\n  s1 = { ... }: { environment.etc.rev.text = \"second\"; stub.activation.fail = true; };\n  s2 = { ... }: { environment.etc.rev.text = \"second\"; };\n}\n";
+    std::fs::write(&file, net).unwrap();
+    let r = fleet.run(&["deploy", "--max-concurrent-activate", "1", "--stop-on-failure"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.summary_row("s2").contains("not deployed"), "{}", r.stderr);
+    assert_eq!(fleet.current_system("s2"), first);
+    // Without it (and without health checks), the rollout goes on.
+    let r = fleet.run(&["deploy", "--max-concurrent-activate", "1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_ne!(fleet.current_system("s2"), first);
+}

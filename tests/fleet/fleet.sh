@@ -355,6 +355,8 @@ if [ -e "$sys" ]; then
   ln -sfn "$t" /run/current-system
 fi
 rm -f "$H/sshd.pid"
+# A test holds the machine "down" (it never comes back) while this exists.
+while [ -e "$H/hold-boot" ]; do sleep 0.2; done
 exec /usr/sbin/sshd -f "$H/sshd_config" -E "$H/sshd.log" </dev/null >/dev/null 2>>"$H/boot.log"
 EOF
   # --- ensure-sshd: what systemd does for sshd.service on activation: start
