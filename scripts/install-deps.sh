@@ -7,7 +7,7 @@
 # tests' private PostgreSQL server, tests/postgres/server.sh) and git (the
 # deploy history records a network's commit).
 set -euo pipefail
-packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 sudo util-linux procps iproute2 psmisc shellcheck postgresql git sshfs)
+packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 sudo util-linux procps iproute2 psmisc shellcheck postgresql git sshfs tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

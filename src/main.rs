@@ -31,6 +31,11 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_env("NIXOPS_LOG").unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, and never with NO_COLOR.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .without_time()
         .with_target(false)
         // Its own report of a failed write would panic on a closed stderr.

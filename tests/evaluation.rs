@@ -96,7 +96,7 @@ fn the_cache_evaluates_again_exactly_the_machines_that_read_a_changed_file() {
     assert_eq!(evaluated(&noop), Vec::<String>::new(), "{}", noop.stderr);
     assert!(
         noop.stderr
-            .contains("3 of 3 machines unchanged since they were last evaluated"),
+            .contains("3 of 3 machines taken from the evaluation cache, not evaluated again"),
         "{}",
         noop.stderr
     );

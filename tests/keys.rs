@@ -340,6 +340,9 @@ fn a_missing_key_file_names_machine_key_and_path() {
         r.stderr
     );
     assert!(r.stderr.contains("namely on ‘m’)"), "{}", r.stderr);
+    // Nothing was activated: the keys are where it failed.
+    let row = r.summary_row("m");
+    assert!(row.contains("| keys ") && row.contains("| failed "), "{row}");
     assert!(fleet.activations("m").is_empty());
     assert!(fleet.current_system("m").is_empty());
     assert_eq!(fleet.activations("other").len(), 1);

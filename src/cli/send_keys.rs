@@ -66,7 +66,10 @@ pub async fn send(
     let failed = super::failed_names(&results);
     let secs = started.elapsed().as_secs_f64();
     if failed.is_empty() {
-        errln!("keys sent to {} machines ({secs:.1} s)", results.len());
+        errln!(
+            "keys sent to {} ({secs:.1} s)",
+            crate::ui::count(results.len(), "machine")
+        );
         Ok(0)
     } else {
         errln!(

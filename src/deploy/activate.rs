@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::error::Error;
+use super::error::{Error, Failure, Kind, Stage};
 use super::types::{Ctx, DeployOptions, Machine, Outcome};
 use super::{health, record};
 use crate::host::{Action, Activation, Ending, Guard, NEEDS_REBOOT};
@@ -24,7 +24,7 @@ pub async fn run(
     machines: Vec<(Machine, Option<MachineKeys>)>,
     events: &Events,
     opts: &DeployOptions,
-) -> Vec<(Machine, Result<Outcome>)> {
+) -> Vec<(Machine, Outcome, Instant)> {
     let wave_size = opts.max_concurrent_activate.unwrap_or(machines.len()).max(1);
     let stop_on_failure = opts
         .stop_on_failure
@@ -41,19 +41,22 @@ pub async fn run(
             break;
         }
         if stopped {
-            results.extend(wave.into_iter().map(|(m, _)| (m, Ok(Outcome::NotDeployed))));
+            for (m, _) in wave {
+                events.done(&m.name, "not deployed", Some("an earlier wave failed".into()));
+                results.push((m, Outcome::NotDeployed, Instant::now()));
+            }
             continue;
         }
         let done = futures::future::join_all(wave.into_iter().map(|(mut m, mut k)| async move {
             let r = activate_one(ctx, &mut m, k.as_mut(), events, opts).await;
             drop(k);
-            (m, r)
+            // Said as soon as it is known, and timed then: the others of
+            // the wave may take longer.
+            let outcome = announce(ctx, events, &m, r);
+            (m, outcome, Instant::now())
         }))
         .await;
-        stopped = stop_on_failure
-            && done
-                .iter()
-                .any(|(_, r)| r.as_ref().map_or(true, Outcome::is_failure));
+        stopped = stop_on_failure && done.iter().any(|(_, o, _)| o.is_failure());
         results.extend(done);
     }
     results
@@ -89,6 +92,32 @@ async fn check_known_system(ctx: &Ctx, m: &mut Machine, events: &Events) -> Resu
     )
 }
 
+/// How a machine's activation ended, shown on its line (a deployed or
+/// unchanged one said so itself); a machine lost on the way is recorded
+/// unreachable.
+fn announce(ctx: &Ctx, events: &Events, m: &Machine, r: Result<Outcome>) -> Outcome {
+    match r {
+        Ok(out) => {
+            match &out {
+                Outcome::Stopped(what) => events.done(&m.name, what, None),
+                Outcome::RolledBack(why) => events.done(&m.name, "rolled back", Some(why.clone())),
+                _ => {}
+            }
+            out
+        }
+        Err(e) => {
+            let f = Failure::of(Stage::Activation, &e);
+            if f.kind == Kind::Unreachable
+                && let Err(e) = record::unreachable(ctx, m.resource_id)
+            {
+                events.message(format!("warning: {e:#}"));
+            }
+            events.done(&m.name, &f.result(), Some(f.message.clone()));
+            Outcome::Failed(f)
+        }
+    }
+}
+
 fn key_target(m: &Machine) -> KeyTarget<'_> {
     KeyTarget {
         name: &m.name,
@@ -112,10 +141,10 @@ async fn activate_one(
     }
     if let Some(k) = keys.as_deref_mut() {
         events.stage(&m.name, "reading keys");
-        k.gather().await?;
+        k.gather().await.context(Error::Keys("reading keys"))?;
         keys::deliver(&ctx.keys(), &key_target(m), k, Phase::Pre, events)
             .await
-            .context("sending keys")?;
+            .context(Error::Keys("sending keys"))?;
     }
     events.stage(&m.name, "activating");
     let skip = !m.info.always_activate && !opts.always_activate && opts.action != Action::DryActivate;
@@ -253,7 +282,7 @@ async fn activate_one(
     if let Some(k) = keys.as_deref_mut().filter(|k| !reboot && k.has_post()) {
         keys::deliver(&ctx.keys(), &key_target(m), k, Phase::Post, events)
             .await
-            .context("sending keys after activation")?;
+            .context(Error::Keys("sending keys after activation"))?;
     }
     if reboot {
         let running = reboot_and_wait(ctx, m, events, opts.reboot_timeout).await?;
@@ -269,7 +298,7 @@ async fn activate_one(
         if let Some(k) = keys {
             keys::deliver(&ctx.keys(), &key_target(m), k, Phase::All, events)
                 .await
-                .context("sending keys after the reboot")?;
+                .context(Error::Keys("sending keys after the reboot"))?;
         }
     }
     events.done(&m.name, if unchanged { "unchanged" } else { "deployed" }, None);

@@ -53,7 +53,11 @@ pub async fn run(
         return on_build_host(ctx, machines, host, events).await;
     }
     for m in machines {
-        events.stage(&m.name, "building");
+        if Path::new(&m.toplevel).exists() {
+            events.log(Some(&m.name), "its system is built already");
+        } else {
+            events.stage(&m.name, "building");
+        }
     }
     let drvs: Vec<String> = machines.iter().filter_map(|m| m.drv_path.clone()).collect();
     let mut nix_opts = ctx.nix.clone();

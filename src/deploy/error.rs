@@ -25,6 +25,10 @@ pub enum Error {
     /// The guard kept the new system although we did not confirm it.
     #[error("the guard kept the new system, but it was not confirmed by us")]
     NotConfirmed,
+    /// Reading or sending the machine's keys failed (the stage is keys,
+    /// whatever stage the machine was in).
+    #[error("{0}")]
+    Keys(&'static str),
     /// After the reboot, the machine runs another system.
     #[error("after the reboot, ‘{machine}’ runs {running} instead of the new system")]
     WrongSystemAfterReboot { machine: String, running: String },
@@ -103,6 +107,9 @@ impl Failure {
 
     /// Classifies an error by the first error in its chain that has a kind.
     pub fn of(stage: Stage, e: &anyhow::Error) -> Failure {
+        // anyhow finds a context value through every layer above it.
+        let keys = matches!(e.downcast_ref::<Error>(), Some(Error::Keys(_)));
+        let stage = if keys { Stage::Keys } else { stage };
         let kind = e
             .chain()
             .find_map(|c| {
@@ -165,5 +172,13 @@ mod tests {
         let f = Failure::of(Stage::Copy, &e);
         assert_eq!((f.kind, f.result().as_str()), (Kind::Failed, "copy failed"));
         assert_eq!(Failure::new(Stage::Build, "x").result(), "build failed");
+    }
+
+    #[test]
+    fn a_keys_failure_is_in_the_keys_stage_whatever_stage_the_machine_was_in() {
+        let e = anyhow::anyhow!("keyFile /nope does not exist").context(Error::Keys("reading keys"));
+        let f = Failure::of(Stage::Activation, &e);
+        assert_eq!(f.result(), "keys failed");
+        assert_eq!(f.message, "reading keys: keyFile /nope does not exist");
     }
 }

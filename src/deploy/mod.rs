@@ -456,21 +456,8 @@ async fn execute_stream(
     drop(machine_keys);
     let activated = activate::run(ctx, with_keys, events, opts).await;
     let mut o = outcomes.lock().expect("outcomes lock");
-    for (m, r) in activated {
-        match r {
-            Ok(out) => {
-                match &out {
-                    Outcome::Stopped(what) => events.done(&m.name, what, None),
-                    Outcome::RolledBack(why) => events.done(&m.name, "rolled back", Some(why.clone())),
-                    Outcome::NotDeployed => {
-                        events.done(&m.name, "not deployed", Some("an earlier wave failed".into()))
-                    }
-                    _ => {}
-                }
-                o.insert(&m.name, out);
-            }
-            Err(e) => fail_machine(ctx, events, &mut o, &m, Failure::of(Stage::Activation, &e)),
-        }
+    for (m, out, at) in activated {
+        o.insert_at(&m.name, out, at);
     }
     None
 }

@@ -324,8 +324,13 @@ impl Outcomes {
     }
 
     pub fn insert(&mut self, name: &str, o: Outcome) {
-        self.map
-            .insert(name.to_owned(), (o, self.started.elapsed().as_secs_f64()));
+        self.insert_at(name, o, Instant::now());
+    }
+
+    /// [`Outcomes::insert`] for a machine that ended at `at`.
+    pub fn insert_at(&mut self, name: &str, o: Outcome, at: Instant) {
+        let secs = at.saturating_duration_since(self.started).as_secs_f64();
+        self.map.insert(name.to_owned(), (o, secs));
     }
 }
 

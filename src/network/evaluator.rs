@@ -431,7 +431,7 @@ impl<'a> Evaluator<'a> {
         }
         if done > 0 {
             self.note(format!(
-                "{done} of {total} machines unchanged since they were last evaluated (evaluation cache)"
+                "{done} of {total} machines taken from the evaluation cache, not evaluated again: nothing they read has changed since their last evaluation"
             ));
         }
         let why: std::collections::BTreeMap<String, String> = todo

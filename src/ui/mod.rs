@@ -14,6 +14,15 @@ mod summary;
 mod table;
 
 pub use events::{Events, SummaryRow};
+
+/// "1 machine", "2 machines".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
 pub use plan::render as plan_text;
 pub use print::{prefixed, stdout_error, write_stderr, write_stdout, write_stdout_bytes};
 pub use progress::{force_plain, start};

@@ -94,7 +94,7 @@ fn packages(s: &mut String, m: &MachinePlan) {
     s.push_str("  packages:\n");
     let versions = |v: &[String]| {
         v.iter()
-            .map(|x| if x.is_empty() { "ε" } else { x.as_str() })
+            .map(|x| if x.is_empty() { "(no version)" } else { x.as_str() })
             .collect::<Vec<_>>()
             .join(", ")
     };

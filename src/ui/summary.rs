@@ -53,11 +53,15 @@ pub fn render(rows: &[SummaryRow], secs: f64, tails: &Tails) -> String {
         .collect();
     let total = rows.len();
     if failed.is_empty() {
-        s += &format!("deployment finished successfully ({total} machines, {secs:.1} s)\n");
+        s += &format!(
+            "deployment finished successfully ({}, {secs:.1} s)\n",
+            super::count(total, "machine")
+        );
     } else {
         s += &format!(
-            "error: deployment of {} of {total} machines failed (namely on {}) ({secs:.1} s)\n",
+            "error: deployment of {} of {} failed (namely on {}) ({secs:.1} s)\n",
             failed.len(),
+            super::count(total, "machine"),
             failed.join(", ")
         );
     }

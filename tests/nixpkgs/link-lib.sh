@@ -43,7 +43,7 @@ else
   for c in "$repo/../shared/nixpkgs-lib/lib" /work/shared/nixpkgs-lib/lib; do
     if is_lib "$c"; then
       target="$(cd "$c" && pwd)"
-      echo "nixpkgs lib: nixpkgs' real lib at $target (found as $c)" >&2
+      echo "stand-in nixpkgs: evaluating with nixpkgs' real lib ($target)" >&2
       break
     fi
   done

@@ -14,21 +14,26 @@ struct Bars {
     multi: MultiProgress,
     style: ProgressStyle,
     bars: BTreeMap<String, ProgressBar>,
+    /// The longest machine name so far: every name is padded to it, so the
+    /// columns stay aligned as machines come.
+    width: usize,
+    /// The summary is out: the lines above it stay as they are, and nothing
+    /// is drawn again.
+    done: bool,
     /// "evaluating (12/200)", above the machines while they are evaluated.
     evaluation: Option<ProgressBar>,
 }
 
 impl Bars {
     fn new(machines: &[String]) -> Self {
-        let width = machines.iter().map(|m| m.len()).max().unwrap_or(4).max(4);
-        let style = ProgressStyle::with_template(&format!(
-            "{{spinner}} {{prefix:<{width}.bold}} {{elapsed:>4}} {{wide_msg}}"
-        ))
-        .expect("valid template");
+        let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}")
+            .expect("valid template");
         let mut bars = Bars {
             multi: MultiProgress::new(),
             style,
             bars: BTreeMap::new(),
+            width: 0,
+            done: false,
             evaluation: None,
         };
         bars.add(machines);
@@ -42,17 +47,31 @@ impl Bars {
     }
 
     fn get(&mut self, m: &str) -> ProgressBar {
-        let (multi, style) = (&self.multi, &self.style);
-        self.bars
-            .entry(m.to_owned())
-            .or_insert_with(|| {
-                let b = multi.add(ProgressBar::new_spinner());
-                b.set_style(style.clone());
-                b.set_prefix(m.to_owned());
-                b.enable_steady_tick(Duration::from_millis(120));
-                b
-            })
-            .clone()
+        if let Some(b) = self.bars.get(m) {
+            return b.clone();
+        }
+        let width = display_width(m);
+        if width > self.width {
+            self.width = width;
+            for (name, b) in &self.bars {
+                b.set_prefix(pad(name, width));
+            }
+        }
+        let b = self.multi.add(ProgressBar::new_spinner());
+        b.set_style(self.style.clone());
+        b.set_prefix(pad(m, self.width));
+        b.enable_steady_tick(Duration::from_millis(120));
+        self.bars.insert(m.to_owned(), b.clone());
+        b
+    }
+
+    /// A line above the machines; after the summary, below it.
+    fn println(&self, line: &str) {
+        if self.done {
+            errln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
     }
 
     fn evaluated(&mut self, machine: &str, done: usize, total: usize, cached: bool) {
@@ -106,9 +125,7 @@ pub async fn render(mut rx: Receiver, machines: Vec<String>) {
                 tails.push(&m, &line);
                 bars.get(&m).set_message(line);
             }
-            Event::Log { machine: None, line } | Event::Message(line) => {
-                let _ = bars.multi.println(line);
-            }
+            Event::Log { machine: None, line } | Event::Message(line) => bars.println(&line),
             Event::Output(line) => bars.multi.suspend(|| outln!("{line}")),
             Event::Done {
                 machine,
@@ -125,9 +142,13 @@ pub async fn render(mut rx: Receiver, machines: Vec<String>) {
                 }
             }
             Event::Summary { rows, secs } => {
+                // The last frame stays where it is, the table below it, and
+                // nothing is drawn again after.
                 bars.finish_all();
                 bars.multi
-                    .suspend(|| err!("{}", summary::render(&rows, secs, &tails)));
+                    .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                bars.done = true;
+                err!("{}", summary::render(&rows, secs, &tails));
             }
             Event::Ask {
                 text,
@@ -143,4 +164,14 @@ pub async fn render(mut rx: Receiver, machines: Vec<String>) {
         }
     }
     bars.finish_all();
+}
+
+/// Columns a name takes on a terminal (names are mostly ASCII; a wide
+/// character counts as one, which only misaligns its own line).
+fn display_width(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn pad(name: &str, width: usize) -> String {
+    format!("{name:<width$}")
 }
