@@ -3,7 +3,7 @@
 # or `{ deps; text; }` (lib.stringAfter), put in dependency order by
 # lib.textClosureMap into one script, which top-level.nix writes to the
 # toplevel's `activate` and switch-to-configuration runs.
-{ lib, pkgs, ... }:
+{ lib, ... }:
 let
   inherit (lib) mkOption types;
 
@@ -28,7 +28,9 @@ let
 
   # As NixOS': each snippet under a headline, a failing command marks the
   # snippet and the whole script as failed (the ERR trap) and the script
-  # goes on. (The stand-in's shell is busybox's, NixOS' is bash.)
+  # goes on. (The stand-in's shell is busybox's, NixOS' is bash; its PATH
+  # is the caller's, NixOS' is made of store paths: a system's closure
+  # stays the toplevel alone.)
   script = set:
     let
       entries = lib.mapAttrs (_: v: if builtins.isString v then lib.noDepEntry v else v) set;
@@ -47,7 +49,6 @@ let
     ''
       #!/bin/busybox sh
       systemConfig='@out@'
-      export PATH=${pkgs.busybox}/bin
       _status=0
       trap "_status=1 _localstatus=\$?" ERR
       umask 0022
