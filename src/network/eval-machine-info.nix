@@ -27,7 +27,7 @@
 , system ? builtins.currentSystem
 , optionMachine ? ""        # for `show-option`
 , optionPathJSON ? "[]"
-, nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; }
+, nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; colmena = import ./colmena-compat.nix; }
 }:
 let
   call = x: if builtins.isFunction x then x args else x;
@@ -68,8 +68,23 @@ let
   ## Colmena hives (hive.nix beside this file).
   hiveFront = rawHive: where: hermetic: nixops.hive {
     inherit rawHive where hermetic system args;
-    nodeModules = toolModules;
+    nodeModules = hiveModules;
   };
+
+  # A hive node's system is the one Colmena builds: Colmena's modules
+  # (colmena-compat.nix) instead of keys.nix; the tool's options define
+  # nothing in the system.
+  hiveModules = name: nixops.colmena.modules ++ [
+    nixops.options
+    {
+      _file = "<nixops>/eval-machine-info.nix, deployment defaults of node ‘${name}’";
+      # Colmena's default, at an option default's priority.
+      deployment.targetHost = lib.mkOptionDefault name;
+      deployment.name = deploymentName;
+      deployment.uuid = uuid;
+      deployment.arguments = args;
+    }
+  ];
 
   ## An evaluated hive (Colmena's makeHive, schema v0.5): its nodes carry
   ## Colmena's deployment options only, so the tool's own take defaults.

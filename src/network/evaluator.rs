@@ -16,8 +16,8 @@ use super::cache::{self, Cache, MetaValue, Miss};
 use super::pool::{self, Report};
 use super::trace::Observed;
 use super::{
-    Call, EVAL_MACHINE_INFO, HIVE, KEYS, MachineInfo, Network, NetworkInfo, NetworkMeta, NixFiles, OPTIONS,
-    Resolved, Selector, check_machine_name, check_meta, files,
+    COLMENA_COMPAT, Call, EVAL_MACHINE_INFO, HIVE, KEYS, MachineInfo, Network, NetworkInfo, NetworkMeta,
+    NixFiles, OPTIONS, Resolved, Selector, check_machine_name, check_meta, files,
 };
 use crate::nix::NixOpts;
 use crate::process::{self, Sink};
@@ -341,7 +341,7 @@ impl<'a> Evaluator<'a> {
         let (nix, traced) = nix_version(self.traced().then_some(self.files)).await?;
         let parts = KeyParts {
             tool: env!("CARGO_PKG_VERSION"),
-            nix_code: cache::run_key(&(EVAL_MACHINE_INFO, OPTIONS, KEYS, HIVE)),
+            nix_code: cache::run_key(&(EVAL_MACHINE_INFO, OPTIONS, KEYS, HIVE, COLMENA_COMPAT)),
             nix,
             source: match &self.resolved {
                 Resolved::Files(paths) => serde_json::to_string(paths)?,

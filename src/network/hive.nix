@@ -14,6 +14,12 @@
 #     (`meta.nodeNixpkgs.<node>`, else `meta.nixpkgs`), that set's system,
 #     overlays and config, and the special arguments `name`, `nodes`,
 #     `meta.specialArgs` and `meta.nodeSpecialArgs.<node>`.
+#   - A node's modules are Colmena's list, in Colmena's order: the package
+#     set's module, the tool's (`nodeModules`: Colmena's own modules first,
+#     see colmena-compat.nix), `defaults`, the node's. None is wrapped in
+#     another: the module system orders definitions by how deep a module
+#     is imported, then by position, and list options (systemPackages...)
+#     keep that order, so a wrapper would change the system.
 #   - No networking.hostName default (Colmena sets none); targetHost defaults
 #     to the node's name.
 { rawHive
@@ -21,7 +27,7 @@
 , hermetic              # a flake: no <nixpkgs>, no uninitialised package sets
 , system
 , args
-, nodeModules           # name -> the tool's modules for that node
+, nodeModules           # name -> the tool's modules for that node (Colmena's place for its own)
 }:
 let
   inherit (builtins) attrNames elem filter isAttrs isFunction isList isPath throw;
@@ -81,22 +87,33 @@ let
         if meta.nodeNixpkgs ? ${name} then mkNixpkgs "${metaName}.nodeNixpkgs.${name}" meta.nodeNixpkgs.${name}
         else nixpkgs;
       evalConfig = import (npkgs.path + "/nixos/lib/eval-config.nix");
+      pkgsConfig = npkgs.config or { };
+      # The package set's overlays and config come before the node's own.
+      # nixpkgs.config merges from NixOS 22.11 on; before, the node's own
+      # replaces the package set's (Colmena's choice), with a warning
+      # naming what is lost.
+      packageSet = { config, lib, ... }:
+        let
+          merges = lib.versionAtLeast lib.version "22.11pre";
+          kept = [ "doCheckByDefault" "warnings" "allowAliases" ] ++ attrNames config.nixpkgs.config;
+          lost = filter (k: !elem k kept) (attrNames pkgsConfig);
+        in
+        {
+          _file = "<nixops>/hive.nix, package set of node ‘${name}’";
+          nixpkgs.overlays = lib.mkBefore (npkgs.overlays or [ ]);
+          nixpkgs.config = (if merges then lib.mkBefore else lib.mkOptionDefault) pkgsConfig;
+          warnings = lib.optional (!merges && lost != [ ])
+            "The following Nixpkgs configuration keys set in meta.nixpkgs will be ignored: ${toString lost}";
+        };
+      evalArgs = {
+        inherit (npkgs) system;
+        modules = [ packageSet ] ++ nodeModules name ++ [ (hive.defaults or { }) ] ++ configsFor name;
+        specialArgs = { inherit name nodes; } // meta.specialArgs // (meta.nodeSpecialArgs.${name} or { });
+      };
     in
-    evalConfig {
-      inherit (npkgs) system;
-      modules =
-        [
-          {
-            _file = "<nixops>/hive.nix, package set of node ‘${name}’";
-            nixpkgs.overlays = lib.mkBefore (npkgs.overlays or [ ]);
-            nixpkgs.config = lib.mkBefore (npkgs.config or { });
-          }
-          { _file = "${where}, defaults"; imports = [ (hive.defaults or { }) ]; }
-          { _file = "${where}, node ‘${name}’"; imports = configsFor name; }
-        ]
-        ++ nodeModules name;
-      specialArgs = { inherit name nodes; } // meta.specialArgs // (meta.nodeSpecialArgs.${name} or { });
-    };
+    # Messages name the hive as where the unwrapped modules come from
+    # (NixOS 22.05 and later take that argument).
+    evalConfig (evalArgs // lib.optionalAttrs (builtins.functionArgs evalConfig ? modulesLocation) { modulesLocation = where; });
 
   nodes = lib.genAttrs nodeNames evalNode;
 in

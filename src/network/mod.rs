@@ -1,8 +1,8 @@
 //! Evaluating networks: NixOps network files, NixOps 2.0 flakes and Colmena
 //! hives, all through one entry point (`Network`'s methods) with one result
 //! (`NetworkInfo`). The Nix side lives in `eval-machine-info.nix` (with the
-//! front ends), `hive.nix`, `options.nix` and `keys.nix` beside this file; all
-//! are embedded in the binary. Network files are evaluated with
+//! front ends), `hive.nix`, `options.nix`, `keys.nix` and `colmena-compat.nix`
+//! beside this file; all are embedded in the binary. Network files are evaluated with
 //! nix-instantiate on those files written to a private directory; flakes
 //! purely with `nix eval --apply`, the tool's Nix code inline (pure
 //! evaluation reads no file outside the flake).
@@ -35,6 +35,7 @@ const EVAL_MACHINE_INFO: &str = include_str!("eval-machine-info.nix");
 const OPTIONS: &str = include_str!("options.nix");
 const KEYS: &str = include_str!("keys.nix");
 const HIVE: &str = include_str!("hive.nix");
+const COLMENA_COMPAT: &str = include_str!("colmena-compat.nix");
 
 /// What identifies a network: where it is, its arguments and deployment.
 #[derive(Debug, Clone)]
@@ -63,6 +64,7 @@ impl NixFiles {
         std::fs::write(dir.path().join("options.nix"), OPTIONS)?;
         std::fs::write(dir.path().join("keys.nix"), KEYS)?;
         std::fs::write(dir.path().join("hive.nix"), HIVE)?;
+        std::fs::write(dir.path().join("colmena-compat.nix"), COLMENA_COMPAT)?;
         let shim = trace::write_shim(dir.path())?;
         Ok(NixFiles {
             dir,
@@ -263,7 +265,7 @@ impl Network {
                     None => String::new(),
                 };
                 let apply = format!(
-                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}{applied}\n",
+                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n    colmena = ({COLMENA_COMPAT});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}{applied}\n",
                     call.attr
                 );
                 let mut cmd = flake::eval_command(locked, attr, &apply, opts);

@@ -373,6 +373,25 @@ EOF
   unitsB=$(build "$T/os/units.nix" --argstr rev b)
   grep -qx 'X-StopIfChanged=false' "$unitsA/etc/systemd/system/restarted.service" || fail "unit file of restarted.service"
   grep -qx 'PathExists=/run/a' "$unitsA/etc/systemd/system/watch.path" || fail "unit file of watch.path"
+  [[ "$(readlink "$unitsA/etc/systemd/system/multi-user.target.wants/changed.service")" == ../changed.service ]] \
+    || fail "wantedBy link of changed.service"
+  # Activation snippets, in dependency order; a failing one fails the
+  # script, which goes on (as NixOS').
+  cat >"$T/os/snippets.nix" <<'EOF'
+{ bad }:
+(import <nixpkgs/nixos/lib/eval-config.nix> {
+  modules = [ ({ lib, ... }: {
+    networking.hostName = "snippets";
+    system.activationScripts = {
+      a = lib.stringAfter [ "users" "c" ] "echo a >> /run/snippets";
+      b = (if bad then "false; " else "") + "echo b >> /run/snippets";
+      c = "echo c >> /run/snippets";
+    };
+  }) ];
+}).config.system.build.toplevel
+EOF
+  snippets=$(build "$T/os/snippets.nix" --arg bad false)
+  badSnippet=$(build "$T/os/snippets.nix" --arg bad true)
   cat >"$T/stc.sh" <<EOF
 set -u
 BB=/bin/busybox
@@ -468,11 +487,18 @@ would start the following units: changed.service
 LOG
 cmp -s /run/want /run/dry || { cat /run/dry >&2; fail "dry-activate units"; }
 [ "\$(\$BB readlink /run/current-system)" = "$unitsA" ] || fail "dry-activate changed current-system"
+# The activation snippets run on test and switch, in their order.
+$snippets/bin/switch-to-configuration test || fail "test snippets"
+[ "\$(cat /run/snippets)" = "\$(printf 'c\\na\\nb')" ] || fail "snippets' order: \$(cat /run/snippets)"
+$badSnippet/bin/switch-to-configuration switch >/run/err 2>&1; [ \$? -eq 2 ] || fail "a failing snippet should exit 2"
+grep -q "Activation script snippet 'b' failed (1)" /run/err || fail "failed snippet message: \$(cat /run/err)"
+[ "\$(\$BB readlink /run/current-system)" = "$badSnippet" ] || fail "exit 2 keeps the new system active"
+[ "\$(cat /run/snippets)" = "\$(printf 'c\\na\\nb\\nc\\na\\nb')" ] || fail "snippets after a failing one: \$(cat /run/snippets)"
 echo ALLGOOD
 EOF
   res=$(unshare --mount --propagation private sh "$T/stc.sh" 2>&1) || { echo "$res" >&2; fail "switch-to-configuration"; }
   [[ "$res" == *ALLGOOD* ]] || { echo "$res" >&2; fail "switch-to-configuration"; }
-  ok "switch-to-configuration: usage, dry-activate (units), test, boot, switch, fail, requestReboot, sleep, killSshd, log, root only, exit 100 (init interface), exit 4 (failed units), NIXOS_INSTALL_BOOTLOADER"
+  ok "switch-to-configuration: usage, dry-activate (units), test, boot, switch, fail, requestReboot, sleep, killSshd, log, root only, exit 100 (init interface), exit 4 (failed units), activation snippets (exit 2), NIXOS_INSTALL_BOOTLOADER"
 fi
 
 echo "all $pass checks passed"

@@ -75,4 +75,21 @@ rec {
   stringAfter = deps: text: { inherit text deps; };
   noDepEntry = text: { inherit text; deps = [ ]; };
   fullDepEntry = text: deps: { inherit text deps; };
+  # The texts of `names` and of what they depend on, each after its
+  # dependencies and once (a name is looked up in `predefined`).
+  textClosureList = predefined: names:
+    let
+      go = seen: todo:
+        if todo == [ ] then { out = [ ]; inherit seen; }
+        else
+          let e = head todo; rest = builtins.tail todo; in
+          if builtins.isAttrs e then
+            let deps = go seen e.deps; after = go deps.seen rest; in
+            { out = deps.out ++ [ e.text ] ++ after.out; seen = after.seen; }
+          else if seen ? ${e} then go seen rest
+          else go (seen // { ${e} = true; }) ([ predefined.${e} ] ++ rest);
+    in
+    (go { } names).out;
+  textClosureMap = f: predefined: names:
+    concatStringsSep "\n" (textClosureList predefined (map f names));
 }

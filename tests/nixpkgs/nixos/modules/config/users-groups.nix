@@ -122,6 +122,39 @@ in
     }) (lib.filterAttrs (_: u: u.openssh.authorizedKeys.keys != [ ] || u.openssh.authorizedKeys.keyFiles != [ ])
       config.users.users);
 
+  # As NixOS' `users` snippet (update-users-groups.pl), for what the
+  # stand-in knows: each declared group, then user, that /etc/group or
+  # /etc/passwd lacks is appended, with its declared id or else a free one
+  # (system ones from 999 down, normal users from 1000 up). Nothing is
+  # changed or removed; files are only appended to (a test host's are
+  # bind mounts).
+  config.system.activationScripts.users = {
+    supportsDryActivation = true;
+    text =
+      let
+        arg = lib.escapeShellArg;
+        addGroup = g: ''
+          grep -q ${arg "^${g.name}:"} /etc/group ||
+            echo ${arg g.name}":x:${if g.gid == null then "$(free_id /etc/group 999 -1)" else toString g.gid}:"${arg (lib.concatStringsSep "," g.members)} >> /etc/group
+        '';
+        addUser = u: ''
+          if ! grep -q ${arg "^${u.name}:"} /etc/passwd; then
+            gid=$(grep ${arg "^${u.group}:"} /etc/group | cut -d: -f3)
+            echo ${arg u.name}":x:${if u.uid != null then toString u.uid else if u.isNormalUser then "$(free_id /etc/passwd 1000 1)" else "$(free_id /etc/passwd 999 -1)"}:''${gid:-65534}:"${arg "${u.description}:${u.home}:/run/current-system/sw/bin/nologin"} >> /etc/passwd
+          fi
+        '';
+      in
+      ''
+        free_id() {
+          i=$2
+          while cut -d: -f3 "$1" | grep -qx "$i"; do i=$((i + $3)); done
+          echo "$i"
+        }
+      ''
+      + lib.concatMapStrings addGroup (builtins.attrValues config.users.groups)
+      + lib.concatMapStrings addUser (builtins.attrValues config.users.users);
+  };
+
   config.users.users.root = {
     uid = lib.mkDefault 0;
     group = lib.mkDefault "root";

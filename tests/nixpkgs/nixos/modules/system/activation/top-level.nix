@@ -1,7 +1,7 @@
 # system.build.toplevel of the stub OS: a real derivation built offline with
 # /bin/busybox only.  Its output looks like a (tiny) NixOS system:
 #   config.json, nixos-version, etc/<files>, bin/switch-to-configuration,
-#   init, kernel-params, sw/bin/
+#   activate, init, kernel-params, sw/bin/
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types escapeShellArg concatStringsSep mapAttrs
@@ -39,7 +39,7 @@ let
       cfg.users.users;
     groups = mapAttrs (_: g: { inherit (g) gid members; }) cfg.users.groups;
     systemPackages = map pkgName cfg.environment.systemPackages;
-    activationScripts = attrNames cfg.system.activationScripts;
+    activationScripts = attrNames (removeAttrs cfg.system.activationScripts [ "script" ]);
     activation = { inherit (act) fail requestReboot sleep killSshd failedUnits; };
   };
 
@@ -87,9 +87,10 @@ let
     });
   pathUnit = p: unitSection p + "\n[Path]\n" + section (p.pathConfig or { });
   enabled = filterAttrs (_: u: u.enable or true);
+  links = u: map (t: "${t}.wants") (u.wantedBy or [ ]) ++ map (t: "${t}.requires") (u.requiredBy or [ ]);
   units =
-    lib.mapAttrsToList (n: s: { file = "${n}.service"; text = serviceUnit s; }) (enabled (cfg.systemd.services or { }))
-    ++ lib.mapAttrsToList (n: p: { file = "${n}.path"; text = pathUnit p; }) (enabled (cfg.systemd.paths or { }));
+    lib.mapAttrsToList (n: s: { file = "${n}.service"; text = serviceUnit s; links = links s; }) (enabled (cfg.systemd.services or { }))
+    ++ lib.mapAttrsToList (n: p: { file = "${n}.path"; text = pathUnit p; links = links p; }) (enabled (cfg.systemd.paths or { }));
 
   # @out@ is replaced by the output path at build time.
   switchScript = ''
@@ -208,8 +209,12 @@ let
         fi
         ;;
     esac
+    # As NixOS': a failing activation script makes the result 2, and the
+    # switch goes on.
+    res=0
     case "$action" in
       switch|test)
+        "$out/activate" "$out" || res=2
         # (NixOS' activation script does this.)
         $bb ln -sfn "$out" /run/.current-system.tmp.$$
         $bb mv -fT /run/.current-system.tmp.$$ /run/current-system
@@ -255,7 +260,7 @@ let
         ;;
     esac
   '' + ''
-    exit 0
+    exit $res
   '';
 
   initScript = ''
@@ -283,12 +288,19 @@ let
     $bb printf "" > $out/kernel-params
     $bb printf '%s' "$system" > $out/system
     $bb sed "s|@out@|$out|g" "$switchScriptPath" > $out/bin/switch-to-configuration
+    $bb sed "s|@out@|$out|g" "$activateScriptPath" > $out/activate
     $bb cp "$initScriptPath" $out/init
-    $bb chmod 0555 $out/bin/switch-to-configuration $out/init
+    $bb chmod 0555 $out/bin/switch-to-configuration $out/activate $out/init
     $bb mkdir -p $out/etc/systemd/system
   '' + concatStringsSep "" (lib.imap0 (i: u: ''
     $bb cp "$unit_${toString i}Path" $out/etc/systemd/system/${escapeShellArg u.file}
   '') units)
+  # As NixOS' generateUnits: wantedBy and requiredBy are links in the
+  # targets' .wants and .requires directories.
+  + concatStringsSep "" (map (u: concatStringsSep "" (map (l: ''
+    $bb mkdir -p $out/etc/systemd/system/${escapeShellArg l}
+    $bb ln -sfn ../${escapeShellArg u.file} $out/etc/systemd/system/${escapeShellArg l}/
+  '') u.links)) units)
   + concatStringsSep "" (lib.imap0 (i: p: ''
     $bb ln -s ${p} $out/sw/pkg-${toString i}
   '') cfg.environment.systemPackages)
@@ -305,11 +317,12 @@ let
   toplevel = derivation ({
     name = "nixos-system-${cfg.system.name}-${cfg.system.nixos.version}";
     inherit system configJson switchScript initScript;
+    activateScript = cfg.system.activationScripts.script;
     builder = bb;
     args = [ "sh" "-c" buildScript ];
     nixosVersion = cfg.system.nixos.version;
     inherit (act) initInterfaceVersion;
-    passAsFile = [ "configJson" "switchScript" "initScript" ] ++ attrNames etcAttrs ++ attrNames unitAttrs;
+    passAsFile = [ "configJson" "switchScript" "activateScript" "initScript" ] ++ attrNames etcAttrs ++ attrNames unitAttrs;
   } // etcAttrs // unitAttrs);
 in
 {
