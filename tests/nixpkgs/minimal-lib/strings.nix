@@ -75,4 +75,15 @@ rec {
   stringAfter = deps: text: { inherit text deps; };
   noDepEntry = text: { inherit text; deps = [ ]; };
   fullDepEntry = text: deps: { inherit text deps; };
+  # Each named entry's text once, after those of its deps (names in
+  # `predefined`), as nixpkgs' lib orders activation snippets.
+  textClosureMap = f: predefined: names:
+    let
+      visit = acc: name:
+        if builtins.elem name acc.done then acc
+        else
+          let deps = builtins.foldl' visit (acc // { done = acc.done ++ [ name ]; }) predefined.${name}.deps;
+          in deps // { texts = deps.texts ++ [ (f predefined.${name}.text) ]; };
+    in
+    concatStringsSep "\n" (builtins.foldl' visit { done = [ ]; texts = [ ]; } names).texts;
 }

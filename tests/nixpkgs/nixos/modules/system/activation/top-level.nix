@@ -22,7 +22,7 @@ let
     fqdnOrHostName = cfg.networking.fqdnOrHostName;
     stateVersion = cfg.system.stateVersion;
     openssh = { inherit (cfg.services.openssh) enable ports; };
-    firewall = { inherit (cfg.networking.firewall) enable allowedTCPPorts allowedUDPPorts; };
+    firewall = { inherit (cfg.networking.firewall) enable allowedTCPPorts allowedUDPPorts trustedInterfaces; };
     nginx = {
       inherit (cfg.services.nginx) enable;
       virtualHosts = mapAttrs (name: vh: {
@@ -90,6 +90,38 @@ let
   units =
     lib.mapAttrsToList (n: s: { file = "${n}.service"; text = serviceUnit s; }) (enabled (cfg.systemd.services or { }))
     ++ lib.mapAttrsToList (n: p: { file = "${n}.path"; text = pathUnit p; }) (enabled (cfg.systemd.paths or { }));
+  # As NixOS' generateUnits: a disabled unit is masked (a link to
+  # /dev/null), and wantedBy/requiredBy become links in <target>.wants/ and
+  # <target>.requires/, for enabled and disabled units alike.
+  allUnits =
+    lib.mapAttrsToList (n: u: u // { file = "${n}.service"; }) (cfg.systemd.services or { })
+    ++ lib.mapAttrsToList (n: u: u // { file = "${n}.path"; }) (cfg.systemd.paths or { });
+  masked = builtins.filter (u: !(u.enable or true)) allUnits;
+  unitLinks = concatStringsSep "" (map (u:
+    concatStringsSep "" (map (t: ''
+      $bb mkdir -p $out/etc/systemd/system/${escapeShellArg "${t}.wants"}
+      $bb ln -sfn ${escapeShellArg "../${u.file}"} $out/etc/systemd/system/${escapeShellArg "${t}.wants"}/
+    '') (u.wantedBy or [ ]))
+    + concatStringsSep "" (map (t: ''
+      $bb mkdir -p $out/etc/systemd/system/${escapeShellArg "${t}.requires"}
+      $bb ln -sfn ${escapeShellArg "../${u.file}"} $out/etc/systemd/system/${escapeShellArg "${t}.requires"}/
+    '') (u.requiredBy or [ ]))) allUnits)
+    + concatStringsSep "" (map (u: ''
+      $bb ln -s /dev/null $out/etc/systemd/system/${escapeShellArg u.file}
+    '') masked);
+
+  # The activation script, as NixOS' system.activationScripts make it
+  # ($out/activate): every snippet once, after the snippets it names as
+  # dependencies (those the stand-in has; NixOS has them all). The stand-in
+  # never runs it: it is there to be compared.
+  activationSnippets = lib.mapAttrs (name: a:
+    let e = if builtins.isString a then lib.noDepEntry a else a; in {
+      deps = builtins.filter (d: cfg.system.activationScripts ? ${d}) (e.deps or [ ]);
+      text = "#### Activation script snippet ${name}:\n${e.text}\n";
+    })
+    cfg.system.activationScripts;
+  activateScript = "#!/bin/busybox sh\n"
+    + lib.textClosureMap lib.id activationSnippets (attrNames activationSnippets);
 
   # @out@ is replaced by the output path at build time.
   switchScript = ''
@@ -285,10 +317,13 @@ let
     $bb sed "s|@out@|$out|g" "$switchScriptPath" > $out/bin/switch-to-configuration
     $bb cp "$initScriptPath" $out/init
     $bb chmod 0555 $out/bin/switch-to-configuration $out/init
+    $bb cp "$activateScriptPath" $out/activate
+    $bb chmod 0555 $out/activate
     $bb mkdir -p $out/etc/systemd/system
   '' + concatStringsSep "" (lib.imap0 (i: u: ''
     $bb cp "$unit_${toString i}Path" $out/etc/systemd/system/${escapeShellArg u.file}
   '') units)
+  + unitLinks
   + concatStringsSep "" (lib.imap0 (i: p: ''
     $bb ln -s ${p} $out/sw/pkg-${toString i}
   '') cfg.environment.systemPackages)
@@ -304,12 +339,12 @@ let
 
   toplevel = derivation ({
     name = "nixos-system-${cfg.system.name}-${cfg.system.nixos.version}";
-    inherit system configJson switchScript initScript;
+    inherit system configJson switchScript initScript activateScript;
     builder = bb;
     args = [ "sh" "-c" buildScript ];
     nixosVersion = cfg.system.nixos.version;
     inherit (act) initInterfaceVersion;
-    passAsFile = [ "configJson" "switchScript" "initScript" ] ++ attrNames etcAttrs ++ attrNames unitAttrs;
+    passAsFile = [ "configJson" "switchScript" "initScript" "activateScript" ] ++ attrNames etcAttrs ++ attrNames unitAttrs;
   } // etcAttrs // unitAttrs);
 in
 {
