@@ -17,10 +17,11 @@ let
       group = mkOption { type = types.str; default = "root"; description = "Group of the key file."; };
       permissions = mkOption { type = types.str; default = "0600"; description = "Mode of the key file."; };
       uploadAt = mkOption { type = types.enum [ "pre-activation" "post-activation" ]; default = "pre-activation"; description = "When the key is sent."; };
-      # As in NixOps and Colmena: services refer to `deployment.keys.<name>.path`.
+      # As in NixOps and Colmena: services refer to `deployment.keys.<name>.path`,
+      # destDir and name joined as they are (a trailing slash gives `//` there too).
       path = mkOption {
         type = types.str;
-        default = (if lib.hasSuffix "/" config.destDir then config.destDir else config.destDir + "/") + config.name;
+        default = "${config.destDir}/${config.name}";
         readOnly = true;
         description = "Where the key is on the target: destDir/name.";
       };
