@@ -107,10 +107,25 @@ fn our_built(fleet: &Fleet, net: &Path, d: &str, machines: &[&str]) -> BTreeMap<
         .collect()
 }
 
+/// The Nix daemons started on the hosts, ended by their pids when dropped:
+/// nix-daemon moves into a mount namespace of its own, where `fleet.sh
+/// stop` does not look for a host's processes.
+struct Daemons(Vec<i32>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: kill(2) of a process this test started.
+            unsafe { libc::kill(*pid, libc::SIGTERM) };
+        }
+    }
+}
+
 /// Prepares the hosts for NixOps 2.0's deploy: its activation talks to a
 /// Nix daemon, its key delivery chowns to the group `keys`, and its ssh
 /// checks host keys against known_hosts.
-fn prepare_hosts(fleet: &Fleet) {
+fn prepare_hosts(fleet: &Fleet) -> Daemons {
+    let mut daemons = Daemons(Vec::new());
     let mut known = String::new();
     for h in &fleet.names {
         let users = fleet.path().join("hosts").join(h).join("etc-users");
@@ -120,12 +135,12 @@ fn prepare_hosts(fleet: &Fleet) {
         let mut passwd = std::fs::read_to_string(users.join("passwd")).unwrap();
         passwd += "keyuser:x:1601:1696::/nonexistent:/bin/false\n";
         std::fs::write(users.join("passwd"), passwd).unwrap();
-        // Ended with the host: fleet.sh stops every process of its namespace.
-        fleet.exec(
+        let pid = fleet.exec(
             h,
-            "setsid nix-daemon </dev/null >/dev/null 2>&1 &
+            "setsid nix-daemon </dev/null >/dev/null 2>&1 & echo $!
              i=0; while [ ! -S /nix/var/nix/daemon-socket/socket ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done",
         );
+        daemons.0.push(pid.trim().parse().unwrap());
         let key = std::fs::read_to_string(
             fleet
                 .path()
@@ -138,6 +153,7 @@ fn prepare_hosts(fleet: &Fleet) {
         known += &format!("[127.0.0.1]:{} {}\n", fleet.port(h), key.join(" "));
     }
     std::fs::write(fleet.path().join("ssh/known_hosts"), known).unwrap();
+    daemons
 }
 
 /// A script run with bash on a host in the background, its output and exit
@@ -222,7 +238,7 @@ fn after_a_nixops_2_deploy_ours_builds_the_same_systems_and_its_keys_units_work(
     let Some(bin) = common::nixops2() else { return };
     let names = ["a", "b", "c"];
     let fleet = Fleet::start(&names);
-    prepare_hosts(&fleet);
+    let _daemons = prepare_hosts(&fleet);
     let net = network_dir(&fleet, names.map(|h| fleet.port(h)));
     let state = fleet.path().join("theirs.nixops");
     let nixops2 = |args: &[&str]| fleet.nixops2(&bin, &state, &net, args, "");
