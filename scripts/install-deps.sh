@@ -4,10 +4,12 @@
 # test hosts), static busybox (the stand-in OS is built with it), sqlite3 (a
 # test writes a NixOps state file with it), sudo (non-root deploys to test hosts),
 # Debian's shellcheck (a test lints every shell script with it), postgresql (the
-# tests' private PostgreSQL server, tests/postgres/server.sh) and git (the
-# deploy history records a network's commit).
+# tests' private PostgreSQL server, tests/postgres/server.sh), git (the
+# deploy history records a network's commit), rsync (NixOps 2.0 sends keys
+# with it in tests/nixops_systems.rs) and inotify-tools (that test runs
+# NixOps' key units' scripts on the test hosts).
 set -euo pipefail
-packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 sudo util-linux procps iproute2 psmisc shellcheck postgresql git sshfs tmux)
+packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 sudo util-linux procps iproute2 psmisc shellcheck postgresql git rsync inotify-tools sshfs tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,36 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::{Fleet, simple_network};
 
-/// NixOps 2.0 as the fleet's user would run it: its state in `state`, the
-/// stand-in nixpkgs, a network directory `net` (NixOps 2.0 evaluates it for
-/// any command, to find where its state is).
+/// NixOps 2.0 with its state in `state` and the network directory `net`.
 fn theirs(fleet: &Fleet, bin: &Path, state: &Path, net: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(bin)
-        .args(args)
-        .arg("--network")
-        .arg(net)
-        .env("NIX_PATH", format!("nixpkgs={}", common::nixpkgs().display()))
-        .env("NIX_CONFIG", common::NIX_CONFIG)
-        .env("HOME", fleet.path().join("home"))
-        .env("NIXOPS_STATE", state)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "NixOps 2.0 {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    fleet.nixops2(bin, state, net, args, stdin)
 }
 
 /// A network directory as NixOps 2.0 wants one (`nixops.nix`), state in

@@ -146,15 +146,15 @@ fn keys_arrive_with_their_bytes_owner_group_and_mode() {
     assert_eq!(fleet.exec("u", "cat /run/keys/viasudo"), "sent through sudo");
     assert_eq!(stat(&fleet, "u", "/run/keys/viasudo"), "root root 600");
 
-    // The machine's units: one per key, plus nixops-keys.
+    // The machine's units, NixOps': one service per key, plus nixops-keys
+    // (tests/nixops_systems.rs compares them with NixOps 2.0's own).
     let cfg = config_json(&fleet, "m");
     let services = names(&cfg["systemdServices"]);
-    let paths = names(&cfg["systemdPaths"]);
     for k in ["text", "file", "cmd", "nobody", "old"] {
         assert!(services.contains(&format!("{k}-key")), "{services:?}");
-        assert!(paths.contains(&format!("{k}-key")), "{paths:?}");
     }
     assert!(services.contains("nixops-keys"), "{services:?}");
+    assert!(names(&cfg["systemdPaths"]).is_empty(), "{cfg}");
     // NixOps' read-only `path` option, for services to refer to.
     assert_eq!(cfg["etc"]["keypath"], "/run/custom/dir/cmd.pem");
     // State keeps where keys went and a hash, never the secret.
@@ -346,10 +346,18 @@ fn a_missing_key_file_names_machine_key_and_path() {
     assert!(fleet.activations("m").is_empty());
     assert!(fleet.current_system("m").is_empty());
     assert_eq!(fleet.activations("other").len(), 1);
-    // A machine without keys gets no key units.
+    // A machine without keys gets no key units, and nixops-keys masked (as
+    // NixOps has it).
     let cfg = config_json(&fleet, "other");
     assert!(!names(&cfg["systemdServices"]).contains("nixops-keys"), "{cfg}");
     assert!(names(&cfg["systemdPaths"]).is_empty(), "{cfg}");
+    assert_eq!(
+        fleet.exec(
+            "other",
+            "readlink /run/current-system/etc/systemd/system/nixops-keys.service"
+        ),
+        "/dev/null\n"
+    );
     let r = fleet.run(&["send-keys"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("/nonexistent/secret/db.pass"), "{}", r.stderr);

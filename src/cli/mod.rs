@@ -342,7 +342,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Unlock(o) => unlock::run(&g, o),
         Command::ForgetHostKey(o) => forget_host_key::run(&g, o).await,
         Command::ShowOption(o) => show_option::run(&g, o).await,
-        Command::ShowPhysical(o) => show_physical::run(&g, o),
+        Command::ShowPhysical(o) => show_physical::run(&g, o).await,
         Command::ListGenerations(o) => generations::list(&g, o),
         Command::Rollback(o) => generations::rollback(&g, o).await,
         Command::DeleteGeneration(o) => generations::delete(&g, o).await,

@@ -1,50 +1,302 @@
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Global;
-use crate::network::nix_string;
+use crate::network::NixFiles;
 
 #[derive(Args, Debug)]
 pub struct Opts {}
 
-/// The physical spec NixOps generates for a deployment of existing
-/// machines: each machine's configuration learns the other machines' SSH
-/// host keys (and the addresses state records for it).
-pub fn run(g: &Global, _o: Opts) -> Result<i32> {
+/// The physical spec NixOps 2.0 generates for a deployment of existing
+/// machines, printed as NixOps prints it: what NixOps adds to each machine
+/// in state that is not obsolete. Deploys add the same (eval-machine-info.nix,
+/// `physicalModule`), except `networking.publicIPv4`, which NixOps takes from
+/// the machine's own configuration on every deploy and so never changes it.
+pub async fn run(g: &Global, _o: Opts) -> Result<i32> {
     let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let machines: Vec<_> = d.machines().filter(|r| !r.obsolete()).collect();
-    let mut known_hosts = String::new();
-    for m in &machines {
-        if let Some(key) = m.get("publicHostKey") {
-            known_hosts += &format!(
-                "      services.openssh.knownHosts.{} = {{ hostNames = [ {} ]; publicKey = {}; }};\n",
-                nix_string(&m.name),
-                nix_string(&m.name),
-                nix_string(key)
-            );
+    let mut files = None;
+    let mut network = None;
+    let mut specs = Vec::new();
+    for m in machines {
+        // As NixOps: the state version it recorded, else the release of the
+        // machine's NixOS (which needs an evaluation).
+        let state_version = match m.get("stateVersion") {
+            Some(v) => v.to_owned(),
+            None => {
+                if files.is_none() {
+                    files = Some(NixFiles::write()?);
+                    network = Some(crate::deploy::network_of(&d)?);
+                }
+                let json = network
+                    .as_ref()
+                    .expect("made with files")
+                    .option(
+                        files.as_ref().expect("just made"),
+                        &g.nix_opts(Some(&d))?,
+                        &m.name,
+                        &["system".into(), "nixos".into(), "release".into()],
+                        true,
+                    )
+                    .await?;
+                serde_json::from_str(json.trim())
+                    .with_context(|| format!("machine ‘{}’: system.nixos.release is no string", m.name))?
+            }
+        };
+        let mut networking = vec![("extraHosts".to_owned(), Value::Str("\n".into()))];
+        networking.push((
+            "firewall".into(),
+            Value::Attrs(vec![("trustedInterfaces".into(), Value::List(vec![]))]),
+        ));
+        if let Some(ip) = m.get("publicIpv4") {
+            networking.push(("publicIPv4".into(), Value::Str(ip.into())));
         }
+        let config = Value::Attrs(vec![
+            (
+                "boot".into(),
+                Value::Attrs(vec![("kernelModules".into(), Value::List(vec![]))]),
+            ),
+            ("networking".into(), Value::Attrs(networking)),
+            (
+                "system".into(),
+                Value::Attrs(vec![(
+                    "stateVersion".into(),
+                    Value::Call(
+                        Box::new(Value::Raw("lib.mkDefault".into())),
+                        Box::new(Value::Str(state_version)),
+                    ),
+                )]),
+            ),
+        ]);
+        let own = match m.get("none.sshPublicKey") {
+            Some(key) => Value::Attrs(vec![(
+                "config".into(),
+                path_to(
+                    &["users", "extraUsers", "root", "openssh", "authorizedKeys", "keys"],
+                    Value::List(vec![Value::Str(key.into())]),
+                ),
+            )]),
+            None => Value::Attrs(vec![]),
+        };
+        specs.push((
+            m.name.clone(),
+            Value::Function(
+                "{ config, lib, pkgs, ... }".into(),
+                Box::new(Value::Attrs(vec![
+                    ("config".into(), config),
+                    ("imports".into(), Value::List(vec![own])),
+                ])),
+            ),
+        ));
     }
-    outln!("{{");
-    for m in &machines {
-        let mut config = known_hosts.clone();
-        for (attr, option) in [
-            ("privateIpv4", "networking.privateIPv4"),
-            ("publicIpv4", "networking.publicIPv4"),
-        ] {
-            if let Some(ip) = m.get(attr) {
-                config += &format!("      {option} = {};\n", nix_string(ip));
+    out!("{}\n", Value::Attrs(specs).encode(false).layout(0, false));
+    Ok(0)
+}
+
+fn path_to(path: &[&str], leaf: Value) -> Value {
+    match path.split_first() {
+        None => leaf,
+        Some((first, rest)) => Value::Attrs(vec![((*first).into(), path_to(rest, leaf))]),
+    }
+}
+
+/// A Nix value as NixOps' py2nix writes one (nixops/nix_expr.py): the
+/// same layout, so that the output is NixOps' to the byte.
+enum Value {
+    Raw(String),
+    Str(String),
+    List(Vec<Value>),
+    Attrs(Vec<(String, Value)>),
+    Function(String, Box<Value>),
+    Call(Box<Value>, Box<Value>),
+}
+
+/// What is laid out: text, or a bracketed sequence that goes on one line
+/// when it fits in 80 columns (then as `inline` where it has such a form).
+enum Layout {
+    Text(String),
+    Group {
+        open: String,
+        items: Vec<Layout>,
+        close: String,
+        inline: Option<String>,
+    },
+}
+
+const WIDTH: usize = 80;
+
+impl Layout {
+    fn min_len(&self) -> usize {
+        match self {
+            Layout::Text(t) => t.chars().count(),
+            Layout::Group {
+                open, items, close, ..
+            } => {
+                open.chars().count()
+                    + close.chars().count()
+                    + 1
+                    + items.len()
+                    + items.iter().map(Layout::min_len).sum::<usize>()
             }
         }
-        if config.is_empty() {
-            continue;
-        }
-        outln!("  {} = {{ config, lib, pkgs, ... }}: {{", nix_string(&m.name));
-        outln!("    config = {{");
-        out!("{config}");
-        outln!("    }};");
-        outln!("  }};");
     }
-    outln!("}}");
-    Ok(0)
+
+    fn layout(&self, level: usize, inline: bool) -> String {
+        let ind = "  ".repeat(level);
+        match self {
+            Layout::Text(t) => format!("{ind}{t}"),
+            Layout::Group {
+                open,
+                items,
+                close,
+                inline: short,
+            } => {
+                let inline = inline || level * 2 + self.min_len() < WIDTH;
+                if inline {
+                    if let Some(s) = short {
+                        return format!("{ind}{s}");
+                    }
+                    let body: Vec<String> = items.iter().map(|i| i.layout(0, true)).collect();
+                    format!("{ind}{open} {} {close}", body.join(" "))
+                } else {
+                    let body: Vec<String> = items.iter().map(|i| i.layout(level + 1, false)).collect();
+                    format!("{ind}{open}\n{}\n{ind}{close}", body.join("\n"))
+                }
+            }
+        }
+    }
+
+    fn enclose(self, before: &str, after: &str) -> Layout {
+        match self {
+            Layout::Text(t) => Layout::Text(format!("{before}{t}{after}")),
+            Layout::Group {
+                open,
+                items,
+                close,
+                inline,
+            } => Layout::Group {
+                open: format!("{before}{open}"),
+                items,
+                close: format!("{close}{after}"),
+                inline: inline.map(|s| format!("{before}{s}{after}")),
+            },
+        }
+    }
+}
+
+fn quoted(s: &str) -> String {
+    let e = s
+        .replace('\\', "\\\\")
+        .replace("${", "\\${")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t");
+    format!("\"{e}\"")
+}
+
+fn attr_name(k: &str) -> String {
+    let plain = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain { k.to_owned() } else { quoted(k) }
+}
+
+impl Value {
+    fn encode(&self, in_list: bool) -> Layout {
+        match self {
+            Value::Raw(t) if in_list && t.contains(char::is_whitespace) => Layout::Text(format!("({t})")),
+            Value::Raw(t) => Layout::Text(t.clone()),
+            Value::Str(s) if s.ends_with('\n') => {
+                let body = s[..s.len() - 1]
+                    .replace("''", "'''")
+                    .replace("${", "''${")
+                    .replace('\t', "'\\t");
+                Layout::Group {
+                    open: "''".into(),
+                    items: body.lines().map(|l| Layout::Text(l.into())).collect(),
+                    close: "''".into(),
+                    inline: Some(quoted(s)),
+                }
+            }
+            Value::Str(s) => Layout::Text(quoted(s)),
+            Value::List(items) if items.is_empty() => Layout::Text("[]".into()),
+            Value::List(items) => Layout::Group {
+                open: "[".into(),
+                items: items.iter().map(|v| v.encode(true)).collect(),
+                close: "]".into(),
+                inline: None,
+            },
+            Value::Attrs(attrs) if attrs.is_empty() => Layout::Text("{}".into()),
+            Value::Attrs(attrs) => {
+                let mut sorted: Vec<&(String, Value)> = attrs.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                let items = sorted
+                    .into_iter()
+                    .map(|(k, v)| {
+                        // A set of one attribute joins its parent's name: a.b.c.
+                        let (mut name, mut v) = (attr_name(k), v);
+                        while let Value::Attrs(inner) = v
+                            && inner.len() == 1
+                        {
+                            name = format!("{name}.{}", attr_name(&inner[0].0));
+                            v = &inner[0].1;
+                        }
+                        v.encode(false).enclose(&format!("{name} = "), ";")
+                    })
+                    .collect();
+                Layout::Group {
+                    open: "{".into(),
+                    items,
+                    close: "}".into(),
+                    inline: None,
+                }
+            }
+            Value::Function(head, body) => {
+                let f = body.encode(false).enclose(&format!("{head}: "), "");
+                if in_list { f.enclose("(", ")") } else { f }
+            }
+            Value::Call(fun, arg) => {
+                let c = Layout::Group {
+                    open: "(".into(),
+                    items: vec![fun.encode(false), arg.encode(false)],
+                    close: ")".into(),
+                    inline: None,
+                };
+                if in_list { c.enclose("(", ")") } else { c }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_laid_out_as_nixops_lays_them_out() {
+        let v = Value::Attrs(vec![
+            ("b".into(), Value::Attrs(vec![("c".into(), Value::List(vec![]))])),
+            (
+                "a b".into(),
+                Value::List(vec![Value::Str("x".repeat(80)), Value::Raw("f x".into())]),
+            ),
+            ("s".into(), Value::Str("one\ntwo\n".into())),
+        ]);
+        assert_eq!(
+            v.encode(false).layout(0, false),
+            format!(
+                "{{\n  \"a b\" = [\n    \"{}\"\n    (f x)\n  ];\n  b.c = [];\n  s = \"one\\ntwo\\n\";\n}}",
+                "x".repeat(80)
+            )
+        );
+        let long = Value::Str(format!("{}\n", "y".repeat(80)));
+        assert_eq!(
+            Value::Attrs(vec![("s".into(), long)])
+                .encode(false)
+                .layout(0, false),
+            format!("{{\n  s = ''\n    {}\n  '';\n}}", "y".repeat(80))
+        );
+        assert_eq!(Value::Attrs(vec![]).encode(false).layout(0, false), "{}");
+    }
 }

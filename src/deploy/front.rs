@@ -146,7 +146,7 @@ pub async fn run(
                         to_probe.push_back(m.clone());
                     }
                     if build && !on_target(&m) {
-                        events.stage(&m.name, "building");
+                        // build.rs says "building", or that it is built already.
                         to_build.push(m);
                     } else {
                         built.push(m);

@@ -27,6 +27,7 @@
 , system ? builtins.currentSystem
 , optionMachine ? ""        # for `show-option`
 , optionPathJSON ? "[]"
+, physicalJSON ? "{}"       # NixOps networks: per machine, what state says of it (physical spec)
 , nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; colmena = import ./colmena-compat.nix; }
 }:
 let
@@ -184,13 +185,51 @@ let
   resources = { machines = lib.mapAttrs (_: node: node.config) nixopsNodes; }
     // lib.mapAttrs (_: defs: lib.foldl' (a: b: a // b) { } defs) (zipAttrs (network.resources or [ ]));
 
+  # NixOps 2.0's "physical spec" for a machine it deploys to an existing host
+  # (targetEnv "none"): what it adds to every such machine's configuration
+  # from its state, as a network file of its own that comes before the
+  # user's. It is placed as NixOps places it, so that definitions of the
+  # same option merge in the same order (extraHosts' lines, root's
+  # authorized keys). For none, NixOps derives nothing from
+  # the other machines: its hosts list and kernel modules stay empty, and it
+  # knows no host key to put in knownHosts. `physicalJSON` holds per machine
+  # what state records: the NixOps-generated SSH key NixOps logs in with (it
+  # stays authorized for root, as NixOps keeps it), and the stateVersion
+  # NixOps read from the machine when it first reached it. Options the OS
+  # does not declare are left out (NixOps fails there).
+  physical = builtins.fromJSON physicalJSON;
+  physicalModule = name:
+    let
+      s = physical.${name} or { };
+      key = s.sshPublicKey or null;
+      spec = { config, lib, options, ... }: {
+        config = {
+          boot = lib.optionalAttrs (options ? boot.kernelModules) { kernelModules = [ ]; };
+          networking =
+            lib.optionalAttrs (options ? networking.extraHosts) { extraHosts = "\n"; }
+            // lib.optionalAttrs (options ? networking.firewall.trustedInterfaces) { firewall.trustedInterfaces = [ ]; };
+          system = lib.optionalAttrs (options ? system.stateVersion) {
+            stateVersion =
+              let release = s.stateVersion or config.system.nixos.release or null; in
+              lib.mkIf (release != null) (lib.mkDefault release);
+          };
+        };
+        imports = lib.optional (key != null) ({ options, ... }: {
+          # NixOps' name (an alias of users.users): the same definition order.
+          config.users = lib.optionalAttrs (options ? users.extraUsers) { extraUsers.root.openssh.authorizedKeys.keys = [ key ]; };
+        });
+      };
+    in
+    { _file = "<nixops>/eval-machine-info.nix, physical spec of machine ‘${name}’"; imports = [ spec ]; };
+
   nixopsNodes = lib.listToAttrs (map
     (name: {
       inherit name;
       value = evalConfig {
         inherit system;
         modules =
-          builtins.concatMap
+          [ (physicalModule name) ]
+          ++ builtins.concatMap
             (n: lib.optional (n ? ${name}) { _file = n._file; imports = toModuleList n.${name}; })
             networks
           ++ defaults

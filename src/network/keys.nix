@@ -1,103 +1,113 @@
-# The machine side of deployment.keys, imported by options.nix.
+# The machine side of deployment.keys, imported with options.nix. What it
+# puts into the system is what NixOps 2.0 puts there (its nix/keys.nix), to
+# the byte: the same unit names, unit contents and activation snippet, so a
+# machine deployed by NixOps and then by this tool (or the other way round)
+# gets the same toplevel and no unit restarts. See docs/nixos-contract.md.
 #
-# For every key `<name>`:
-#   - `<name>-key.service` is active while the key's file exists: starting it
-#     waits until the file is there, and it stops when the file goes away. A
-#     service that needs the key says `wants`/`after` (or `bindsTo`) it.
-#   - `<name>-key.path` starts that service whenever the file appears, so it
-#     comes back after the deployer re-sends keys (e.g. after a reboot).
-# And `nixops-keys.service` (with its path unit) is active once the deployer
-# has delivered the machine's keys since boot (it touches /run/keys/done).
+# For every key `<attr>`, `<attr>-key.service`: its start waits until the
+# key's file is there (inotify on destDir), and its main process ends when
+# the file goes away; systemd starts it again 100 ms later (Restart=always).
+# A service that needs the key wants/binds to it.
+# `nixops-keys.service` (enabled when a key lives under /run/) waits until
+# the deployer has sent the keys since boot (/run/keys/done), before
+# keys.target.
+# The activation snippet `nixops-keys` makes /run/keys (root:keys, 0750) and
+# gives each key file present its owner again: the owner may be a user or
+# group that this very activation creates.
 #
-# Only names, paths and owners are used here: a key's secret never enters the
-# Nix store. Nothing here is started by activation itself, so an activation
-# never waits for a key that is sent after it.
+# Only names, paths and owners are used here: a key's secret never enters
+# the Nix store.
 #
 # Every definition's condition sits inside the attribute it defines, never
 # around the module's whole `config`: an OS whose top level (or `systemd`) is
 # free-form must know which attributes a module defines before it can read
-# config.deployment.keys, so `config = mkIf (keys != { }) ...` recurses
-# infinitely there.
+# config.deployment.keys.
 { config, lib, pkgs, ... }:
 let
-  inherit (lib) escapeShellArg mapAttrs' nameValuePair mkIf mkMerge;
+  inherit (lib) concatStringsSep mapAttrs' mapAttrsToList nameValuePair;
 
-  # The deployer's own fallbacks for a plain-string key: defaults.
+  # A plain string is a key's text (deprecated); the rest take defaults.
   keys = lib.mapAttrs
-    (attr: k: if builtins.isString k then { name = attr; destDir = "/run/keys"; } else { inherit (k) name destDir; })
+    (attr: k:
+      if builtins.isString k then { name = attr; destDir = "/run/keys"; user = "root"; group = "root"; }
+      else { inherit (k) name destDir user group; })
     config.deployment.keys;
 
-  trimSlash = d:
-    let n = builtins.stringLength d; in
-    if n > 1 && builtins.substring (n - 1) 1 d == "/" then trimSlash (builtins.substring 0 (n - 1) d) else d;
-  dirOf' = k: trimSlash k.destDir;
-  pathOf = k: (if dirOf' k == "/" then "" else dirOf' k) + "/" + k.name;
+  # NixOps' file name, destDir and name joined as they are (a destDir with a
+  # trailing slash gives `//`, as it does there).
+  fileOf = k: "${k.destDir}/${k.name}";
 
-  # Waits until `file` exists: inotify on its directory, with a timeout as a
-  # backstop against the race between the test and the watch.
-  waitFor = dir: file: ''
-    while [ ! -e ${escapeShellArg file} ]; do
-      if ! inotifywait -qq -t 10 -e create -e moved_to -e attrib ${escapeShellArg dir} 2>/dev/null; then
-        [ -d ${escapeShellArg dir} ] || sleep 1
-      fi
-    done
-  '';
+  # The activation snippet's script (a file in the store, sourced).
+  ownerAgain = k: "[[ -f \"${fileOf k}\" ]] && chown '${k.user}:${k.group}' \"${fileOf k}\"\n";
+  setupKeys = "mkdir -p /run/keys -m 0750\nchown root:keys /run/keys\n\n"
+    + concatStringsSep "\n" (mapAttrsToList (_: ownerAgain) keys) + "\n";
+
+  # Waits for the file to appear (create or move into destDir), unless it is
+  # there already.
+  untilPresent = k: concatStringsSep "\n" [
+    "(while read f; do if [ \"$f\" = \"${k.name}\" ]; then break; fi; done \\"
+    "  < <(inotifywait -qm --format '%f' -e create,move ${k.destDir}) ) &"
+    ""
+    "if [[ -e \"${fileOf k}\" ]]; then"
+    "  echo 'flapped down'"
+    "  kill %1"
+    "  exit 0"
+    "fi"
+    "wait %1"
+    ""
+  ];
+  # Runs until the file is deleted.
+  whilePresent = k: concatStringsSep "\n" [
+    "inotifywait -qq -e delete_self \"${fileOf k}\" &"
+    ""
+    "if [[ ! -e \"${fileOf k}\" ]]; then"
+    "  echo 'flapped up'"
+    "  exit 0"
+    "fi"
+    "wait %1"
+    ""
+  ];
 
   keyService = attr: k: nameValuePair "${attr}-key" {
-    description = "Key ${attr} (${pathOf k}) is present";
+    enable = true;
     path = [ pkgs.inotify-tools ];
-    # Restarting it would stop everything bound to it.
-    restartIfChanged = false;
     serviceConfig = {
-      Type = "simple";
       TimeoutStartSec = "infinity";
+      Restart = "always";
+      RestartSec = "100ms";
     };
-    preStart = waitFor (dirOf' k) (pathOf k);
-    # Runs while the file exists; a re-sent key replaces the file atomically,
-    # so the loop sees a file again and goes on watching the new one.
-    script = ''
-      f=${escapeShellArg (pathOf k)}
-      while [ -e "$f" ]; do
-        inotifywait -qq -t 60 -e delete_self -e move_self "$f" 2>/dev/null || sleep 1
-      done
-    '';
+    preStart = untilPresent k;
+    script = whilePresent k;
   };
 
-  keyPath = attr: k: nameValuePair "${attr}-key" {
-    description = "Starts ${attr}-key.service when ${pathOf k} appears";
-    wantedBy = [ "multi-user.target" ];
-    pathConfig = {
-      PathExists = pathOf k;
-      Unit = "${attr}-key.service";
+  doneWaiter = {
+    enable = builtins.any (k: lib.hasPrefix "/run/" k.destDir) (builtins.attrValues keys);
+    description = "Waiting for NixOps Keys";
+    wantedBy = [ "keys.target" ];
+    before = [ "keys.target" ];
+    # Without it, keys.target and this unit would order each other.
+    unitConfig.DefaultDependencies = false;
+    serviceConfig = {
+      Type = "oneshot";
+      RemainAfterExit = true;
     };
+    script = "while ! [ -e /run/keys/done ]; do\n  sleep 0.1\ndone\n";
   };
+
+  # Two keys written to one file would overwrite each other.
+  sharedFiles = lib.filter (p: builtins.length p.attrs > 1) (mapAttrsToList
+    (file: attrs: { inherit file attrs; })
+    (lib.zipAttrs (mapAttrsToList (attr: k: { ${fileOf k} = attr; }) keys)));
 in
 {
   _file = "<nixops>/keys.nix";
-  config.systemd.services = mkMerge [
-    (mapAttrs' keyService keys)
-    (mkIf (keys != { }) {
-      nixops-keys = {
-        description = "Keys sent by the deployer since boot (/run/keys/done)";
-        path = [ pkgs.inotify-tools ];
-        restartIfChanged = false;
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          TimeoutStartSec = "infinity";
-        };
-        script = waitFor "/run/keys" "/run/keys/done";
-      };
+  config.assertions = map
+    (p: {
+      assertion = false;
+      message = "deployment.keys ${concatStringsSep ", " p.attrs} are all written to ${p.file}; give each its own name or destDir.";
     })
-  ];
-  config.systemd.paths = mkMerge [
-    (mapAttrs' keyPath keys)
-    (mkIf (keys != { }) {
-      nixops-keys = {
-        description = "Starts nixops-keys.service when the deployer has sent the keys";
-        wantedBy = [ "multi-user.target" ];
-        pathConfig.PathExists = "/run/keys/done";
-      };
-    })
-  ];
+    sharedFiles;
+  config.system.activationScripts.nixops-keys =
+    lib.stringAfter [ "users" "groups" ] "source ${pkgs.writeText "setup-keys.sh" setupKeys}";
+  config.systemd.services = { nixops-keys = doneWaiter; } // mapAttrs' keyService keys;
 }

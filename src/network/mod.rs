@@ -45,6 +45,9 @@ pub struct Network {
     pub args: BTreeMap<String, String>,
     pub uuid: String,
     pub name: String,
+    /// What state says of each machine for NixOps' physical spec
+    /// (`physicalJSON` of eval-machine-info.nix): machine → attributes.
+    pub physical: BTreeMap<String, BTreeMap<&'static str, String>>,
 }
 
 /// The tool's Nix files, written into a private directory, with the
@@ -163,7 +166,12 @@ impl Network {
             args: d.args()?,
             uuid: d.uuid.clone(),
             name: d.name().unwrap_or_default().to_owned(),
+            physical: physical_of(d),
         })
+    }
+
+    fn physical_json(&self) -> String {
+        serde_json::to_string(&self.physical).expect("strings serialize")
     }
 
     fn check_files(&self, files: &[PathBuf]) -> Result<()> {
@@ -236,7 +244,8 @@ impl Network {
                     .args(["--arg", "args"])
                     .arg(self.args_expr())
                     .args(["--argstr", "uuid", &self.uuid])
-                    .args(["--argstr", "deploymentName", &self.name]);
+                    .args(["--argstr", "deploymentName", &self.name])
+                    .args(["--argstr", "physicalJSON", &self.physical_json()]);
                 for (k, v) in &call.strs {
                     cmd.args(["--argstr", k, v]);
                 }
@@ -256,6 +265,7 @@ impl Network {
                     ("args", self.args_expr()),
                     ("uuid", nix_string(&self.uuid)),
                     ("deploymentName", nix_string(&self.name)),
+                    ("physicalJSON", nix_string(&self.physical_json())),
                     ("system", nix_string(&flake::system())),
                 ];
                 fields.extend(call.strs.iter().map(|(k, v)| (*k, nix_string(v))));
@@ -413,6 +423,27 @@ impl Network {
         )?;
         Ok(file)
     }
+}
+
+/// The state attributes of each machine that NixOps 2.0 puts into its
+/// configuration (its physical spec for existing machines): the SSH key
+/// NixOps generated to log in with (`none.sshPublicKey`), and the
+/// stateVersion it read from the machine on first contact (`stateVersion`).
+fn physical_of(d: &crate::state::Deployment) -> BTreeMap<String, BTreeMap<&'static str, String>> {
+    d.machines()
+        .map(|m| {
+            let attrs: BTreeMap<_, _> = [
+                ("sshPublicKey", "none.sshPublicKey"),
+                ("stateVersion", "stateVersion"),
+            ]
+            .into_iter()
+            .filter_map(|(field, attr)| Some((field, m.get(attr)?.to_owned())))
+            .collect();
+            (m.name.clone(), attrs)
+        })
+        // Only what there is: a machine new to state changes no evaluation.
+        .filter(|(_, attrs)| !attrs.is_empty())
+        .collect()
 }
 
 impl Resolved {

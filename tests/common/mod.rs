@@ -572,6 +572,44 @@ impl Fleet {
             .to_owned()
     }
 
+    /// The real NixOps 2.0 (`bin`, from [`nixops2`]) run as the fleet's
+    /// user: its state in `state`, the stand-in nixpkgs, the network
+    /// directory `net` (NixOps 2.0 evaluates it for any command), through
+    /// `fleet.sh run` (the hosts' ssh configuration) where the fleet has
+    /// hosts; its stdout, after it succeeded.
+    pub fn nixops2(&self, bin: &Path, state: &Path, net: &Path, args: &[&str], stdin: &str) -> String {
+        let mut cmd = if self.names.is_empty() {
+            Command::new(bin)
+        } else {
+            let mut c = Command::new(fleet_sh());
+            c.arg("run").arg(self.path()).arg("--").arg(bin);
+            c
+        };
+        let mut child = cmd
+            .args(args)
+            .arg("--network")
+            .arg(net)
+            .current_dir(net)
+            .env("NIX_PATH", format!("nixpkgs={}", nixpkgs().display()))
+            .env("NIX_CONFIG", NIX_CONFIG)
+            .env("HOME", self.path().join("home"))
+            .env("NIXOPS_STATE", state)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "NixOps 2.0 {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The toplevel that `export` records for a machine.
     pub fn exported_toplevel(&self, deployment: &str, machine: &str) -> Option<String> {
         let out = self.ok(&["export", "-d", deployment]);

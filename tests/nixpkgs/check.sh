@@ -277,12 +277,41 @@ head -n1 "$top1/bin/switch-to-configuration" | grep -qx '#!/bin/busybox sh' || f
   || fail "toplevel layout"
 ok "toplevel layout (switch-to-configuration, nixos-version, etc/, init, sw/bin)"
 expect_json "config.json contents" \
-  '{"etc":{"app.conf":"one","motd":"hello from web"},"forgejo":{"enable":false,"port":"3000"},"hostName":"web","nginx":{"enable":true,"virtualHosts":{"git.example":{"extraConfig":"","locations":{"/":{"extraConfig":"","proxyPass":"http://nixos:3001","root":null},"/static":{"extraConfig":"","proxyPass":null,"root":"/srv/static"}},"root":null,"serverAliases":[],"serverName":null},"www.example":{"extraConfig":"","locations":{"/":{"extraConfig":"gzip on;","proxyPass":null,"root":null}},"root":null,"serverAliases":[],"serverName":"www"}}},"systemdServices":["web1"],"users":["alice","root"]}' \
+  '{"etc":{"app.conf":"one","hosts":"","modules-load.d/nixos.conf":"","motd":"hello from web"},"forgejo":{"enable":false,"port":"3000"},"hostName":"web","nginx":{"enable":true,"virtualHosts":{"git.example":{"extraConfig":"","locations":{"/":{"extraConfig":"","proxyPass":"http://nixos:3001","root":null},"/static":{"extraConfig":"","proxyPass":null,"root":"/srv/static"}},"root":null,"serverAliases":[],"serverName":null},"www.example":{"extraConfig":"","locations":{"/":{"extraConfig":"gzip on;","proxyPass":null,"root":null}},"root":null,"serverAliases":[],"serverName":"www"}}},"systemdServices":["web1"],"users":["alice","root"]}' \
   -E "let j = builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.readFile $top1/config.json)); in { inherit (j) etc forgejo hostName nginx systemdServices; users = builtins.attrNames j.users; }"
 [[ "$top1" == "$top1b" ]] || fail "same config gave different paths: $top1 $top1b"
 ok "same config -> same path"
 [[ "$top1" != "$top2" ]] || fail "different etc text gave the same path"
 ok "different etc text -> different path ($top2)"
+
+# What NixOS renders of the options a deployment tool sets: /etc/hosts,
+# modules-load.d, the activation script (snippets after their deps), masked
+# units and the targets' .wants links.
+cat >"$T/os/render.nix" <<'EOF'
+import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ ({ lib, ... }: {
+  networking.hostName = "r";
+  networking.hosts."10.0.0.1" = [ "one" "uno" ];
+  networking.extraHosts = "10.0.0.2 two\n";
+  boot.kernelModules = [ "kvm" "tun" ];
+  networking.firewall.trustedInterfaces = [ "wg0" ];
+  system.activationScripts.b = lib.stringAfter [ "a" "absent" ] "echo b";
+  system.activationScripts.a = "echo a";
+  systemd.services.on = { wantedBy = [ "multi-user.target" ]; script = "true"; };
+  systemd.services.off = { enable = false; wantedBy = [ "keys.target" ]; script = "true"; };
+}) ]; }
+EOF
+top3=$(build -E "(import $T/os/render.nix).config.system.build.toplevel")
+[[ "$(cat "$top3/etc/hosts")" == $'10.0.0.1 one uno\n10.0.0.2 two' ]] || fail "etc/hosts: $(cat "$top3/etc/hosts")"
+[[ "$(cat "$top3/etc/modules-load.d/nixos.conf")" == $'kvm\ntun' ]] || fail "modules-load.d"
+grep -q '"trustedInterfaces":\["wg0"\]' "$top3/config.json" || fail "trustedInterfaces"
+a_at=$(grep -n '^echo a$' "$top3/activate" | cut -d: -f1)
+b_at=$(grep -n '^echo b$' "$top3/activate" | cut -d: -f1)
+[[ -n $a_at && -n $b_at && $a_at -lt $b_at ]] || fail "activate: snippet b must follow a: $(cat "$top3/activate")"
+u=$top3/etc/systemd/system
+[[ "$(readlink "$u/off.service")" == /dev/null && -f $u/on.service ]] || fail "masked unit"
+[[ "$(readlink "$u/multi-user.target.wants/on.service")" == ../on.service &&
+  "$(readlink "$u/keys.target.wants/off.service")" == ../off.service ]] || fail "wants links"
+ok "rendered: etc/hosts, modules-load.d, trustedInterfaces, activate, masked units, .wants links"
 
 # ---------------------------------------------------------------------------
 # 4. 30-machine network, evaluated in one nix-instantiate --eval --strict

@@ -11,6 +11,7 @@
   ./config/locale.nix
   ./system/etc/etc.nix
   ./system/boot/systemd.nix
+  ./system/boot/kernel.nix
   ./system/boot/loader/grub/grub.nix
   ./system/activation/activation-script.nix
   ./system/activation/top-level.nix

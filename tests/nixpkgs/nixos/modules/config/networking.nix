@@ -58,6 +58,18 @@ in
         default = [ ];
         description = "UDP ports open in the firewall.";
       };
+      trustedInterfaces = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Interfaces whose traffic the firewall lets through unfiltered.";
+      };
     };
   };
+
+  # As NixOS (nixos/modules/config/networking.nix): /etc/hosts is
+  # networking.hosts, one address a line, then networking.extraHosts.
+  config.environment.etc.hosts.text =
+    lib.concatStrings (lib.mapAttrsToList (ip: names: "${ip} ${lib.concatStringsSep " " names}\n")
+      (lib.filterAttrs (_: names: names != [ ]) cfg.hosts))
+    + cfg.extraHosts;
 }

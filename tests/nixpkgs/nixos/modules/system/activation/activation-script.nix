@@ -33,7 +33,13 @@ let
   # stays the toplevel alone.)
   script = set:
     let
-      entries = lib.mapAttrs (_: v: if builtins.isString v then lib.noDepEntry v else v) set;
+      # Dependencies on snippets the stand-in lacks (NixOS has them all,
+      # e.g. `groups`) are dropped, as if those ran first and did nothing.
+      entries = lib.mapAttrs
+        (_: v:
+          let e = if builtins.isString v then lib.noDepEntry v else v; in
+          e // { deps = builtins.filter (d: set ? ${d}) e.deps; })
+        set;
       headed = lib.mapAttrs (name: v: v // {
         text = ''
           #### Activation script snippet ${name}:

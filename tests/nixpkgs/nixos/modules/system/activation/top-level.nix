@@ -22,7 +22,7 @@ let
     fqdnOrHostName = cfg.networking.fqdnOrHostName;
     stateVersion = cfg.system.stateVersion;
     openssh = { inherit (cfg.services.openssh) enable ports; };
-    firewall = { inherit (cfg.networking.firewall) enable allowedTCPPorts allowedUDPPorts; };
+    firewall = { inherit (cfg.networking.firewall) enable allowedTCPPorts allowedUDPPorts trustedInterfaces; };
     nginx = {
       inherit (cfg.services.nginx) enable;
       virtualHosts = mapAttrs (name: vh: {
@@ -87,10 +87,29 @@ let
     });
   pathUnit = p: unitSection p + "\n[Path]\n" + section (p.pathConfig or { });
   enabled = filterAttrs (_: u: u.enable or true);
-  links = u: map (t: "${t}.wants") (u.wantedBy or [ ]) ++ map (t: "${t}.requires") (u.requiredBy or [ ]);
   units =
-    lib.mapAttrsToList (n: s: { file = "${n}.service"; text = serviceUnit s; links = links s; }) (enabled (cfg.systemd.services or { }))
-    ++ lib.mapAttrsToList (n: p: { file = "${n}.path"; text = pathUnit p; links = links p; }) (enabled (cfg.systemd.paths or { }));
+    lib.mapAttrsToList (n: s: { file = "${n}.service"; text = serviceUnit s; }) (enabled (cfg.systemd.services or { }))
+    ++ lib.mapAttrsToList (n: p: { file = "${n}.path"; text = pathUnit p; }) (enabled (cfg.systemd.paths or { }));
+  # As NixOS' generateUnits: a disabled unit is masked (a link to
+  # /dev/null), and wantedBy/requiredBy become links in <target>.wants/ and
+  # <target>.requires/, for enabled and disabled units alike.
+  allUnits =
+    lib.mapAttrsToList (n: u: u // { file = "${n}.service"; }) (cfg.systemd.services or { })
+    ++ lib.mapAttrsToList (n: u: u // { file = "${n}.path"; }) (cfg.systemd.paths or { });
+  masked = builtins.filter (u: !(u.enable or true)) allUnits;
+  unitLinks = concatStringsSep "" (map (u:
+    concatStringsSep "" (map (t: ''
+      $bb mkdir -p $out/etc/systemd/system/${escapeShellArg "${t}.wants"}
+      $bb ln -sfn ${escapeShellArg "../${u.file}"} $out/etc/systemd/system/${escapeShellArg "${t}.wants"}/
+    '') (u.wantedBy or [ ]))
+    + concatStringsSep "" (map (t: ''
+      $bb mkdir -p $out/etc/systemd/system/${escapeShellArg "${t}.requires"}
+      $bb ln -sfn ${escapeShellArg "../${u.file}"} $out/etc/systemd/system/${escapeShellArg "${t}.requires"}/
+    '') (u.requiredBy or [ ]))) allUnits)
+    + concatStringsSep "" (map (u: ''
+      $bb ln -s /dev/null $out/etc/systemd/system/${escapeShellArg u.file}
+    '') masked);
+
 
   # @out@ is replaced by the output path at build time.
   switchScript = ''
@@ -295,12 +314,7 @@ let
   '' + concatStringsSep "" (lib.imap0 (i: u: ''
     $bb cp "$unit_${toString i}Path" $out/etc/systemd/system/${escapeShellArg u.file}
   '') units)
-  # As NixOS' generateUnits: wantedBy and requiredBy are links in the
-  # targets' .wants and .requires directories.
-  + concatStringsSep "" (map (u: concatStringsSep "" (map (l: ''
-    $bb mkdir -p $out/etc/systemd/system/${escapeShellArg l}
-    $bb ln -sfn ../${escapeShellArg u.file} $out/etc/systemd/system/${escapeShellArg l}/
-  '') u.links)) units)
+  + unitLinks
   + concatStringsSep "" (lib.imap0 (i: p: ''
     $bb ln -s ${p} $out/sw/pkg-${toString i}
   '') cfg.environment.systemPackages)
