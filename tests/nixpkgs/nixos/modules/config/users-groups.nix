@@ -161,4 +161,7 @@ in
     home = lib.mkDefault "/root";
   };
   config.users.groups.root.gid = lib.mkDefault 0;
+  # As NixOS (ids.gids.keys): the group that may read /run/keys, which
+  # NixOps' key snippet gives that directory.
+  config.users.groups.keys.gid = lib.mkDefault 96;
 }
