@@ -347,6 +347,22 @@ fn introspection_commands() {
             && !phys.contains("knownHosts"),
         "{phys}"
     );
+    // show-option, as NixOps: the physical spec only with --include-physical.
+    let extra_hosts = |extra: &[&str]| {
+        let mut args = vec!["show-option", "web", "networking.extraHosts", "--json"];
+        args.extend(extra);
+        fleet.ok(&args).stdout.trim().to_owned()
+    };
+    assert_eq!(extra_hosts(&["--include-physical"]), "\"\\n\"");
+    assert_eq!(extra_hosts(&[]), "\"\"");
+    let r = fleet.run(&["show-physical", "--backup", "b1"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("show-physical --backup: NixOps' backups are snapshots"),
+        "{}",
+        r.stderr
+    );
 
     let paths = fleet.ok(&["dump-nix-paths"]).stdout;
     let t = fleet.exported_toplevel("d", "web").unwrap();

@@ -13,6 +13,10 @@ pub struct Opts {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// Include what NixOps adds to every machine from state (its physical
+    /// spec: `nixops show-physical`), as a deploy does
+    #[arg(long)]
+    pub include_physical: bool,
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
@@ -22,7 +26,14 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let path = split_option_path(&o.option)?;
     let files = NixFiles::write()?;
     let value = network
-        .option(&files, &g.nix_opts(Some(&d))?, &o.machine, &path, o.json)
+        .option(
+            &files,
+            &g.nix_opts(Some(&d))?,
+            &o.machine,
+            &path,
+            o.json,
+            o.include_physical,
+        )
         .await?;
     outln!("{}", value.trim_end());
     Ok(0)

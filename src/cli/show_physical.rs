@@ -5,14 +5,22 @@ use super::Global;
 use crate::network::NixFiles;
 
 #[derive(Args, Debug)]
-pub struct Opts {}
+pub struct Opts {
+    /// The physical spec of a backup (NixOps: cloud machines' disk
+    /// snapshots, which existing machines have none of)
+    #[arg(long, value_name = "BACKUP-ID")]
+    pub backup: Option<String>,
+}
 
 /// The physical spec NixOps 2.0 generates for a deployment of existing
 /// machines, printed as NixOps prints it: what NixOps adds to each machine
 /// in state that is not obsolete. Deploys add the same (eval-machine-info.nix,
 /// `physicalModule`), except `networking.publicIPv4`, which NixOps takes from
 /// the machine's own configuration on every deploy and so never changes it.
-pub async fn run(g: &Global, _o: Opts) -> Result<i32> {
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
+    if o.backup.is_some() {
+        return super::backups::refuse(g, "show-physical --backup", None);
+    }
     let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let machines: Vec<_> = d.machines().filter(|r| !r.obsolete()).collect();
@@ -38,6 +46,7 @@ pub async fn run(g: &Global, _o: Opts) -> Result<i32> {
                         &m.name,
                         &["system".into(), "nixos".into(), "release".into()],
                         true,
+                        false,
                     )
                     .await?;
                 serde_json::from_str(json.trim())

@@ -28,6 +28,7 @@
 , optionMachine ? ""        # for `show-option`
 , optionPathJSON ? "[]"
 , physicalJSON ? "{}"       # NixOps networks: per machine, what state says of it (physical spec)
+, includePhysicalJSON ? "true" # "false": without the physical spec (`show-option` without --include-physical)
 , nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; colmena = import ./colmena-compat.nix; }
 }:
 let
@@ -228,7 +229,7 @@ let
       value = evalConfig {
         inherit system;
         modules =
-          [ (physicalModule name) ]
+          lib.optional (builtins.fromJSON includePhysicalJSON) (physicalModule name)
           ++ builtins.concatMap
             (n: lib.optional (n ? ${name}) { _file = n._file; imports = toModuleList n.${name}; })
             networks

@@ -576,10 +576,12 @@ impl Network {
         machine: &str,
         path: &[String],
         json: bool,
+        include_physical: bool,
     ) -> Result<String> {
         let mut call = Call::new("optionValue")
             .str("optionMachine", machine.to_owned())
-            .str("optionPathJSON", serde_json::to_string(path)?);
+            .str("optionPathJSON", serde_json::to_string(path)?)
+            .str("includePhysicalJSON", include_physical.to_string());
         call.json = json;
         Ok(self.run(files, opts, call).await?.0)
     }
