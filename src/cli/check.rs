@@ -7,7 +7,7 @@ use crate::deploy::{self, record, select};
 use crate::host::Status;
 use crate::process::Sink;
 use crate::state::machine_state;
-use crate::ui::table;
+use crate::ui::{Stream, table_on};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -125,7 +125,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         }
         out!(
             "{}",
-            table(
+            table_on(
+                Stream::Stdout,
                 &[
                     "Name",
                     "Exists",

@@ -8,7 +8,7 @@ use clap::Args;
 use super::Global;
 use crate::deploy::{self, Action, DeployOptions, generations, select};
 use crate::state::Deployment;
-use crate::ui::table;
+use crate::ui::{Stream, table_on};
 
 fn require_rollback(d: &Deployment) -> Result<()> {
     if d.attrs.get("rollbackEnabled").map(String::as_str) != Some("1") {
@@ -47,7 +47,11 @@ pub fn list(g: &Global, _o: ListOpts) -> Result<i32> {
         .collect();
     out!(
         "{}",
-        table(&["Generation", "Created (UTC)", "Machines", ""], rows)
+        table_on(
+            Stream::Stdout,
+            &["Generation", "Created (UTC)", "Machines", ""],
+            rows
+        )
     );
     Ok(0)
 }

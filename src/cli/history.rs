@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::Global;
 use crate::state::history::{HistoryEntry, format_utc};
-use crate::ui::table;
+use crate::ui::{Stream, table_on};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -41,7 +41,8 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     let when = |e: &HistoryEntry| format_utc(e.finished);
     let text = match &o.machine {
-        Some(_) => table(
+        Some(_) => table_on(
+            Stream::Stdout,
             &[
                 "Finished (UTC)",
                 "Action",
@@ -67,7 +68,8 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
                 })
                 .collect(),
         ),
-        None => table(
+        None => table_on(
+            Stream::Stdout,
             &["Finished (UTC)", "Action", "By", "Source", "Result", "Machines"],
             entries
                 .iter()

@@ -11,7 +11,7 @@ use clap::Args;
 use super::Global;
 use crate::network::{Evaluator, NixFiles, Request};
 use crate::state::{Deployment, Resource, machine_state};
-use crate::ui::table;
+use crate::ui::{Stream, table_on};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -101,7 +101,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             outln!();
             out!(
                 "{}",
-                table(
+                table_on(
+                    Stream::Stdout,
                     &["Name", "Status", "Type", "Resource Id", "IP address"],
                     rows.into_iter().map(table_row).collect()
                 )
@@ -118,7 +119,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     } else if o.all && !o.plain {
         out!(
             "{}",
-            table(
+            table_on(
+                Stream::Stdout,
                 &[
                     "Deployment",
                     "Name",

@@ -3,7 +3,7 @@ use clap::Args;
 
 use super::Global;
 
-use crate::ui::table;
+use crate::ui::{Stream, table_on};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -42,7 +42,11 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
         .collect();
     out!(
         "{}",
-        table(&["UUID", "Name", "Description", "# Machines", "Type"], rows)
+        table_on(
+            Stream::Stdout,
+            &["UUID", "Name", "Description", "# Machines", "Type"],
+            rows
+        )
     );
     Ok(0)
 }

@@ -3,7 +3,7 @@ use clap::Args;
 
 use super::Global;
 use crate::network::NixFiles;
-use crate::ui::table;
+use crate::ui::{Stream, table_on};
 
 #[derive(Args, Debug)]
 pub struct Opts {}
@@ -32,6 +32,9 @@ pub async fn run(g: &Global, _o: Opts) -> Result<i32> {
             ]
         })
         .collect();
-    out!("{}", table(&["Name", "Value", "Taken by the network"], rows));
+    out!(
+        "{}",
+        table_on(Stream::Stdout, &["Name", "Value", "Taken by the network"], rows)
+    );
     Ok(0)
 }

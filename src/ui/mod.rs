@@ -27,4 +27,4 @@ pub use plan::render as plan_text;
 pub use print::{prefixed, stdout_error, write_stderr, write_stdout, write_stdout_bytes};
 pub use progress::{force_plain, start};
 pub use prompt::{ask, can_ask};
-pub use table::table;
+pub use table::{Stream, table_on};

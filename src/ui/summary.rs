@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::events::SummaryRow;
-use super::table::table;
+use super::table::{Stream, table_on};
 
 /// How many log lines of a failed machine the summary shows.
 pub const TAIL: usize = 20;
@@ -45,7 +45,11 @@ pub fn render(rows: &[SummaryRow], secs: f64, tails: &Tails) -> String {
         })
         .collect();
     s += "\n";
-    s += &table(&["Machine", "Stage", "Result", "Time", "Error"], cells);
+    s += &table_on(
+        Stream::Stderr,
+        &["Machine", "Stage", "Result", "Time", "Error"],
+        cells,
+    );
     let failed: Vec<String> = rows
         .iter()
         .filter(|r| r.failed)
