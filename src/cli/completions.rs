@@ -19,15 +19,3 @@ pub fn completions(o: CompletionOpts) -> Result<i32> {
     crate::ui::write_stdout_bytes(&script);
     Ok(0)
 }
-
-#[derive(Args, Debug)]
-pub struct ManOpts {}
-
-/// Prints the man page (roff), from the CLI definition.
-pub fn man(_o: ManOpts) -> Result<i32> {
-    let cmd = Cli::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut page)?;
-    crate::ui::write_stdout_bytes(&page);
-    Ok(0)
-}

@@ -26,6 +26,7 @@ mod import;
 mod info;
 mod list;
 mod list_plugins;
+mod man;
 mod modify;
 mod mount;
 mod nix_info;
@@ -306,8 +307,8 @@ pub enum Command {
     Restore(backups::RestoreOpts),
     /// Print a shell completion script
     Completions(completions::CompletionOpts),
-    /// Print the man page
-    Man(completions::ManOpts),
+    /// Print a manual page, or write them all (--dir)
+    Man(man::Opts),
     /// Show the deployment's history of deploys, rollbacks, reboots and destroys
     History(history::Opts),
     /// Export deployments as JSON
@@ -367,7 +368,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::DeleteGeneration(o) => generations::delete(&g, o).await,
         Command::DumpNixPaths(o) => dump_nix_paths::run(&g, o).await,
         Command::Completions(o) => completions::completions(o),
-        Command::Man(o) => completions::man(o),
+        Command::Man(o) => man::run(o),
         Command::History(o) => history::run(&g, o),
         Command::Export(o) => export::run(&g, o),
         Command::Import(o) => import::run(&g, o),
