@@ -36,7 +36,7 @@ pub enum Goal {
 #[derive(Args, Debug)]
 pub struct DeployOpts {
     /// Machines to act on, comma-separated: names, globs, @tags
-    #[arg(long, value_name = "NODES", value_delimiter = ',', help_heading = super::heading::SELECTION)]
+    #[arg(long, value_name = "NODES", value_delimiter = ',', help_heading = super::heading::SELECTION, add = super::completions::selector())]
     pub on: Vec<String>,
     /// Machines evaluated at once (0: no limit; default: one per core)
     #[arg(long, value_name = "LIMIT", help_heading = super::heading::EVALUATION)]

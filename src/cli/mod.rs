@@ -155,7 +155,7 @@ pub struct Global {
     #[arg(long = "option", visible_alias = "nix-option", id = "nix_option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append, help_heading = heading::BUILD)]
     pub option: Vec<String>,
     /// Deployment name, UUID or UUID prefix
-    #[arg(short = 'd', long = "deployment", global = true, env = "NIXOPS_DEPLOYMENT", help_heading = heading::STATE)]
+    #[arg(short = 'd', long = "deployment", global = true, env = "NIXOPS_DEPLOYMENT", help_heading = heading::STATE, add = completions::deployment())]
     pub deployment: Option<String>,
     /// The state: a file, or a PostgreSQL database (postgresql://user@host:port/db or key=value)
     #[arg(short = 's', long = "state", global = true, env = "NIXOPS_STATE", help_heading = heading::STATE)]
@@ -176,13 +176,13 @@ pub struct Global {
 #[derive(Args, Debug, Clone, Default)]
 pub struct Selection {
     /// Only these machines (names, globs, @tags)
-    #[arg(long, num_args = 1.., value_name = "MACHINE", help_heading = heading::SELECTION)]
+    #[arg(long, num_args = 1.., value_name = "MACHINE", help_heading = heading::SELECTION, add = completions::selector())]
     pub include: Vec<String>,
     /// Not these machines (names, globs, @tags)
-    #[arg(long, num_args = 1.., value_name = "MACHINE", help_heading = heading::SELECTION)]
+    #[arg(long, num_args = 1.., value_name = "MACHINE", help_heading = heading::SELECTION, add = completions::selector())]
     pub exclude: Vec<String>,
     /// Only these machines, comma-separated (as in Colmena): names, globs, @tags
-    #[arg(long, value_name = "MACHINES", value_delimiter = ',', help_heading = heading::SELECTION)]
+    #[arg(long, value_name = "MACHINES", value_delimiter = ',', help_heading = heading::SELECTION, add = completions::selector())]
     pub on: Vec<String>,
 }
 
@@ -305,7 +305,7 @@ pub enum Command {
     CleanBackups(backups::CleanOpts),
     /// Restore the machines' disks from a backup (cloud machines only)
     Restore(backups::RestoreOpts),
-    /// Print a shell completion script
+    /// Print the script that makes a shell complete nixops' commands, options, deployments, machines and @tags
     Completions(completions::CompletionOpts),
     /// Print a manual page, or write them all (--dir)
     Man(man::Opts),
@@ -315,6 +315,11 @@ pub enum Command {
     Export(export::Opts),
     /// Import deployments from JSON on stdin
     Import(import::Opts),
+}
+
+/// Answers a shell's completion request and exits, if this run is one.
+pub fn complete_if_asked() {
+    completions::answer_if_asked();
 }
 
 pub async fn run(cli: Cli) -> Result<i32> {
