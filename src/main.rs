@@ -20,6 +20,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() {
+    // Before anything is printed: a shell asking for completions.
+    cli::complete_if_asked();
     let cli = cli::Cli::parse();
     let filter = if cli.global.debug {
         "nixops=debug"

@@ -36,51 +36,51 @@ pub enum Goal {
 #[derive(Args, Debug)]
 pub struct DeployOpts {
     /// Machines to act on, comma-separated: names, globs, @tags
-    #[arg(long, value_name = "NODES", value_delimiter = ',')]
+    #[arg(long, value_name = "NODES", value_delimiter = ',', help_heading = super::heading::SELECTION, add = super::completions::selector())]
     pub on: Vec<String>,
     /// Machines evaluated at once (0: no limit; default: one per core)
-    #[arg(long, value_name = "LIMIT")]
+    #[arg(long, value_name = "LIMIT", help_heading = super::heading::EVALUATION)]
     pub eval_node_limit: Option<usize>,
-    /// Machines deployed at once: copied to, and activated in waves of (0: no limit)
-    #[arg(short = 'p', long, value_name = "LIMIT", default_value_t = 10)]
-    pub parallel: usize,
+    /// Accepted as in Colmena (chunked, streaming): machines are always
+    /// evaluated in parallel and built as each is evaluated
+    #[arg(long, hide = true, value_name = "EVALUATOR", help_heading = super::heading::EVALUATION)]
+    pub evaluator: Option<Evaluator>,
     /// Keep the built systems as GC roots in .gcroots beside the hive
-    #[arg(long)]
+    #[arg(long, help_heading = super::heading::BUILD)]
     pub keep_result: bool,
-    /// Print every line of output instead of the live display
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
+    /// Build each machine's system on the machine itself
+    #[arg(long, overrides_with = "no_build_on_target", help_heading = super::heading::BUILD)]
+    pub build_on_target: bool,
+    /// Build every machine's system here, whatever its deployment.buildOnTarget says
+    #[arg(long, help_heading = super::heading::BUILD)]
+    pub no_build_on_target: bool,
+    /// Copy everything from here: the machines use no substituters
+    #[arg(long, alias = "no-substitutes", help_heading = super::heading::COPY)]
+    pub no_substitute: bool,
+    /// Accepted as in Colmena: copies are never gzipped by this tool
+    #[arg(long, hide = true, help_heading = super::heading::COPY)]
+    pub no_gzip: bool,
+    /// Machines deployed at once: copied to, and activated in waves of (0: no limit)
+    #[arg(short = 'p', long, value_name = "LIMIT", default_value_t = 10, help_heading = super::heading::ACTIVATION)]
+    pub parallel: usize,
     /// Send no deployment.keys
-    #[arg(long)]
+    #[arg(long, help_heading = super::heading::ACTIVATION)]
     pub no_keys: bool,
     /// Reboot the machines after activation and wait until they are back
     /// (the default goal becomes boot)
-    #[arg(long)]
+    #[arg(long, help_heading = super::heading::ACTIVATION)]
     pub reboot: bool,
-    /// Copy everything from here: the machines use no substituters
-    #[arg(long, alias = "no-substitutes")]
-    pub no_substitute: bool,
-    /// Accepted as in Colmena: copies are never gzipped by this tool
-    #[arg(long, hide = true)]
-    pub no_gzip: bool,
-    /// Build each machine's system on the machine itself
-    #[arg(long, overrides_with = "no_build_on_target")]
-    pub build_on_target: bool,
-    /// Build every machine's system here, whatever its deployment.buildOnTarget says
-    #[arg(long)]
-    pub no_build_on_target: bool,
-    /// Deploy even machines with deployment.replaceUnknownProfiles = false
-    /// that run a system this deployer does not know
-    #[arg(long)]
-    pub force_replace_unknown_profiles: bool,
-    /// Accepted as in Colmena (chunked, streaming): machines are always
-    /// evaluated in parallel and built as each is evaluated
-    #[arg(long, hide = true, value_name = "EVALUATOR")]
-    pub evaluator: Option<Evaluator>,
     /// Activate without the guard that rolls back unconfirmed machines
     /// (Colmena has none; this tool's deploys have it)
-    #[arg(long)]
+    #[arg(long, help_heading = super::heading::SAFETY)]
     pub no_magic_rollback: bool,
+    /// Deploy even machines with deployment.replaceUnknownProfiles = false
+    /// that run a system this deployer does not know
+    #[arg(long, help_heading = super::heading::SAFETY)]
+    pub force_replace_unknown_profiles: bool,
+    /// Print every line of output instead of the live display
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

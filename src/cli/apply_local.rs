@@ -21,7 +21,7 @@ pub struct Opts {
     pub goal: Goal,
     /// The machine of the network this one is (default: the one named like
     /// this machine's host name)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = super::completions::machine())]
     pub node: Option<String>,
     /// Activate through the machine's privilegeEscalationCommand (sudo) when
     /// not run as root

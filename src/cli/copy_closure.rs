@@ -8,6 +8,7 @@ use crate::process::Sink;
 #[derive(Args, Debug)]
 pub struct Opts {
     /// The machine to copy to
+    #[arg(add = super::completions::machine())]
     pub machine: String,
     /// The store path whose closure is copied
     pub path: String,

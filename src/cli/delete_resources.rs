@@ -12,10 +12,10 @@ use crate::state::history;
 #[derive(Args, Debug)]
 pub struct Opts {
     /// Only these resources (names, globs)
-    #[arg(long, num_args = 1.., value_name = "RESOURCE-NAME")]
+    #[arg(long, num_args = 1.., value_name = "RESOURCE-NAME", add = super::completions::resource())]
     pub include: Vec<String>,
     /// Not these resources (names, globs)
-    #[arg(long, num_args = 1.., value_name = "RESOURCE-NAME")]
+    #[arg(long, num_args = 1.., value_name = "RESOURCE-NAME", add = super::completions::resource())]
     pub exclude: Vec<String>,
 }
 

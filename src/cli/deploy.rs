@@ -1,106 +1,106 @@
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::Global;
+use super::{Global, heading};
 use crate::deploy::{self, Action, DeployOptions, Review};
 
 #[derive(Args, Debug)]
 pub struct Opts {
-    /// Activate without the guard that rolls back unconfirmed machines
-    #[arg(long)]
-    pub no_magic_rollback: bool,
-    /// Stop the rollout after a wave with a failure (default when health checks exist)
-    #[arg(long, overrides_with = "no_stop_on_failure")]
-    pub stop_on_failure: bool,
-    /// Go on with later waves after a failure
-    #[arg(long)]
-    pub no_stop_on_failure: bool,
-    /// Check the machines first; deploy only those not running their new system
-    #[arg(long)]
-    pub check: bool,
     #[command(flatten)]
     pub machines: super::Selection,
-    /// Forget machines that are no longer in the network
-    #[arg(short = 'k', long)]
-    pub kill_obsolete: bool,
-    /// Evaluate and show what would be built; build nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Show which machines are new or obsolete; change nothing
-    #[arg(long)]
-    pub plan_only: bool,
     /// Evaluate the selected machines (their systems too) and stop; change nothing
-    #[arg(long)]
+    #[arg(long, help_heading = heading::EVALUATION)]
     pub evaluate_only: bool,
-    /// Only record the machines in state (existing machines need no creating)
-    #[arg(long)]
-    pub create_only: bool,
-    /// Accepted for NixOps compatibility: existing machines are never recreated
-    #[arg(long)]
-    pub allow_recreate: bool,
-    /// Repair corrupted or missing store paths while building
-    #[arg(long)]
-    pub repair: bool,
+    /// Show which machines are new or obsolete; change nothing
+    #[arg(long, help_heading = heading::EVALUATION)]
+    pub plan_only: bool,
+    /// Evaluate and show what would be built; build nothing
+    #[arg(long, help_heading = heading::BUILD)]
+    pub dry_run: bool,
     /// Build, but do not copy or activate
-    #[arg(long)]
+    #[arg(long, help_heading = heading::BUILD)]
     pub build_only: bool,
-    /// Build and copy, but do not activate
-    #[arg(long)]
-    pub copy_only: bool,
-    /// Show what activation would do
-    #[arg(long)]
-    pub dry_activate: bool,
-    /// Activate without making the new system the boot default
-    #[arg(long)]
-    pub test: bool,
-    /// Make the new system the boot default without activating it
-    #[arg(long)]
-    pub boot: bool,
-    /// Activate even machines whose system did not change
-    #[arg(long)]
-    pub always_activate: bool,
-    /// Reboot machines whose activation asks for it
-    #[arg(long)]
-    pub allow_reboot: bool,
-    /// Reboot every machine into the new system
-    #[arg(long)]
-    pub force_reboot: bool,
-    /// Do not flush the machines' disks after setting the profile
-    #[arg(long)]
-    pub no_sync: bool,
-    /// How many machines to copy to at once
-    #[arg(long, default_value_t = 5)]
-    pub max_concurrent_copy: usize,
-    /// How many machines to activate at once (default: all)
-    #[arg(long)]
-    pub max_concurrent_activate: Option<usize>,
-    /// Seconds to wait for a rebooted machine
-    #[arg(long, default_value_t = 600)]
-    pub reboot_timeout: u64,
+    /// Repair corrupted or missing store paths while building
+    #[arg(long, help_heading = heading::BUILD)]
+    pub repair: bool,
     /// Build each machine's system on the machine itself, whatever its deployment.buildOnTarget says
-    #[arg(long, overrides_with = "no_build_on_target")]
+    #[arg(long, overrides_with = "no_build_on_target", help_heading = heading::BUILD)]
     pub build_on_target: bool,
     /// Build every machine's system here (or on --build-host), whatever its deployment.buildOnTarget says
-    #[arg(long)]
+    #[arg(long, help_heading = heading::BUILD)]
     pub no_build_on_target: bool,
     /// Build the systems on this host (an ssh destination: [user@]host or ssh://[user@]host[:port]) and copy them from there to the machines
-    #[arg(long, value_name = "HOST", conflicts_with = "builders")]
+    #[arg(long, value_name = "HOST", conflicts_with = "builders", help_heading = heading::BUILD)]
     pub build_host: Option<String>,
     /// Nix remote builders for the build here, in Nix's `builders` syntax (`@FILE`: a machines file); instead of network.machinesFile
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", help_heading = heading::BUILD)]
     pub builders: Option<String>,
+    /// Build and copy, but do not activate
+    #[arg(long, help_heading = heading::COPY)]
+    pub copy_only: bool,
+    /// How many machines to copy to at once
+    #[arg(long, default_value_t = 5, help_heading = heading::COPY)]
+    pub max_concurrent_copy: usize,
+    /// Show what activation would do
+    #[arg(long, help_heading = heading::ACTIVATION)]
+    pub dry_activate: bool,
+    /// Activate without making the new system the boot default
+    #[arg(long, help_heading = heading::ACTIVATION)]
+    pub test: bool,
+    /// Make the new system the boot default without activating it
+    #[arg(long, help_heading = heading::ACTIVATION)]
+    pub boot: bool,
+    /// Activate even machines whose system did not change
+    #[arg(long, help_heading = heading::ACTIVATION)]
+    pub always_activate: bool,
+    /// Reboot machines whose activation asks for it
+    #[arg(long, help_heading = heading::ACTIVATION)]
+    pub allow_reboot: bool,
+    /// Reboot every machine into the new system
+    #[arg(long, help_heading = heading::ACTIVATION)]
+    pub force_reboot: bool,
+    /// Do not flush the machines' disks after setting the profile
+    #[arg(long, help_heading = heading::ACTIVATION)]
+    pub no_sync: bool,
+    /// How many machines to activate at once (default: all)
+    #[arg(long, help_heading = heading::ACTIVATION)]
+    pub max_concurrent_activate: Option<usize>,
+    /// Seconds to wait for a rebooted machine
+    #[arg(long, default_value_t = 600, help_heading = heading::ACTIVATION)]
+    pub reboot_timeout: u64,
+    /// Activate without the guard that rolls back unconfirmed machines
+    #[arg(long, help_heading = heading::SAFETY)]
+    pub no_magic_rollback: bool,
+    /// Stop the rollout after a wave with a failure (default when health checks exist)
+    #[arg(long, overrides_with = "no_stop_on_failure", help_heading = heading::SAFETY)]
+    pub stop_on_failure: bool,
+    /// Go on with later waves after a failure
+    #[arg(long, help_heading = heading::SAFETY)]
+    pub no_stop_on_failure: bool,
+    /// Check the machines first; deploy only those not running their new system
+    #[arg(long, help_heading = heading::SAFETY)]
+    pub check: bool,
     /// Show what activation would change on every machine (as `nixops plan`,
     /// after copying), then ask y/N on the terminal; without a terminal,
     /// refuse unless --yes or --confirm answers
-    #[arg(long)]
+    #[arg(long, help_heading = heading::SAFETY)]
     pub ask: bool,
     /// Answer yes to --ask's question: show the plan, then deploy
-    #[arg(long, requires = "ask")]
+    #[arg(long, requires = "ask", help_heading = heading::SAFETY)]
     pub yes: bool,
     /// Deploy machines with deployment.replaceUnknownProfiles = false even
     /// when they run a system this deployer does not know (as in Colmena)
-    #[arg(long)]
+    #[arg(long, help_heading = heading::SAFETY)]
     pub force_replace_unknown_profiles: bool,
+    /// Forget machines that are no longer in the network
+    #[arg(short = 'k', long, help_heading = heading::STATE)]
+    pub kill_obsolete: bool,
+    /// Only record the machines in state (existing machines need no creating)
+    #[arg(long, help_heading = heading::STATE)]
+    pub create_only: bool,
+    /// Accepted for NixOps compatibility: existing machines are never recreated
+    #[arg(long, help_heading = heading::STATE)]
+    pub allow_recreate: bool,
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {

@@ -11,7 +11,7 @@ use crate::network::{MachineFilter, NixFiles, Selector};
 #[derive(Args, Debug)]
 pub struct Opts {
     /// Machines to run it on, comma-separated: names, globs, @tags
-    #[arg(long, value_name = "NODES", value_delimiter = ',')]
+    #[arg(long, value_name = "NODES", value_delimiter = ',', help_heading = super::heading::SELECTION, add = super::completions::selector())]
     pub on: Vec<String>,
     /// Machines to run it on at once (0: all)
     #[arg(short = 'p', long, value_name = "LIMIT", default_value_t = 0)]

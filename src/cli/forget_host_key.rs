@@ -15,7 +15,7 @@ use crate::ssh::Target;
 #[derive(Args, Debug)]
 pub struct Opts {
     /// The machines whose pinned host keys are forgotten
-    #[arg(required = true, value_name = "MACHINE")]
+    #[arg(required = true, value_name = "MACHINE", add = super::completions::machine())]
     pub machines: Vec<String>,
 }
 

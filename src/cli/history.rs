@@ -14,7 +14,7 @@ pub struct Opts {
     #[arg(long)]
     pub json: bool,
     /// Only what involved this machine, with its systems before and after
-    #[arg(long, value_name = "MACHINE")]
+    #[arg(long, value_name = "MACHINE", add = super::completions::machine())]
     pub machine: Option<String>,
 }
 

@@ -26,6 +26,7 @@ mod import;
 mod info;
 mod list;
 mod list_plugins;
+mod man;
 mod modify;
 mod mount;
 mod nix_info;
@@ -68,90 +69,106 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The headings that group options in `--help` and the man pages, the same
+/// for the global options, `deploy` and Colmena's `apply`: a long list reads
+/// by the stage each option is about.
+pub mod heading {
+    pub const SELECTION: &str = "Selection";
+    pub const EVALUATION: &str = "Evaluation";
+    pub const BUILD: &str = "Build";
+    pub const COPY: &str = "Copy";
+    pub const ACTIVATION: &str = "Activation";
+    pub const SAFETY: &str = "Safety and rollback";
+    pub const STATE: &str = "State and global";
+}
+
 /// Options every subcommand takes, as in NixOps.
 #[derive(Args, Debug, Clone)]
+// After each command's own options under the same heading.
+#[command(next_display_order = 1000)]
 pub struct Global {
-    /// Deployment name, UUID or UUID prefix
-    #[arg(short = 'd', long = "deployment", global = true, env = "NIXOPS_DEPLOYMENT")]
-    pub deployment: Option<String>,
     /// The Colmena hive (as Colmena's -f): a hive.nix, a flake.nix, a
     /// directory with one, or a flake URL. Without it and without -d, the
     /// Colmena commands look for flake.nix or hive.nix in the current
     /// directory and its parents, and use the deployment bound to it
     /// (created on first use)
-    #[arg(short = 'f', long = "config", global = true, value_name = "CONFIG")]
+    #[arg(short = 'f', long = "config", global = true, value_name = "CONFIG", help_heading = heading::EVALUATION)]
     pub config: Option<PathBuf>,
-    /// The state: a file, or a PostgreSQL database (postgresql://user@host:port/db or key=value)
-    #[arg(short = 's', long = "state", global = true, env = "NIXOPS_STATE")]
-    pub state: Option<PathBuf>,
     /// The network: a directory with nixops.nix or flake.nix (as NixOps 2.0;
     /// DIR#NAME: the flake's nixopsConfigurations.NAME), or a flake URL.
     /// `create` and `modify` record it; other commands use it instead of the
     /// recorded one for this run
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = heading::EVALUATION)]
     pub network: Option<String>,
     /// Flake networks: override an input of the flake (not recorded in its flake.lock)
-    #[arg(long = "override-input", visible_alias = "flake-override-input", global = true, num_args = 2, value_names = ["NAME", "URL"], action = clap::ArgAction::Append)]
+    #[arg(long = "override-input", visible_alias = "flake-override-input", global = true, num_args = 2, value_names = ["NAME", "URL"], action = clap::ArgAction::Append, help_heading = heading::EVALUATION)]
     pub override_input: Vec<String>,
     /// Flake networks: evaluate impurely (allows NIX_PATH, <nixpkgs>, builtins.getEnv...)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = heading::EVALUATION)]
     pub impure: bool,
-    /// Show every command that is run
-    #[arg(long, global = true)]
-    pub debug: bool,
-    /// Answer yes to every question
-    #[arg(long, global = true)]
-    pub confirm: bool,
     /// Add a path to the Nix expression search path
-    #[arg(short = 'I', global = true, value_name = "PATH")]
+    #[arg(short = 'I', global = true, value_name = "PATH", help_heading = heading::EVALUATION)]
     pub nix_path: Vec<String>,
-    /// Maximum number of build jobs
-    #[arg(short = 'j', long = "max-jobs", global = true)]
-    pub max_jobs: Option<String>,
-    /// Maximum number of CPU cores per build job
-    #[arg(long, global = true)]
-    pub cores: Option<u32>,
-    /// Keep going after failed builds
-    #[arg(long, global = true)]
-    pub keep_going: bool,
-    /// Keep the build directories of failed builds
-    #[arg(short = 'K', long, global = true)]
-    pub keep_failed: bool,
     /// Print a stack trace on Nix evaluation errors
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = heading::EVALUATION)]
     pub show_trace: bool,
-    /// Build from source when substitution fails
-    #[arg(long, global = true)]
-    pub fallback: bool,
-    /// Hide build output
-    #[arg(long, global = true)]
-    pub no_build_output: bool,
-    /// Set a Nix option (may be given several times)
-    #[arg(long = "option", visible_alias = "nix-option", id = "nix_option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
-    pub option: Vec<String>,
     /// Run Nix evaluations in read-only mode: nothing is written to the Nix
     /// store (commands that build refuse it)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = heading::EVALUATION)]
     pub read_only_mode: bool,
-    /// Seconds an SSH master connection stays open after the command ends
-    #[arg(long, global = true, env = "NIXOPS_SSH_PERSIST", default_value_t = 60)]
-    pub ssh_persist: u64,
     /// Nix processes evaluating machines at once (default: one per core)
     #[arg(
         long,
         global = true,
         value_name = "N",
         default_value_t = 0,
-        hide_default_value = true
+        hide_default_value = true,
+        help_heading = heading::EVALUATION
     )]
     pub eval_jobs: usize,
     /// Memory an evaluation worker may grow to before it is started anew on
     /// its remaining machines, in MiB (0: no limit)
-    #[arg(long, global = true, value_name = "MB", default_value_t = 4096)]
+    #[arg(long, global = true, value_name = "MB", default_value_t = 4096, help_heading = heading::EVALUATION)]
     pub eval_max_memory: u64,
     /// Evaluate every machine, without the evaluation cache (neither read nor written)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = heading::EVALUATION)]
     pub no_eval_cache: bool,
+    /// Maximum number of build jobs
+    #[arg(short = 'j', long = "max-jobs", global = true, help_heading = heading::BUILD)]
+    pub max_jobs: Option<String>,
+    /// Maximum number of CPU cores per build job
+    #[arg(long, global = true, help_heading = heading::BUILD)]
+    pub cores: Option<u32>,
+    /// Keep going after failed builds
+    #[arg(long, global = true, help_heading = heading::BUILD)]
+    pub keep_going: bool,
+    /// Keep the build directories of failed builds
+    #[arg(short = 'K', long, global = true, help_heading = heading::BUILD)]
+    pub keep_failed: bool,
+    /// Build from source when substitution fails
+    #[arg(long, global = true, help_heading = heading::BUILD)]
+    pub fallback: bool,
+    /// Hide build output
+    #[arg(long, global = true, help_heading = heading::BUILD)]
+    pub no_build_output: bool,
+    /// Set a Nix option (may be given several times)
+    #[arg(long = "option", visible_alias = "nix-option", id = "nix_option", global = true, num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append, help_heading = heading::BUILD)]
+    pub option: Vec<String>,
+    /// Deployment name, UUID or UUID prefix
+    #[arg(short = 'd', long = "deployment", global = true, env = "NIXOPS_DEPLOYMENT", help_heading = heading::STATE, add = completions::deployment())]
+    pub deployment: Option<String>,
+    /// The state: a file, or a PostgreSQL database (postgresql://user@host:port/db or key=value)
+    #[arg(short = 's', long = "state", global = true, env = "NIXOPS_STATE", help_heading = heading::STATE)]
+    pub state: Option<PathBuf>,
+    /// Show every command that is run
+    #[arg(long, global = true, help_heading = heading::STATE)]
+    pub debug: bool,
+    /// Answer yes to every question
+    #[arg(long, global = true, help_heading = heading::STATE)]
+    pub confirm: bool,
+    /// Seconds an SSH master connection stays open after the command ends
+    #[arg(long, global = true, env = "NIXOPS_SSH_PERSIST", default_value_t = 60, help_heading = heading::STATE)]
+    pub ssh_persist: u64,
 }
 
 /// `--include` / `--exclude` / `--on`, taken by every command that acts on
@@ -159,13 +176,13 @@ pub struct Global {
 #[derive(Args, Debug, Clone, Default)]
 pub struct Selection {
     /// Only these machines (names, globs, @tags)
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    #[arg(long, num_args = 1.., value_name = "MACHINE", help_heading = heading::SELECTION, add = completions::selector())]
     pub include: Vec<String>,
     /// Not these machines (names, globs, @tags)
-    #[arg(long, num_args = 1.., value_name = "MACHINE")]
+    #[arg(long, num_args = 1.., value_name = "MACHINE", help_heading = heading::SELECTION, add = completions::selector())]
     pub exclude: Vec<String>,
     /// Only these machines, comma-separated (as in Colmena): names, globs, @tags
-    #[arg(long, value_name = "MACHINES", value_delimiter = ',')]
+    #[arg(long, value_name = "MACHINES", value_delimiter = ',', help_heading = heading::SELECTION, add = completions::selector())]
     pub on: Vec<String>,
 }
 
@@ -183,6 +200,9 @@ impl Selection {
 }
 
 #[derive(Subcommand, Debug)]
+// Commands in the order written here, `help` last: after Global, clap would
+// number them on from 1000, behind its own `help`.
+#[command(next_display_order = 0)]
 pub enum Command {
     /// List all known deployments
     List(list::Opts),
@@ -285,16 +305,21 @@ pub enum Command {
     CleanBackups(backups::CleanOpts),
     /// Restore the machines' disks from a backup (cloud machines only)
     Restore(backups::RestoreOpts),
-    /// Print a shell completion script
+    /// Print the script that makes a shell complete nixops' commands, options, deployments, machines and @tags
     Completions(completions::CompletionOpts),
-    /// Print the man page
-    Man(completions::ManOpts),
+    /// Print a manual page, or write them all (--dir)
+    Man(man::Opts),
     /// Show the deployment's history of deploys, rollbacks, reboots and destroys
     History(history::Opts),
     /// Export deployments as JSON
     Export(export::Opts),
     /// Import deployments from JSON on stdin
     Import(import::Opts),
+}
+
+/// Answers a shell's completion request and exits, if this run is one.
+pub fn complete_if_asked() {
+    completions::answer_if_asked();
 }
 
 pub async fn run(cli: Cli) -> Result<i32> {
@@ -348,7 +373,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::DeleteGeneration(o) => generations::delete(&g, o).await,
         Command::DumpNixPaths(o) => dump_nix_paths::run(&g, o).await,
         Command::Completions(o) => completions::completions(o),
-        Command::Man(o) => completions::man(o),
+        Command::Man(o) => man::run(o),
         Command::History(o) => history::run(&g, o),
         Command::Export(o) => export::run(&g, o),
         Command::Import(o) => import::run(&g, o),

@@ -12,7 +12,7 @@ use crate::process::Sink;
 #[derive(Args, Debug)]
 pub struct Opts {
     /// The machine, and the directory on it (default: /)
-    #[arg(value_name = "MACHINE[:PATH]")]
+    #[arg(value_name = "MACHINE[:PATH]", add = super::completions::machine())]
     pub machine: String,
     /// Where to mount it here
     #[arg(value_name = "PATH")]

@@ -10,6 +10,7 @@ use super::Global;
 #[derive(Args, Debug)]
 pub struct Opts {
     /// The machine's (or resource's) current name
+    #[arg(add = super::completions::machine())]
     pub current_name: String,
     /// Its new name
     pub new_name: String,

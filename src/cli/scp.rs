@@ -24,6 +24,7 @@ pub struct Opts {
     #[command(flatten)]
     pub direction: Direction,
     /// The machine
+    #[arg(add = super::completions::machine())]
     pub machine: String,
     /// Source path
     pub source: String,

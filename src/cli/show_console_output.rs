@@ -11,6 +11,7 @@ use crate::deploy::select;
 #[derive(Args, Debug)]
 pub struct Opts {
     /// The machine
+    #[arg(add = super::completions::machine())]
     pub machine: String,
 }
 

@@ -7,6 +7,7 @@ use crate::network::{NixFiles, split_option_path};
 #[derive(Args, Debug)]
 pub struct Opts {
     /// The machine
+    #[arg(add = super::completions::machine())]
     pub machine: String,
     /// The option, e.g. services.nginx.enable
     pub option: String,

@@ -7,6 +7,7 @@ use crate::deploy::select;
 #[derive(Args, Debug)]
 pub struct Opts {
     /// The machine to log in to
+    #[arg(add = super::completions::machine())]
     pub machine: String,
     /// Do not take the deployment's lock first (NixOps'; ssh never takes it)
     #[arg(long)]
