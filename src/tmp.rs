@@ -129,3 +129,30 @@ fn sweep(base: &Path, prefix: &str) {
         }
     }
 }
+
+/// A private directory of ours for this user, `<base>/<name>-<uid>` (base:
+/// $XDG_RUNTIME_DIR, else /tmp): made 0700, and refused unless it is a
+/// directory owned by us that nobody else may enter. Its path is stable
+/// across runs.
+pub fn private_dir(name: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let uid = rustix::process::getuid().as_raw();
+    let dir = base.join(format!("{name}-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "{} is not a private directory owned by us; refusing to use it",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}

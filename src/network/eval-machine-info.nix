@@ -29,10 +29,24 @@
 , optionPathJSON ? "[]"
 , physicalJSON ? "{}"       # NixOps networks: per machine, what state says of it (physical spec)
 , includePhysicalJSON ? "true" # "false": without the physical spec (`show-option` without --include-physical)
+, inventoryFile ? ""        # the inventory's outputs (JSON), once its command has run (src/network/inventory.rs)
 , nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; colmena = import ./colmena-compat.nix; }
 }:
 let
-  call = x: if builtins.isFunction x then x args else x;
+  # A network (or hive) that is a function gets the deployment's arguments,
+  # and `inventory` when it names it.
+  call = x:
+    if builtins.isFunction x then
+      x (if builtins.functionArgs x ? inventory then args // { inherit inventory; } else args)
+    else x;
+
+  # What the network's inventory command printed (`network.inventory`,
+  # `meta.inventory` of a hive). It is read once the network's attributes
+  # are known, so they must not depend on it.
+  inventory =
+    if inventoryFile == "" then
+      throw "the inventory is not known here: network.inventory (meta.inventory) itself must not depend on `inventory`, and a network without one has none"
+    else builtins.fromJSON (builtins.readFile inventoryFile);
   networkExprs = map (p: /. + p) (builtins.fromJSON networkExprsJSON);
   isFlake = flakeOutput != null;
 
@@ -69,7 +83,10 @@ let
 
   ## Colmena hives (hive.nix beside this file).
   hiveFront = rawHive: where: hermetic: nixops.hive {
-    inherit rawHive where hermetic system args;
+    inherit rawHive where hermetic system;
+    args =
+      if builtins.isFunction rawHive && builtins.functionArgs rawHive ? inventory
+      then args // { inherit inventory; } else args;
     nodeModules = hiveModules;
   };
 
@@ -85,6 +102,7 @@ let
       deployment.name = deploymentName;
       deployment.uuid = uuid;
       deployment.arguments = args;
+      _module.args.inventory = inventory;
     }
   ];
 
@@ -105,6 +123,7 @@ let
       enableRollback = false;
       knownAttrs = [ ];
       unknownAttrs = [ ];
+      inventory = null;
       resourceTypes = [ ];
       allowApplyAll = m.allowApplyAll or true;
       machinesFile = m.machinesFile or null;
@@ -242,7 +261,7 @@ let
               # tool's Nix files live in a temporary directory).
               _file = "<nixops>/eval-machine-info.nix, defaults of machine ‘${name}’";
               networking = nameDefaults options name;
-              _module.args = { nodes = nixopsNodes; inherit resources uuid deploymentName name; };
+              _module.args = { nodes = nixopsNodes; inherit resources uuid deploymentName name inventory; };
             })
           ];
       };
@@ -274,9 +293,10 @@ let
       else import nixpkgsPath { inherit system; };
     description = meta.description or "Unnamed NixOps network";
     enableRollback = meta.enableRollback or false;
-    knownAttrs = map (a: "network.${a}") [ "description" "enableRollback" "nixpkgs" "storage" "lock" "machinesFile" ];
-    unknownAttrs = map (a: "network.${a}") (builtins.attrNames (removeAttrs meta [ "description" "enableRollback" "storage" "lock" "nixpkgs" "machinesFile" ]));
+    knownAttrs = map (a: "network.${a}") [ "description" "enableRollback" "nixpkgs" "storage" "lock" "machinesFile" "inventory" ];
+    unknownAttrs = map (a: "network.${a}") (builtins.attrNames (removeAttrs meta [ "description" "enableRollback" "storage" "lock" "nixpkgs" "machinesFile" "inventory" ]));
     machinesFile = meta.machinesFile or null;
+    inventory = meta.inventory or null;
     resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
     allowApplyAll = true;
     unsupported = storageProblems ++ lockProblems;
@@ -344,6 +364,20 @@ let
     && !(builtins.any (selects name node) exclude);
 
   toplevel = node: node.config.system.build.toplevel;
+
+  # `inventory` as the network gives it: a command (argv), a file, or
+  # { command | file; timeout; } (a path stays a file name).
+  inventorySpec = v:
+    let where = "network.inventory (meta.inventory of a hive)"; in
+    if v == null then null
+    else if builtins.isList v then { command = v; file = null; timeout = null; }
+    else if builtins.isPath v || builtins.isString v then { command = null; file = toString v; timeout = null; }
+    else if builtins.isAttrs v then {
+      command = v.command or null;
+      file = if v ? file then toString v.file else null;
+      timeout = v.timeout or null;
+    }
+    else throw "${where} must be a command (a list of strings), a JSON file, or { command = [ ... ]; timeout = SECONDS; }";
 in
 {
   inherit nodes;
@@ -354,6 +388,7 @@ in
   meta = {
     network = {
       inherit (front) description enableRollback unknownAttrs knownAttrs allowApplyAll unsupported;
+      inventory = inventorySpec front.inventory;
       # A path stays a file name (toString): the file is read by Nix itself.
       machinesFile = if front.machinesFile == null then null else toString front.machinesFile;
       databaseFile = front.databaseFile or null;

@@ -229,6 +229,7 @@ impl<'a> Evaluator<'a> {
                 machines_file: None,
                 database_file: None,
                 flake_url: None,
+                inventory: None,
             },
             resource_types: Vec::new(),
             names: Vec::new(),
@@ -271,8 +272,45 @@ impl<'a> Evaluator<'a> {
         for name in &ev.names {
             check_machine_name(name)?;
         }
+        ev.prepare_inventory().await?;
         *ev.cache.lock().expect("cache lock") = cache;
         Ok(ev)
+    }
+
+    /// Runs the network's inventory command (or reads its file) for this
+    /// run's evaluations of machines, once per run.
+    async fn prepare_inventory(&self) -> Result<()> {
+        let Some(spec) = &self.meta.inventory else {
+            self.files.set_inventory(None);
+            return Ok(());
+        };
+        if self.files.inventory().is_some() {
+            return Ok(());
+        }
+        let dir = match &self.resolved {
+            Resolved::Files(paths) => paths
+                .first()
+                .and_then(|p| p.parent())
+                .map(|p| p.to_path_buf())
+                .unwrap_or_else(|| "/".into()),
+            Resolved::Flake { flake, .. } => {
+                if !self.opts.impure {
+                    bail!(
+                        "the flake network {flake} has an inventory: give --impure (its outputs reach the evaluation in a private file, which pure evaluation cannot read; never in an argument)"
+                    );
+                }
+                let dir = std::path::PathBuf::from(flake);
+                if !dir.is_dir() {
+                    bail!(
+                        "the flake network {flake} has an inventory, which needs the flake in a local directory to run in"
+                    );
+                }
+                dir
+            }
+        };
+        let file = super::inventory::prepare(spec, &dir, &self.network.uuid).await?;
+        self.files.set_inventory(Some(file));
+        Ok(())
     }
 
     fn note(&self, text: String) {

@@ -51,6 +51,8 @@ let
     nodeSpecialArgs = { };
     machinesFile = null;
     allowApplyAll = true;
+    # Ours: the outputs of Terraform/OpenTofu (or any command) for the nodes.
+    inventory = null;
   };
   meta = metaDefaults // userMeta;
 
@@ -129,7 +131,7 @@ in
   unknownAttrs = [ ];
   resourceTypes = [ ];
   allowApplyAll = meta.allowApplyAll;
-  inherit (meta) machinesFile;
+  inherit (meta) machinesFile inventory;
   unsupported = map (a: "the hive's ${metaName}.${a}, which Colmena does not know (known: ${lib.concatStringsSep ", " (attrNames metaDefaults)})")
     (attrNames (removeAttrs userMeta (attrNames metaDefaults)));
 }

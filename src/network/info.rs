@@ -41,6 +41,9 @@ pub struct NetworkMeta {
     /// A flake network's locked URL (with narHash or rev), as evaluated.
     #[serde(skip)]
     pub flake_url: Option<String>,
+    /// `network.inventory` (a hive's `meta.inventory`).
+    #[serde(default)]
+    pub inventory: Option<super::inventory::Spec>,
 }
 
 /// A machine's deployment.* options, and its toplevel when it was selected.

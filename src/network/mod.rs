@@ -18,6 +18,7 @@ mod evaluator;
 mod files;
 pub mod flake;
 mod info;
+mod inventory;
 mod pool;
 mod selector;
 mod trace;
@@ -58,6 +59,9 @@ pub struct NixFiles {
     traces: std::sync::atomic::AtomicUsize,
     /// Nix's cache directory, which the traces are read against.
     nix_cache: Option<PathBuf>,
+    /// The inventory's outputs for this run (inventory.rs): None until the
+    /// network's attributes are known; Some(None) for a network without one.
+    inventory: std::sync::Mutex<Option<Option<PathBuf>>>,
 }
 
 impl NixFiles {
@@ -74,7 +78,17 @@ impl NixFiles {
             shim,
             traces: Default::default(),
             nix_cache: trace::nix_cache_dir(),
+            inventory: Default::default(),
         })
+    }
+
+    fn set_inventory(&self, file: Option<PathBuf>) {
+        *self.inventory.lock().expect("inventory lock") = Some(file);
+    }
+
+    /// The inventory's file, once it is known whether there is one.
+    fn inventory(&self) -> Option<Option<PathBuf>> {
+        self.inventory.lock().expect("inventory lock").clone()
     }
 
     /// A new file for one process's trace; None where there is no trace.
@@ -246,6 +260,9 @@ impl Network {
                     .args(["--argstr", "uuid", &self.uuid])
                     .args(["--argstr", "deploymentName", &self.name])
                     .args(["--argstr", "physicalJSON", &self.physical_json()]);
+                if let Some(Some(f)) = files.inventory() {
+                    cmd.args(["--argstr", "inventoryFile"]).arg(f);
+                }
                 for (k, v) in &call.strs {
                     cmd.args(["--argstr", k, v]);
                 }
@@ -268,6 +285,9 @@ impl Network {
                     ("physicalJSON", nix_string(&self.physical_json())),
                     ("system", nix_string(&flake::system())),
                 ];
+                if let Some(Some(f)) = files.inventory() {
+                    fields.push(("inventoryFile", nix_string(&f.to_string_lossy())));
+                }
                 fields.extend(call.strs.iter().map(|(k, v)| (*k, nix_string(v))));
                 let fields: String = fields.iter().map(|(k, v)| format!("    {k} = {v};\n")).collect();
                 let applied = match &call.apply {
@@ -321,6 +341,10 @@ impl Network {
         opts: &NixOpts,
         call: Call<'_>,
     ) -> Result<(String, Option<String>)> {
+        // What reads machines' configurations needs the inventory first.
+        if ["optionValue", "keyTexts"].contains(&call.attr) && files.inventory().is_none() {
+            Evaluator::new(self, files, opts, None).await?;
+        }
         let resolved = self.resolve(opts).await?;
         let out = self.run_resolved(&resolved, files, opts, call).await?;
         Ok((out.stdout, resolved.locked_url()))
@@ -364,6 +388,7 @@ impl Network {
         expr: &str,
         instantiate: bool,
     ) -> Result<String> {
+        Evaluator::new(self, files, opts, None).await?;
         let resolved = self.resolve(opts).await?;
         let mut call = Call::new("introspect");
         if instantiate {
@@ -390,12 +415,18 @@ impl Network {
     /// For Colmena's `repl`: a file (in `files`' directory) whose value is
     /// `{ lib, pkgs, nodes }` of the network.
     pub async fn repl_file(&self, files: &NixFiles, opts: &NixOpts) -> Result<PathBuf> {
+        Evaluator::new(self, files, opts, None).await?;
         let emi = nix_string(&files.eval_machine_info().to_string_lossy());
+        let inventory = match files.inventory() {
+            Some(Some(f)) => format!(" inventoryFile = {};", nix_string(&f.to_string_lossy())),
+            _ => String::new(),
+        };
         let common = format!(
-            "args = {}; uuid = {}; deploymentName = {};",
+            "args = {}; uuid = {}; deploymentName = {}; physicalJSON = {};{inventory}",
             self.args_expr(),
             nix_string(&self.uuid),
-            nix_string(&self.name)
+            nix_string(&self.name),
+            nix_string(&self.physical_json())
         );
         let fields = match self.resolve(opts).await? {
             Resolved::Files(paths) => {
@@ -626,6 +657,9 @@ impl Network {
     ) -> Result<Command> {
         let exact: Vec<Selector> = machines.iter().map(|m| Selector::exact(m)).collect();
         let call = Call::new("keyTexts").str("includeJSON", serde_json::to_string(&exact)?);
+        if files.inventory().is_none() {
+            Evaluator::new(self, files, opts, None).await?;
+        }
         let resolved = self.resolve(opts).await?;
         Ok(self.command(&resolved, files, opts, &call))
     }

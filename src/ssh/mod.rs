@@ -11,10 +11,9 @@
 //! machine), the key is kept in state, and afterwards a different key is
 //! refused.
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
@@ -458,25 +457,7 @@ pub fn quote(s: &str) -> String {
 /// The private directory for control sockets and known_hosts files: short
 /// (socket paths are limited to about 100 bytes) and only ours.
 fn control_dir() -> Result<PathBuf> {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let uid = rustix::process::getuid().as_raw();
-    let dir = base.join(format!("nixops-ssh-{uid}"));
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
-    }
-    let meta = std::fs::symlink_metadata(&dir)?;
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "{} is not a private directory owned by us; refusing to use it",
-            dir.display()
-        );
-    }
-    Ok(dir)
+    crate::tmp::private_dir("nixops-ssh")
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
