@@ -286,8 +286,14 @@ fn always_activate_false_skips_unchanged_machines() {
     fleet.ok(&["deploy"]);
     fleet.ok(&["deploy"]);
     assert_eq!(fleet.activations("m").len(), 1);
-    fleet.ok(&["deploy", "--always-activate"]);
+    let r = fleet.ok(&["deploy", "--always-activate"]);
     assert_eq!(fleet.activations("m").len(), 2);
+    assert!(
+        r.stderr
+            .contains("it runs this system already: activating it again"),
+        "{}",
+        r.stderr
+    );
 }
 
 fn obsolete_machines_and_kill_obsolete(backend: Backend) {

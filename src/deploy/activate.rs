@@ -148,6 +148,16 @@ async fn activate_one(
     }
     events.stage(&m.name, "activating");
     let skip = !m.info.always_activate && !opts.always_activate && opts.action != Action::DryActivate;
+    let runs_it = m
+        .probe
+        .as_ref()
+        .is_some_and(|p| p.current_system.as_deref() == Some(m.toplevel.as_str()));
+    if runs_it && !skip && opts.action != Action::DryActivate {
+        events.log(
+            Some(&m.name),
+            "it runs this system already: activating it again (deployment.alwaysActivate; `nixops plan` shows what a deploy would change)",
+        );
+    }
     // Flush after setting the profile, and let switch-to-configuration
     // flush too (NIXOS_NO_SYNC otherwise), unless --no-sync.
     let sync = !opts.no_sync;
