@@ -95,7 +95,7 @@ fn keys_arrive_with_their_bytes_owner_group_and_mode() {
         deployment.keys.text = {{ text = "line1\nquote\" back\\ dollar\${{x}} é"; }};
         deployment.keys.file = {{ keyFile = {file}; user = "keyuser"; group = "keygrp"; permissions = "0440"; }};
         deployment.keys.cmd = {{ keyCommand = [ "sh" "-c" "printf 'from a command'" ]; destDir = "/run/custom/dir"; name = "cmd.pem"; permissions = "0644"; }};
-        deployment.keys.nobody = {{ text = "x"; user = "nosuchuser"; }};
+        NOBODY
         deployment.keys.old = "a plain string";
       }};
       u = {{ ... }}: {{
@@ -105,17 +105,11 @@ fn keys_arrive_with_their_bytes_owner_group_and_mode() {
     }}"#,
         file = key_file.display()
     );
-    fleet.create("d", &net);
+    fleet.create("d", &net.replace("NOBODY", ""));
     let r = fleet.ok(&["deploy"]);
     assert!(
         r.stderr
             .contains("deployment.keys.old is a plain string, which is deprecated"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr
-            .contains("key ‘nobody’: user ‘nosuchuser’ or group ‘root’ does not exist"),
         "{}",
         r.stderr
     );
@@ -129,7 +123,6 @@ fn keys_arrive_with_their_bytes_owner_group_and_mode() {
     assert_eq!(stat(&fleet, "m", "/run/keys/file"), "keyuser keygrp 440");
     assert_eq!(fleet.exec("m", "cat /run/custom/dir/cmd.pem"), "from a command");
     assert_eq!(stat(&fleet, "m", "/run/custom/dir/cmd.pem"), "root root 644");
-    assert_eq!(stat(&fleet, "m", "/run/keys/nobody"), "root root 600");
     assert_eq!(fleet.exec("m", "cat /run/keys/old"), "a plain string");
     // Directories we create: 0750, root:keys where that group exists.
     assert_eq!(stat(&fleet, "m", "/run/keys"), "root keys 750");
@@ -150,7 +143,7 @@ fn keys_arrive_with_their_bytes_owner_group_and_mode() {
     // (tests/nixops_systems.rs compares them with NixOps 2.0's own).
     let cfg = config_json(&fleet, "m");
     let services = names(&cfg["systemdServices"]);
-    for k in ["text", "file", "cmd", "nobody", "old"] {
+    for k in ["text", "file", "cmd", "old"] {
         assert!(services.contains(&format!("{k}-key")), "{services:?}");
     }
     assert!(services.contains("nixops-keys"), "{services:?}");
@@ -162,6 +155,32 @@ fn keys_arrive_with_their_bytes_owner_group_and_mode() {
     assert!(export.contains("\\\"hash\\\":\\\"sha256:"), "{export}");
     assert!(!export.contains("line1"), "{export}");
     assert!(!export.contains("from a command"), "{export}");
+
+    // A key whose user exists nowhere, not even after activation: it arrives
+    // root's, and NixOps' key snippet (as Colmena's) fails the activation,
+    // naming the user; the guard takes the machine back.
+    fleet.write(
+        "d.nix",
+        &net.replace(
+            "NOBODY",
+            r#"deployment.keys.nobody = { text = "x"; user = "nosuchuser"; };"#,
+        ),
+    );
+    let r = fleet.run(&["deploy", "--include", "m"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("key ‘nobody’: user ‘nosuchuser’ or group ‘root’ does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("chown: unknown user/group nosuchuser:root"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.summary_row("m").contains("rolled back"), "{}", r.stderr);
+    assert_eq!(stat(&fleet, "m", "/run/keys/nobody"), "root root 600");
 }
 
 #[test]
