@@ -373,7 +373,7 @@ fn hive_nodes_get_no_physical_spec() {
     fleet.ok(&["create", "-d", "h", hive.to_str().unwrap()]);
     let json = |d: &str, o: &str| {
         fleet
-            .ok(&["show-option", "-d", d, "--json", "m", o])
+            .ok(&["show-option", "-d", d, "--json", "--include-physical", "m", o])
             .stdout
             .trim()
             .to_owned()
