@@ -41,8 +41,8 @@ pub use types::{Ctx, DeployOptions, Machine, MachinePlan, Outcome, Plan, PlanSta
 
 /// Refuses the network when it declares what this tool cannot deploy,
 /// before anything is touched.
-fn check_resources(types: &[String]) -> Result<()> {
-    if let Some(t) = types.first() {
+fn check_resources(resources: &crate::network::Resources) -> Result<()> {
+    if let Some(t) = resources.keys().next() {
         bail!("the network declares resources.{t}; non-machine resources are not supported");
     }
     Ok(())
@@ -65,7 +65,7 @@ fn check_machine(name: &str, m: &MachineInfo) -> Result<Vec<String>> {
 /// [`check_resources`] and [`check_machine`] for a network evaluated at
 /// once (plan), before anything is touched; the warnings to show.
 fn check_supported(info: &NetworkInfo) -> Result<Vec<String>> {
-    check_resources(&info.resource_types)?;
+    check_resources(&info.resources)?;
     let mut warnings = Vec::new();
     for (name, m) in &info.machines {
         warnings.extend(check_machine(name, m)?);
@@ -145,7 +145,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     if !opts.build_only {
         check_apply_all(&ev.meta, filter)?;
     }
-    check_resources(&ev.resource_types)?;
+    check_resources(&ev.resources)?;
     let opts = &with_machines_file(opts, &ev.meta, events)?;
     let names = &ev.names.clone();
     let enable_rollback = ev.meta.enable_rollback;
