@@ -53,6 +53,11 @@ pub const CREATED_TYPES: [CreatedType; 2] = [
     },
 ];
 
+/// The type the tool creates declared as `resources.<attr>`.
+pub fn created_type(attr: &str) -> Option<&'static CreatedType> {
+    CREATED_TYPES.iter().find(|t| t.attr == attr)
+}
+
 /// The type the tool creates that state records as `kind`.
 pub fn created_type_of_kind(kind: &str) -> Option<&'static CreatedType> {
     CREATED_TYPES.iter().find(|t| t.kind == kind)

@@ -26,7 +26,8 @@ pub use cache::dir_for_state as cache_dir_for_state;
 pub use evaluator::{Evaluator, Request, unselected_failure};
 pub use flake::Source;
 pub use info::{
-    CmdCheck, HealthChecks, HttpCheck, KeyInfo, MachineInfo, NetworkInfo, NetworkMeta, Resources,
+    CmdCheck, CreatedType, HealthChecks, HttpCheck, KeyInfo, MachineInfo, NetworkInfo, NetworkMeta,
+    ResourceSpec, Resources, created_type, created_type_of_kind,
 };
 pub use selector::{MachineFilter, Selector};
 
