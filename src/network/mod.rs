@@ -2,10 +2,11 @@
 //! hives, all through one entry point (`Network`'s methods) with one result
 //! (`NetworkInfo`). The Nix side lives in `eval-machine-info.nix` (with the
 //! front ends), `hive.nix`, `options.nix`, `keys.nix`, `colmena-compat.nix`
-//! and `resources.nix` beside this file; all are embedded in the binary. Network files are evaluated with
-//! nix-instantiate on those files written to a private directory; flakes
-//! purely with `nix eval --apply`, the tool's Nix code inline (pure
-//! evaluation reads no file outside the flake).
+//! and `resources.nix` beside this file; all are embedded in the binary.
+//! Network files are evaluated with nix-instantiate on those files written to
+//! a private directory; flakes purely with `nix eval --apply`, the tool's Nix
+//! code inline (pure evaluation reads no file outside the flake), impurely
+//! only to read resources' values from state (`Network::physical_arg`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -344,8 +345,10 @@ impl Network {
                 if !call.instantiate || opts.read_only {
                     cmd.arg("--read-only");
                 }
+                // Impure only to read that file: the search path stays out
+                // of reach, as in pure evaluation.
                 if self.reads_physical_file() && !opts.impure {
-                    cmd.arg("--impure");
+                    cmd.arg("--impure").env_remove("NIX_PATH");
                 }
                 cmd
             }
