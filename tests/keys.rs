@@ -8,17 +8,9 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Fleet, Run};
-
-/// A fresh random string (the kernel's UUID generator).
-fn random(tag: &str) -> String {
-    let u = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap();
-    format!("{tag}-{}", u.trim().replace('-', ""))
-}
+use common::{Fleet, ProcWatch, grep, random, store_paths_since, watched};
 
 /// Owner, group and octal mode of a file on a host.
 fn stat(fleet: &Fleet, host: &str, path: &str) -> String {
@@ -423,77 +415,6 @@ fn keys_need_exactly_one_source() {
 
 // ------------------------------------------------------------------ leaks
 
-/// Watches every process's argv and environment for the needles while it
-/// runs; returns what it saw ("pid comm: file has needle").
-struct ProcWatch {
-    stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<(Vec<String>, usize)>,
-}
-
-impl ProcWatch {
-    fn start(needles: Vec<String>) -> ProcWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let me = std::process::id().to_string();
-        let handle = std::thread::spawn(move || {
-            let mut hits = BTreeSet::new();
-            let mut passes = 0;
-            while !s.load(Ordering::Relaxed) {
-                passes += 1;
-                let Ok(dir) = std::fs::read_dir("/proc") else {
-                    continue;
-                };
-                for e in dir.flatten() {
-                    let pid = e.file_name().to_string_lossy().into_owned();
-                    if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-                        continue;
-                    }
-                    for f in ["cmdline", "environ"] {
-                        let Ok(data) = std::fs::read(e.path().join(f)) else {
-                            continue;
-                        };
-                        for n in &needles {
-                            if data.windows(n.len()).any(|w| w == n.as_bytes()) {
-                                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-                                hits.insert(format!("{pid} {}: {f} has {n}", comm.trim()));
-                            }
-                        }
-                    }
-                }
-            }
-            (hits.into_iter().collect(), passes)
-        });
-        ProcWatch { stop, handle }
-    }
-
-    fn finish(self) -> (Vec<String>, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap()
-    }
-}
-
-/// Runs nixops while watching /proc; asserts success.
-fn watched(fleet: &Fleet, args: &[&str], needles: &[String]) -> (Run, Vec<String>) {
-    let w = ProcWatch::start(needles.to_vec());
-    let r = fleet.run(args);
-    let (hits, passes) = w.finish();
-    assert_eq!(r.code, 0, "{args:?}: {}\n{}", r.stdout, r.stderr);
-    assert!(passes > 3, "/proc was scanned only {passes} times");
-    (r, hits)
-}
-
-/// Files under `dir` that contain `needle` (grep -rlF), less `except`.
-fn grep(dirs: &[&Path], needle: &str, except: &[&Path]) -> Vec<String> {
-    let mut cmd = Command::new("grep");
-    cmd.args(["-rlF", "--no-messages", "--", needle]).args(dirs);
-    let out = cmd.output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !except.iter().any(|e| Path::new(l).starts_with(e)))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn secrets_never_reach_the_store_argv_environment_logs_or_state() {
     let fleet = Fleet::start(&["m"]);
@@ -562,26 +483,7 @@ fn secrets_never_reach_the_store_argv_environment_logs_or_state() {
     // The deployer's store: everything added since the test began, and the
     // toplevel's closure with its derivations.
     let toplevel = fleet.exported_toplevel("d", "m").unwrap();
-    let mut store_paths: BTreeSet<String> = BTreeSet::new();
-    let new = Command::new("find")
-        .args(["/nix/store", "-mindepth", "1", "-maxdepth", "1", "-cnewer"])
-        .arg(&marker)
-        .output()
-        .unwrap();
-    store_paths.extend(String::from_utf8_lossy(&new.stdout).lines().map(str::to_owned));
-    let drv = Command::new("nix-store")
-        .args(["-qd", &toplevel])
-        .output()
-        .unwrap();
-    let drv = String::from_utf8_lossy(&drv.stdout).trim().to_owned();
-    for q in [&toplevel, &drv] {
-        let out = Command::new("nix-store").args(["-qR", q]).output().unwrap();
-        store_paths.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned));
-    }
-    assert!(
-        store_paths.contains(&toplevel) && store_paths.contains(&drv),
-        "{store_paths:?}"
-    );
+    let store_paths = store_paths_since(&marker, &toplevel);
     let store_paths: Vec<&Path> = store_paths.iter().map(Path::new).collect();
     for s in &secrets {
         let found = grep(&store_paths, s, &[]);

@@ -159,22 +159,32 @@ fn non_root_target_user_with_privilege_escalation() {
     assert!(fleet.current_system("u2").is_empty());
 }
 
+/// Resources of NixOps' plugins' types (only those plugins can create
+/// them) are refused by deploy and plan, naming the type, before anything
+/// is touched.
 #[test]
-fn non_machine_resources_are_refused_by_deploy_and_plan() {
+fn plugin_resources_are_refused_by_deploy_and_plan() {
     let fleet = Fleet::start(&["m"]);
-    fleet.create("d", "{ resources.sshKeyPairs.k = { }; m = { ... }: { }; }");
+    fleet.create(
+        "d",
+        r#"{ resources.ec2KeyPairs.k = { region = "eu-west-1"; }; resources.sshKeyPairs.s = { }; m = { ... }: { }; }"#,
+    );
     for args in [&["deploy"][..], &["plan"][..]] {
         let r = fleet.run(args);
         assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
         assert!(
-            r.stderr
-                .contains("resources.sshKeyPairs; non-machine resources are not supported"),
+            r.stderr.contains(
+                "the network declares resources.ec2KeyPairs (k): this tool creates NixOps' own resources"
+            ),
             "{args:?}: {}",
             r.stderr
         );
     }
-    // Nothing was touched.
-    assert_eq!(fleet.exported_toplevel("d", "m"), None);
+    // Nothing was touched: no machine recorded, no key pair made.
+    let out = fleet.ok(&["export", "-d", "d"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (_, d) = v.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(d["resources"], serde_json::json!({}), "{out}");
 }
 
 /// `network.nixpkgs` in every form NixOps accepts — a package set (NixOps

@@ -3,7 +3,8 @@ use clap::Args;
 
 use super::{Global, confirm};
 use crate::deploy::select;
-use crate::state::history;
+use crate::network::{MachineFilter, Selector, created_type_of_kind};
+use crate::state::{Deployment, Resource, history};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -17,8 +18,34 @@ pub struct Opts {
     pub wipe: bool,
 }
 
+/// The deployment's non-machine resources that `filter` names (all when it
+/// includes nothing), and the filter for its machines: selectors that name
+/// only such resources are theirs (NixOps' `--include`/`--exclude` take
+/// any resource's name). None: the filter selects no machine.
+fn split<'a>(d: &'a Deployment, filter: &MachineFilter) -> (Vec<&'a Resource>, Option<MachineFilter>) {
+    let others = || d.resources.values().filter(|r| !r.is_machine());
+    let theirs = |s: &Selector| {
+        !s.tag && others().any(|r| s.matches(&r.name, &[])) && !d.machines().any(|m| s.matches(&m.name, &[]))
+    };
+    let (inc_res, inc_mach): (Vec<Selector>, Vec<Selector>) =
+        filter.include.iter().cloned().partition(theirs);
+    let (exc_res, exc_mach): (Vec<Selector>, Vec<Selector>) =
+        filter.exclude.iter().cloned().partition(theirs);
+    let chosen = others()
+        .filter(|r| filter.include.is_empty() || inc_res.iter().any(|s| s.matches(&r.name, &[])))
+        .filter(|r| !exc_res.iter().any(|s| s.matches(&r.name, &[])))
+        .collect();
+    let machines = (filter.include.is_empty() || !inc_mach.is_empty()).then_some(MachineFilter {
+        include: inc_mach,
+        exclude: exc_mach,
+    });
+    (chosen, machines)
+}
+
 /// For existing machines, "destroy" means forgetting them: they keep running
-/// whatever they run; nixops stops managing them.
+/// whatever they run; nixops stops managing them. The other resources this
+/// tool makes (key pairs, command outputs) live in state only: destroying
+/// them is forgetting them, as in NixOps.
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
     if o.wipe {
         bail!(
@@ -29,12 +56,36 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
     let ds = g.deployments(&store, o.all)?;
     for d in ds {
         let _lock = store.lock(&d.uuid)?;
-        let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
-        if machines.is_empty() {
-            errln!("deployment ‘{}’ has no machines to destroy", d.label());
+        let (others, filter) = split(&d, &o.machines.filter());
+        let machines = match filter {
+            Some(f) => select::stored_in(&d, g.ssh_persist, &f)?,
+            None => Vec::new(),
+        };
+        // A plugin's resource (an EC2 key pair, a volume) is destroyed where
+        // it lives, which only its plugin can do: forgetting it would leave
+        // it there unmanaged.
+        let (others, kept): (Vec<&Resource>, Vec<&Resource>) = others
+            .into_iter()
+            .partition(|r| created_type_of_kind(&r.kind).is_some());
+        for r in kept {
+            errln!(
+                "{}> left in state: resource ‘{}’ is of type ‘{}’, which only NixOps' plugin of that type can destroy (‘nixops delete-resources --include {}’ forgets it)",
+                r.name,
+                r.name,
+                r.kind,
+                r.name
+            );
+        }
+        if machines.is_empty() && others.is_empty() {
+            errln!("deployment ‘{}’ has nothing to destroy", d.label());
             continue;
         }
-        let names: Vec<String> = machines.iter().map(|m| format!("‘{}’", m.name)).collect();
+        let names: Vec<String> = machines
+            .iter()
+            .map(|m| &m.name)
+            .chain(others.iter().map(|r| &r.name))
+            .map(|n| format!("‘{n}’"))
+            .collect();
         let question = format!(
             "are you sure you want to destroy {} of deployment ‘{}’?",
             names.join(", "),
@@ -44,11 +95,17 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
             bail!("not destroying anything");
         }
         let started = std::time::SystemTime::now();
-        let ids: Vec<i64> = machines.iter().map(|m| m.resource.id).collect();
+        let ids: Vec<i64> = machines
+            .iter()
+            .map(|m| m.resource.id)
+            .chain(others.iter().map(|r| r.id))
+            .collect();
         store.record_network(&d.uuid, &[], &[], &ids)?;
         let forgotten: Vec<_> = machines
             .iter()
-            .map(|m| (m.name.clone(), "forgotten".to_owned()))
+            .map(|m| &m.name)
+            .chain(others.iter().map(|r| &r.name))
+            .map(|n| (n.clone(), "forgotten".to_owned()))
             .collect();
         history::record(
             &store,
@@ -66,6 +123,9 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
                 m.name,
                 m.name
             );
+        }
+        for r in &others {
+            errln!("{}> forgot resource ‘{}’ ({})", r.name, r.name, r.kind);
         }
     }
     Ok(0)

@@ -1,7 +1,7 @@
-//! `info`: the deployments' machines and their status, as NixOps prints
-//! them: `Up / Up-to-date`, `Up / Outdated`, `Missing`, ...; `--plain`
-//! prints NixOps' six tab-separated fields per machine (uuid and name first
-//! with `--all`), which scripts read.
+//! `info`: the deployments' machines and other resources and their status,
+//! as NixOps prints them: `Up / Up-to-date`, `Up / Outdated`, `Missing`,
+//! ...; `--plain` prints NixOps' six tab-separated fields per resource (uuid
+//! and name first with `--all`), which scripts read.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::network::{Evaluator, NixFiles, Request};
+use crate::network::{Evaluator, NixFiles, Request, Resources, created_type};
 use crate::state::{Deployment, Resource, machine_state};
 use crate::ui::{Stream, table_on};
 
@@ -40,7 +40,7 @@ struct Evaluated {
     target_host: String,
 }
 
-/// One machine's line.
+/// One machine's or resource's line.
 struct Row {
     name: String,
     status: String,
@@ -50,6 +50,7 @@ struct Row {
     private_ipv4: String,
     /// For people: the address ssh uses when state has no IP address.
     target_host: String,
+    machine: bool,
 }
 
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
@@ -74,7 +75,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 }
             }
         };
-        let rows = machine_rows(d, spec.as_ref());
+        let rows = rows(d, spec.as_ref());
         if o.json {
             json.push(deployment_json(d, &rows, eval_error, locked));
         } else if o.plain {
@@ -201,9 +202,12 @@ fn deployment_json(
     let mut v = serde_json::json!({
         "uuid": d.uuid, "name": d.name(), "description": d.description(),
         "nixExprs": d.nix_exprs().ok(), "nixPath": d.nix_path().ok(), "args": d.args().ok(),
-        "machines": rows.iter().map(|r| serde_json::json!({
+        "machines": rows.iter().filter(|r| r.machine).map(|r| serde_json::json!({
             "name": r.name, "status": r.status, "type": r.kind, "resourceId": r.resource_id,
             "publicIpv4": r.public_ipv4, "privateIpv4": r.private_ipv4, "targetHost": r.target_host,
+        })).collect::<Vec<_>>(),
+        "resources": rows.iter().filter(|r| !r.machine).map(|r| serde_json::json!({
+            "name": r.name, "status": r.status, "type": r.kind, "resourceId": r.resource_id,
         })).collect::<Vec<_>>(),
     });
     if let Some(e) = eval_error {
@@ -218,10 +222,16 @@ fn deployment_json(
     v
 }
 
+/// What evaluating the network tells: its machines and its other resources.
+struct Spec {
+    machines: BTreeMap<String, Evaluated>,
+    resources: Resources,
+}
+
 /// The network's machines with their systems, as a deploy would evaluate
 /// them (served by the evaluation cache for every machine none of whose
-/// inputs changed), and a flake network's locked URL.
-async fn evaluate(g: &Global, d: &Deployment) -> Result<(BTreeMap<String, Evaluated>, Option<String>)> {
+/// inputs changed), its resources, and a flake network's locked URL.
+async fn evaluate(g: &Global, d: &Deployment) -> Result<(Spec, Option<String>)> {
     let network = crate::deploy::network_of(d)?;
     let files = NixFiles::write()?;
     let opts = g.nix_opts(Some(d))?;
@@ -233,7 +243,7 @@ async fn evaluate(g: &Global, d: &Deployment) -> Result<(BTreeMap<String, Evalua
         evaluate: None,
     };
     let info = ev.all(&req).await?;
-    let spec = info
+    let machines = info
         .machines
         .into_iter()
         .map(|(name, m)| {
@@ -245,13 +255,17 @@ async fn evaluate(g: &Global, d: &Deployment) -> Result<(BTreeMap<String, Evalua
             (name, e)
         })
         .collect();
+    let spec = Spec {
+        machines,
+        resources: info.resources,
+    };
     Ok((spec, info.network.flake_url))
 }
 
 /// A machine's status: NixOps' `STATE / Up-to-date` (or `Outdated`,
 /// `Obsolete`, `Revived`), `Missing` for one the network has and state
 /// does not. Without an evaluation (`spec` None), what state says alone.
-fn status(r: Option<&Resource>, spec: Option<&BTreeMap<String, Evaluated>>, name: &str) -> String {
+fn status(r: Option<&Resource>, spec: Option<&Spec>, name: &str) -> String {
     let Some(r) = r else {
         return "Missing".into();
     };
@@ -263,7 +277,7 @@ fn status(r: Option<&Resource>, spec: Option<&BTreeMap<String, Evaluated>>, name
             state.into()
         };
     };
-    let compared = match spec.get(name) {
+    let compared = match spec.machines.get(name) {
         Some(_) if r.obsolete() => "Revived",
         None => "Obsolete",
         Some(e) if e.toplevel.is_some() && r.toplevel() == e.toplevel.as_deref() => "Up-to-date",
@@ -293,20 +307,70 @@ fn natural_key(name: &str) -> Vec<(u8, u128, String)> {
     key
 }
 
+/// One row per machine and per other resource, in the network or in state,
+/// in NixOps' order: by type, then by name.
+fn rows(d: &Deployment, spec: Option<&Spec>) -> Vec<Row> {
+    let mut rows = machine_rows(d, spec);
+    rows.extend(resource_rows(d, spec.map(|s| &s.resources)));
+    rows.sort_by_cached_key(|r| (r.kind.clone(), natural_key(&r.name)));
+    rows
+}
+
+/// A non-machine resource's row: its state (NixOps shows no comparison for
+/// these), its type, and a command output's id as NixOps makes it (a digest
+/// of the value, which may be secret).
+fn resource_rows(d: &Deployment, declared: Option<&Resources>) -> Vec<Row> {
+    let mut by_name: BTreeMap<&str, String> = BTreeMap::new();
+    for (ty, names) in declared.into_iter().flatten() {
+        let kind = created_type(ty).map_or(ty.as_str(), |t| t.kind);
+        for name in names.keys() {
+            by_name.insert(name, kind.to_owned());
+        }
+    }
+    for r in d.resources.values().filter(|r| !r.is_machine()) {
+        by_name.insert(&r.name, r.kind.clone());
+    }
+    by_name
+        .into_iter()
+        .map(|(name, kind)| {
+            let res = d.resources.get(name);
+            let resource_id = match (res.and_then(|r| r.get("value")), res.and_then(|r| r.get("name"))) {
+                (Some(value), Some(n)) if kind == "command-output" => {
+                    use sha2::{Digest, Sha256};
+                    format!("{n}-{}", &hex::encode(Sha256::digest(value.as_bytes()))[..32])
+                }
+                _ => String::new(),
+            };
+            Row {
+                name: name.to_owned(),
+                status: res
+                    .map_or("Missing", |r| machine_state::shown(r.state()))
+                    .to_owned(),
+                kind,
+                resource_id,
+                public_ipv4: String::new(),
+                private_ipv4: String::new(),
+                target_host: String::new(),
+                machine: false,
+            }
+        })
+        .collect()
+}
+
 /// One row per machine, in the network or in state.
-fn machine_rows(d: &Deployment, spec: Option<&BTreeMap<String, Evaluated>>) -> Vec<Row> {
+fn machine_rows(d: &Deployment, spec: Option<&Spec>) -> Vec<Row> {
     let mut names: Vec<&String> = spec
         .into_iter()
-        .flat_map(|s| s.keys())
+        .flat_map(|s| s.machines.keys())
         .chain(d.machines().map(|r| &r.name))
         .collect();
-    names.sort_by_key(|n| natural_key(n));
+    names.sort();
     names.dedup();
     names
         .into_iter()
         .map(|name| {
             let res = d.resources.get(name);
-            let evaluated = spec.and_then(|s| s.get(name));
+            let evaluated = spec.and_then(|s| s.machines.get(name));
             let attr = |a: &str| res.and_then(|r| r.get(a)).unwrap_or_default().to_owned();
             Row {
                 name: name.clone(),
@@ -322,6 +386,7 @@ fn machine_rows(d: &Deployment, spec: Option<&BTreeMap<String, Evaluated>>) -> V
                     .and_then(|r| r.get("targetHost").map(str::to_owned))
                     .or_else(|| evaluated.map(|e| e.target_host.clone()))
                     .unwrap_or_default(),
+                machine: true,
             }
         })
         .collect()

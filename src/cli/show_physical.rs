@@ -1,8 +1,10 @@
 use anyhow::{Context, Result};
 use clap::Args;
 
+use std::collections::BTreeMap;
+
 use super::Global;
-use crate::network::NixFiles;
+use crate::network::{NixFiles, created_type_of_kind};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -14,8 +16,10 @@ pub struct Opts {
 
 /// The physical spec NixOps 2.0 generates for a deployment of existing
 /// machines, printed as NixOps prints it: what NixOps adds to each machine
-/// in state that is not obsolete. Deploys add the same (eval-machine-info.nix,
-/// `physicalModule`), except `networking.publicIPv4`, which NixOps takes from
+/// in state that is not obsolete, and what it feeds back of each resource
+/// of its own types (a key pair's private key too, as NixOps prints it).
+/// Deploys add the same (eval-machine-info.nix, `physicalModule` and
+/// `evalResource`), except `networking.publicIPv4`, which NixOps takes from
 /// the machine's own configuration on every deploy and so never changes it.
 pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     if o.backup.is_some() {
@@ -98,6 +102,41 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 ])),
             ),
         ));
+    }
+    let mut resources: BTreeMap<&str, Vec<(String, Value)>> = BTreeMap::new();
+    for r in d.resources.values().filter(|r| !r.is_machine() && !r.obsolete()) {
+        let Some(t) = created_type_of_kind(&r.kind) else {
+            continue;
+        };
+        // As NixOps' get_physical_spec: every attribute, null where state
+        // has none.
+        let attrs = t
+            .fed_back
+            .iter()
+            .map(|a| {
+                let v = r
+                    .get(a)
+                    .map_or(Value::Raw("null".into()), |v| Value::Str(v.into()));
+                ((*a).to_owned(), v)
+            })
+            .collect();
+        resources.entry(t.attr).or_default().push((
+            r.name.clone(),
+            Value::Function(
+                "{ config, lib, pkgs, ... }".into(),
+                Box::new(Value::Attrs(vec![
+                    ("config".into(), Value::Attrs(vec![])),
+                    ("imports".into(), Value::List(vec![Value::Attrs(attrs)])),
+                ])),
+            ),
+        ));
+    }
+    if !resources.is_empty() {
+        let types = resources
+            .into_iter()
+            .map(|(t, rs)| (t.to_owned(), Value::Attrs(rs)))
+            .collect();
+        specs.push(("resources".into(), Value::Attrs(types)));
     }
     out!("{}\n", Value::Attrs(specs).encode(false).layout(0, false));
     Ok(0)

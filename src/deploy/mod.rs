@@ -18,6 +18,7 @@ pub mod generations;
 pub mod health;
 pub mod plan;
 pub mod record;
+mod resources;
 pub mod select;
 mod types;
 
@@ -39,15 +40,6 @@ use error::{Failure, Kind, Stage};
 use types::Outcomes;
 pub use types::{Ctx, DeployOptions, Machine, MachinePlan, Outcome, Plan, PlanStatus, Review, network_of};
 
-/// Refuses the network when it declares what this tool cannot deploy,
-/// before anything is touched.
-fn check_resources(types: &[String]) -> Result<()> {
-    if let Some(t) = types.first() {
-        bail!("the network declares resources.{t}; non-machine resources are not supported");
-    }
-    Ok(())
-}
-
 /// What the tool cannot deploy on one machine; the warnings to show.
 fn check_machine(name: &str, m: &MachineInfo) -> Result<Vec<String>> {
     if m.target_env != "none" {
@@ -62,10 +54,11 @@ fn check_machine(name: &str, m: &MachineInfo) -> Result<Vec<String>> {
     keys::check_machine(name, m)
 }
 
-/// [`check_resources`] and [`check_machine`] for a network evaluated at
+/// [`resources::check`] and [`check_machine`] for a network evaluated at
 /// once (plan), before anything is touched; the warnings to show.
-fn check_supported(info: &NetworkInfo) -> Result<Vec<String>> {
-    check_resources(&info.resource_types)?;
+fn check_supported(d: &crate::state::Deployment, info: &NetworkInfo) -> Result<Vec<String>> {
+    let names: Vec<String> = info.machines.keys().cloned().collect();
+    resources::check(d, &names, &info.resources)?;
     let mut warnings = Vec::new();
     for (name, m) in &info.machines {
         warnings.extend(check_machine(name, m)?);
@@ -140,12 +133,36 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
         ctx.deployment.label()
     ));
     let filter = &opts.machines;
-    let ev = Evaluator::new(&network, &files, &ctx.nix, Some(events)).await?;
+    let first = Evaluator::new(&network, &files, &ctx.nix, Some(events)).await?;
     // Building touches no machine (Colmena allows it on all).
     if !opts.build_only {
-        check_apply_all(&ev.meta, filter)?;
+        check_apply_all(&first.meta, filter)?;
     }
-    check_resources(&ev.resource_types)?;
+    resources::check(&ctx.deployment, &first.names, &first.resources)?;
+
+    // The resources first, whatever machines are selected: machines use
+    // their values. Then the machines are evaluated with them.
+    let reloaded;
+    let later;
+    let (ctx, ev) = if opts.dry_run || opts.plan_only || opts.evaluate_only {
+        let missing = resources::missing(&ctx.deployment, &first.resources);
+        if !missing.is_empty() {
+            events.message(format!(
+                "note: not made yet, so the machines are evaluated without them (a deploy makes them first): {}",
+                missing.join(", ")
+            ));
+        }
+        (ctx, first)
+    } else if resources::create(ctx, &first.resources, events).await? {
+        reloaded = ctx.reloaded()?;
+        later = network_of(&reloaded.deployment)?;
+        (
+            &reloaded,
+            Evaluator::new(&later, &files, &reloaded.nix, Some(events)).await?,
+        )
+    } else {
+        (ctx, first)
+    };
     let opts = &with_machines_file(opts, &ev.meta, events)?;
     let names = &ev.names.clone();
     let enable_rollback = ev.meta.enable_rollback;
@@ -161,14 +178,16 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     }
 
     if opts.plan_only {
-        for name in names {
+        let declared: Vec<&String> = ev.resources.values().flat_map(|rs| rs.keys()).collect();
+        for name in names.iter().chain(declared.iter().copied()) {
             let known = ctx.deployment.resources.contains_key(name);
             events.output(format!("{} {name}", if known { " " } else { "+" }));
         }
         for r in ctx
             .deployment
-            .machines()
-            .filter(|r| names.binary_search(&r.name).is_err())
+            .resources
+            .values()
+            .filter(|r| names.binary_search(&r.name).is_err() && !declared.contains(&&r.name))
         {
             events.output(format!(
                 "{} {} (obsolete)",
@@ -182,7 +201,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     // Record the network and its obsolete machines; then each machine as
     // its evaluation comes, the selected ones going on to be built, copied
     // and activated.
-    record::network(ctx, &ev.meta, names, opts.kill_obsolete, events)?;
+    record::network(ctx, &ev.meta, names, &ev.resources, opts.kill_obsolete, events)?;
     let req = Request {
         include: filter.include_opt(),
         exclude: &filter.exclude,

@@ -50,7 +50,14 @@ pub async fn run(ctx: &Ctx, opts: &PlanOptions, events: &Events) -> Result<Plan>
     let info = network
         .evaluate_selected(&files, &ctx.nix, &opts.machines, true)
         .await?;
-    for w in super::check_supported(&info)? {
+    let missing = super::resources::missing(&ctx.deployment, &info.resources);
+    if !missing.is_empty() {
+        events.message(format!(
+            "note: not made yet, so the machines are planned without them (a deploy makes them first): {}",
+            missing.join(", ")
+        ));
+    }
+    for w in super::check_supported(&ctx.deployment, &info)? {
         events.message(w);
     }
     let mut machines = Vec::new();

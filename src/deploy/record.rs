@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::types::Ctx;
 use crate::host::{Host, Kept};
-use crate::network::{MachineInfo, NetworkMeta};
+use crate::network::{MachineInfo, NetworkMeta, Resources, created_type_of_kind};
 use crate::ssh::{Endpoint, Identity, Target};
 use crate::state::{AttrChange, Deployment, Resource, machine_state};
 use crate::ui::Events;
@@ -40,29 +40,52 @@ pub fn network_attrs(meta: &NetworkMeta) -> [AttrChange; 3] {
     ]
 }
 
-/// Records the network's attributes and marks the machines gone from it
-/// obsolete (or forgets them with --kill-obsolete). The machines in it are
-/// recorded one by one as their evaluation comes ([`Recorder`]).
+/// Records the network's attributes, marks the machines and resources gone
+/// from it obsolete (or forgets them with --kill-obsolete), and those back
+/// in it no longer obsolete. The machines in it are recorded one by one as
+/// their evaluation comes ([`Recorder`]); its resources were made before
+/// (resources.rs).
 pub fn network(
     ctx: &Ctx,
     meta: &NetworkMeta,
     names: &[String],
+    resources: &Resources,
     kill_obsolete: bool,
     events: &Events,
 ) -> Result<()> {
     let uuid = &ctx.deployment.uuid;
-    let in_network = |n: &String| names.binary_search(n).is_ok();
+    let declared = |n: &String| resources.values().any(|rs| rs.contains_key(n));
+    let in_network = |n: &String| names.binary_search(n).is_ok() || declared(n);
     let mut machines = Vec::new();
     let mut forget = Vec::new();
-    for r in ctx.deployment.machines().filter(|r| !in_network(&r.name)) {
-        if kill_obsolete {
-            events.message(format!("forgetting obsolete machine ‘{}’", r.name));
+    for r in ctx.deployment.resources.values() {
+        let what = if r.is_machine() {
+            format!("machine ‘{}’", r.name)
+        } else {
+            format!("resource ‘{}’ ({})", r.name, r.kind)
+        };
+        if in_network(&r.name) {
+            // A machine is recorded as its evaluation comes.
+            if !r.is_machine() && r.obsolete() {
+                events.message(format!("{what} is no longer obsolete"));
+                machines.push((
+                    r.name.clone(),
+                    r.kind.clone(),
+                    vec![bool_attr("obsolete", false, false)],
+                ));
+            }
+        } else if kill_obsolete && (r.is_machine() || created_type_of_kind(&r.kind).is_some()) {
+            events.message(format!("forgetting obsolete {what}"));
             forget.push(r.id);
         } else {
-            events.message(format!(
-                "machine ‘{}’ is obsolete (use --kill-obsolete to forget it)",
-                r.name
-            ));
+            // A plugin's resource (an EC2 key pair, a volume) is to be
+            // destroyed where it lives, which only its plugin can do.
+            let how = if kill_obsolete {
+                "this tool cannot destroy it, only NixOps' plugin of its type; ‘nixops delete-resources’ forgets it"
+            } else {
+                "use --kill-obsolete to forget it"
+            };
+            events.message(format!("{what} is obsolete ({how})"));
             machines.push((
                 r.name.clone(),
                 r.kind.clone(),
@@ -89,9 +112,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(ctx: &Ctx) -> Self {
+        // NixOps numbers every resource, machines and others, from one count.
         let next_index = ctx
             .deployment
-            .machines()
+            .resources
+            .values()
             .filter_map(|r| r.get("index").and_then(|i| i.parse::<i64>().ok()))
             .max()
             .map_or(0, |i| i + 1);
@@ -227,7 +252,7 @@ pub fn unrecorded<'a>(
         .then_some(k.toplevel.as_str())
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -107,6 +107,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The same run, with the deployment as state holds it now (after a
+    /// stage changed it).
+    pub fn reloaded(&self) -> Result<Ctx> {
+        let deployment = self
+            .store
+            .lock()
+            .expect("state lock")
+            .load(&self.deployment.uuid)?;
+        Ok(Ctx {
+            store: self.store.clone(),
+            deployment,
+            nix: self.nix.clone(),
+            ssh_persist: self.ssh_persist,
+        })
+    }
+
     /// What key handling needs of the run.
     pub fn keys(&self) -> keys::Context<'_> {
         keys::Context {

@@ -35,13 +35,13 @@ use super::files::{self, Hasher, Sig};
 use super::trace::{Observed, Read};
 use super::{MachineInfo, NetworkMeta};
 
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 
 /// The network's own attributes and machine names, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetaValue {
     pub network: NetworkMeta,
-    pub resource_types: Vec<String>,
+    pub resources: super::Resources,
     pub names: Vec<String>,
 }
 

@@ -27,10 +27,11 @@
 , system ? builtins.currentSystem
 , optionMachine ? ""        # for `show-option`
 , optionPathJSON ? "[]"
-, physicalJSON ? "{}"       # NixOps networks: per machine, what state says of it (physical spec)
+, physicalJSON ? "{}"       # NixOps networks: what state says of machines and resources (physical spec)
+, physicalFile ? null       # the same in a file of the tool's private directory (when it holds resources' values, which may be secret)
 , includePhysicalJSON ? "true" # "false": without the physical spec (`show-option` without --include-physical)
 , inventoryFile ? ""        # the inventory's outputs (JSON), once its command has run (src/network/inventory.rs)
-, nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; colmena = import ./colmena-compat.nix; }
+, nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; colmena = import ./colmena-compat.nix; resources = import ./resources.nix; }
 }:
 let
   # A network (or hive) that is a function gets the deployment's arguments,
@@ -124,7 +125,7 @@ let
       knownAttrs = [ ];
       unknownAttrs = [ ];
       inventory = null;
-      resourceTypes = [ ];
+      resources = { };
       allowApplyAll = m.allowApplyAll or true;
       machinesFile = m.machinesFile or null;
       unsupported = [ ];
@@ -202,8 +203,52 @@ let
     else { hostName = lib.mkOverride 900 first; }
       // lib.optionalAttrs (isDomain && options ? networking.domain) { domain = lib.mkOverride 900 rest; };
 
-  resources = { machines = lib.mapAttrs (_: node: node.config) nixopsNodes; }
-    // lib.mapAttrs (_: defs: lib.foldl' (a: b: a // b) { } defs) (zipAttrs (network.resources or [ ]));
+  ## Non-machine resources, evaluated as NixOps evaluates them: each
+  ## resources.<type>.<name> is a module of its own, made of what state holds
+  ## of it (first, where NixOps puts its physical spec) and every network
+  ## file's definitions of it, with NixOps' options (resources.nix) and module
+  ## arguments (pkgs, uuid, name, resources, nodes). Machines see them in their
+  ## `resources` argument, beside `resources.machines`.
+  resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
+  resourceNames = type: lib.unique (builtins.concatMap (n: builtins.attrNames ((n.resources or { }).${type} or { })) networks);
+  evalResource = type: name:
+    let
+      defs = builtins.concatMap
+        (n: lib.optional ((n.resources or { }).${type} or { } ? ${name})
+          { _file = n._file; imports = toModuleList n.resources.${type}.${name}; })
+        networks;
+      fromState = physical.resources.${type}.${name} or null;
+    in
+    removeAttrs
+      (lib.evalModules {
+        modules = [
+          {
+            _file = "<nixops>/eval-machine-info.nix, arguments of resource ‘${name}’";
+            _module.args = { inherit (nixopsFront) pkgs; inherit uuid name; resources = nixopsResources; nodes = nixopsNodes; };
+          }
+          (nixops.resources.types.${type} or nixops.resources.unchecked)
+          {
+            _file = "<nixops>/eval-machine-info.nix, deployment of resource ‘${name}’";
+            deployment = { name = deploymentName; inherit uuid; arguments = args; };
+          }
+          nixops.resources.common
+        ]
+        ++ lib.optional (fromState != null)
+          { _file = "<nixops>/eval-machine-info.nix, what state holds of resources.${type}.${name}"; config = fromState; }
+        ++ defs;
+      }).config [ "_module" ];
+  declaredResources = lib.genAttrs resourceTypes (type: lib.genAttrs (resourceNames type) (evalResource type));
+  # NixOps' two types are always there, even empty; the machines win over
+  # a `resources.machines` of the network.
+  nixopsResources = { sshKeyPairs = { }; commandOutput = { }; } // declaredResources
+    // { machines = lib.mapAttrs (_: node: node.config) nixopsNodes; };
+  # What the tool needs of each declared resource (never what state fed
+  # back: a private key must not reach Nix's output); each module is
+  # evaluated, so a misspelt option is an error here.
+  resourcesInfo = lib.mapAttrs
+    (type: lib.mapAttrs (name: r: builtins.seq (builtins.attrNames r)
+      (lib.optionalAttrs (type == "commandOutput") { inherit (r) script; })))
+    declaredResources;
 
   # NixOps 2.0's "physical spec" for a machine it deploys to an existing host
   # (targetEnv "none"): what it adds to every such machine's configuration
@@ -212,15 +257,17 @@ let
   # same option merge in the same order (extraHosts' lines, root's
   # authorized keys). For none, NixOps derives nothing from
   # the other machines: its hosts list and kernel modules stay empty, and it
-  # knows no host key to put in knownHosts. `physicalJSON` holds per machine
-  # what state records: the NixOps-generated SSH key NixOps logs in with (it
-  # stays authorized for root, as NixOps keeps it), and the stateVersion
-  # NixOps read from the machine when it first reached it. Options the OS
-  # does not declare are left out (NixOps fails there).
-  physical = builtins.fromJSON physicalJSON;
+  # knows no host key to put in knownHosts. `physical.machines` holds per
+  # machine what state records: the NixOps-generated SSH key NixOps logs in
+  # with (it stays authorized for root, as NixOps keeps it), and the
+  # stateVersion NixOps read from the machine when it first reached it.
+  # Options the OS does not declare are left out (NixOps fails there).
+  # `physical.resources.<type>.<name>` holds the resources' attributes
+  # NixOps feeds back (a key pair's halves, a command's output).
+  physical = builtins.fromJSON (if physicalFile == null then physicalJSON else builtins.readFile physicalFile);
   physicalModule = name:
     let
-      s = physical.${name} or { };
+      s = physical.machines.${name} or { };
       key = s.sshPublicKey or null;
       spec = { config, lib, options, ... }: {
         config = {
@@ -261,7 +308,7 @@ let
               # tool's Nix files live in a temporary directory).
               _file = "<nixops>/eval-machine-info.nix, defaults of machine ‘${name}’";
               networking = nameDefaults options name;
-              _module.args = { nodes = nixopsNodes; inherit resources uuid deploymentName name inventory; };
+              _module.args = { nodes = nixopsNodes; resources = nixopsResources; inherit uuid deploymentName name inventory; };
             })
           ];
       };
@@ -297,7 +344,7 @@ let
     unknownAttrs = map (a: "network.${a}") (builtins.attrNames (removeAttrs meta [ "description" "enableRollback" "storage" "lock" "nixpkgs" "machinesFile" "inventory" ]));
     machinesFile = meta.machinesFile or null;
     inventory = meta.inventory or null;
-    resourceTypes = builtins.attrNames (zipAttrs (network.resources or [ ]));
+    resources = resourcesInfo;
     allowApplyAll = true;
     unsupported = storageProblems ++ lockProblems;
     # The file network.storage.legacy names (a path stays a file name).
@@ -393,7 +440,7 @@ in
       machinesFile = if front.machinesFile == null then null else toString front.machinesFile;
       databaseFile = front.databaseFile or null;
     };
-    inherit (front) resourceTypes;
+    inherit (front) resources;
     machineNames = builtins.attrNames nodes;
   };
 

@@ -17,7 +17,7 @@ use super::pool::{self, Report};
 use super::trace::Observed;
 use super::{
     COLMENA_COMPAT, Call, EVAL_MACHINE_INFO, HIVE, KEYS, MachineInfo, Network, NetworkInfo, NetworkMeta,
-    NixFiles, OPTIONS, Resolved, Selector, check_machine_name, check_meta, files,
+    NixFiles, OPTIONS, RESOURCES, Resolved, Resources, Selector, check_machine_name, check_meta, files,
 };
 use crate::nix::NixOpts;
 use crate::process::{self, Sink};
@@ -107,7 +107,8 @@ pub struct Evaluator<'a> {
     events: Option<&'a Events>,
     resolved: Resolved,
     pub meta: NetworkMeta,
-    pub resource_types: Vec<String>,
+    /// The network's non-machine resources.
+    pub resources: Resources,
     /// Every machine of the network, in name order.
     pub names: Vec<String>,
     cache: Mutex<Option<Cache>>,
@@ -231,7 +232,7 @@ impl<'a> Evaluator<'a> {
                 flake_url: None,
                 inventory: None,
             },
-            resource_types: Vec::new(),
+            resources: Resources::new(),
             names: Vec::new(),
             cache: Mutex::new(None),
         };
@@ -260,7 +261,7 @@ impl<'a> Evaluator<'a> {
         };
         ev.meta = value.network;
         ev.meta.flake_url = ev.resolved.locked_url();
-        ev.resource_types = value.resource_types;
+        ev.resources = value.resources;
         ev.names = value.names;
         check_meta(&ev.meta)?;
         if let Some(f) = &ev.meta.database_file {
@@ -353,7 +354,7 @@ impl<'a> Evaluator<'a> {
     /// Whether evaluations are traced for the cache: all but pure flakes,
     /// whose locked URL (in the key) covers all they can read.
     fn traced(&self) -> bool {
-        matches!(self.resolved, Resolved::Files(_)) || self.opts.impure
+        matches!(self.resolved, Resolved::Files(_)) || self.opts.impure || self.network.reads_physical_file()
     }
 
     /// A trace file for an evaluation, when the cache is on and wants one.
@@ -380,7 +381,7 @@ impl<'a> Evaluator<'a> {
         let (nix, traced) = nix_version(self.traced().then_some(self.files)).await?;
         let parts = KeyParts {
             tool: env!("CARGO_PKG_VERSION"),
-            nix_code: cache::run_key(&(EVAL_MACHINE_INFO, OPTIONS, KEYS, HIVE, COLMENA_COMPAT)),
+            nix_code: cache::run_key(&(EVAL_MACHINE_INFO, OPTIONS, KEYS, HIVE, COLMENA_COMPAT, RESOURCES)),
             nix,
             source: match &self.resolved {
                 Resolved::Files(paths) => serde_json::to_string(paths)?,
@@ -418,7 +419,7 @@ impl<'a> Evaluator<'a> {
         #[serde(rename_all = "camelCase")]
         struct Meta {
             network: NetworkMeta,
-            resource_types: Vec<String>,
+            resources: Resources,
             machine_names: Vec<String>,
         }
         let m: Meta =
@@ -426,7 +427,7 @@ impl<'a> Evaluator<'a> {
         Ok((
             MetaValue {
                 network: m.network,
-                resource_types: m.resource_types,
+                resources: m.resources,
                 names: m.machine_names,
             },
             seen,
@@ -632,7 +633,7 @@ impl<'a> Evaluator<'a> {
         check_meta(&network)?;
         Ok(NetworkInfo {
             network,
-            resource_types: self.resource_types.clone(),
+            resources: self.resources.clone(),
             machines,
         })
     }

@@ -129,7 +129,7 @@ in
   # Colmena refuses what its meta does not declare: so do we (NixOps'
   # unknown network attributes are only warned about).
   unknownAttrs = [ ];
-  resourceTypes = [ ];
+  resources = { };
   allowApplyAll = meta.allowApplyAll;
   inherit (meta) machinesFile inventory;
   unsupported = map (a: "the hive's ${metaName}.${a}, which Colmena does not know (known: ${lib.concatStringsSep ", " (attrNames metaDefaults)})")

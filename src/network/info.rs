@@ -8,10 +8,59 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 pub struct NetworkInfo {
     pub network: NetworkMeta,
-    /// The types of its `resources.*` (none are supported).
+    /// Its non-machine resources (`resources.<type>.<name>`).
     #[serde(default)]
-    pub resource_types: Vec<String>,
+    pub resources: Resources,
     pub machines: BTreeMap<String, MachineInfo>,
+}
+
+/// A network's non-machine resources: type (`sshKeyPairs`, ...) → name →
+/// what the tool needs of it.
+pub type Resources = BTreeMap<String, BTreeMap<String, ResourceSpec>>;
+
+/// What the tool needs of a resource the network declares (never a value
+/// state fed back: the network's evaluation cache keeps this).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct ResourceSpec {
+    /// A commandOutput's script.
+    #[serde(default)]
+    pub script: Option<String>,
+}
+
+/// A NixOps resource type this tool creates.
+#[derive(Debug)]
+pub struct CreatedType {
+    /// Its attribute under `resources`.
+    pub attr: &'static str,
+    /// Its type in NixOps' state.
+    pub kind: &'static str,
+    /// The state attributes NixOps feeds back into the evaluation (its
+    /// physical spec), as the resource's options of the same names.
+    pub fed_back: &'static [&'static str],
+}
+
+/// NixOps' own resource types (its plugins bring the others).
+pub const CREATED_TYPES: [CreatedType; 2] = [
+    CreatedType {
+        attr: "sshKeyPairs",
+        kind: "ssh-keypair",
+        fed_back: &["publicKey", "privateKey"],
+    },
+    CreatedType {
+        attr: "commandOutput",
+        kind: "command-output",
+        fed_back: &["value"],
+    },
+];
+
+/// The type the tool creates declared as `resources.<attr>`.
+pub fn created_type(attr: &str) -> Option<&'static CreatedType> {
+    CREATED_TYPES.iter().find(|t| t.attr == attr)
+}
+
+/// The type the tool creates that state records as `kind`.
+pub fn created_type_of_kind(kind: &str) -> Option<&'static CreatedType> {
+    CREATED_TYPES.iter().find(|t| t.kind == kind)
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

@@ -1,11 +1,12 @@
 //! Evaluating networks: NixOps network files, NixOps 2.0 flakes and Colmena
 //! hives, all through one entry point (`Network`'s methods) with one result
 //! (`NetworkInfo`). The Nix side lives in `eval-machine-info.nix` (with the
-//! front ends), `hive.nix`, `options.nix`, `keys.nix` and `colmena-compat.nix`
-//! beside this file; all are embedded in the binary. Network files are evaluated with
-//! nix-instantiate on those files written to a private directory; flakes
-//! purely with `nix eval --apply`, the tool's Nix code inline (pure
-//! evaluation reads no file outside the flake).
+//! front ends), `hive.nix`, `options.nix`, `keys.nix`, `colmena-compat.nix`
+//! and `resources.nix` beside this file; all are embedded in the binary.
+//! Network files are evaluated with nix-instantiate on those files written to
+//! a private directory; flakes purely with `nix eval --apply`, the tool's Nix
+//! code inline (pure evaluation reads no file outside the flake), impurely
+//! only to read resources' values from state (`Network::physical_arg`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,10 @@ mod trace;
 pub use cache::dir_for_state as cache_dir_for_state;
 pub use evaluator::{Evaluator, Request, unselected_failure};
 pub use flake::Source;
-pub use info::{CmdCheck, HealthChecks, HttpCheck, KeyInfo, MachineInfo, NetworkInfo, NetworkMeta};
+pub use info::{
+    CmdCheck, CreatedType, HealthChecks, HttpCheck, KeyInfo, MachineInfo, NetworkInfo, NetworkMeta,
+    ResourceSpec, Resources, created_type, created_type_of_kind,
+};
 pub use selector::{MachineFilter, Selector};
 
 use crate::nix::NixOpts;
@@ -37,6 +41,7 @@ const OPTIONS: &str = include_str!("options.nix");
 const KEYS: &str = include_str!("keys.nix");
 const HIVE: &str = include_str!("hive.nix");
 const COLMENA_COMPAT: &str = include_str!("colmena-compat.nix");
+const RESOURCES: &str = include_str!("resources.nix");
 
 /// What identifies a network: where it is, its arguments and deployment.
 #[derive(Debug, Clone)]
@@ -46,9 +51,21 @@ pub struct Network {
     pub args: BTreeMap<String, String>,
     pub uuid: String,
     pub name: String,
-    /// What state says of each machine for NixOps' physical spec
-    /// (`physicalJSON` of eval-machine-info.nix): machine → attributes.
-    pub physical: BTreeMap<String, BTreeMap<&'static str, String>>,
+    /// What state says of the machines and resources for NixOps' physical
+    /// spec.
+    pub physical: Physical,
+}
+
+/// What NixOps feeds back from state into the evaluation (its physical
+/// spec; `physical` of eval-machine-info.nix).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Physical {
+    /// Machine → attribute → value.
+    pub machines: BTreeMap<String, BTreeMap<&'static str, String>>,
+    /// Type (`sshKeyPairs`) → resource → attribute → value. These may be
+    /// secret (a private key, a command's output): Nix reads them from a
+    /// file of the tool's private directory, never from its arguments.
+    pub resources: BTreeMap<&'static str, BTreeMap<String, BTreeMap<&'static str, String>>>,
 }
 
 /// The tool's Nix files, written into a private directory, with the
@@ -72,6 +89,7 @@ impl NixFiles {
         std::fs::write(dir.path().join("keys.nix"), KEYS)?;
         std::fs::write(dir.path().join("hive.nix"), HIVE)?;
         std::fs::write(dir.path().join("colmena-compat.nix"), COLMENA_COMPAT)?;
+        std::fs::write(dir.path().join("resources.nix"), RESOURCES)?;
         let shim = trace::write_shim(dir.path())?;
         Ok(NixFiles {
             dir,
@@ -114,6 +132,25 @@ impl NixFiles {
 
     pub fn eval_machine_info(&self) -> PathBuf {
         self.dir.path().join("eval-machine-info.nix")
+    }
+
+    /// A file of this private directory (0700) holding `text`, readable by
+    /// its owner only, named by its digest: made once, whoever asks again.
+    fn private_file(&self, stem: &str, text: &str) -> Result<PathBuf> {
+        use sha2::{Digest, Sha256};
+        use std::io::Write;
+        let digest = hex::encode(Sha256::digest(text.as_bytes()));
+        let path = self.dir.path().join(format!("{stem}-{}.json", &digest[..32]));
+        if path.exists() {
+            return Ok(path);
+        }
+        // Written beside (0600, as tempfile makes files), then renamed: a
+        // reader never sees half of it.
+        let cannot = || format!("cannot write {}", path.display());
+        let mut part = tempfile::NamedTempFile::new_in(self.dir.path()).with_context(cannot)?;
+        part.write_all(text.as_bytes()).with_context(cannot)?;
+        part.persist(&path).with_context(cannot)?;
+        Ok(path)
     }
 }
 
@@ -188,6 +225,25 @@ impl Network {
         serde_json::to_string(&self.physical).expect("strings serialize")
     }
 
+    /// How eval-machine-info.nix gets the physical spec: `physicalJSON`, or,
+    /// when it holds resources' values, `physicalFile`, a file only we can
+    /// read (an argument is visible to every user, in the process list).
+    /// A flake then evaluates impurely, as reading a file needs (NixOps 2.0
+    /// evaluated every flake so).
+    fn physical_arg(&self, files: &NixFiles) -> Result<(&'static str, String)> {
+        let json = self.physical_json();
+        if !self.reads_physical_file() {
+            return Ok(("physicalJSON", json));
+        }
+        let file = files.private_file("physical", &json)?;
+        Ok(("physicalFile", file.to_string_lossy().into_owned()))
+    }
+
+    /// Whether evaluations read the physical spec from a file.
+    pub fn reads_physical_file(&self) -> bool {
+        !self.physical.resources.is_empty()
+    }
+
     fn check_files(&self, files: &[PathBuf]) -> Result<()> {
         if files.is_empty() {
             bail!(
@@ -238,7 +294,14 @@ impl Network {
     /// The one evaluator command: nix-instantiate on eval-machine-info.nix
     /// for network files; for a flake, `nix eval` of its locked output with
     /// eval-machine-info.nix applied inline.
-    fn command(&self, resolved: &Resolved, files: &NixFiles, opts: &NixOpts, call: &Call<'_>) -> Command {
+    fn command(
+        &self,
+        resolved: &Resolved,
+        files: &NixFiles,
+        opts: &NixOpts,
+        call: &Call<'_>,
+    ) -> Result<Command> {
+        let physical = self.physical_arg(files)?;
         let mut cmd = match resolved {
             Resolved::Files(paths) => {
                 let exprs: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
@@ -259,7 +322,7 @@ impl Network {
                     .arg(self.args_expr())
                     .args(["--argstr", "uuid", &self.uuid])
                     .args(["--argstr", "deploymentName", &self.name])
-                    .args(["--argstr", "physicalJSON", &self.physical_json()]);
+                    .args(["--argstr", physical.0, &physical.1]);
                 if let Some(Some(f)) = files.inventory() {
                     cmd.args(["--argstr", "inventoryFile"]).arg(f);
                 }
@@ -282,7 +345,7 @@ impl Network {
                     ("args", self.args_expr()),
                     ("uuid", nix_string(&self.uuid)),
                     ("deploymentName", nix_string(&self.name)),
-                    ("physicalJSON", nix_string(&self.physical_json())),
+                    (physical.0, nix_string(&physical.1)),
                     ("system", nix_string(&flake::system())),
                 ];
                 if let Some(Some(f)) = files.inventory() {
@@ -295,12 +358,17 @@ impl Network {
                     None => String::new(),
                 };
                 let apply = format!(
-                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n    colmena = ({COLMENA_COMPAT});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}{applied}\n",
+                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n    colmena = ({COLMENA_COMPAT});\n    resources = ({RESOURCES});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}{applied}\n",
                     call.attr
                 );
                 let mut cmd = flake::eval_command(locked, attr, &apply, opts);
                 if !call.instantiate || opts.read_only {
                     cmd.arg("--read-only");
+                }
+                // Impure only to read that file: the search path stays out
+                // of reach, as in pure evaluation.
+                if self.reads_physical_file() && !opts.impure {
+                    cmd.arg("--impure").env_remove("NIX_PATH");
                 }
                 cmd
             }
@@ -311,7 +379,7 @@ impl Network {
         if let Some(file) = &call.trace {
             files.enable_trace(&mut cmd, file);
         }
-        cmd
+        Ok(cmd)
     }
 
     /// Runs an evaluation; its output, or an error naming the network.
@@ -322,7 +390,7 @@ impl Network {
         opts: &NixOpts,
         call: Call<'_>,
     ) -> Result<process::Output> {
-        let mut cmd = self.command(resolved, files, opts, &call);
+        let mut cmd = self.command(resolved, files, opts, &call)?;
         let out = process::run(&mut cmd, None, Sink::quiet()).await?;
         if out.success() {
             return Ok(out);
@@ -417,16 +485,18 @@ impl Network {
     pub async fn repl_file(&self, files: &NixFiles, opts: &NixOpts) -> Result<PathBuf> {
         Evaluator::new(self, files, opts, None).await?;
         let emi = nix_string(&files.eval_machine_info().to_string_lossy());
+        let physical = self.physical_arg(files)?;
         let inventory = match files.inventory() {
             Some(Some(f)) => format!(" inventoryFile = {};", nix_string(&f.to_string_lossy())),
             _ => String::new(),
         };
         let common = format!(
-            "args = {}; uuid = {}; deploymentName = {}; physicalJSON = {};{inventory}",
+            "args = {}; uuid = {}; deploymentName = {}; {} = {};{inventory}",
             self.args_expr(),
             nix_string(&self.uuid),
             nix_string(&self.name),
-            nix_string(&self.physical_json())
+            physical.0,
+            nix_string(&physical.1)
         );
         let fields = match self.resolve(opts).await? {
             Resolved::Files(paths) => {
@@ -456,12 +526,31 @@ impl Network {
     }
 }
 
-/// The state attributes of each machine that NixOps 2.0 puts into its
-/// configuration (its physical spec for existing machines): the SSH key
-/// NixOps generated to log in with (`none.sshPublicKey`), and the
-/// stateVersion it read from the machine on first contact (`stateVersion`).
-fn physical_of(d: &crate::state::Deployment) -> BTreeMap<String, BTreeMap<&'static str, String>> {
-    d.machines()
+/// What NixOps 2.0 feeds back from state into the evaluation (its physical
+/// spec): of each machine, the SSH key NixOps generated to log in with
+/// (`none.sshPublicKey`) and the stateVersion it read from the machine on
+/// first contact (`stateVersion`); of each resource of a type the tool
+/// creates, the attributes NixOps feeds back (a key pair's halves, a
+/// command's output). Obsolete resources too: eval-machine-info.nix takes
+/// only those the network declares (with the same type), as NixOps does.
+fn physical_of(d: &crate::state::Deployment) -> Physical {
+    let mut resources: BTreeMap<&'static str, BTreeMap<String, BTreeMap<&'static str, String>>> =
+        BTreeMap::new();
+    for r in d.resources.values() {
+        let Some(t) = info::created_type_of_kind(&r.kind) else {
+            continue;
+        };
+        let attrs: BTreeMap<_, _> = t
+            .fed_back
+            .iter()
+            .filter_map(|a| Some((*a, r.get(a)?.to_owned())))
+            .collect();
+        if !attrs.is_empty() {
+            resources.entry(t.attr).or_default().insert(r.name.clone(), attrs);
+        }
+    }
+    let machines = d
+        .machines()
         .map(|m| {
             let attrs: BTreeMap<_, _> = [
                 ("sshPublicKey", "none.sshPublicKey"),
@@ -474,7 +563,8 @@ fn physical_of(d: &crate::state::Deployment) -> BTreeMap<String, BTreeMap<&'stat
         })
         // Only what there is: a machine new to state changes no evaluation.
         .filter(|(_, attrs)| !attrs.is_empty())
-        .collect()
+        .collect();
+    Physical { machines, resources }
 }
 
 impl Resolved {
@@ -661,7 +751,7 @@ impl Network {
             Evaluator::new(self, files, opts, None).await?;
         }
         let resolved = self.resolve(opts).await?;
-        Ok(self.command(&resolved, files, opts, &call))
+        self.command(&resolved, files, opts, &call)
     }
 }
 

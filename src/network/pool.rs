@@ -60,7 +60,7 @@ const DONE: &str = "trace: __NIXOPS_EVAL_DONE ";
 pub async fn run(
     names: Vec<String>,
     settings: &Settings,
-    command: &(dyn Fn(&[String]) -> Command + Sync),
+    command: &(dyn Fn(&[String]) -> anyhow::Result<Command> + Sync),
     tx: &UnboundedSender<Report>,
 ) {
     let chunk = settings.chunk.max(1);
@@ -149,7 +149,7 @@ fn error_of(lines: &[String], code: Option<i32>) -> String {
 async fn run_chunk(
     mut remaining: VecDeque<String>,
     settings: &Settings,
-    command: &(dyn Fn(&[String]) -> Command + Sync),
+    command: &(dyn Fn(&[String]) -> anyhow::Result<Command> + Sync),
     tx: &UnboundedSender<Report>,
 ) {
     let send = |r: Report| {
@@ -157,18 +157,20 @@ async fn run_chunk(
     };
     while !remaining.is_empty() {
         let names: Vec<String> = remaining.iter().cloned().collect();
-        let mut cmd = command(&names);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        tracing::debug!("running: {}", crate::process::describe(&cmd));
-        let mut child = match cmd.spawn() {
+        let started = command(&names).and_then(|mut cmd| {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            tracing::debug!("running: {}", crate::process::describe(&cmd));
+            cmd.spawn().map_err(|e| anyhow::anyhow!("cannot run Nix: {e}"))
+        });
+        let mut child = match started {
             Ok(c) => c,
             Err(e) => {
                 for n in remaining.drain(..) {
                     send(Report::Done {
                         name: n,
-                        result: Err(format!("cannot run Nix: {e}")),
+                        result: Err(format!("{e:#}")),
                     });
                 }
                 return;

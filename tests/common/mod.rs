@@ -3,8 +3,11 @@
 //! user whose ~/.ssh/config maps the hosts' names to their ports.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The deploying side's Nix in tests, as scripts/offline-nix.sh sets it:
 /// offline, with the stand-in nixpkgs' builder inside the build sandbox.
@@ -715,4 +718,107 @@ pub fn simple_network(names: &[&str], extra: &str) -> String {
         s += &format!("  {n} = {{ ... }}: {{ {extra} }};\n");
     }
     s + "}\n"
+}
+
+/// A fresh random string (the kernel's UUID generator).
+pub fn random(tag: &str) -> String {
+    let u = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap();
+    format!("{tag}-{}", u.trim().replace('-', ""))
+}
+
+// Secrets: what tests check never reaches a process's argv or environment.
+
+/// Watches every process's argv and environment for the needles while it
+/// runs; returns what it saw ("pid comm: file has needle").
+pub struct ProcWatch {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<(Vec<String>, usize)>,
+}
+
+impl ProcWatch {
+    pub fn start(needles: Vec<String>) -> ProcWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let me = std::process::id().to_string();
+        let handle = std::thread::spawn(move || {
+            let mut hits = BTreeSet::new();
+            let mut passes = 0;
+            while !s.load(Ordering::Relaxed) {
+                passes += 1;
+                let Ok(dir) = std::fs::read_dir("/proc") else {
+                    continue;
+                };
+                for e in dir.flatten() {
+                    let pid = e.file_name().to_string_lossy().into_owned();
+                    if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                        continue;
+                    }
+                    for f in ["cmdline", "environ"] {
+                        let Ok(data) = std::fs::read(e.path().join(f)) else {
+                            continue;
+                        };
+                        for n in &needles {
+                            if data.windows(n.len()).any(|w| w == n.as_bytes()) {
+                                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                                hits.insert(format!("{pid} {}: {f} has {n}", comm.trim()));
+                            }
+                        }
+                    }
+                }
+            }
+            (hits.into_iter().collect(), passes)
+        });
+        ProcWatch { stop, handle }
+    }
+
+    pub fn finish(self) -> (Vec<String>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Runs nixops while watching /proc; asserts success.
+pub fn watched(fleet: &Fleet, args: &[&str], needles: &[String]) -> (Run, Vec<String>) {
+    let w = ProcWatch::start(needles.to_vec());
+    let r = fleet.run(args);
+    let (hits, passes) = w.finish();
+    assert_eq!(r.code, 0, "{args:?}: {}\n{}", r.stdout, r.stderr);
+    assert!(passes > 3, "/proc was scanned only {passes} times");
+    (r, hits)
+}
+
+/// Files under `dir` that contain `needle` (grep -rlF), less `except`.
+pub fn grep(dirs: &[&Path], needle: &str, except: &[&Path]) -> Vec<String> {
+    let mut cmd = Command::new("grep");
+    cmd.args(["-rlF", "--no-messages", "--", needle]).args(dirs);
+    let out = cmd.output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !except.iter().any(|e| Path::new(l).starts_with(e)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The deployer's store paths a secret must not be in: everything added
+/// since `marker` was written, and `toplevel`'s closure with its
+/// derivation's (which may be older).
+pub fn store_paths_since(marker: &Path, toplevel: &str) -> BTreeSet<String> {
+    let mut paths = BTreeSet::new();
+    let new = Command::new("find")
+        .args(["/nix/store", "-mindepth", "1", "-maxdepth", "1", "-cnewer"])
+        .arg(marker)
+        .output()
+        .unwrap();
+    paths.extend(String::from_utf8_lossy(&new.stdout).lines().map(str::to_owned));
+    let drv = Command::new("nix-store")
+        .args(["-qd", toplevel])
+        .output()
+        .unwrap();
+    let drv = String::from_utf8_lossy(&drv.stdout).trim().to_owned();
+    for q in [toplevel, &drv] {
+        let out = Command::new("nix-store").args(["-qR", q]).output().unwrap();
+        paths.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned));
+    }
+    assert!(paths.contains(toplevel) && paths.contains(&drv), "{paths:?}");
+    paths
 }
