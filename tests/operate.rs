@@ -439,6 +439,21 @@ fn info_prints_what_nixops_prints() {
         r.stdout,
         "web\tup / up-to-date\tnone\t\t\t\nweb9\tmissing\tnone\t\t\t\nweb10\tmissing\tnone\t\t\t\n"
     );
+    // Another machine that does not evaluate: a warning naming it; the
+    // others' status is still the evaluated one.
+    fleet.write(
+        "d.nix",
+        "{ network.description = \"test network\"; web = { ... }: { }; other = { ... }: { environment.etc.x.text = throw \"broken other\"; }; }",
+    );
+    let r = fleet.ok(&["info", "--plain"]);
+    assert_eq!(r.stdout, "web\tup / up-to-date\tnone\t\t\t\n");
+    assert!(
+        r.stderr
+            .contains("machine ‘other’ of deployment ‘d’ does not evaluate")
+            && r.stderr.contains("broken other"),
+        "{}",
+        r.stderr
+    );
     // A system that can no longer be evaluated: a warning, and what state
     // has; --no-eval does not try.
     fleet.write(

@@ -225,6 +225,8 @@ fn deployment_json(
 /// What evaluating the network tells: its machines and its other resources.
 struct Spec {
     machines: BTreeMap<String, Evaluated>,
+    /// Machines that did not evaluate: shown as state records them.
+    failed: std::collections::BTreeSet<String>,
     resources: Resources,
 }
 
@@ -242,24 +244,44 @@ async fn evaluate(g: &Global, d: &Deployment) -> Result<(Spec, Option<String>)> 
         toplevels: true,
         evaluate: None,
     };
-    let info = ev.all(&req).await?;
-    let machines = info
-        .machines
-        .into_iter()
-        .map(|(name, m)| {
-            let e = Evaluated {
-                toplevel: m.toplevel,
-                target_env: m.target_env,
-                target_host: m.target_host.unwrap_or_default(),
-            };
-            (name, e)
-        })
-        .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    ev.machines(&req, &tx).await;
+    drop(tx);
+    // One machine that does not evaluate leaves the others' status as
+    // evaluated; its own is what state records, with a warning.
+    let mut machines = BTreeMap::new();
+    let mut failed = std::collections::BTreeSet::new();
+    while let Some(e) = rx.recv().await {
+        match e.result {
+            Ok(m) => {
+                let evaluated = Evaluated {
+                    toplevel: m.toplevel,
+                    target_env: m.target_env,
+                    target_host: m.target_host.unwrap_or_default(),
+                };
+                machines.insert(e.name, evaluated);
+            }
+            Err(err) => {
+                let first = err
+                    .lines()
+                    .find(|l| l.contains("error:"))
+                    .unwrap_or(err.lines().next().unwrap_or(""));
+                errln!(
+                    "warning: machine ‘{}’ of deployment ‘{}’ does not evaluate, so its status is only what state recorded: {}",
+                    e.name,
+                    d.label(),
+                    first.trim()
+                );
+                failed.insert(e.name);
+            }
+        }
+    }
     let spec = Spec {
         machines,
-        resources: info.resources,
+        failed,
+        resources: ev.resources.clone(),
     };
-    Ok((spec, info.network.flake_url))
+    Ok((spec, ev.meta.flake_url.clone()))
 }
 
 /// A machine's status: NixOps' `STATE / Up-to-date` (or `Outdated`,
@@ -270,7 +292,7 @@ fn status(r: Option<&Resource>, spec: Option<&Spec>, name: &str) -> String {
         return "Missing".into();
     };
     let state = machine_state::shown(r.state());
-    let Some(spec) = spec else {
+    let Some(spec) = spec.filter(|s| !s.failed.contains(name)) else {
         return if r.obsolete() {
             format!("{state} / Obsolete")
         } else {
