@@ -3,6 +3,7 @@
 //! its path to the crate, which embeds it.
 
 fn main() {
+    man_date();
     let src = "src/network/eval-trace.c";
     println!("cargo:rerun-if-changed={src}");
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -22,4 +23,28 @@ fn main() {
         .status()
         .expect("a C compiler runs");
     assert!(status.success(), "cannot build {src}");
+}
+
+/// The man pages' date (their header has a field for it): the commit's date
+/// (`YYYY-MM-DD`), or $SOURCE_DATE_EPOCH's day for reproducible builds.
+fn man_date() {
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    let from_epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
+        .map(|t| t.strftime("%Y-%m-%d").to_string());
+    let from_git = || {
+        let out = std::process::Command::new("git")
+            .args(["log", "-1", "--format=%cs"])
+            .output()
+            .ok()?;
+        let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+        (out.status.success() && !s.is_empty()).then_some(s)
+    };
+    let date = from_epoch
+        .or_else(from_git)
+        .unwrap_or_else(|| "1970-01-01".into());
+    println!("cargo:rustc-env=NIXOPS_MAN_DATE={date}");
 }

@@ -379,7 +379,21 @@ fn introspection_commands() {
     // The script only registers nixops as bash's completer (tests/completions.rs: what it answers).
     let script = fleet.ok(&["completions", "bash"]).stdout;
     assert!(script.contains("-F _clap_complete_nixops nixops"), "{script}");
-    assert!(fleet.ok(&["man"]).stdout.contains(".TH nixops"));
+    // The header's fields in their places: name, section, date, source, manual.
+    let man = fleet.ok(&["man"]).stdout;
+    let th = man
+        .lines()
+        .find(|l| l.starts_with(".TH "))
+        .unwrap_or_default()
+        .to_owned();
+    let date = th.split_whitespace().nth(3).unwrap_or_default();
+    assert!(
+        th.starts_with(".TH nixops 1 ")
+            && date.len() == 10
+            && date.as_bytes()[4] == b'-'
+            && th.ends_with("\"nixops manual\""),
+        "{th}"
+    );
 }
 
 #[test]

@@ -80,6 +80,7 @@ fn page(mut cmd: clap::Command, root: bool) -> Result<(String, Vec<u8>)> {
     let has_subcommands = cmd.has_subcommands();
     let man = Man::new(cmd)
         .source(concat!("nixops ", env!("CARGO_PKG_VERSION")))
+        .date(env!("NIXOPS_MAN_DATE"))
         .manual("nixops manual");
     let mut ours = Roff::default();
     environment(&mut ours);
