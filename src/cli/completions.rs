@@ -216,11 +216,12 @@ fn deployments(all: &[Deployment], current: &str) -> Vec<CompletionCandidate> {
 }
 
 /// The machines' names, then (with `tags`) `@tag` for every tag, each
-/// helped by the machines that have it.
+/// helped by the machines that have it. Obsolete machines (gone from the
+/// network) are left out: no command that names a machine acts on them.
 fn machines(d: &Deployment, current: &str, tags: bool) -> Vec<CompletionCandidate> {
     let mut out: Vec<CompletionCandidate> = d
         .machines()
-        .filter(|m| m.name.starts_with(current))
+        .filter(|m| !m.obsolete() && m.name.starts_with(current))
         .map(|m| {
             // The host it is reached at, when that is not its name.
             let host = m.get("targetHost").filter(|h| *h != m.name);
@@ -229,7 +230,7 @@ fn machines(d: &Deployment, current: &str, tags: bool) -> Vec<CompletionCandidat
         .collect();
     if tags {
         let mut by_tag = std::collections::BTreeMap::<String, Vec<&str>>::new();
-        for m in d.machines() {
+        for m in d.machines().filter(|m| !m.obsolete()) {
             let tags: Vec<String> = m
                 .get("tags")
                 .and_then(|t| serde_json::from_str(t).ok())
@@ -484,5 +485,19 @@ mod tests {
             Some("web1, web2")
         );
         assert_eq!(values(&machines(&d, "w", true)), ["web1", "web2"]);
+        let mut gone = d.clone();
+        gone.resources
+            .get_mut("web2")
+            .unwrap()
+            .attrs
+            .insert("obsolete".into(), "1".into());
+        assert_eq!(values(&machines(&gone, "", true)), ["db", "web1", "@eu", "@web"]);
+        assert_eq!(
+            machines(&gone, "@web", true)[0]
+                .get_help()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("web1")
+        );
     }
 }
