@@ -109,6 +109,11 @@ fn deployments_machines_and_tags_come_from_the_state() {
         bash(&fleet, &["nixops", "apply", "-d", "staging", "--on", "b,@"], none),
         ["b,@web"]
     );
+    // A machine listed already is not offered again.
+    assert_eq!(
+        bash(&fleet, &["nixops", "apply", "-d", "staging", "--on", "b,"], none),
+        ["b,a", "b,@web"]
+    );
     // Options still come once a `-` is typed.
     assert!(bash(&fleet, &["nixops", "ssh", "-d", "staging", "--n"], none).contains(&"--now".to_owned()));
 

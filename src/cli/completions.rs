@@ -176,10 +176,28 @@ pub fn selector() -> ArgValueCompleter {
 fn machines_of_selected(tags: bool) -> ArgValueCompleter {
     ArgValueCompleter::new(move |current: &OsStr| {
         let current = current.to_string_lossy();
+        // `--on a,b,<TAB>`: clap hands us what follows the last comma; the
+        // ones before it are named already.
+        let words = request_words();
+        let named = already_listed(words.get(cursor(words.len())).map(String::as_str));
         selected()
             .map(|d| machines(d, &current, tags))
             .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !named.iter().any(|n| *n == c.get_value().to_string_lossy()))
+            .collect()
     })
+}
+
+/// The items of a comma-separated word before its last comma (`--on=a,b,c`
+/// or `a,b,c`: `a` and `b`).
+fn already_listed(word: Option<&str>) -> Vec<String> {
+    let Some(word) = word else { return Vec::new() };
+    let list = word.rsplit_once('=').map_or(word, |(_, v)| v);
+    match list.rsplit_once(',') {
+        Some((before, _)) => before.split(',').map(str::to_owned).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// For an argument that names any resource of the deployment
@@ -460,6 +478,14 @@ mod tests {
         assert_eq!(values(&deployments(&all, "")), ["3333-c", "prod", "staging"]);
         assert_eq!(values(&deployments(&all, "st")), ["staging"]);
         assert_eq!(values(&deployments(&all, "22")), ["2222-b"]);
+    }
+
+    #[test]
+    fn names_before_the_last_comma_are_listed_already() {
+        assert_eq!(already_listed(Some("web1,@eu,w")), ["web1", "@eu"]);
+        assert_eq!(already_listed(Some("--on=web1,")), ["web1"]);
+        assert!(already_listed(Some("web1")).is_empty());
+        assert!(already_listed(None).is_empty());
     }
 
     #[test]
