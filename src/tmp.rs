@@ -156,3 +156,18 @@ pub fn private_dir(name: &str) -> Result<PathBuf> {
     }
     Ok(dir)
 }
+
+/// Writes `data` to `path` readable by its owner only (0600, as tempfile
+/// makes files), written beside it and renamed into place: a reader never
+/// sees half of it.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().expect("a file in a directory");
+    let mut f =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -87,7 +87,7 @@ async fn read(spec: &Spec, dir: &Path, uuid: &str) -> Result<PathBuf> {
     // Written only when it changed: a file written just before an
     // evaluation counts as unsettled for the cache (files.rs).
     if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
-        write_private(&file, text.as_bytes())?;
+        crate::tmp::write_private(&file, text.as_bytes())?;
     }
     Ok(file)
 }
@@ -144,23 +144,6 @@ async fn run(argv: &[String], dir: &Path, timeout: u64, what: &str) -> Result<St
         );
     }
     String::from_utf8(out.stdout).map_err(|_| anyhow::anyhow!("{what} printed no UTF-8"))
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -138,18 +138,12 @@ impl NixFiles {
     /// its owner only, named by its digest: made once, whoever asks again.
     fn private_file(&self, stem: &str, text: &str) -> Result<PathBuf> {
         use sha2::{Digest, Sha256};
-        use std::io::Write;
         let digest = hex::encode(Sha256::digest(text.as_bytes()));
         let path = self.dir.path().join(format!("{stem}-{}.json", &digest[..32]));
         if path.exists() {
             return Ok(path);
         }
-        // Written beside (0600, as tempfile makes files), then renamed: a
-        // reader never sees half of it.
-        let cannot = || format!("cannot write {}", path.display());
-        let mut part = tempfile::NamedTempFile::new_in(self.dir.path()).with_context(cannot)?;
-        part.write_all(text.as_bytes()).with_context(cannot)?;
-        part.persist(&path).with_context(cannot)?;
+        crate::tmp::write_private(&path, text.as_bytes())?;
         Ok(path)
     }
 }

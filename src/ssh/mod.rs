@@ -11,9 +11,9 @@
 //! machine), the key is kept in state, and afterwards a different key is
 //! refused.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
@@ -150,7 +150,7 @@ impl Target {
         }
         let kh = crate::tmp::for_process(&self.dir, "known-")?.join(format!("{}.known", self.id()));
         match &self.host_key {
-            Some(key) => write_private(&kh, format!("{} {}\n", self.alias, key).as_bytes())?,
+            Some(key) => crate::tmp::write_private(&kh, format!("{} {}\n", self.alias, key).as_bytes())?,
             None => {
                 let _ = std::fs::remove_file(&kh);
             }
@@ -458,18 +458,6 @@ pub fn quote(s: &str) -> String {
 /// (socket paths are limited to about 100 bytes) and only ours.
 fn control_dir() -> Result<PathBuf> {
     crate::tmp::private_dir("nixops-ssh")
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().expect("a file in a directory");
-    // Made 0600, and renamed into place only once written.
-    let mut f =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    f.write_all(data)?;
-    f.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]
