@@ -163,14 +163,7 @@ pub async fn apply(g: &Global, goal: Goal, o: DeployOpts) -> Result<i32> {
 /// Where `--keep-result` keeps its roots: `.gcroots` in the hive's
 /// directory (Colmena's place); a flake URL has none.
 fn gcroots_dir(d: &crate::state::Deployment) -> Result<std::path::PathBuf> {
-    let dir = match crate::network::Source::of(d)? {
-        crate::network::Source::Files(files) => files.first().and_then(|f| f.parent()).map(|p| p.to_owned()),
-        crate::network::Source::Flake { flake, .. } => {
-            let p = std::path::PathBuf::from(flake);
-            p.is_dir().then_some(p)
-        }
-    };
-    match dir {
+    match crate::network::Source::of(d)?.local_dir() {
         Some(dir) => Ok(dir.join(".gcroots")),
         None => bail!("--keep-result keeps the results beside the hive, and this hive is no local directory"),
     }

@@ -288,26 +288,18 @@ impl<'a> Evaluator<'a> {
         if self.files.inventory().is_some() {
             return Ok(());
         }
-        let dir = match &self.resolved {
-            Resolved::Files(paths) => paths
-                .first()
-                .and_then(|p| p.parent())
-                .map(|p| p.to_path_buf())
-                .unwrap_or_else(|| "/".into()),
-            Resolved::Flake { flake, .. } => {
-                if !self.opts.impure {
-                    bail!(
-                        "the flake network {flake} has an inventory: give --impure (its outputs reach the evaluation in a private file, which pure evaluation cannot read; never in an argument)"
-                    );
-                }
-                let dir = std::path::PathBuf::from(flake);
-                if !dir.is_dir() {
-                    bail!(
-                        "the flake network {flake} has an inventory, which needs the flake in a local directory to run in"
-                    );
-                }
-                dir
-            }
+        if let Resolved::Flake { flake, .. } = &self.resolved
+            && !self.opts.impure
+        {
+            bail!(
+                "the flake network {flake} has an inventory: give --impure (its outputs reach the evaluation in a private file, which pure evaluation cannot read; never in an argument)"
+            );
+        }
+        let Some(dir) = self.network.source.local_dir() else {
+            bail!(
+                "the network {} has an inventory, which needs the network in a local directory to run in",
+                self.network.source.describe()
+            );
         };
         let file = super::inventory::prepare(spec, &dir, &self.network.uuid).await?;
         self.files.set_inventory(Some(file));

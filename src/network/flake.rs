@@ -65,6 +65,18 @@ impl Source {
         Ok(())
     }
 
+    /// The directory the network lives in, where it is local: the first
+    /// network file's, or the flake's own (None for a flake URL).
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        match self {
+            Source::Files(files) => files.first().and_then(|f| f.parent()).map(Path::to_path_buf),
+            Source::Flake { flake, .. } => {
+                let dir = PathBuf::from(flake);
+                dir.is_dir().then_some(dir)
+            }
+        }
+    }
+
     /// For messages and `info`.
     pub fn describe(&self) -> String {
         match self {
