@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::select;
-use crate::process::Sink;
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -31,19 +30,11 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let m = select::stored_one(&d, g.ssh_persist, name)?;
-    let out = m.host.run("true", &[], None, Sink::quiet()).await?;
-    if !out.success() {
-        return Err(m.host.failure("connecting", &out).into());
-    }
+    let ssh = m.ride_master().await?;
     let mut cmd = crate::process::command("sshfs");
     cmd.arg(format!("{}:{}", m.target().destination(), path))
         .arg(&o.destination)
-        .args(["-o", "ControlMaster=no", "-o", "BatchMode=yes"])
-        .arg("-o")
-        .arg(format!("ControlPath={}", m.target().control_path().display()));
-    if let Some(p) = m.target().port {
-        cmd.arg("-o").arg(format!("Port={p}"));
-    }
+        .args(ssh);
     for opt in &o.sshfs_option {
         cmd.arg("-o").arg(opt);
     }

@@ -3,7 +3,6 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::select;
-use crate::process::Sink;
 
 /// NixOps' arguments: `--from` or `--to` (flags), then the machine, the
 /// source and the destination; so `scp web --to a b` and `scp --to web a b`
@@ -37,12 +36,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.read_store()?;
     let d = g.deployment(&store)?;
     let m = select::stored_one(&d, g.ssh_persist, &o.machine)?;
-    // Open (or reuse) the master; scp then rides on it, so the user's ssh
-    // options, port and pinned host key apply as for every other command.
-    let out = m.host.run("true", &[], None, Sink::quiet()).await?;
-    if !out.success() {
-        return Err(m.host.failure("connecting", &out).into());
-    }
+    let ssh = m.ride_master().await?;
     let remote = |p: &str| format!("{}:{}", m.target().destination(), p);
     let (src, dst) = match (o.direction.from, o.direction.to) {
         (true, false) => (remote(&o.source), o.destination.clone()),
@@ -51,13 +45,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     };
     errln!("{src} -> {dst}");
     let mut cmd = crate::process::command("scp");
-    cmd.args(["-r", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
-        .arg("-o")
-        .arg(format!("ControlPath={}", m.target().control_path().display()));
-    if let Some(p) = m.target().port {
-        cmd.arg("-P").arg(p.to_string());
-    }
-    cmd.arg(src).arg(dst);
+    cmd.arg("-r").args(ssh).arg(src).arg(dst);
     tracing::debug!("running: {}", crate::process::describe(&cmd));
     let status = cmd.status().await?;
     Ok(status.code().unwrap_or(1))

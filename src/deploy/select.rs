@@ -82,6 +82,28 @@ impl StoredMachine {
             .expect("deployments' machines are reached over SSH")
     }
 
+    /// Opens (or reuses) the machine's master connection and returns the
+    /// ssh options for another program's ssh (scp, sshfs) to ride on it, so
+    /// the user's options, the port and the pinned host key apply as for
+    /// every other command.
+    pub async fn ride_master(&self) -> Result<Vec<String>> {
+        let out = self
+            .host
+            .run("true", &[], None, crate::process::Sink::quiet())
+            .await?;
+        if !out.success() {
+            return Err(self.host.failure("connecting", &out).into());
+        }
+        let t = self.target();
+        let mut options = vec![
+            "ControlMaster=no".to_owned(),
+            "BatchMode=yes".to_owned(),
+            format!("ControlPath={}", t.control_path().display()),
+        ];
+        options.extend(t.port.map(|p| format!("Port={p}")));
+        Ok(options.into_iter().flat_map(|o| ["-o".to_owned(), o]).collect())
+    }
+
     /// The machine as the pipeline stages take it, to run `toplevel`.
     pub fn into_machine(self, toplevel: String) -> Machine {
         Machine {
