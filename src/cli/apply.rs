@@ -178,16 +178,9 @@ async fn upload_keys(ctx: &deploy::Ctx, filter: &crate::network::MachineFilter, 
     let none: &[Selector] = &[];
     let info = network.evaluate(&files, &ctx.nix, Some(none), &[], false).await?;
     crate::network::check_apply_all(&info.network, filter)?;
-    filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
     let mut recorder = record::Recorder::new(ctx);
     let mut machines = Vec::new();
-    for (name, m) in info.machines.iter().filter(|(n, m)| filter.matches(n, &m.tags)) {
-        if m.target_host.is_none() {
-            errln!(
-                "skipping ‘{name}’: it has deployment.targetHost = null (‘nixops apply-local --node {name}’ sends its keys)"
-            );
-            continue;
-        }
+    for (name, m) in deploy::select::reachable(&info, filter)? {
         let id = recorder.machine(ctx, name, m)?;
         let host = record::host(
             &ctx.deployment,

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::deploy::record;
+use crate::deploy::{record, select};
 use crate::network::{MachineFilter, NixFiles, Selector};
 
 #[derive(Args, Debug)]
@@ -31,13 +31,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let none: &[Selector] = &[];
     let info = network.evaluate(&files, &nix, Some(none), &[], false).await?;
     let filter = MachineFilter::new(&o.on, &[]);
-    filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
     let mut hosts = Vec::new();
-    for (name, m) in info.machines.iter().filter(|(n, m)| filter.matches(n, &m.tags)) {
-        if m.target_host.is_none() {
-            errln!("skipping ‘{name}’: it has deployment.targetHost = null");
-            continue;
-        }
+    for (name, m) in select::reachable(&info, &filter)? {
         hosts.push((
             name.as_str(),
             record::host(&d, name, m, d.resources.get(name), g.ssh_persist)?,

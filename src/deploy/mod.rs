@@ -252,9 +252,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                 // other runs build it at most.
                 if info.target_host.is_none() && opts.local.is_none() {
                     if !(opts.build_only || opts.dry_run) {
-                        events.message(format!(
-                            "skipping ‘{name}’: it has deployment.targetHost = null, so it is deployed only on itself (‘nixops apply-local --node {name}’)"
-                        ));
+                        events.message(select::skipped_local_only(&name));
                         return Ok(None);
                     }
                     if opts.build_on_target.unwrap_or(info.build_on_target) {

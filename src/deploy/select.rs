@@ -6,7 +6,7 @@ use anyhow::Result;
 use super::record;
 use super::types::Machine;
 use crate::host::Host;
-use crate::network::{MachineFilter, MachineInfo, Selector};
+use crate::network::{MachineFilter, MachineInfo, NetworkInfo, Selector};
 use crate::state::{Deployment, Resource};
 
 /// A machine known from state, with how to reach it.
@@ -15,6 +15,33 @@ pub struct StoredMachine {
     pub resource: Resource,
     pub info: MachineInfo,
     pub host: Host,
+}
+
+/// What is said of a machine that only `apply-local` deploys (Colmena's
+/// `deployment.targetHost = null`) when a command over SSH skips it.
+pub fn skipped_local_only(name: &str) -> String {
+    format!(
+        "skipping ‘{name}’: it has deployment.targetHost = null, so it is deployed only on itself (‘nixops apply-local --node {name}’)"
+    )
+}
+
+/// The evaluated machines `filter` selects that can be reached over SSH
+/// (a selector that matches none is an error); the others are skipped
+/// with a note.
+pub fn reachable<'a>(
+    info: &'a NetworkInfo,
+    filter: &MachineFilter,
+) -> Result<Vec<(&'a String, &'a MachineInfo)>> {
+    filter.check_used(info.machines.iter().map(|(n, m)| (n.as_str(), m.tags.as_slice())))?;
+    let mut out = Vec::new();
+    for (name, m) in info.machines.iter().filter(|(n, m)| filter.matches(n, &m.tags)) {
+        if m.target_host.is_none() {
+            errln!("{}", skipped_local_only(name));
+            continue;
+        }
+        out.push((name, m));
+    }
+    Ok(out)
 }
 
 /// One machine of the deployment, by exact name.
