@@ -403,9 +403,9 @@ impl Network {
         opts: &NixOpts,
         call: Call<'_>,
     ) -> Result<(String, Option<String>)> {
-        // What reads machines' configurations needs the inventory first.
-        if ["optionValue", "keyTexts"].contains(&call.attr) && files.inventory().is_none() {
-            Evaluator::new(self, files, opts, None).await?;
+        // What reads a machine's configuration needs the inventory first.
+        if call.attr == "optionValue" {
+            self.with_inventory(files, opts).await?;
         }
         let resolved = self.resolve(opts).await?;
         let out = self.run_resolved(&resolved, files, opts, call).await?;
@@ -450,7 +450,7 @@ impl Network {
         expr: &str,
         instantiate: bool,
     ) -> Result<String> {
-        Evaluator::new(self, files, opts, None).await?;
+        self.with_inventory(files, opts).await?;
         let resolved = self.resolve(opts).await?;
         let mut call = Call::new("introspect");
         if instantiate {
@@ -474,10 +474,20 @@ impl Network {
 }
 
 impl Network {
+    /// Makes the network's inventory (if it names one) known to evaluations
+    /// through `files`, once: an [`Evaluator`] prepares it after reading the
+    /// network's attributes (from the evaluation cache where it can).
+    async fn with_inventory(&self, files: &NixFiles, opts: &NixOpts) -> Result<()> {
+        if files.inventory().is_none() {
+            Evaluator::new(self, files, opts, None).await?;
+        }
+        Ok(())
+    }
+
     /// For Colmena's `repl`: a file (in `files`' directory) whose value is
     /// `{ lib, pkgs, nodes }` of the network.
     pub async fn repl_file(&self, files: &NixFiles, opts: &NixOpts) -> Result<PathBuf> {
-        Evaluator::new(self, files, opts, None).await?;
+        self.with_inventory(files, opts).await?;
         let emi = nix_string(&files.eval_machine_info().to_string_lossy());
         let physical = self.physical_arg(files)?;
         let inventory = match files.inventory() {
@@ -741,9 +751,7 @@ impl Network {
     ) -> Result<Command> {
         let exact: Vec<Selector> = machines.iter().map(|m| Selector::exact(m)).collect();
         let call = Call::new("keyTexts").str("includeJSON", serde_json::to_string(&exact)?);
-        if files.inventory().is_none() {
-            Evaluator::new(self, files, opts, None).await?;
-        }
+        self.with_inventory(files, opts).await?;
         let resolved = self.resolve(opts).await?;
         self.command(&resolved, files, opts, &call)
     }
