@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::error::{Error, Failure, Kind, Stage};
+use super::error::{Error, Failure, Stage};
 use super::types::{Ctx, DeployOptions, Machine, Outcome};
 use super::{health, record};
 use crate::host::{Action, Activation, Ending, Guard, NEEDS_REBOOT};
@@ -107,11 +107,7 @@ fn announce(ctx: &Ctx, events: &Events, m: &Machine, r: Result<Outcome>) -> Outc
         }
         Err(e) => {
             let f = Failure::of(Stage::Activation, &e);
-            if f.kind == Kind::Unreachable
-                && let Err(e) = record::unreachable(ctx, m.resource_id)
-            {
-                events.message(format!("warning: {e:#}"));
-            }
+            record::failed(ctx, events, m.resource_id, &f);
             events.done(&m.name, &f.result(), Some(f.message.clone()));
             Outcome::Failed(f)
         }

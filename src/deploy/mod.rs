@@ -36,7 +36,7 @@ use crate::ui::{self, Events, SummaryRow};
 pub use crate::host::Action;
 use crate::host::Host;
 pub use activate::reboot_and_wait;
-use error::{Failure, Kind, Stage};
+use error::{Failure, Stage};
 use types::Outcomes;
 pub use types::{Ctx, DeployOptions, Machine, MachinePlan, Outcome, Plan, PlanStatus, Review, network_of};
 
@@ -487,11 +487,7 @@ fn fail(events: &Events, outcomes: &mut Outcomes, name: &str, f: Failure) {
 /// [`fail`] for a machine that was reached: one that could not be reached
 /// any more is recorded unreachable, as first contact records it.
 fn fail_machine(ctx: &Ctx, events: &Events, outcomes: &mut Outcomes, m: &Machine, f: Failure) {
-    if f.kind == Kind::Unreachable
-        && let Err(e) = record::unreachable(ctx, m.resource_id)
-    {
-        events.message(format!("warning: {e:#}"));
-    }
+    record::failed(ctx, events, m.resource_id, &f);
     fail(events, outcomes, &m.name, f);
 }
 

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use super::error::{Failure, Kind};
 use super::types::Ctx;
 use crate::host::{Host, Kept};
 use crate::network::{MachineInfo, NetworkMeta, Resources, created_type_of_kind};
@@ -212,6 +213,17 @@ pub fn unreachable(ctx: &Ctx, id: i64) -> Result<()> {
         id,
         &[("state".into(), Some(machine_state::UNREACHABLE.to_string()))],
     )?)
+}
+
+/// A machine that failed because it could not be reached any more is
+/// recorded unreachable, as first contact records it (a failure to record
+/// that is only a warning: the failure itself is what is reported).
+pub fn failed(ctx: &Ctx, events: &Events, id: i64, f: &Failure) {
+    if f.kind == Kind::Unreachable
+        && let Err(e) = unreachable(ctx, id)
+    {
+        events.message(format!("warning: {e:#}"));
+    }
 }
 
 /// The machine now runs `toplevel`.
