@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::Global;
 use crate::deploy::{self, Action, DeployOptions, record};
-use crate::network::{NixFiles, Selector};
+use crate::network::NixFiles;
 
 /// Colmena's goals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -175,8 +175,7 @@ async fn upload_keys(ctx: &deploy::Ctx, filter: &crate::network::MachineFilter, 
     let started = Instant::now();
     let network = deploy::network_of(&ctx.deployment)?;
     let files = NixFiles::write()?;
-    let none: &[Selector] = &[];
-    let info = network.evaluate(&files, &ctx.nix, Some(none), &[], false).await?;
+    let info = network.deployment_options(&files, &ctx.nix).await?;
     crate::network::check_apply_all(&info.network, filter)?;
     let mut recorder = record::Recorder::new(ctx);
     let mut machines = Vec::new();

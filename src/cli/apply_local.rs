@@ -60,8 +60,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let (d, nix) = (&session.ctx.deployment, &session.ctx.nix);
     let network = deploy::network_of(d)?;
     let files = NixFiles::write()?;
-    let none: &[Selector] = &[];
-    let info = network.evaluate(&files, nix, Some(none), &[], false).await?;
+    let info = network.deployment_options(&files, nix).await?;
     let node = match o.node {
         Some(n) if info.machines.contains_key(&n) => n,
         Some(n) => bail!("deployment ‘{}’ has no machine named ‘{n}’", d.label()),

@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::Global;
 use crate::deploy::{record, select};
-use crate::network::{MachineFilter, NixFiles, Selector};
+use crate::network::{MachineFilter, NixFiles};
 
 #[derive(Args, Debug)]
 pub struct Opts {
@@ -28,8 +28,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let (d, nix) = g.hive_view().await?;
     let network = crate::deploy::network_of(&d)?;
     let files = NixFiles::write()?;
-    let none: &[Selector] = &[];
-    let info = network.evaluate(&files, &nix, Some(none), &[], false).await?;
+    let info = network.deployment_options(&files, &nix).await?;
     let filter = MachineFilter::new(&o.on, &[]);
     let mut hosts = Vec::new();
     for (name, m) in select::reachable(&info, &filter)? {

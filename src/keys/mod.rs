@@ -259,8 +259,7 @@ fn failed<'a, T>(
 async fn evaluate(ctx: &Context<'_>, events: &Events) -> Result<NetworkInfo> {
     let network = Network::of(ctx.deployment)?;
     let files = NixFiles::write()?;
-    let none: &[crate::network::Selector] = &[];
-    let info = network.evaluate(&files, ctx.nix, Some(none), &[], false).await?;
+    let info = network.deployment_options(&files, ctx.nix).await?;
     for w in check(&info)? {
         events.message(w);
     }

@@ -412,6 +412,12 @@ impl Network {
         Ok((out.stdout, resolved.locked_url()))
     }
 
+    /// Every machine's deployment options, no system instantiated (what
+    /// commands that reach machines without deploying them need).
+    pub async fn deployment_options(&self, files: &NixFiles, opts: &NixOpts) -> Result<NetworkInfo> {
+        self.evaluate(files, opts, Some(&[]), &[], false).await
+    }
+
     /// Every machine's deployment info and, with `toplevels`, the selected
     /// machines' (`include`, None: all, less `exclude`) toplevels, their
     /// derivations written to the store so they can be built. The first
