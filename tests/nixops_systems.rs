@@ -47,7 +47,7 @@ fn network(ports: [u16; 3]) -> String {
   }};
   c = {{ nodes, ... }}: {{
     deployment.targetPort = {pc};
-    networking.extraHosts = "10.1.1.1 a-by-name";
+    networking.extraHosts = "127.0.0.23 a-by-name";
     boot.kernelModules = [ "tun" ];
     users.users.root.openssh.authorizedKeys.keys = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtU0Hh8v8t1Dq7m5bWkq3QmWf3b8x1c2d3e4f5g6h7i user@c" ];
     environment.etc.peer.text = nodes.a.config.environment.etc.peer.text;
@@ -276,7 +276,7 @@ fn after_a_nixops_2_deploy_ours_builds_the_same_systems_and_its_keys_units_work(
             && authorized.contains("NixOps client key for c\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtU0"),
         "{authorized}"
     );
-    assert_eq!(c["etc"]["hosts"], "10.1.1.1 a-by-name\n\n");
+    assert_eq!(c["etc"]["hosts"], "127.0.0.23 a-by-name\n\n");
     assert_eq!(fleet.config_json("b")["stateVersion"], "22.05");
     assert_eq!(fleet.config_json("a")["stateVersion"], "23.11");
 

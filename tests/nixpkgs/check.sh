@@ -290,8 +290,8 @@ ok "different etc text -> different path ($top2)"
 cat >"$T/os/render.nix" <<'EOF'
 import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ ({ lib, ... }: {
   networking.hostName = "r";
-  networking.hosts."10.0.0.1" = [ "one" "uno" ];
-  networking.extraHosts = "10.0.0.2 two\n";
+  networking.hosts."127.0.0.21" = [ "one" "uno" ];
+  networking.extraHosts = "127.0.0.22 two\n";
   boot.kernelModules = [ "kvm" "tun" ];
   networking.firewall.trustedInterfaces = [ "wg0" ];
   system.activationScripts.b = lib.stringAfter [ "a" "absent" ] "echo b";
@@ -301,7 +301,7 @@ import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ ({ lib, ... }: {
 }) ]; }
 EOF
 top3=$(build -E "(import $T/os/render.nix).config.system.build.toplevel")
-[[ "$(cat "$top3/etc/hosts")" == $'10.0.0.1 one uno\n10.0.0.2 two' ]] || fail "etc/hosts: $(cat "$top3/etc/hosts")"
+[[ "$(cat "$top3/etc/hosts")" == $'127.0.0.21 one uno\n127.0.0.22 two' ]] || fail "etc/hosts: $(cat "$top3/etc/hosts")"
 [[ "$(cat "$top3/etc/modules-load.d/nixos.conf")" == $'kvm\ntun' ]] || fail "modules-load.d"
 grep -q '"trustedInterfaces":\["wg0"\]' "$top3/config.json" || fail "trustedInterfaces"
 a_at=$(grep -n '^echo a$' "$top3/activate" | cut -d: -f1)
