@@ -573,3 +573,21 @@ fn no_build_output_and_keep_failed_reach_the_build() {
     let _ = std::fs::remove_dir_all(&kept);
     assert_eq!(evidence.unwrap(), "evidence\n");
 }
+
+/// A warning about the network's attributes is said once per command, though
+/// a deploy with keys reads those attributes again for the keys' texts.
+#[test]
+fn a_network_warning_is_said_once_per_command() {
+    let fleet = Fleet::start(&["m"]);
+    fleet.create(
+        "d",
+        "{ network.rollback = true; m = { ... }: { deployment.keys.k.text = \"x\"; }; }",
+    );
+    let r = fleet.ok(&["deploy"]);
+    assert_eq!(
+        r.stderr.matches("did you mean ‘network.enableRollback’").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+}

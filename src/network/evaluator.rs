@@ -267,8 +267,14 @@ impl<'a> Evaluator<'a> {
         if let Some(f) = &ev.meta.database_file {
             check_database_file(f, &opts.eval.state)?;
         }
+        // Once per process: a command may read the network's attributes
+        // more than once (resources made, the inventory for the keys).
+        static SHOWN: Mutex<std::collections::BTreeSet<String>> =
+            Mutex::new(std::collections::BTreeSet::new());
         for w in super::meta_warnings(&ev.meta) {
-            errln!("{w}");
+            if SHOWN.lock().expect("warnings lock").insert(w.clone()) {
+                errln!("{w}");
+            }
         }
         for name in &ev.names {
             check_machine_name(name)?;
