@@ -4,6 +4,7 @@
 #[macro_use]
 mod ui;
 
+mod backend;
 mod cli;
 mod deploy;
 mod host;

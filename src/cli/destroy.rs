@@ -2,6 +2,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::{Global, confirm};
+use crate::backend::{self, Destroyed};
 use crate::deploy::select;
 use crate::network::{MachineFilter, Selector, created_type_of_kind};
 use crate::state::{Deployment, Resource, history};
@@ -42,18 +43,15 @@ fn split<'a>(d: &'a Deployment, filter: &MachineFilter) -> (Vec<&'a Resource>, O
     (chosen, machines)
 }
 
-/// For existing machines, "destroy" means forgetting them: they keep running
-/// whatever they run; nixops stops managing them. The other resources this
-/// tool makes (key pairs, command outputs) live in state only: destroying
-/// them is forgetting them, as in NixOps.
+/// Each machine's backend destroys it (for existing machines, "destroy"
+/// means forgetting them: they keep running whatever they run). The other
+/// resources this tool makes (key pairs, command outputs) live in state
+/// only: destroying them is forgetting them, as in NixOps. A machine its
+/// backend cannot destroy stays in state.
 pub fn run(g: &Global, o: Opts) -> Result<i32> {
-    if o.wipe {
-        bail!(
-            "destroy --wipe: wiping disks is for machines a backend created, which it can erase; this tool deploys existing machines (targetEnv none), whose disks it does not touch (NixOps forgets them without wiping): run destroy without --wipe to forget them"
-        );
-    }
     let store = g.open_store()?;
     let ds = g.deployments(&store, o.all)?;
+    let mut code = 0;
     for d in ds {
         let _lock = store.lock(&d.uuid)?;
         let (others, filter) = split(&d, &o.machines.filter());
@@ -61,6 +59,20 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
             Some(f) => select::stored_in(&d, g.ssh_persist, &f)?,
             None => Vec::new(),
         };
+        if o.wipe {
+            let unwipeable: Vec<String> = machines
+                .iter()
+                .filter(|m| !backend::of(&m.resource.kind).is_some_and(|b| b.can_wipe()))
+                .map(|m| format!("‘{}’", m.name))
+                .collect();
+            if !unwipeable.is_empty() {
+                bail!(
+                    "destroy --wipe: wiping disks is for machines a backend created, which it can erase; {} of deployment ‘{}’ cannot be wiped (an existing machine, targetEnv none, keeps its disks; NixOps forgets it without wiping): run destroy without --wipe to forget them",
+                    unwipeable.join(", "),
+                    d.label()
+                );
+            }
+        }
         // A plugin's resource (an EC2 key pair, a volume) is destroyed where
         // it lives, which only its plugin can do: forgetting it would leave
         // it there unmanaged.
@@ -95,38 +107,55 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
             bail!("not destroying anything");
         }
         let started = std::time::SystemTime::now();
-        let ids: Vec<i64> = machines
-            .iter()
-            .map(|m| m.resource.id)
-            .chain(others.iter().map(|r| r.id))
-            .collect();
+        let mut gone: Vec<(String, String)> = Vec::new();
+        for m in &machines {
+            let b = backend::for_machine(&m.name, &m.resource.kind)?;
+            let stored = backend::Stored {
+                deployment: &d,
+                resource: &m.resource,
+            };
+            let done = match b.destroy(stored, o.wipe) {
+                Ok(done) => done,
+                Err(e) => {
+                    errln!("{}> {e:#}", m.name);
+                    code = 1;
+                    continue;
+                }
+            };
+            // Recorded at once: a later machine's failure (or Ctrl-C) must
+            // not leave a machine that is gone in state.
+            store.record_network(&d.uuid, &[], &[], &[m.resource.id])?;
+            crate::nix::remove_gc_roots(&d.uuid, Some(&m.name));
+            match done {
+                Destroyed::Forgotten => errln!(
+                    "{}> forgot machine ‘{}’; it is {} and keeps running as it is",
+                    m.name,
+                    m.name,
+                    b.describe()
+                ),
+                Destroyed::Deleted => errln!("{}> destroyed machine ‘{}’ ({})", m.name, m.name, b.describe()),
+            }
+            let what = match done {
+                Destroyed::Forgotten => "forgotten",
+                Destroyed::Deleted => "destroyed",
+            };
+            gone.push((m.name.clone(), what.to_owned()));
+        }
+        let ids: Vec<i64> = others.iter().map(|r| r.id).collect();
         store.record_network(&d.uuid, &[], &[], &ids)?;
-        let forgotten: Vec<_> = machines
-            .iter()
-            .map(|m| &m.name)
-            .chain(others.iter().map(|r| &r.name))
-            .map(|n| (n.clone(), "forgotten".to_owned()))
-            .collect();
+        for r in &others {
+            errln!("{}> forgot resource ‘{}’ ({})", r.name, r.name, r.kind);
+            gone.push((r.name.clone(), "forgotten".to_owned()));
+        }
         history::record(
             &store,
             &d,
             history::Action::Destroy,
             started,
-            &forgotten,
+            &gone,
             history::Seen::default(),
-            true,
+            code == 0,
         );
-        for m in &machines {
-            crate::nix::remove_gc_roots(&d.uuid, Some(&m.name));
-            errln!(
-                "{}> forgot machine ‘{}’; it is an existing machine (targetEnv \"none\") and keeps running as it is",
-                m.name,
-                m.name
-            );
-        }
-        for r in &others {
-            errln!("{}> forgot resource ‘{}’ ({})", r.name, r.name, r.kind);
-        }
     }
-    Ok(0)
+    Ok(code)
 }

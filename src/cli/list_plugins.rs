@@ -9,6 +9,8 @@ pub struct Opts {}
 
 pub fn run(_o: Opts) -> Result<i32> {
     outln!("No plugins: this nixops has its backends built in.");
-    outln!("targetEnv none: existing machines reached over SSH (NixOps' own backend)");
+    for b in crate::backend::all() {
+        outln!("targetEnv {}: {}", b.target_env(), b.describe());
+    }
     Ok(0)
 }

@@ -40,17 +40,27 @@ use error::{Failure, Stage};
 use types::Outcomes;
 pub use types::{Ctx, DeployOptions, Machine, MachinePlan, Outcome, Plan, PlanStatus, Review, network_of};
 
-/// What the tool cannot deploy on one machine; the warnings to show.
-fn check_machine(name: &str, m: &MachineInfo) -> Result<Vec<String>> {
-    if m.target_env != "none" {
+/// A machine whose kind state cannot take: state recorded another
+/// `targetEnv` for it.
+fn check_kind(d: &crate::state::Deployment, name: &str, m: &MachineInfo) -> Result<()> {
+    if let Some(r) = d.resources.get(name).filter(|r| r.is_machine())
+        && r.kind != m.target_env
+    {
         bail!(
-            "machine ‘{name}’ has deployment.targetEnv = \"{}\"; only existing machines (\"none\") are supported",
+            "machine ‘{name}’ is recorded in state as targetEnv \"{}\", but the network now declares deployment.targetEnv = \"{}\": a machine cannot change its kind; destroy it first (‘nixops destroy --include {name}’), or give the new one another name",
+            r.kind,
             m.target_env
         );
     }
-    if let Some(port) = m.target_port.filter(|p| !(1..=65535).contains(p)) {
-        bail!("machine ‘{name}’: deployment.targetPort = {port} is not a port number");
-    }
+    Ok(())
+}
+
+/// What the tool cannot deploy on one machine (its backend says, from
+/// what state recorded of it); the warnings to show.
+fn check_machine(d: &crate::state::Deployment, name: &str, m: &MachineInfo) -> Result<Vec<String>> {
+    check_kind(d, name, m)?;
+    let state = d.resources.get(name).filter(|r| r.is_machine());
+    crate::backend::for_machine(name, &m.target_env)?.check_deploy(name, m, state)?;
     keys::check_machine(name, m)
 }
 
@@ -61,7 +71,7 @@ fn check_supported(d: &crate::state::Deployment, info: &NetworkInfo) -> Result<V
     resources::check(d, &names, &info.resources)?;
     let mut warnings = Vec::new();
     for (name, m) in &info.machines {
-        warnings.extend(check_machine(name, m)?);
+        warnings.extend(check_machine(d, name, m)?);
     }
     Ok(warnings)
 }
@@ -244,9 +254,15 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
             };
             tags.insert(name.clone(), info.tags.clone());
             let made = async {
+                // Before anything is recorded: a kind state cannot take.
+                check_kind(&ctx.deployment, &name, &info)?;
+                crate::backend::for_machine(&name, &info.target_env)?;
                 let id = recorder.machine(ctx, &name, &info)?;
                 if info.drv_path.is_none() {
                     return Ok(None);
+                }
+                for w in check_machine(&ctx.deployment, &name, &info)? {
+                    events.message(w);
                 }
                 // Colmena's targetHost = null: only apply-local deploys it;
                 // other runs build it at most.
@@ -258,9 +274,6 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                     if opts.build_on_target.unwrap_or(info.build_on_target) {
                         info.host_name(&name)?;
                     }
-                }
-                for w in check_machine(&name, &info)? {
-                    events.message(w);
                 }
                 anyhow::Ok(Some(Machine::evaluated(
                     ctx,

@@ -157,7 +157,7 @@ impl Recorder {
             changes.push(attr("index", Some(self.next_index.to_string()), None));
             changes.push(attr("creationTime", Some(now().to_string()), None));
         }
-        let machines = [(name.to_owned(), "none".to_owned(), changes)];
+        let machines = [(name.to_owned(), m.target_env.clone(), changes)];
         let ids = ctx.store.lock().expect("state lock").record_network(
             &ctx.deployment.uuid,
             &[],
@@ -171,7 +171,8 @@ impl Recorder {
     }
 }
 
-/// How to reach a machine (over SSH, with the host key pinned in state).
+/// How to reach a machine (over SSH, with the host key pinned in state), as
+/// its backend says.
 pub fn host(
     d: &Deployment,
     name: &str,
@@ -179,20 +180,42 @@ pub fn host(
     res: Option<&Resource>,
     persist: u64,
 ) -> Result<Host> {
+    let reach = crate::backend::for_machine(name, &m.target_env)?.reach(name, m, res)?;
+    let mut options = m.ssh_options.clone();
+    if let Some(key) = &reach.private_key {
+        options.extend(["-i".to_owned(), identity_file(d, name, key)?]);
+    }
     let endpoint = Endpoint {
-        host: m.host_name(name)?.to_owned(),
-        port: m.target_port.map(|p| p as u16),
-        user: m.target_user.clone(),
-        options: m.ssh_options.clone(),
+        host: reach.host,
+        port: reach.port,
+        user: reach.user,
+        options,
         escalation: m.privilege_escalation_command.clone(),
     };
     let identity = Identity {
         deployment_uuid: d.uuid.clone(),
         deployment: d.label().to_owned(),
         machine: name.to_owned(),
-        host_key: res.and_then(|r| r.get("publicHostKey")).map(str::to_owned),
+        host_key: reach.host_key,
     };
     Ok(Host::ssh(name, Target::new(endpoint, identity, persist)?))
+}
+
+/// The file ssh reads the backend's private key from: only ours (0600 in
+/// a 0700 directory), at a path stable per machine so that the connection's
+/// name (which covers ssh's arguments) is the same in every run.
+fn identity_file(d: &Deployment, name: &str, key: &str) -> Result<String> {
+    let dir = crate::tmp::private_dir("nixops-run")?;
+    let file = dir.join(format!("id-{}-{name}", d.uuid));
+    let text = if key.ends_with('\n') {
+        key.to_owned()
+    } else {
+        format!("{key}\n")
+    };
+    if std::fs::read(&file).ok().as_deref() != Some(text.as_bytes()) {
+        crate::tmp::write_private(&file, text.as_bytes())?;
+    }
+    Ok(file.to_string_lossy().into_owned())
 }
 
 /// After contact: keep a newly learned host key and the machine's state.
@@ -285,16 +308,19 @@ pub fn stored_info(r: &Resource) -> Result<MachineInfo> {
             None => Ok(default.iter().map(|s| s.to_string()).collect()),
         }
     };
-    let Some(host) = r.get("targetHost") else {
+    // Other backends reach their machines from what else state holds.
+    let host = r.get("targetHost");
+    if host.is_none() && r.kind == "none" {
         anyhow::bail!(
             "machine ‘{}’ has no targetHost in state: it has not been deployed yet, or it has deployment.targetHost = null (deployed only on itself, with ‘nixops apply-local --node {}’)",
             r.name,
             r.name
         );
-    };
+    }
     Ok(MachineInfo {
         target_env: r.kind.clone(),
-        target_host: Some(host.to_owned()),
+        backend: None,
+        target_host: host.map(str::to_owned),
         target_port: r.get("targetPort").and_then(|p| p.parse().ok()),
         target_user: r.get("targetUser").unwrap_or("root").to_owned(),
         ssh_options: json_list("sshOptions", &[])?,

@@ -62,7 +62,7 @@ pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result
     for r in d.machines() {
         // One without an address (Colmena's targetHost = null) is reached
         // by nothing here; naming it says why.
-        if r.get("targetHost").is_none() && !filter.names_exactly(&r.name) {
+        if r.kind == "none" && r.get("targetHost").is_none() && !filter.names_exactly(&r.name) {
             continue;
         }
         all.push((r, record::stored_info(r)?));

@@ -31,7 +31,7 @@
 , physicalFile ? null       # the same in a file of the tool's private directory (when it holds resources' values, which may be secret)
 , includePhysicalJSON ? "true" # "false": without the physical spec (`show-option` without --include-physical)
 , inventoryFile ? ""        # the inventory's outputs (JSON), once its command has run (src/network/inventory.rs)
-, nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; colmena = import ./colmena-compat.nix; resources = import ./resources.nix; }
+, nixops ? { options = import ./options.nix; keys = import ./keys.nix; hive = import ./hive.nix; colmena = import ./colmena-compat.nix; resources = import ./resources.nix; backends = import ./backends.nix; }
 }:
 let
   # A network (or hive) that is a function gets the deployment's arguments,
@@ -73,6 +73,7 @@ let
   toolModules = name: [
     nixops.options
     nixops.keys
+  ] ++ backendModules ++ [
     {
       _file = "<nixops>/eval-machine-info.nix, deployment defaults of machine ‘${name}’";
       deployment.targetHost = lib.mkOverride 900 name;
@@ -81,6 +82,12 @@ let
       deployment.arguments = args;
     }
   ];
+
+  # Every backend's deployment.<targetEnv>.* options (src/backend/), on
+  # every machine, as NixOps declares them.
+  backendModules = lib.mapAttrsToList
+    (env: b: { _file = "<nixops>/backend ${env}"; imports = [ b.module ]; })
+    nixops.backends;
 
   ## Colmena hives (hive.nix beside this file).
   hiveFront = rawHive: where: hermetic: nixops.hive {
@@ -269,25 +276,45 @@ let
     let
       s = physical.machines.${name} or { };
       key = s.sshPublicKey or null;
+      # What the machine's backend adds (src/backend/): modules of the
+      # network's nixpkgs, and option definitions (some at a priority).
+      backendSpec = s.spec or { imports = [ ]; defs = [ ]; };
+      backendModule = {
+        _file = "<nixops>/eval-machine-info.nix, backend's physical spec of machine ‘${name}’";
+        imports = map (p: physicalNixpkgs + "/${p}") backendSpec.imports;
+        config = lib.mkMerge (map
+          (d: lib.setAttrByPath d.path (if d ? priority then lib.mkOverride d.priority d.value else d.value))
+          backendSpec.defs);
+      };
       spec = { config, lib, options, ... }: {
         config = {
           boot = lib.optionalAttrs (options ? boot.kernelModules) { kernelModules = [ ]; };
           networking =
             lib.optionalAttrs (options ? networking.extraHosts) { extraHosts = "\n"; }
-            // lib.optionalAttrs (options ? networking.firewall.trustedInterfaces) { firewall.trustedInterfaces = [ ]; };
+            // lib.optionalAttrs (options ? networking.firewall.trustedInterfaces) { firewall.trustedInterfaces = [ ]; }
+            // lib.optionalAttrs (s ? privateIPv4) { privateIPv4 = s.privateIPv4; }
+            // lib.optionalAttrs (s ? publicIPv4) { publicIPv4 = s.publicIPv4; };
           system = lib.optionalAttrs (options ? system.stateVersion) {
             stateVersion =
               let release = s.stateVersion or config.system.nixos.release or null; in
               lib.mkIf (release != null) (lib.mkDefault release);
           };
+        } // lib.optionalAttrs ((s.knownHosts or [ ]) != [ ] && options ? services.openssh.knownHosts) {
+          # Every machine whose host key NixOps knows, as NixOps lists them.
+          services.openssh.knownHosts = lib.listToAttrs (map
+            (h: { inherit (h) name; value = { hostNames = [ h.name ]; publicKey = h.key; }; })
+            s.knownHosts);
         };
         imports = lib.optional (key != null) ({ options, ... }: {
           # NixOps' name (an alias of users.users): the same definition order.
           config.users = lib.optionalAttrs (options ? users.extraUsers) { extraUsers.root.openssh.authorizedKeys.keys = [ key ]; };
-        });
+        }) ++ lib.optional (s ? spec) backendModule;
       };
     in
     { _file = "<nixops>/eval-machine-info.nix, physical spec of machine ‘${name}’"; imports = [ spec ]; };
+  # Where a backend's physical spec finds nixpkgs' modules: the network's
+  # nixpkgs.
+  physicalNixpkgs = if isFlake then flakeNixpkgs.outPath else nixpkgsPath;
 
   nixopsNodes = lib.listToAttrs (map
     (name: {
@@ -360,8 +387,15 @@ let
   # What the tool needs of each machine, as plain data. Options of the
   # tool's own that an evaluated Colmena hive lacks take their defaults.
   machineInfo = name: node:
-    let d = node.config.deployment; in {
-      targetEnv = d.targetEnv or "none";
+    let
+      d = node.config.deployment;
+      env = d.targetEnv or "none";
+      backend = nixops.backends.${env} or null;
+    in {
+      targetEnv = env;
+      # The options of its backend that the tool reads (src/backend/).
+      backend = if backend == null || backend.info == [ ] then null
+        else lib.genAttrs backend.info (o: d.${env}.${o});
       # null (Colmena): deployed only with `apply-local`, never over SSH.
       inherit (d) targetHost;
       # null (Colmena): ssh's own configuration chooses the user.

@@ -379,7 +379,15 @@ impl<'a> Evaluator<'a> {
         let (nix, traced) = nix_version(self.traced().then_some(self.files)).await?;
         let parts = KeyParts {
             tool: env!("CARGO_PKG_VERSION"),
-            nix_code: cache::run_key(&(EVAL_MACHINE_INFO, OPTIONS, KEYS, HIVE, COLMENA_COMPAT, RESOURCES)),
+            nix_code: cache::run_key(&(
+                EVAL_MACHINE_INFO,
+                OPTIONS,
+                KEYS,
+                HIVE,
+                COLMENA_COMPAT,
+                RESOURCES,
+                crate::backend::nix_expression(),
+            )),
             nix,
             source: match &self.resolved {
                 Resolved::Files(paths) => serde_json::to_string(paths)?,

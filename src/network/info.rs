@@ -100,6 +100,10 @@ pub struct NetworkMeta {
 #[serde(rename_all = "camelCase")]
 pub struct MachineInfo {
     pub target_env: String,
+    /// The options of its backend the tool reads (`deployment.<targetEnv>`
+    /// options a backend names; src/backend/), if any.
+    #[serde(default)]
+    pub backend: Option<serde_json::Value>,
     /// None: Colmena's `targetHost = null`, a machine deployed only with
     /// `apply-local` (see [`MachineInfo::host_name`]).
     pub target_host: Option<String>,

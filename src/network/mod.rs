@@ -60,12 +60,22 @@ pub struct Network {
 /// spec; `physical` of eval-machine-info.nix).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Physical {
-    /// Machine → attribute → value.
-    pub machines: BTreeMap<String, BTreeMap<&'static str, String>>,
+    pub machines: BTreeMap<String, MachinePhysical>,
     /// Type (`sshKeyPairs`) → resource → attribute → value. These may be
     /// secret (a private key, a command's output): Nix reads them from a
     /// file of the tool's private directory, never from its arguments.
     pub resources: BTreeMap<&'static str, BTreeMap<String, BTreeMap<&'static str, String>>>,
+}
+
+/// What state says of one machine for the physical spec: NixOps' own
+/// attributes, and what its backend adds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MachinePhysical {
+    /// Attribute → value (`sshPublicKey`, `stateVersion`).
+    #[serde(flatten)]
+    pub attrs: BTreeMap<&'static str, String>,
+    #[serde(flatten)]
+    pub backend: crate::backend::Physical,
 }
 
 /// The tool's Nix files, written into a private directory, with the
@@ -90,6 +100,7 @@ impl NixFiles {
         std::fs::write(dir.path().join("hive.nix"), HIVE)?;
         std::fs::write(dir.path().join("colmena-compat.nix"), COLMENA_COMPAT)?;
         std::fs::write(dir.path().join("resources.nix"), RESOURCES)?;
+        std::fs::write(dir.path().join("backends.nix"), crate::backend::nix_expression())?;
         let shim = trace::write_shim(dir.path())?;
         Ok(NixFiles {
             dir,
@@ -211,7 +222,7 @@ impl Network {
             args: d.args()?,
             uuid: d.uuid.clone(),
             name: d.name().unwrap_or_default().to_owned(),
-            physical: physical_of(d),
+            physical: physical_of(d)?,
         })
     }
 
@@ -352,7 +363,8 @@ impl Network {
                     None => String::new(),
                 };
                 let apply = format!(
-                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n    colmena = ({COLMENA_COMPAT});\n    resources = ({RESOURCES});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}{applied}\n",
+                    "let\n  nixops = {{\n    options = ({OPTIONS});\n    keys = ({KEYS});\n    hive = ({HIVE});\n    colmena = ({COLMENA_COMPAT});\n    resources = ({RESOURCES});\n    backends = ({});\n  }};\nin\nflakeOutput: (({EVAL_MACHINE_INFO}) {{\n    inherit flakeOutput nixops;\n{fields}  }}).{}{applied}\n",
+                    crate::backend::nix_expression(),
                     call.attr
                 );
                 let mut cmd = flake::eval_command(locked, attr, &apply, opts);
@@ -543,7 +555,7 @@ impl Network {
 /// creates, the attributes NixOps feeds back (a key pair's halves, a
 /// command's output). Obsolete resources too: eval-machine-info.nix takes
 /// only those the network declares (with the same type), as NixOps does.
-fn physical_of(d: &crate::state::Deployment) -> Physical {
+fn physical_of(d: &crate::state::Deployment) -> Result<Physical> {
     let mut resources: BTreeMap<&'static str, BTreeMap<String, BTreeMap<&'static str, String>>> =
         BTreeMap::new();
     for r in d.resources.values() {
@@ -559,6 +571,7 @@ fn physical_of(d: &crate::state::Deployment) -> Physical {
             resources.entry(t.attr).or_default().insert(r.name.clone(), attrs);
         }
     }
+    let mut backends = crate::backend::physical(d)?;
     let machines = d
         .machines()
         .map(|m| {
@@ -569,12 +582,13 @@ fn physical_of(d: &crate::state::Deployment) -> Physical {
             .into_iter()
             .filter_map(|(field, attr)| Some((field, m.get(attr)?.to_owned())))
             .collect();
-            (m.name.clone(), attrs)
+            let backend = backends.remove(&m.name).unwrap_or_default();
+            (m.name.clone(), MachinePhysical { attrs, backend })
         })
         // Only what there is: a machine new to state changes no evaluation.
-        .filter(|(_, attrs)| !attrs.is_empty())
+        .filter(|(_, p)| !p.attrs.is_empty() || p.backend != Default::default())
         .collect();
-    Physical { machines, resources }
+    Ok(Physical { machines, resources })
 }
 
 impl Resolved {

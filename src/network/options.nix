@@ -51,7 +51,7 @@ in
     deployment.name = mkOption { type = types.str; internal = true; description = "Name of the deployment."; };
     deployment.uuid = mkOption { type = types.str; internal = true; description = "UUID of the deployment."; };
     deployment.arguments = mkOption { type = types.attrs; default = { }; internal = true; description = "Arguments of the deployment."; };
-    deployment.targetEnv = mkOption { type = types.str; default = "none"; description = "Kind of machine; only existing machines (none) are supported."; };
+    deployment.targetEnv = mkOption { type = types.str; default = "none"; description = "Kind of machine: its backend (src/backend/; `nixops list-plugins` lists them)."; };
     deployment.targetHost = mkOption { type = types.nullOr types.str; description = "Host name or address used to reach the machine; null (as in Colmena): the machine is deployed only on itself, with `nixops apply-local`, and skipped by every deploy over SSH."; };
     deployment.targetPort = mkOption { type = types.nullOr types.int; default = null; description = "SSH port; null lets ssh's own configuration decide."; };
     deployment.targetUser = mkOption { type = types.nullOr types.str; default = "root"; description = "SSH user; null (as in Colmena): ssh's own configuration chooses."; };

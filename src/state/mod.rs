@@ -109,7 +109,7 @@ impl Deployment {
 impl Resource {
     /// NixOps' machine backends; everything else is a non-machine resource.
     pub fn is_machine(&self) -> bool {
-        self.kind == "none" || self.kind.ends_with("-machine") || self.kind == "machine"
+        crate::backend::of(&self.kind).is_some() || self.kind.ends_with("-machine") || self.kind == "machine"
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -1,0 +1,283 @@
+//! Backends: one file per NixOps `targetEnv`, behind one small interface.
+//!
+//! A backend says how a machine of its kind is reached (from the network's
+//! options and what state recorded of it), what it adds to the machine's
+//! configuration from state (NixOps' "physical spec"), and which operations
+//! it can do on its own (create, start, stop, destroy). The deploy pipeline
+//! and the commands ask the backend of each machine, never which backend it
+//! is. Adding a backend is adding a file here, its options beside it
+//! (`<targetEnv>.nix`), and a line in [`BACKENDS`].
+
+mod none;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::network::MachineInfo;
+use crate::state::{Deployment, Resource};
+
+/// Every backend, in the order `list-plugins` shows them.
+static BACKENDS: &[&dyn Backend] = &[&none::Existing];
+
+/// The backend of `target_env` (a machine's `deployment.targetEnv`, or a
+/// machine's type in state), if this tool knows it.
+pub fn of(target_env: &str) -> Option<&'static dyn Backend> {
+    BACKENDS.iter().copied().find(|b| b.target_env() == target_env)
+}
+
+/// The backend of `target_env`, or an error naming the machine and the
+/// backends there are.
+pub fn for_machine(machine: &str, target_env: &str) -> Result<&'static dyn Backend> {
+    of(target_env).ok_or_else(|| {
+        let known: Vec<String> = BACKENDS.iter().map(|b| format!("\"{}\"", b.target_env())).collect();
+        anyhow::anyhow!(
+            "machine ‘{machine}’ has deployment.targetEnv = \"{target_env}\", which this tool does not know (it knows {})",
+            known.join(", ")
+        )
+    })
+}
+
+/// All backends.
+pub fn all() -> impl Iterator<Item = &'static dyn Backend> {
+    BACKENDS.iter().copied()
+}
+
+/// The backends' options modules, as one Nix expression: an attribute set
+/// from targetEnv to `{ module; info; }` (see none.nix), which
+/// eval-machine-info.nix gives every machine (as NixOps declares every
+/// backend's options on every machine).
+pub fn nix_expression() -> String {
+    let mut out = String::from("{\n");
+    for b in all() {
+        out.push_str(&format!("  \"{}\" = ({});\n", b.target_env(), b.options_nix()));
+    }
+    out.push('}');
+    out
+}
+
+/// How a machine is reached, as its backend says.
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    pub host: String,
+    pub port: Option<u16>,
+    /// "" lets ssh's configuration choose.
+    pub user: String,
+    /// A private key the backend made to log in with (state keeps it): it
+    /// goes to a file only we can read, named to ssh by `-i`.
+    pub private_key: Option<String>,
+    /// The host key the backend learnt when it made the machine
+    /// ("type base64"), pinned from the first contact.
+    pub host_key: Option<String>,
+}
+
+/// What a backend adds to a machine's configuration from state, as
+/// eval-machine-info.nix's physical spec takes it: modules of the network's
+/// nixpkgs to import, and option definitions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Spec {
+    /// Paths inside nixpkgs (`nixos/modules/virtualisation/amazon-image.nix`).
+    pub imports: Vec<String>,
+    pub defs: Vec<Def>,
+}
+
+impl Spec {
+    pub fn is_empty(&self) -> bool {
+        self.imports.is_empty() && self.defs.is_empty()
+    }
+}
+
+/// One option definition of a [`Spec`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Def {
+    /// The option's path (`["deployment", "ec2", "instanceId"]`).
+    pub path: Vec<String>,
+    pub value: serde_json::Value,
+    /// `lib.mkOverride priority`, when NixOps gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+}
+
+impl Def {
+    #[allow(dead_code)] // for the backends with a physical spec of their own
+    pub fn new(path: &[&str], value: serde_json::Value) -> Def {
+        Def {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            value,
+            priority: None,
+        }
+    }
+}
+
+/// What `destroy` did to a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destroyed {
+    /// Nothing was done to the machine: it keeps running as it is; state
+    /// forgets it.
+    Forgotten,
+    /// The machine and its disks are gone.
+    #[allow(dead_code)] // for the backends that make machines
+    Deleted,
+}
+
+/// A power operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    Start,
+    Stop,
+}
+
+impl Power {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Power::Start => "start",
+            Power::Stop => "stop",
+        }
+    }
+}
+
+/// A machine as state records it, with its deployment.
+pub struct Stored<'a> {
+    #[allow(dead_code)] // for the backends that make machines
+    pub deployment: &'a Deployment,
+    pub resource: &'a Resource,
+}
+
+/// One `targetEnv`. Every operation that needs the provider's API and that
+/// the backend cannot do refuses with a message naming the backend and
+/// what to do instead; none reports success without doing it.
+pub trait Backend: Sync {
+    /// Its `deployment.targetEnv`, and the machine's type in NixOps' state.
+    fn target_env(&self) -> &'static str;
+
+    /// What such a machine is, for messages and `list-plugins`.
+    fn describe(&self) -> &'static str;
+
+    /// Its `deployment.<targetEnv>.*` options, declared as NixOps (or its
+    /// plugin) declares them: a Nix expression `{ module; info; }`, where
+    /// `info` names the options the tool reads (MachineInfo::backend).
+    fn options_nix(&self) -> &'static str;
+
+    /// How to reach the machine: from the network's options (`info`) and
+    /// what state recorded (`state`; None before its first deploy).
+    fn reach(&self, machine: &str, info: &MachineInfo, state: Option<&Resource>) -> Result<Reach>;
+
+    /// What the backend adds to the machine's configuration from state.
+    fn physical(&self, _d: &Deployment, _r: &Resource) -> Result<Spec> {
+        Ok(Spec::default())
+    }
+
+    /// The machine's host key as NixOps knows it, which NixOps adds to
+    /// every machine's `services.openssh.knownHosts` (none for `none`).
+    fn nixops_host_key(&self, _r: &Resource) -> Option<String> {
+        None
+    }
+
+    /// Whether a deploy may go on with the machine as the network now
+    /// declares it (`state`: what state recorded, if anything): an error
+    /// says what would need the provider, and what to do instead.
+    fn check_deploy(&self, machine: &str, info: &MachineInfo, state: Option<&Resource>) -> Result<()>;
+
+    /// `start` / `stop`.
+    fn power(&self, m: Stored<'_>, op: Power) -> Result<()> {
+        bail!(
+            "cannot {} machine ‘{}’: it is {}, whose power this tool does not manage; use ‘nixops reboot’ or your provider's tools",
+            op.verb(),
+            m.resource.name,
+            self.describe()
+        )
+    }
+
+    /// Whether `destroy --wipe` can erase its disks.
+    fn can_wipe(&self) -> bool {
+        false
+    }
+
+    /// `destroy` (after the user confirmed it); `wipe`: erase its disks
+    /// too (only asked of a backend that [`can_wipe`](Backend::can_wipe)).
+    fn destroy(&self, m: Stored<'_>, wipe: bool) -> Result<Destroyed>;
+}
+
+/// Machine → what its backend adds to its configuration, for the physical
+/// spec: the backend's own part, and NixOps' common one (the addresses
+/// state recorded, and every machine's host key that NixOps knows).
+pub fn physical(d: &Deployment) -> Result<BTreeMap<String, Physical>> {
+    let known_hosts: Vec<KnownHost> = d
+        .machines()
+        .filter(|r| !r.obsolete())
+        .filter_map(|r| {
+            let key = of(&r.kind)?.nixops_host_key(r)?;
+            Some(KnownHost {
+                name: r.name.clone(),
+                key,
+            })
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for r in d.machines() {
+        let Some(b) = of(&r.kind) else { continue };
+        let spec = b
+            .physical(d, r)
+            .map_err(|e| anyhow::anyhow!("machine ‘{}’ ({}): {e:#}", r.name, b.describe()))?;
+        // A `none` machine's publicIPv4 is the one its own configuration
+        // gives (NixOps copies it into state on every deploy): nothing to
+        // add.
+        let addresses = r.kind != "none";
+        let p = Physical {
+            private_ipv4: r.get("privateIpv4").filter(|_| addresses).map(str::to_owned),
+            public_ipv4: r.get("publicIpv4").filter(|_| addresses).map(str::to_owned),
+            known_hosts: known_hosts.clone(),
+            spec,
+        };
+        if p != Physical::default() {
+            out.insert(r.name.clone(), p);
+        }
+    }
+    Ok(out)
+}
+
+/// A machine's part of the physical spec that comes from its backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Physical {
+    #[serde(rename = "privateIPv4", skip_serializing_if = "Option::is_none")]
+    pub private_ipv4: Option<String>,
+    #[serde(rename = "publicIPv4", skip_serializing_if = "Option::is_none")]
+    pub public_ipv4: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_hosts: Vec<KnownHost>,
+    #[serde(skip_serializing_if = "Spec::is_empty")]
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KnownHost {
+    pub name: String,
+    pub key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_backend_is_found_by_its_target_env_and_unknown_ones_are_named() {
+        for b in all() {
+            assert_eq!(of(b.target_env()).unwrap().target_env(), b.target_env());
+        }
+        let e = for_machine("web", "azure").err().unwrap().to_string();
+        assert!(
+            e.contains("machine ‘web’") && e.contains("\"azure\"") && e.contains("\"none\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_options_expression_names_every_backend() {
+        let nix = nix_expression();
+        for b in all() {
+            assert!(nix.contains(&format!("\"{}\" = (", b.target_env())));
+        }
+    }
+}
