@@ -8,18 +8,24 @@
 //! is. Adding a backend is adding a file here, its options beside it
 //! (`<targetEnv>.nix`), and a line in [`BACKENDS`].
 
+mod libvirtd;
 mod none;
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::network::MachineInfo;
-use crate::state::{Deployment, Resource};
+use crate::state::{AttrChange, Deployment, Resource, StoreBox};
 
 /// Every backend, in the order `list-plugins` shows them.
-static BACKENDS: &[&dyn Backend] = &[&none::Existing];
+static BACKENDS: &[&dyn Backend] = &[&none::Existing, &libvirtd::Libvirtd];
 
 /// The backend of `target_env` (a machine's `deployment.targetEnv`, or a
 /// machine's type in state), if this tool knows it.
@@ -100,7 +106,6 @@ pub struct Def {
 }
 
 impl Def {
-    #[allow(dead_code)] // for the backends with a physical spec of their own
     pub fn new(path: &[&str], value: serde_json::Value) -> Def {
         Def {
             path: path.iter().map(|s| s.to_string()).collect(),
@@ -117,7 +122,6 @@ pub enum Destroyed {
     /// forgets it.
     Forgotten,
     /// The machine and its disks are gone.
-    #[allow(dead_code)] // for the backends that make machines
     Deleted,
 }
 
@@ -139,7 +143,6 @@ impl Power {
 
 /// A machine as state records it, with its deployment.
 pub struct Stored<'a> {
-    #[allow(dead_code)] // for the backends that make machines
     pub deployment: &'a Deployment,
     pub resource: &'a Resource,
 }
@@ -179,14 +182,63 @@ pub trait Backend: Sync {
     /// says what would need the provider, and what to do instead.
     fn check_deploy(&self, machine: &str, info: &MachineInfo, state: Option<&Resource>) -> Result<()>;
 
+    /// Whether a deploy makes the machines (and starts them): the steps
+    /// are [`prepare`](Backend::prepare), the build of
+    /// [`image_option`](Backend::image_option), and [`make`](Backend::make).
+    fn makes_machines(&self) -> bool {
+        false
+    }
+
+    /// What state must hold before anything of the machine is made (its
+    /// keys, the names of what will be made): recorded first, so that an
+    /// interrupted make is finished by the next deploy and destroyed by
+    /// `destroy`, never leaked. Nothing when there is nothing new.
+    fn prepare<'a>(
+        &'a self,
+        _d: &'a Deployment,
+        machine: &'a str,
+        _info: &'a MachineInfo,
+        _state: Option<&'a Resource>,
+    ) -> BoxFuture<'a, Result<Vec<AttrChange>>> {
+        let e = anyhow::anyhow!(
+            "machine ‘{machine}’: {} is not made by this tool",
+            self.describe()
+        );
+        async move { Err(e) }.boxed()
+    }
+
+    /// The option whose package the machine's disk starts from, built
+    /// (with the physical spec) before [`make`](Backend::make).
+    fn image_option(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// Makes the machine as prepared, or finishes what an earlier make
+    /// left, and starts it; returns once it answers on SSH.
+    fn make<'a>(
+        &'a self,
+        m: Stored<'a>,
+        _info: &'a MachineInfo,
+        _image: Option<&'a Path>,
+        _state: &'a StateWriter,
+    ) -> BoxFuture<'a, Result<()>> {
+        let e = anyhow::anyhow!(
+            "machine ‘{}’: {} is not made by this tool",
+            m.resource.name,
+            self.describe()
+        );
+        async move { Err(e) }.boxed()
+    }
+
     /// `start` / `stop`.
-    fn power(&self, m: Stored<'_>, op: Power) -> Result<()> {
-        bail!(
+    fn power<'a>(&'a self, m: Stored<'a>, op: Power, _state: &'a StateWriter) -> BoxFuture<'a, Result<()>> {
+        let e = anyhow::anyhow!(
             "cannot {} machine ‘{}’: it is {}, whose power this tool does not manage; use ‘nixops reboot’ or your provider's tools",
             op.verb(),
             m.resource.name,
             self.describe()
-        )
+        );
+        async move { Err(e) }.boxed()
     }
 
     /// Whether `destroy --wipe` can erase its disks.
@@ -196,7 +248,41 @@ pub trait Backend: Sync {
 
     /// `destroy` (after the user confirmed it); `wipe`: erase its disks
     /// too (only asked of a backend that [`can_wipe`](Backend::can_wipe)).
-    fn destroy(&self, m: Stored<'_>, wipe: bool) -> Result<Destroyed>;
+    fn destroy<'a>(&'a self, m: Stored<'a>, wipe: bool) -> BoxFuture<'a, Result<Destroyed>>;
+
+    /// What the machine's console printed (`show-console-output`).
+    fn console_output<'a>(&'a self, _m: Stored<'a>) -> BoxFuture<'a, Result<String>> {
+        async move { Ok("(not available for this machine type)\n".to_owned()) }.boxed()
+    }
+}
+
+/// Writes what a backend learns of one machine to state, at once (a
+/// machine made must be in state before anything else can fail).
+pub struct StateWriter {
+    store: Arc<Mutex<StoreBox>>,
+    uuid: String,
+    machine: String,
+    kind: String,
+}
+
+impl StateWriter {
+    pub fn new(store: Arc<Mutex<StoreBox>>, uuid: &str, machine: &str, kind: &str) -> Self {
+        StateWriter {
+            store,
+            uuid: uuid.to_owned(),
+            machine: machine.to_owned(),
+            kind: kind.to_owned(),
+        }
+    }
+
+    pub fn set(&self, changes: Vec<AttrChange>) -> Result<()> {
+        let machines = [(self.machine.clone(), self.kind.clone(), changes)];
+        self.store
+            .lock()
+            .expect("state lock")
+            .record_network(&self.uuid, &[], &machines, &[])?;
+        Ok(())
+    }
 }
 
 /// Machine → what its backend adds to its configuration, for the physical

@@ -3,6 +3,8 @@
 //! its power is not ours to switch.
 
 use anyhow::{Result, bail};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 
 use super::{Backend, Destroyed, Reach, Stored};
 use crate::network::MachineInfo;
@@ -40,8 +42,8 @@ impl Backend for Existing {
         Ok(())
     }
 
-    fn destroy(&self, _m: Stored<'_>, _wipe: bool) -> Result<Destroyed> {
-        Ok(Destroyed::Forgotten)
+    fn destroy<'a>(&'a self, _m: Stored<'a>, _wipe: bool) -> BoxFuture<'a, Result<Destroyed>> {
+        async { Ok(Destroyed::Forgotten) }.boxed()
     }
 }
 

@@ -48,7 +48,7 @@ fn split<'a>(d: &'a Deployment, filter: &MachineFilter) -> (Vec<&'a Resource>, O
 /// resources this tool makes (key pairs, command outputs) live in state
 /// only: destroying them is forgetting them, as in NixOps. A machine its
 /// backend cannot destroy stays in state.
-pub fn run(g: &Global, o: Opts) -> Result<i32> {
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.open_store()?;
     let ds = g.deployments(&store, o.all)?;
     let mut code = 0;
@@ -114,7 +114,7 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
                 deployment: &d,
                 resource: &m.resource,
             };
-            let done = match b.destroy(stored, o.wipe) {
+            let done = match b.destroy(stored, o.wipe).await {
                 Ok(done) => done,
                 Err(e) => {
                     errln!("{}> {e:#}", m.name);

@@ -15,10 +15,15 @@ pub struct Opts {
     pub machine: String,
 }
 
-pub fn run(g: &Global, o: Opts) -> Result<i32> {
+pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let store = g.read_store()?;
     let d = g.deployment(&store)?;
-    select::stored_one(&d, g.ssh_persist, &o.machine)?;
-    out!("(not available for this machine type)\n");
+    let m = select::stored_one(&d, g.ssh_persist, &o.machine)?;
+    let b = crate::backend::for_machine(&m.name, &m.resource.kind)?;
+    let stored = crate::backend::Stored {
+        deployment: &d,
+        resource: &m.resource,
+    };
+    out!("{}", b.console_output(stored).await?);
     Ok(0)
 }

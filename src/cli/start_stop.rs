@@ -1,3 +1,5 @@
+use std::sync::{Arc, Mutex};
+
 use anyhow::Result;
 use clap::Args;
 
@@ -13,19 +15,45 @@ pub struct Opts {
 
 /// `start` and `stop`: each machine's backend does it, or says why it
 /// cannot (an existing machine's power is not ours to switch).
-pub fn run(g: &Global, o: Opts, power: Power) -> Result<i32> {
-    let store = g.read_store()?;
-    let d = g.deployment(&store)?;
+pub async fn run(g: &Global, o: Opts, power: Power) -> Result<i32> {
+    let d = g.deployment(&g.read_store()?)?;
     let machines = select::stored_in(&d, g.ssh_persist, &o.machines.filter())?;
+    // Only a backend that makes its machines changes state.
+    let writes = machines
+        .iter()
+        .any(|m| backend::of(&m.resource.kind).is_some_and(|b| b.makes_machines()));
+    let store = Arc::new(Mutex::new(if writes { g.open_store()? } else { g.read_store()? }));
+    let _lock = if writes {
+        Some(store.lock().expect("state lock").lock(&d.uuid)?)
+    } else {
+        None
+    };
+    let d = if writes {
+        store.lock().expect("state lock").load(&d.uuid)?
+    } else {
+        d
+    };
     let mut code = 0;
     for m in &machines {
+        let Some(r) = d.resources.get(&m.name) else {
+            continue;
+        };
         let stored = backend::Stored {
             deployment: &d,
-            resource: &m.resource,
+            resource: r,
         };
-        if let Err(e) = backend::for_machine(&m.name, &m.resource.kind)?.power(stored, power) {
-            errln!("{}> {e:#}", m.name);
-            code = 1;
+        let state = backend::StateWriter::new(store.clone(), &d.uuid, &m.name, &r.kind);
+        let b = backend::for_machine(&m.name, &r.kind)?;
+        match b.power(stored, power, &state).await {
+            Ok(()) => errln!(
+                "{}> {}ed",
+                m.name,
+                if power == Power::Stop { "stopp" } else { "start" }
+            ),
+            Err(e) => {
+                errln!("{}> {e:#}", m.name);
+                code = 1;
+            }
         }
     }
     Ok(code)

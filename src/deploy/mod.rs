@@ -12,6 +12,7 @@ mod activate;
 mod build;
 pub mod check;
 mod copy;
+mod create;
 mod error;
 mod front;
 pub mod generations;
@@ -264,6 +265,24 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                 for w in check_machine(&ctx.deployment, &name, &info)? {
                     events.message(w);
                 }
+                // A machine its backend makes is made (or started) first;
+                // then reached as state now says.
+                let mut made_now = None;
+                let mut info = std::borrow::Cow::Borrowed(&info);
+                // Not made, and not to be made now (a build): nothing
+                // reaches it.
+                let mut unmade = None;
+                if create::needed(&ctx.deployment, &name, &info) {
+                    if opts.build_only || opts.dry_run {
+                        unmade = Some(crate::host::Local::default());
+                    } else {
+                        info = std::borrow::Cow::Owned(
+                            create::machine(ctx, &files, &name, &info, events).await?,
+                        );
+                        made_now = Some(ctx.reloaded()?);
+                    }
+                }
+                let ctx = made_now.as_ref().unwrap_or(ctx);
                 // Colmena's targetHost = null: only apply-local deploys it;
                 // other runs build it at most.
                 if info.target_host.is_none() && opts.local.is_none() {
@@ -280,7 +299,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                     &name,
                     &info,
                     id,
-                    opts.local.as_ref(),
+                    opts.local.as_ref().or(unmade.as_ref()),
                 )?))
             };
             match made.await {

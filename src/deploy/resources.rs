@@ -10,11 +10,10 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
-use zeroize::Zeroizing;
 
 use super::types::Ctx;
 use crate::network::{CreatedType, ResourceSpec, Resources, created_type};
-use crate::process::{self, Sink};
+use crate::process;
 use crate::state::{AttrChange, Deployment, machine_state};
 use crate::ui::Events;
 
@@ -131,7 +130,7 @@ pub async fn create(ctx: &Ctx, declared: &Resources, events: &Events) -> Result<
             let made = match t.attr {
                 "sshKeyPairs" => {
                     events.message(format!("{name}> generating an SSH key pair (ed25519)..."));
-                    let (private, public) = generate_key_pair()
+                    let (private, public) = crate::ssh::generate_key_pair()
                         .await
                         .with_context(|| format!("resources.{ty}.{name}: cannot generate an SSH key pair"))?;
                     vec![
@@ -176,36 +175,6 @@ pub async fn create(ctx: &Ctx, declared: &Resources, events: &Events) -> Result<
         }
     }
     Ok(changed)
-}
-
-/// An ed25519 key pair made by ssh-keygen, as NixOps 2.0 makes one: written
-/// into a private temporary directory (so the private key is in no
-/// argument), read, and removed with the directory.
-async fn generate_key_pair() -> Result<(Zeroizing<String>, String)> {
-    let dir = crate::tmp::TmpDir::new("nixops-key-")?;
-    let file = dir.path().join("key");
-    let mut cmd = process::command("ssh-keygen");
-    cmd.args([
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-C",
-        "NixOps auto-generated key",
-        "-f",
-    ])
-    .arg(&file);
-    let out = process::run(&mut cmd, None, Sink::quiet()).await?;
-    if !out.success() {
-        bail!("ssh-keygen failed: {}", out.last_error());
-    }
-    let private = Zeroizing::new(
-        std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?,
-    );
-    let public = std::fs::read_to_string(file.with_extension("pub"))
-        .with_context(|| format!("cannot read {}.pub", file.display()))?;
-    Ok((private, public.trim_end().to_owned()))
 }
 
 /// Runs a commandOutput's script as NixOps 2.0 does: `sh -c SCRIPT` on this

@@ -459,6 +459,14 @@ let
       timeout = v.timeout or null;
     }
     else throw "${where} must be a command (a list of strings), a JSON file, or { command = [ ... ]; timeout = SECONDS; }";
+  # `show-option`'s option (optionMachine, optionPathJSON).
+  theOption =
+    let path = builtins.fromJSON optionPathJSON; in
+    if !(nodes ? ${optionMachine}) then throw "there is no machine named ‘${optionMachine}’ in the network"
+    else lib.attrByPath path
+      (throw "machine ‘${optionMachine}’ has no option ‘${lib.concatStringsSep "." path}’")
+      nodes.${optionMachine}.config;
+
 in
 {
   inherit nodes;
@@ -522,10 +530,9 @@ in
     else builtins.foldl' (acc: f: acc // argsOf (import f)) { } networkExprs;
 
   # For `show-option`: one option's value on one machine.
-  optionValue =
-    let path = builtins.fromJSON optionPathJSON; in
-    if !(nodes ? ${optionMachine}) then throw "there is no machine named ‘${optionMachine}’ in the network"
-    else lib.attrByPath path
-      (throw "machine ‘${optionMachine}’ has no option ‘${lib.concatStringsSep "." path}’")
-      nodes.${optionMachine}.config;
+  optionValue = theOption;
+
+  # A backend's package option (a machine's disk image): its derivation, or
+  # null for a value that is no derivation.
+  optionDerivation = if lib.isDerivation theOption then theOption.drvPath else null;
 }

@@ -416,7 +416,7 @@ impl Network {
         call: Call<'_>,
     ) -> Result<(String, Option<String>)> {
         // What reads a machine's configuration needs the inventory first.
-        if call.attr == "optionValue" {
+        if call.attr == "optionValue" || call.attr == "optionDerivation" {
             self.with_inventory(files, opts).await?;
         }
         let resolved = self.resolve(opts).await?;
@@ -729,6 +729,26 @@ impl Network {
             .str("includePhysicalJSON", include_physical.to_string());
         call.json = json;
         Ok(self.run(files, opts, call).await?.0)
+    }
+
+    /// The derivation of one option of one machine whose value is a
+    /// package (a backend's disk image), with the physical spec, written
+    /// to the store so that it can be built. None: the value is no
+    /// derivation (a path given as it is).
+    pub async fn option_derivation(
+        &self,
+        files: &NixFiles,
+        opts: &NixOpts,
+        machine: &str,
+        path: &[String],
+    ) -> Result<Option<String>> {
+        let mut call = Call::new("optionDerivation")
+            .str("optionMachine", machine.to_owned())
+            .str("optionPathJSON", serde_json::to_string(path)?);
+        call.instantiate = true;
+        let out = self.run(files, opts, call).await?.0;
+        serde_json::from_str(out.trim())
+            .with_context(|| format!("machine ‘{machine}’: {} is no derivation path", path.join(".")))
     }
 }
 

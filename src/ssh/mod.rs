@@ -13,9 +13,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
+use zeroize::Zeroizing;
 
 use crate::process::{self, Output, Sink};
 
@@ -452,6 +453,36 @@ pub fn quote(s: &str) -> String {
         // Only NUL bytes make try_quote fail; they cannot be in an argv.
         s.replace('\0', "")
     })
+}
+
+/// An ed25519 key pair made by ssh-keygen, as NixOps 2.0 makes one: written
+/// into a private temporary directory (so the private key is in no
+/// argument), read, and removed with the directory.
+pub async fn generate_key_pair() -> Result<(Zeroizing<String>, String)> {
+    let dir = crate::tmp::TmpDir::new("nixops-key-")?;
+    let file = dir.path().join("key");
+    let mut cmd = process::command("ssh-keygen");
+    cmd.args([
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "NixOps auto-generated key",
+        "-f",
+    ])
+    .arg(&file);
+    let out = process::run(&mut cmd, None, Sink::quiet()).await?;
+    if !out.success() {
+        bail!("ssh-keygen failed: {}", out.last_error());
+    }
+    let private = Zeroizing::new(
+        std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?,
+    );
+    let public = std::fs::read_to_string(file.with_extension("pub"))
+        .with_context(|| format!("cannot read {}.pub", file.display()))?;
+    Ok((private, public.trim_end().to_owned()))
 }
 
 /// The private directory for control sockets and known_hosts files: short
