@@ -202,6 +202,9 @@ impl Backend for Libvirtd {
                 && get(HOST_PORT).is_none()
             {
                 set(HOST_ADDRESS, host_address.clone());
+                // Where others reach it (NixOps' physical spec makes it the
+                // machine's networking.publicIPv4, which `nodes` shows).
+                set("publicIpv4", host_address.clone());
                 let port = match host_port {
                     Some(p) => *p,
                     None => free_port(host_address)?,
