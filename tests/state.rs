@@ -148,17 +148,7 @@ fn nixops_state_file_from_sqlite3() {
     let net = fleet.write("net.nix", &simple_network(&["web"], ""));
     let state = fleet.state_file();
     let sql = format!(
-        r#"
-        create table SchemaVersion(version integer not null);
-        insert into SchemaVersion(version) values (3);
-        create table Deployments(uuid text primary key);
-        create table DeploymentAttrs(deployment text not null, name text not null, value text not null,
-          primary key(deployment, name), foreign key(deployment) references Deployments(uuid) on delete cascade);
-        create table Resources(id integer primary key autoincrement, deployment text not null,
-          name text not null, type text not null,
-          foreign key(deployment) references Deployments(uuid) on delete cascade);
-        create table ResourceAttrs(machine integer not null, name text not null, value text not null,
-          primary key(machine, name), foreign key(machine) references Resources(id) on delete cascade);
+        r#"{schema}
         insert into Deployments values ('0a6c5f5e-7d8e-11ee-9a1b-0242ac120002');
         insert into DeploymentAttrs values ('0a6c5f5e-7d8e-11ee-9a1b-0242ac120002', 'name', 'legacy');
         insert into DeploymentAttrs values ('0a6c5f5e-7d8e-11ee-9a1b-0242ac120002', 'nixExprs', '["{net}"]');
@@ -169,7 +159,8 @@ fn nixops_state_file_from_sqlite3() {
         insert into ResourceAttrs values (1, 'targetHost', 'web');
         insert into ResourceAttrs values (1, 'toplevel', '/nix/store/00000000000000000000000000000000-nixos-system-web-old');
         "#,
-        net = net.display()
+        net = net.display(),
+        schema = common::NIXOPS_SCHEMA_SQL
     );
     let st = Command::new("sqlite3").arg(&state).arg(sql).status().unwrap();
     assert!(st.success());

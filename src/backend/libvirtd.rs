@@ -103,7 +103,13 @@ impl Backend for Libvirtd {
         include_str!("libvirtd.nix")
     }
 
-    fn reach(&self, machine: &str, info: &MachineInfo, state: Option<&Resource>) -> Result<Reach> {
+    fn reach(
+        &self,
+        _d: &Deployment,
+        machine: &str,
+        info: &MachineInfo,
+        state: Option<&Resource>,
+    ) -> Result<Reach> {
         let Some(r) = state.filter(|r| r.get(VM_ID).is_some()) else {
             bail!("machine ‘{machine}’ (libvirtd) has not been made yet: ‘nixops deploy’ makes it");
         };

@@ -8,15 +8,20 @@
 //! is. Adding a backend is adding a file here, its options beside it
 //! (`<targetEnv>.nix`), and a line in [`BACKENDS`].
 
+mod digital_ocean;
+mod gce;
+mod hetzner;
+mod hetznercloud;
 mod libvirtd;
 mod none;
+mod virtualbox;
 
 use std::collections::BTreeMap;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -25,7 +30,16 @@ use crate::network::MachineInfo;
 use crate::state::{AttrChange, Deployment, Resource, StoreBox};
 
 /// Every backend, in the order `list-plugins` shows them.
-static BACKENDS: &[&dyn Backend] = &[&none::Existing, &libvirtd::Libvirtd];
+static BACKENDS: &[&dyn Backend] = &[
+    &none::Existing,
+    &libvirtd::Libvirtd,
+    &gce::Gce,
+    &hetzner::Hetzner,
+    &hetznercloud::HetznerCloud,
+    &digital_ocean::DROPLET,
+    &digital_ocean::DIGITAL_OCEAN,
+    &virtualbox::VirtualBox,
+];
 
 /// The backend of `target_env` (a machine's `deployment.targetEnv`, or a
 /// machine's type in state), if this tool knows it.
@@ -80,17 +94,26 @@ pub struct Reach {
 
 /// What a backend adds to a machine's configuration from state, as
 /// eval-machine-info.nix's physical spec takes it: modules of the network's
-/// nixpkgs to import, and option definitions.
+/// nixpkgs to import, modules given as Nix text, and option definitions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Spec {
     /// Paths inside nixpkgs (`nixos/modules/virtualisation/amazon-image.nix`).
     pub imports: Vec<String>,
+    /// Modules as Nix text (a hardware configuration NixOps kept in state,
+    /// a module of the backend's own): each is imported as a file of its
+    /// own (`builtins.toFile`), so that it is parsed as Nix, never spliced
+    /// into other text.
+    pub modules: Vec<String>,
     pub defs: Vec<Def>,
+    /// Whether a definition holds a secret (a disk's passphrase): the spec
+    /// then reaches Nix in a file only we can read, never in its arguments.
+    #[serde(skip)]
+    pub secret: bool,
 }
 
 impl Spec {
     pub fn is_empty(&self) -> bool {
-        self.imports.is_empty() && self.defs.is_empty()
+        self.imports.is_empty() && self.modules.is_empty() && self.defs.is_empty()
     }
 }
 
@@ -111,6 +134,14 @@ impl Def {
             path: path.iter().map(|s| s.to_string()).collect(),
             value,
             priority: None,
+        }
+    }
+
+    /// The same at `lib.mkOverride priority`.
+    pub fn at(priority: i64, path: &[&str], value: serde_json::Value) -> Def {
+        Def {
+            priority: Some(priority),
+            ..Def::new(path, value)
         }
     }
 }
@@ -163,12 +194,46 @@ pub trait Backend: Sync {
     fn options_nix(&self) -> &'static str;
 
     /// How to reach the machine: from the network's options (`info`) and
-    /// what state recorded (`state`; None before its first deploy).
-    fn reach(&self, machine: &str, info: &MachineInfo, state: Option<&Resource>) -> Result<Reach>;
+    /// what state recorded (`state`; None before its first deploy; `d`:
+    /// the deployment, whose other resources may hold its key).
+    fn reach(
+        &self,
+        d: &Deployment,
+        machine: &str,
+        info: &MachineInfo,
+        state: Option<&Resource>,
+    ) -> Result<Reach>;
 
     /// What the backend adds to the machine's configuration from state.
     fn physical(&self, _d: &Deployment, _r: &Resource) -> Result<Spec> {
         Ok(Spec::default())
+    }
+
+    /// Where its options are: `deployment.<options_attr>.*` (the same as
+    /// targetEnv but for hetznercloud's `hetznerCloud`; `optionsAttr` in
+    /// options_nix).
+    fn options_attr(&self) -> &'static str {
+        self.target_env()
+    }
+
+    /// The machine's public IPv4 address as NixOps knows it (its
+    /// `networking.publicIPv4` in the physical spec).
+    fn public_ipv4(&self, r: &Resource) -> Option<String> {
+        r.get("publicIpv4").map(str::to_owned)
+    }
+
+    /// The resource types of the backend's provider (`resources.gceDisks`
+    /// ...): they evaluate with their module (`resources` of options_nix)
+    /// and a deploy takes those state holds as they are (only the provider
+    /// can make or change one).
+    fn resource_types(&self) -> &'static [ResourceType] {
+        &[]
+    }
+
+    /// What to do instead of what only the provider can do (its console,
+    /// its command-line tool, Terraform), for the messages of refusals.
+    fn instead(&self) -> &'static str {
+        "your provider's tools"
     }
 
     /// The machine's host key as NixOps knows it, which NixOps adds to
@@ -285,6 +350,135 @@ impl StateWriter {
     }
 }
 
+/// A resource type of a backend's provider.
+#[derive(Debug)]
+pub struct ResourceType {
+    /// Its attribute under `resources` (`gceDisks`).
+    pub attr: &'static str,
+    /// Its type in NixOps' state (`gce-disk`).
+    pub kind: &'static str,
+}
+
+/// The backend whose provider has the resource type `resources.<attr>`,
+/// and its type in state.
+pub fn resource_type(attr: &str) -> Option<(&'static dyn Backend, &'static ResourceType)> {
+    all().find_map(|b| Some((b, b.resource_types().iter().find(|t| t.attr == attr)?)))
+}
+
+/// A state attribute that is set and not empty.
+fn attr<'a>(r: &'a Resource, name: &str) -> Option<&'a str> {
+    r.get(name).filter(|v| !v.is_empty())
+}
+
+/// A state attribute the backend reaches the machine by.
+fn required<'a>(b: &dyn Backend, r: &'a Resource, name: &str) -> Result<&'a str> {
+    attr(r, name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "machine ‘{}’ is {}, but state has no {name} for it (as NixOps would have recorded when it made the machine): cannot reach it",
+            r.name,
+            b.describe()
+        )
+    })
+}
+
+/// A host key as NixOps keeps it ("type base64 comment"), as ssh pins it
+/// ("type base64").
+fn host_key(text: &str) -> Option<String> {
+    let mut fields = text.split_whitespace();
+    Some(format!("{} {}", fields.next()?, fields.next()?))
+}
+
+/// A machine a provider's backend made, as state recorded it (and its
+/// port checked): what reaching or deploying it starts from.
+fn recorded<'a>(
+    b: &dyn Backend,
+    machine: &str,
+    info: &MachineInfo,
+    state: Option<&'a Resource>,
+) -> Result<&'a Resource> {
+    let r = state.ok_or_else(|| not_in_state(b, machine))?;
+    none::port(machine, info.target_port)?;
+    Ok(r)
+}
+
+/// The state attributes NixOps reaches a machine of a backend by.
+struct Recorded {
+    address: &'static str,
+    /// None: the key is elsewhere (the backend puts it in).
+    private_key: Option<&'static str>,
+    host_key: &'static str,
+}
+
+/// Reaches a machine at its recorded address (the network's targetPort and
+/// targetUser, as NixOps honours them for every backend), with its recorded
+/// private key, its recorded host key pinned.
+fn reach_recorded(
+    b: &dyn Backend,
+    machine: &str,
+    info: &MachineInfo,
+    state: Option<&Resource>,
+    how: &Recorded,
+) -> Result<Reach> {
+    let r = recorded(b, machine, info, state)?;
+    Ok(Reach {
+        host: required(b, r, how.address)?.to_owned(),
+        port: none::port(machine, info.target_port)?,
+        user: info.target_user.clone(),
+        private_key: how
+            .private_key
+            .map(|k| required(b, r, k).map(str::to_owned))
+            .transpose()?,
+        host_key: attr(r, how.host_key).and_then(host_key),
+    })
+}
+
+/// A machine of a provider's backend that state does not hold: only the
+/// provider makes one.
+fn not_in_state(b: &dyn Backend, machine: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "machine ‘{machine}’ is {}, and state holds no such machine: making one needs the provider's API, which this tool does not use; create it with {} and deploy it as targetEnv \"none\" (deployment.targetHost), or import the NixOps state that holds it (‘nixops import’)",
+        b.describe(),
+        b.instead()
+    )
+}
+
+/// Refuses a deploy that would change what only the provider changes: the
+/// network's `option` (read through `info`) against what state recorded.
+fn unchanged(
+    b: &dyn Backend,
+    machine: &str,
+    info: &MachineInfo,
+    r: &Resource,
+    pairs: &[(&str, &str)],
+) -> Result<()> {
+    for (option, recorded) in pairs {
+        let declared = info
+            .backend
+            .as_ref()
+            .and_then(|v| v.get(*option))
+            .and_then(|v| v.as_str());
+        let Some(declared) = declared else { continue };
+        let Some(was) = attr(r, recorded) else { continue };
+        if declared != was {
+            bail!(
+                "machine ‘{machine}’ is {}, recorded in state with {recorded} = \"{was}\", but the network now declares deployment.{}.{option} = \"{declared}\": changing it needs the provider's API, which this tool does not use; change it with {} (and then {recorded} in state, ‘nixops import’ of an edited export), or keep the recorded value",
+                b.describe(),
+                b.options_attr(),
+                b.instead()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Refuses what only the provider can do to a machine, saying how to do it.
+fn refuse(b: &dyn Backend, machine: &str, what: &str, how: String) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot {what} machine ‘{machine}’: it is {}, and that needs the provider's API, which this tool does not use; {how}. State keeps the machine as it is",
+        b.describe()
+    )
+}
+
 /// Machine → what its backend adds to its configuration, for the physical
 /// spec: the backend's own part, and NixOps' common one (the addresses
 /// state recorded, and every machine's host key that NixOps knows).
@@ -312,7 +506,7 @@ pub fn physical(d: &Deployment) -> Result<BTreeMap<String, Physical>> {
         let addresses = r.kind != "none";
         let p = Physical {
             private_ipv4: r.get("privateIpv4").filter(|_| addresses).map(str::to_owned),
-            public_ipv4: r.get("publicIpv4").filter(|_| addresses).map(str::to_owned),
+            public_ipv4: b.public_ipv4(r).filter(|_| addresses),
             known_hosts: known_hosts.clone(),
             spec,
         };

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 
 use super::{Backend, Destroyed, Reach, Stored};
 use crate::network::MachineInfo;
-use crate::state::Resource;
+use crate::state::{Deployment, Resource};
 
 pub struct Existing;
 
@@ -25,7 +25,13 @@ impl Backend for Existing {
         include_str!("none.nix")
     }
 
-    fn reach(&self, machine: &str, info: &MachineInfo, state: Option<&Resource>) -> Result<Reach> {
+    fn reach(
+        &self,
+        _d: &Deployment,
+        machine: &str,
+        info: &MachineInfo,
+        state: Option<&Resource>,
+    ) -> Result<Reach> {
         Ok(Reach {
             host: info.host_name(machine)?.to_owned(),
             port: port(machine, info.target_port)?,

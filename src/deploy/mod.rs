@@ -257,12 +257,24 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
             let made = async {
                 // Before anything is recorded: a kind state cannot take.
                 check_kind(&ctx.deployment, &name, &info)?;
-                crate::backend::for_machine(&name, &info.target_env)?;
+                let backend = crate::backend::for_machine(&name, &info.target_env)?;
+                // Before it is recorded too: a machine only its provider can
+                // make is not put in state (nor one this deploy does not
+                // select, then).
+                let warnings = if info.drv_path.is_some() {
+                    check_machine(&ctx.deployment, &name, &info)?
+                } else {
+                    let state = ctx.deployment.resources.get(&name).filter(|r| r.is_machine());
+                    if backend.check_deploy(&name, &info, state).is_err() {
+                        return Ok(None);
+                    }
+                    Vec::new()
+                };
                 let id = recorder.machine(ctx, &name, &info)?;
                 if info.drv_path.is_none() {
                     return Ok(None);
                 }
-                for w in check_machine(&ctx.deployment, &name, &info)? {
+                for w in warnings {
                     events.message(w);
                 }
                 // A machine its backend makes is made (or started) first;

@@ -180,7 +180,7 @@ pub fn host(
     res: Option<&Resource>,
     persist: u64,
 ) -> Result<Host> {
-    let reach = crate::backend::for_machine(name, &m.target_env)?.reach(name, m, res)?;
+    let reach = crate::backend::for_machine(name, &m.target_env)?.reach(d, name, m, res)?;
     let mut options = m.ssh_options.clone();
     if let Some(key) = &reach.private_key {
         options.extend(["-i".to_owned(), identity_file(d, name, key)?]);

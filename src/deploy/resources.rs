@@ -36,6 +36,32 @@ pub fn check(d: &Deployment, machines: &[String], declared: &Resources) -> Resul
         .collect();
     for (ty, names) in declared {
         let Some(t) = created_type(ty) else {
+            if let Some((b, t)) = crate::backend::resource_type(ty) {
+                // A provider's resource NixOps made: taken as state holds it.
+                for name in names.keys() {
+                    let what = format!("resources.{ty}.{name}");
+                    match d.resources.get(name) {
+                        Some(r) if r.kind == t.kind => {}
+                        Some(r) => bail!(
+                            "{what}: state holds ‘{name}’ as a resource of type ‘{}’, not ‘{}’; ‘nixops delete-resources --include {name}’ forgets the old one",
+                            r.kind,
+                            t.kind
+                        ),
+                        None => bail!(
+                            "{what} is not in state: making a resource of type ‘{}’ needs the API of {}'s provider, which this tool does not use; create it with {}, or import the NixOps state that holds it (‘nixops import’)",
+                            t.kind,
+                            b.target_env(),
+                            b.instead()
+                        ),
+                    }
+                    if let Some(other) = seen.insert(name, what.clone()) {
+                        bail!(
+                            "{other} and {what} have the same name; a deployment keeps one name for each machine and resource"
+                        );
+                    }
+                }
+                continue;
+            }
             let list: Vec<&str> = names.keys().map(String::as_str).collect();
             bail!(
                 "the network declares resources.{ty} ({}): this tool creates NixOps' own resources (sshKeyPairs, commandOutput), not the types of NixOps' plugins (EC2, GCE, ...), which only those plugins can create or update",
@@ -122,7 +148,8 @@ pub async fn create(ctx: &Ctx, declared: &Resources, events: &Events) -> Result<
         .map_or(0, |i| i + 1);
     let mut changed = false;
     for (ty, names) in declared {
-        let t = created_type(ty).expect("checked: a type the tool creates");
+        // A provider's resource (checked: state holds it) is taken as it is.
+        let Some(t) = created_type(ty) else { continue };
         for (name, spec) in names {
             let Some(why) = needs(t, d, name, spec) else {
                 continue;

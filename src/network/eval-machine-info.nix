@@ -233,7 +233,7 @@ let
             _file = "<nixops>/eval-machine-info.nix, arguments of resource ‘${name}’";
             _module.args = { inherit (nixopsFront) pkgs; inherit uuid name; resources = nixopsResources; nodes = nixopsNodes; };
           }
-          (nixops.resources.types.${type} or nixops.resources.unchecked)
+          (nixops.resources.types.${type} or backendResources.${type}.module or nixops.resources.unchecked)
           {
             _file = "<nixops>/eval-machine-info.nix, deployment of resource ‘${name}’";
             deployment = { name = deploymentName; inherit uuid; arguments = args; };
@@ -244,6 +244,9 @@ let
           { _file = "<nixops>/eval-machine-info.nix, what state holds of resources.${type}.${name}"; config = fromState; }
         ++ defs;
       }).config [ "_module" ];
+  # The resource types of the backends (src/backend/): `resources.<type>`
+  # → { kind; module; }.
+  backendResources = builtins.foldl' (acc: b: acc // (b.resources or { })) { } (builtins.attrValues nixops.backends);
   declaredResources = lib.genAttrs resourceTypes (type: lib.genAttrs (resourceNames type) (evalResource type));
   # NixOps' two types are always there, even empty; the machines win over
   # a `resources.machines` of the network.
@@ -281,7 +284,10 @@ let
       backendSpec = s.spec or { imports = [ ]; defs = [ ]; };
       backendModule = {
         _file = "<nixops>/eval-machine-info.nix, backend's physical spec of machine ‘${name}’";
-        imports = map (p: physicalNixpkgs + "/${p}") backendSpec.imports;
+        # Modules as Nix text, each a file of its own in the store (not
+        # secret: a hardware configuration, a module of the backend's).
+        imports = map (p: physicalNixpkgs + "/${p}") backendSpec.imports
+          ++ lib.imap1 (i: text: builtins.toFile "nixops-physical-${name}-${toString i}.nix" text) (backendSpec.modules or [ ]);
         config = lib.mkMerge (map
           (d: lib.setAttrByPath d.path (if d ? priority then lib.mkOverride d.priority d.value else d.value))
           backendSpec.defs);
@@ -395,7 +401,7 @@ let
       targetEnv = env;
       # The options of its backend that the tool reads (src/backend/).
       backend = if backend == null || backend.info == [ ] then null
-        else lib.genAttrs backend.info (o: d.${env}.${o});
+        else lib.genAttrs backend.info (o: d.${backend.optionsAttr or env}.${o});
       # null (Colmena): deployed only with `apply-local`, never over SSH.
       inherit (d) targetHost;
       # null (Colmena): ssh's own configuration chooses the user.

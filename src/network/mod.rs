@@ -246,7 +246,7 @@ impl Network {
 
     /// Whether evaluations read the physical spec from a file.
     pub fn reads_physical_file(&self) -> bool {
-        !self.physical.resources.is_empty()
+        !self.physical.resources.is_empty() || self.physical.machines.values().any(|m| m.backend.spec.secret)
     }
 
     fn check_files(&self, files: &[PathBuf]) -> Result<()> {

@@ -822,3 +822,19 @@ pub fn store_paths_since(marker: &Path, toplevel: &str) -> BTreeSet<String> {
     assert!(paths.contains(toplevel) && paths.contains(&drv), "{paths:?}");
     paths
 }
+
+/// NixOps' SQLite schema (version 3), as the sqlite3 CLI takes it: for
+/// state files made as NixOps would have left them.
+#[allow(dead_code)]
+pub const NIXOPS_SCHEMA_SQL: &str = "
+create table SchemaVersion(version integer not null);
+insert into SchemaVersion(version) values (3);
+create table Deployments(uuid text primary key);
+create table DeploymentAttrs(deployment text not null, name text not null, value text not null,
+  primary key(deployment, name), foreign key(deployment) references Deployments(uuid) on delete cascade);
+create table Resources(id integer primary key autoincrement, deployment text not null,
+  name text not null, type text not null,
+  foreign key(deployment) references Deployments(uuid) on delete cascade);
+create table ResourceAttrs(machine integer not null, name text not null, value text not null,
+  primary key(machine, name), foreign key(machine) references Resources(id) on delete cascade);
+";

@@ -16,6 +16,8 @@
   ./system/activation/activation-script.nix
   ./system/activation/top-level.nix
   ./tasks/filesystems.nix
+  ./tasks/network-interfaces.nix
+  ./services/hardware/udev.nix
   ./services/networking/ssh/sshd.nix
   ./services/web-servers/nginx/default.nix
   ./services/misc/forgejo.nix

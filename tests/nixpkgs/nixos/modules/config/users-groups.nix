@@ -95,6 +95,12 @@ in
     (lib.mkAliasOptionModule [ "users" "extraGroups" ] [ "users" "groups" ])
   ];
 
+  # An older NixOS name (of users.users.root.initialHashedPassword).
+  options.security.initialRootPassword = mkOption {
+    type = types.nullOr types.str;
+    default = null;
+    description = "Root's initial hashed password.";
+  };
   options.users = {
     users = mkOption {
       type = types.attrsOf (types.submodule userOpts);

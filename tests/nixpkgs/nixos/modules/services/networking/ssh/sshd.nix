@@ -2,6 +2,11 @@
 let inherit (lib) mkOption types; in
 {
   options.services.openssh = {
+    authorizedKeysFiles = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Further files of authorized keys, relative to a user's home.";
+    };
     enable = mkOption {
       type = types.bool;
       default = false;
