@@ -282,6 +282,10 @@ impl Backend for Libvirtd {
         true
     }
 
+    fn can_destroy(&self) -> bool {
+        true
+    }
+
     fn destroy<'a>(&'a self, m: Stored<'a>, _wipe: bool) -> BoxFuture<'a, Result<Destroyed>> {
         async move {
             // The machine's disk is its volume: deleting it wipes it.

@@ -306,6 +306,14 @@ pub trait Backend: Sync {
         async move { Err(e) }.boxed()
     }
 
+    /// Whether `destroy` can do what it says (forget an existing machine,
+    /// delete one the backend made); else [`destroy`](Backend::destroy)
+    /// only says how to destroy it with the provider's tools, and is asked
+    /// before the user is.
+    fn can_destroy(&self) -> bool {
+        false
+    }
+
     /// Whether `destroy --wipe` can erase its disks.
     fn can_wipe(&self) -> bool {
         false

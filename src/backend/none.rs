@@ -48,6 +48,10 @@ impl Backend for Existing {
         Ok(())
     }
 
+    fn can_destroy(&self) -> bool {
+        true
+    }
+
     fn destroy<'a>(&'a self, _m: Stored<'a>, _wipe: bool) -> BoxFuture<'a, Result<Destroyed>> {
         async { Ok(Destroyed::Forgotten) }.boxed()
     }

@@ -67,7 +67,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 .collect();
             if !unwipeable.is_empty() {
                 bail!(
-                    "destroy --wipe: wiping disks is for machines a backend created, which it can erase; {} of deployment ‘{}’ cannot be wiped (an existing machine, targetEnv none, keeps its disks; NixOps forgets it without wiping): run destroy without --wipe to forget them",
+                    "destroy --wipe: wiping disks is for machines a backend created, which it can erase; {} of deployment ‘{}’ cannot be wiped by this tool (an existing machine, targetEnv none, keeps its disks, as NixOps forgets it without wiping; a cloud machine's disks are the provider's): run destroy without --wipe",
                     unwipeable.join(", "),
                     d.label()
                 );
@@ -87,6 +87,22 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 r.kind,
                 r.name
             );
+        }
+        // What only the provider can destroy is said before asking, and
+        // stays in state.
+        let (machines, refused): (Vec<_>, Vec<_>) = machines
+            .into_iter()
+            .partition(|m| backend::of(&m.resource.kind).is_some_and(|b| b.can_destroy()));
+        for m in &refused {
+            let b = backend::for_machine(&m.name, &m.resource.kind)?;
+            let stored = backend::Stored {
+                deployment: &d,
+                resource: &m.resource,
+            };
+            if let Err(e) = b.destroy(stored, o.wipe).await {
+                errln!("{}> {e:#}", m.name);
+            }
+            code = 1;
         }
         if machines.is_empty() && others.is_empty() {
             errln!("deployment ‘{}’ has nothing to destroy", d.label());
