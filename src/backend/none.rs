@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use super::{Backend, Destroyed, Reach, Stored};
 use crate::network::MachineInfo;
-use crate::state::Resource;
+use crate::state::{Deployment, Resource};
 
 pub struct Existing;
 
@@ -23,7 +23,13 @@ impl Backend for Existing {
         include_str!("none.nix")
     }
 
-    fn reach(&self, machine: &str, info: &MachineInfo, state: Option<&Resource>) -> Result<Reach> {
+    fn reach(
+        &self,
+        _d: &Deployment,
+        machine: &str,
+        info: &MachineInfo,
+        state: Option<&Resource>,
+    ) -> Result<Reach> {
         Ok(Reach {
             host: info.host_name(machine)?.to_owned(),
             port: port(machine, info.target_port)?,
@@ -31,6 +37,7 @@ impl Backend for Existing {
             // The key NixOps generated for the machine (NixOps 2.0 logs in
             // with it; its public half is authorized by the physical spec).
             private_key: state.and_then(|r| r.get("none.sshPrivateKey")).map(str::to_owned),
+            private_key_file: None,
             host_key: state.and_then(|r| r.get("publicHostKey")).map(str::to_owned),
         })
     }

@@ -63,11 +63,14 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
             let unwipeable: Vec<String> = machines
                 .iter()
                 .filter(|m| !backend::of(&m.resource.kind).is_some_and(|b| b.can_wipe()))
-                .map(|m| format!("‘{}’", m.name))
+                .map(|m| match backend::of(&m.resource.kind) {
+                    Some(b) if m.resource.kind != "none" => format!("‘{}’ ({})", m.name, b.describe()),
+                    _ => format!("‘{}’", m.name),
+                })
                 .collect();
             if !unwipeable.is_empty() {
                 bail!(
-                    "destroy --wipe: wiping disks is for machines a backend created, which it can erase; {} of deployment ‘{}’ cannot be wiped (an existing machine, targetEnv none, keeps its disks; NixOps forgets it without wiping): run destroy without --wipe to forget them",
+                    "destroy --wipe: wiping disks is for machines a backend created, which it can erase; {} of deployment ‘{}’ cannot be wiped (an existing machine, targetEnv none, keeps its disks; NixOps forgets it without wiping; a cloud machine's disks go with the machine, through its provider's API): run destroy without --wipe",
                     unwipeable.join(", "),
                     d.label()
                 );

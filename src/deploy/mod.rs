@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::keys;
@@ -264,6 +264,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                 for w in check_machine(&ctx.deployment, &name, &info)? {
                     events.message(w);
                 }
+                let id = id.with_context(|| format!("machine ‘{name}’ is not in state"))?;
                 // Colmena's targetHost = null: only apply-local deploys it;
                 // other runs build it at most.
                 if info.target_host.is_none() && opts.local.is_none() {
