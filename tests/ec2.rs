@@ -329,3 +329,84 @@ fn an_adopted_ec2_machine_is_deployed_from_state_alone() {
     ok(&fleet, &net, &["forget-host-key", "-d", "e", "web", "--confirm"]);
     ok(&fleet, &net, &["deploy", "-d", "e"]);
 }
+
+/// A NixOps 1.x state file (schema 2: its Machines tables), with an EC2
+/// machine and key pair as NixOps 1.7 recorded them, opens as it is: the
+/// machine and key pair show with their instance, addresses and names;
+/// its export imports elsewhere, with the host key for ssh's known_hosts.
+#[test]
+fn a_nixops_1_state_file_with_ec2_machines_opens_and_moves() {
+    let fleet = Fleet::start(&[]);
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtU0Hh8v8t1Dq7m5bWkq3QmWf3b8x1c2d3e4f5g6h7i";
+    let sql = format!(
+        "create table SchemaVersion(version integer not null); insert into SchemaVersion values (2);
+         create table Deployments(uuid text primary key);
+         create table DeploymentAttrs(deployment text not null, name text not null, value text not null,
+           primary key(deployment, name), foreign key(deployment) references Deployments(uuid) on delete cascade);
+         create table Machines(id integer primary key autoincrement, deployment text not null, name text not null,
+           type text not null, foreign key(deployment) references Deployments(uuid) on delete cascade);
+         create table MachineAttrs(machine integer not null, name text not null, value text not null,
+           primary key(machine, name), foreign key(machine) references Machines(id) on delete cascade);
+         insert into Deployments values ('0d1e2f30-0000-4000-8000-000000000001');
+         insert into DeploymentAttrs values ('0d1e2f30-0000-4000-8000-000000000001', 'name', 'old'),
+           ('0d1e2f30-0000-4000-8000-000000000001', 'nixExprs', '[\"/srv/old/network.nix\"]');
+         insert into Machines values (1, '0d1e2f30-0000-4000-8000-000000000001', 'kp', 'ec2-keypair');
+         insert into MachineAttrs values (1, 'ec2.keyPairName', 'charon-old-kp'), (1, 'state', '3'),
+           (1, 'ec2.region', 'eu-west-1'), (1, 'privateKey', 'PRIVATE'), (1, 'publicKey', 'ssh-rsa AAAA');
+         insert into Machines values (2, '0d1e2f30-0000-4000-8000-000000000001', 'web', 'ec2');
+         insert into MachineAttrs values (2, 'vmId', 'i-0abc'), (2, 'ec2.region', 'eu-west-1'),
+           (2, 'ec2.zone', 'eu-west-1a'), (2, 'ec2.instanceType', 'm1.small'), (2, 'ec2.keyPair', 'charon-old-kp'),
+           (2, 'publicIpv4', '127.0.0.1'), (2, 'privateIpv4', '127.0.0.2'), (2, 'state', '3'),
+           (2, 'ec2.publicHostKey', '{key}');"
+    );
+    let st = Command::new("sqlite3")
+        .arg(fleet.state_file())
+        .arg(&sql)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let info = fleet.ok(&["info", "-d", "old", "--no-eval", "--plain"]).stdout;
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("web\t") && l.contains("ec2 [eu-west-1a; m1.small]\ti-0abc\t127.0.0.1")),
+        "{info}"
+    );
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("kp\t") && l.contains("ec2-keypair [eu-west-1]\tcharon-old-kp")),
+        "{info}"
+    );
+    assert!(fleet.ok(&["list"]).stdout.contains("| ec2 "));
+
+    let export = fleet.ok(&["export", "-d", "old"]).stdout;
+    let other = fleet.new_state("moved");
+    let r = common::Run::from(
+        fleet
+            .nixops(&["import", "--include-keys"])
+            .env("NIXOPS_STATE", &other)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(export.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let known = std::fs::read_to_string(fleet.path().join("home/.ssh/known_hosts")).unwrap();
+    assert!(
+        known.contains(&format!("127.0.0.1 {key}\n")) && known.contains(&format!("127.0.0.2 {key}\n")),
+        "{known}"
+    );
+    let moved = fleet
+        .nixops(&["export", "-d", "old"])
+        .env("NIXOPS_STATE", &other)
+        .output()
+        .unwrap();
+    let moved: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
+    let before: serde_json::Value = serde_json::from_str(&export).unwrap();
+    assert_eq!(moved, before);
+}
