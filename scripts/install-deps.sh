@@ -60,3 +60,20 @@ if [[ -d $peer && ! -x $venv/bin/nixops ]]; then
   rm -rf "$src"
   "$venv/bin/nixops" --version >/dev/null
 fi
+# Its AWS plugin, which the EC2 tests drive (tests/ec2.rs): nixops-aws from
+# ../shared/peers/nixops-aws with the boto versions it was written for, and
+# the tests' own plugin declaring deployment.autoLuks/autoRaid0 (which
+# nixops-aws defines on every machine; NixOps 2.0 moved them into
+# nixos-modules-contrib, which is not on PyPI).
+aws=$repo/../shared/peers/nixops-aws
+if [[ -d $aws && -x $venv/bin/nixops ]] && ! "$venv/bin/python" -c 'import nixops_aws, nixops_contrib_options' 2>/dev/null; then
+  echo "installing nixops-aws from $aws into $venv (for the EC2 tests)" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check boto==2.49.0 boto3
+  for plugin in "$aws" "$repo/tests/nixops-contrib-options"; do
+    src=$(mktemp -d)
+    cp -r "$plugin/." "$src/"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps "$src"
+    rm -rf "$src"
+  done
+  "$venv/bin/python" -c 'import nixops_aws.plugin'
+fi

@@ -160,26 +160,37 @@ fn non_root_target_user_with_privilege_escalation() {
 }
 
 /// Resources of NixOps' plugins' types (only those plugins can create
-/// them) are refused by deploy and plan, naming the type, before anything
+/// them) that state does not hold, and types of plugins this tool does not
+/// know, are refused by deploy and plan, naming the type, before anything
 /// is touched.
 #[test]
 fn plugin_resources_are_refused_by_deploy_and_plan() {
     let fleet = Fleet::start(&["m"]);
+    for (network, says) in [
+        (
+            r#"{ resources.ec2KeyPairs.k = { region = "eu-west-1"; }; resources.sshKeyPairs.s = { }; m = { ... }: { }; }"#,
+            "the network declares resources.ec2KeyPairs k that state does not hold (as ‘ec2-keypair’): this tool adopts NixOps plugins' resources from state but creates none",
+        ),
+        (
+            r#"{ resources.exampleCloudDisks.k = { region = "eu-west-1"; }; resources.sshKeyPairs.s = { }; m = { ... }: { }; }"#,
+            "the network declares resources.exampleCloudDisks (k): this tool creates NixOps' own resources",
+        ),
+    ] {
+        fleet.create("d", network);
+        for args in [&["deploy"][..], &["plan"][..]] {
+            let r = fleet.run(args);
+            assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+            assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+        }
+        fleet.ok(&["delete", "-d", "d"]);
+        let out = fleet.ok(&["list"]).stdout;
+        assert!(!out.contains("| d "), "{out}");
+    }
     fleet.create(
         "d",
         r#"{ resources.ec2KeyPairs.k = { region = "eu-west-1"; }; resources.sshKeyPairs.s = { }; m = { ... }: { }; }"#,
     );
-    for args in [&["deploy"][..], &["plan"][..]] {
-        let r = fleet.run(args);
-        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(
-                "the network declares resources.ec2KeyPairs (k): this tool creates NixOps' own resources"
-            ),
-            "{args:?}: {}",
-            r.stderr
-        );
-    }
+    assert_eq!(fleet.run(&["deploy"]).code, 1);
     // Nothing was touched: no machine recorded, no key pair made.
     let out = fleet.ok(&["export", "-d", "d"]).stdout;
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

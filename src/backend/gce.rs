@@ -17,42 +17,15 @@ use crate::state::{Deployment, Resource};
 pub struct Gce;
 
 const RESOURCES: &[ResourceType] = &[
-    ResourceType {
-        attr: "gceDisks",
-        kind: "gce-disk",
-    },
-    ResourceType {
-        attr: "gceStaticIPs",
-        kind: "gce-static-ip",
-    },
-    ResourceType {
-        attr: "gceNetworks",
-        kind: "gce-network",
-    },
-    ResourceType {
-        attr: "gceHTTPHealthChecks",
-        kind: "gce-http-health-check",
-    },
-    ResourceType {
-        attr: "gceTargetPools",
-        kind: "gce-target-pool",
-    },
-    ResourceType {
-        attr: "gceForwardingRules",
-        kind: "gce-forwarding-rule",
-    },
-    ResourceType {
-        attr: "gseBuckets",
-        kind: "gse-bucket",
-    },
-    ResourceType {
-        attr: "gceImages",
-        kind: "gce-image",
-    },
-    ResourceType {
-        attr: "gceRoutes",
-        kind: "gce-route",
-    },
+    ResourceType::new("gceDisks", "gce-disk", ""),
+    ResourceType::new("gceStaticIPs", "gce-static-ip", ""),
+    ResourceType::new("gceNetworks", "gce-network", ""),
+    ResourceType::new("gceHTTPHealthChecks", "gce-http-health-check", ""),
+    ResourceType::new("gceTargetPools", "gce-target-pool", ""),
+    ResourceType::new("gceForwardingRules", "gce-forwarding-rule", ""),
+    ResourceType::new("gseBuckets", "gse-bucket", ""),
+    ResourceType::new("gceImages", "gce-image", ""),
+    ResourceType::new("gceRoutes", "gce-route", ""),
 ];
 
 /// The disks of `gce.blockDeviceMapping` whose LUKS passphrase NixOps

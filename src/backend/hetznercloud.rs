@@ -19,26 +19,11 @@ use crate::state::{Deployment, Resource};
 pub struct HetznerCloud;
 
 const RESOURCES: &[ResourceType] = &[
-    ResourceType {
-        attr: "hetznerCloudCertificates",
-        kind: "hetznercloud-certificate",
-    },
-    ResourceType {
-        attr: "hetznerCloudFloatingIPs",
-        kind: "hetznercloud-floating-ip",
-    },
-    ResourceType {
-        attr: "hetznerCloudLoadBalancers",
-        kind: "hetznercloud-load-balancer",
-    },
-    ResourceType {
-        attr: "hetznerCloudNetworks",
-        kind: "hetznercloud-network",
-    },
-    ResourceType {
-        attr: "hetznerCloudVolumes",
-        kind: "hetznercloud-volume",
-    },
+    ResourceType::new("hetznerCloudCertificates", "hetznercloud-certificate", ""),
+    ResourceType::new("hetznerCloudFloatingIPs", "hetznercloud-floating-ip", ""),
+    ResourceType::new("hetznerCloudLoadBalancers", "hetznercloud-load-balancer", ""),
+    ResourceType::new("hetznerCloudNetworks", "hetznercloud-network", ""),
+    ResourceType::new("hetznerCloudVolumes", "hetznercloud-volume", ""),
 ];
 
 /// Hetzner Cloud's IPv4 gateway, the same on every server (the plugin

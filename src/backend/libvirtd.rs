@@ -129,6 +129,7 @@ impl Backend for Libvirtd {
             port,
             user: "root".into(),
             private_key: r.get(PRIVATE_KEY).map(str::to_owned),
+            private_key_file: None,
             host_key: r.get("publicHostKey").map(str::to_owned),
         })
     }

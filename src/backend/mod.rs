@@ -9,6 +9,7 @@
 //! (`<targetEnv>.nix`), and a line in [`BACKENDS`].
 
 mod digital_ocean;
+mod ec2;
 mod gce;
 mod hetzner;
 mod hetznercloud;
@@ -33,6 +34,7 @@ use crate::state::{AttrChange, Deployment, Resource, StoreBox};
 static BACKENDS: &[&dyn Backend] = &[
     &none::Existing,
     &libvirtd::Libvirtd,
+    &ec2::Ec2,
     &gce::Gce,
     &hetzner::Hetzner,
     &hetznercloud::HetznerCloud,
@@ -87,6 +89,9 @@ pub struct Reach {
     /// A private key the backend made to log in with (state keeps it): it
     /// goes to a file only we can read, named to ssh by `-i`.
     pub private_key: Option<String>,
+    /// A file on this machine holding the private key to log in with
+    /// (named to ssh by `-i` as it is).
+    pub private_key_file: Option<String>,
     /// The host key the backend learnt when it made the machine
     /// ("type base64"), pinned from the first contact.
     pub host_key: Option<String>,
@@ -194,8 +199,8 @@ pub trait Backend: Sync {
     fn options_nix(&self) -> &'static str;
 
     /// How to reach the machine: from the network's options (`info`) and
-    /// what state recorded (`state`; None before its first deploy; `d`:
-    /// the deployment, whose other resources may hold its key).
+    /// what state recorded (`state`; None before its first deploy), which
+    /// may name other resources of the deployment (`d`; a key pair).
     fn reach(
         &self,
         d: &Deployment,
@@ -203,6 +208,36 @@ pub trait Backend: Sync {
         info: &MachineInfo,
         state: Option<&Resource>,
     ) -> Result<Reach>;
+
+    /// Whether a machine of this kind that state does not hold may be
+    /// recorded: false where only the provider's API makes machines (the
+    /// deploy then refuses it, and state never holds a machine that does
+    /// not exist).
+    fn makes_new(&self) -> bool {
+        true
+    }
+
+    /// Its type as `info` shows it (NixOps' show_type: `ec2 [zone; type]`).
+    fn show_type(&self, r: &Resource) -> String {
+        r.kind.clone()
+    }
+
+    /// Its id at the provider, as `info` shows it.
+    fn resource_id(&self, _r: &Resource) -> Option<String> {
+        None
+    }
+
+    /// The state attribute holding the machine's pinned SSH host key
+    /// (where a newly learned one is recorded, and which forget-host-key
+    /// clears).
+    fn host_key_attr(&self) -> &'static str {
+        "publicHostKey"
+    }
+
+    /// What to do instead of NixOps' backups for such machines.
+    fn backups(&self) -> &'static str {
+        "whose disks this tool cannot snapshot: back them up with tools on the machines"
+    }
 
     /// What the backend adds to the machine's configuration from state.
     fn physical(&self, _d: &Deployment, _r: &Resource) -> Result<Spec> {
@@ -358,21 +393,6 @@ impl StateWriter {
     }
 }
 
-/// A resource type of a backend's provider.
-#[derive(Debug)]
-pub struct ResourceType {
-    /// Its attribute under `resources` (`gceDisks`).
-    pub attr: &'static str,
-    /// Its type in NixOps' state (`gce-disk`).
-    pub kind: &'static str,
-}
-
-/// The backend whose provider has the resource type `resources.<attr>`,
-/// and its type in state.
-pub fn resource_type(attr: &str) -> Option<(&'static dyn Backend, &'static ResourceType)> {
-    all().find_map(|b| Some((b, b.resource_types().iter().find(|t| t.attr == attr)?)))
-}
-
 /// A state attribute that is set and not empty.
 fn attr<'a>(r: &'a Resource, name: &str) -> Option<&'a str> {
     r.get(name).filter(|v| !v.is_empty())
@@ -436,6 +456,7 @@ fn reach_recorded(
             .private_key
             .map(|k| required(b, r, k).map(str::to_owned))
             .transpose()?,
+        private_key_file: None,
         host_key: attr(r, how.host_key).and_then(host_key),
     })
 }
@@ -485,6 +506,91 @@ fn refuse(b: &dyn Backend, machine: &str, what: &str, how: String) -> anyhow::Er
         "cannot {what} machine ‘{machine}’: it is {}, and that needs the provider's API, which this tool does not use; {how}. State keeps the machine as it is",
         b.describe()
     )
+}
+
+/// A resource type of a NixOps plugin (nixops-aws' `ec2KeyPairs`, ...):
+/// this tool makes none of them, but evaluates them with their options,
+/// shows them and feeds back what NixOps feeds back of them.
+#[derive(Debug)]
+pub struct ResourceType {
+    /// Its attribute under `resources`.
+    pub attr: &'static str,
+    /// Its type in NixOps' state.
+    pub kind: &'static str,
+    /// The state attribute `info` shows as its id.
+    pub id: &'static str,
+    /// The state attribute holding its address, if it has one.
+    pub address: Option<&'static str>,
+    /// What NixOps' physical spec gives back of it: option ← state attribute.
+    pub fed_back: &'static [(&'static str, &'static str)],
+    /// NixOps gives null for a fed-back attribute state lacks (else it
+    /// leaves it out).
+    pub null_when_missing: bool,
+}
+
+impl ResourceType {
+    pub const fn new(attr: &'static str, kind: &'static str, id: &'static str) -> ResourceType {
+        ResourceType {
+            attr,
+            kind,
+            id,
+            address: None,
+            fed_back: &[],
+            null_when_missing: true,
+        }
+    }
+}
+
+/// The plugins' resource type that state records as `kind`.
+pub fn resource_type_of_kind(kind: &str) -> Option<&'static ResourceType> {
+    all().flat_map(|b| b.resource_types()).find(|t| t.kind == kind)
+}
+
+/// The plugins' resource type declared as `resources.<attr>`.
+pub fn resource_type(attr: &str) -> Option<&'static ResourceType> {
+    all().flat_map(|b| b.resource_types()).find(|t| t.attr == attr)
+}
+
+/// The state attribute of machine `r`'s pinned host key.
+pub fn host_key_attr(r: &Resource) -> &'static str {
+    of(&r.kind).map_or("publicHostKey", |b| b.host_key_attr())
+}
+
+/// A resource's type as `info` shows it (NixOps' show_type): a machine's
+/// by its backend (`ec2 [us-east-1a; t3.micro]`), a plugin resource's with
+/// where it is, as the plugin shows it.
+pub fn shown_type(r: &Resource) -> String {
+    if let Some(b) = of(&r.kind) {
+        return b.show_type(r);
+    }
+    let get = |a: &str| r.get(a).filter(|v| !v.is_empty());
+    match (r.kind.as_str(), get("ec2.region")) {
+        ("ec2-keypair", Some(region)) => format!("{} [{region}]", r.kind),
+        ("elastic-ip", Some(region)) if r.state() == crate::state::machine_state::UP => {
+            format!("{} [{region}]", r.kind)
+        }
+        ("ebs-volume", _) if get("ec2.volumeId").is_some() => format!(
+            "{} [{}; {} GiB]",
+            r.kind,
+            get("ec2.zone").unwrap_or("None"),
+            get("ec2.size").unwrap_or("None")
+        ),
+        _ => r.kind.clone(),
+    }
+}
+
+/// A resource's id at its provider (an instance id, a key pair's name, a
+/// volume id), as `info` shows it.
+pub fn resource_id(r: &Resource) -> Option<String> {
+    if let Some(b) = of(&r.kind) {
+        return b.resource_id(r);
+    }
+    r.get(resource_type_of_kind(&r.kind)?.id).map(str::to_owned)
+}
+
+/// A plugin resource's address (an elastic IP's), as `info` shows it.
+pub fn resource_address(r: &Resource) -> Option<&str> {
+    r.get(resource_type_of_kind(&r.kind)?.address?)
 }
 
 /// Machine → what its backend adds to its configuration, for the physical

@@ -39,6 +39,7 @@ impl Backend for Existing {
             // The key NixOps generated for the machine (NixOps 2.0 logs in
             // with it; its public half is authorized by the physical spec).
             private_key: state.and_then(|r| r.get("none.sshPrivateKey")).map(str::to_owned),
+            private_key_file: None,
             host_key: state.and_then(|r| r.get("publicHostKey")).map(str::to_owned),
         })
     }

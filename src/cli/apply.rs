@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::Global;
@@ -180,7 +180,9 @@ async fn upload_keys(ctx: &deploy::Ctx, filter: &crate::network::MachineFilter, 
     let mut recorder = record::Recorder::new(ctx);
     let mut machines = Vec::new();
     for (name, m) in deploy::select::reachable(&info, filter)? {
-        let id = recorder.machine(ctx, name, m)?;
+        let id = recorder
+            .machine(ctx, name, m)?
+            .with_context(|| format!("machine ‘{name}’ is not in state"))?;
         let host = record::host(
             &ctx.deployment,
             name,

@@ -3,7 +3,7 @@
 //! state), with the machine reached as a local host; no magic rollback (a
 //! confirmation over a new connection proves nothing here).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::Global;
@@ -80,7 +80,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let local = Local { escalation };
     if o.goal == Goal::Keys {
         let started = std::time::Instant::now();
-        let id = deploy::record::Recorder::new(&session.ctx).machine(&session.ctx, &node, m)?;
+        let id = deploy::record::Recorder::new(&session.ctx)
+            .machine(&session.ctx, &node, m)?
+            .with_context(|| format!("machine ‘{node}’ is not in state"))?;
         let host = crate::host::Host::local(&node, local);
         let target = crate::keys::KeyTarget {
             name: &node,

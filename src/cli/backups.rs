@@ -90,9 +90,20 @@ pub fn refuse(g: &Global, command: &str, selection: Option<&super::Selection>) -
             d.label()
         );
     }
+    // What each kind of machine does instead, once per kind.
+    let mut instead: Vec<&str> = Vec::new();
+    for m in &machines {
+        let hint = crate::backend::of(&m.resource.kind).map_or(
+            "whose disks this tool cannot snapshot: back them up with tools on the machines",
+            |b| b.backups(),
+        );
+        if !instead.contains(&hint) {
+            instead.push(hint);
+        }
+    }
     bail!(
-        "{command}: NixOps' backups are snapshots of cloud machines' volumes (EBS snapshots of ec2 machines); {} {} existing machines, whose disks this tool cannot snapshot: back them up with tools on the machines",
+        "{command}: NixOps' backups are snapshots of cloud machines' volumes (EBS snapshots of ec2 machines), which this tool does not make; {}: {}",
         names.join(", "),
-        if names.len() == 1 { "is an" } else { "are" }
+        instead.join("; ")
     )
 }

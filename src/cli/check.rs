@@ -79,7 +79,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                     ),
                 )];
                 if let Some(key) = m.host.learned_host_key() {
-                    changes.push(("publicHostKey".into(), Some(key)));
+                    changes.push((crate::backend::host_key_attr(&m.resource).into(), Some(key)));
                 }
                 store.set_resource_attrs(m.resource.id, &changes)?;
             }

@@ -26,7 +26,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let d = store.load(&d.uuid)?;
     for name in &o.machines {
         let m = select::stored_one(&d, g.ssh_persist, name)?;
-        let Some(pinned) = m.resource.get("publicHostKey") else {
+        let attr = crate::backend::host_key_attr(&m.resource);
+        let Some(pinned) = m.resource.get(attr) else {
             errln!("machine ‘{name}’ has no pinned host key; the next contact learns it");
             continue;
         };
@@ -39,7 +40,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         if !confirm(g, &question)? {
             bail!("not forgetting the host key of machine ‘{name}’");
         }
-        store.set_resource_attrs(m.resource.id, &[("publicHostKey".into(), None)])?;
+        store.set_resource_attrs(m.resource.id, &[(attr.into(), None)])?;
         errln!(
             "forgot the host key of machine ‘{name}’; the next command that reaches it learns its new key"
         );

@@ -57,8 +57,19 @@ fn add_known_hosts(resources: &[(String, String, state::Attrs)]) -> Result<()> {
     let home = std::env::var_os("HOME").context("$HOME is not set")?;
     let path = std::path::PathBuf::from(home).join(".ssh/known_hosts");
     let mut lines = String::new();
-    for (_, _, attrs) in resources {
-        if let (Some(host), Some(key)) = (attrs.get("targetHost"), attrs.get("publicHostKey")) {
+    for (_, kind, attrs) in resources {
+        // The machine's pinned key (its backend's attribute: NixOps' EC2
+        // plugin keeps it as ec2.publicHostKey), for the addresses ssh
+        // reaches it at: targetHost, and (as NixOps) a cloud machine's
+        // public and private addresses.
+        let attr = crate::backend::of(kind).map_or("publicHostKey", |b| b.host_key_attr());
+        let Some(key) = attrs.get(attr) else { continue };
+        let hosts = if kind == "none" {
+            vec![attrs.get("targetHost")]
+        } else {
+            vec![attrs.get("publicIpv4"), attrs.get("privateIpv4")]
+        };
+        for host in hosts.into_iter().flatten() {
             let host = match attrs.get("targetPort") {
                 Some(p) if p != "22" => format!("[{host}]:{p}"),
                 _ => host.clone(),

@@ -344,13 +344,16 @@ fn rows(d: &Deployment, spec: Option<&Spec>) -> Vec<Row> {
 fn resource_rows(d: &Deployment, declared: Option<&Resources>) -> Vec<Row> {
     let mut by_name: BTreeMap<&str, String> = BTreeMap::new();
     for (ty, names) in declared.into_iter().flatten() {
-        let kind = created_type(ty).map_or(ty.as_str(), |t| t.kind);
+        let kind = created_type(ty)
+            .map(|t| t.kind)
+            .or_else(|| crate::backend::resource_type(ty).map(|t| t.kind))
+            .unwrap_or(ty.as_str());
         for name in names.keys() {
             by_name.insert(name, kind.to_owned());
         }
     }
     for r in d.resources.values().filter(|r| !r.is_machine()) {
-        by_name.insert(&r.name, r.kind.clone());
+        by_name.insert(&r.name, crate::backend::shown_type(r));
     }
     by_name
         .into_iter()
@@ -361,7 +364,7 @@ fn resource_rows(d: &Deployment, declared: Option<&Resources>) -> Vec<Row> {
                     use sha2::{Digest, Sha256};
                     format!("{n}-{}", &hex::encode(Sha256::digest(value.as_bytes()))[..32])
                 }
-                _ => String::new(),
+                _ => res.and_then(crate::backend::resource_id).unwrap_or_default(),
             };
             Row {
                 name: name.to_owned(),
@@ -370,7 +373,10 @@ fn resource_rows(d: &Deployment, declared: Option<&Resources>) -> Vec<Row> {
                     .to_owned(),
                 kind,
                 resource_id,
-                public_ipv4: String::new(),
+                public_ipv4: res
+                    .and_then(crate::backend::resource_address)
+                    .unwrap_or_default()
+                    .to_owned(),
                 private_ipv4: String::new(),
                 target_host: String::new(),
                 machine: false,
@@ -398,10 +404,12 @@ fn machine_rows(d: &Deployment, spec: Option<&Spec>) -> Vec<Row> {
                 name: name.clone(),
                 status: status(res, spec, name),
                 kind: res
-                    .map(|r| r.kind.clone())
+                    .map(crate::backend::shown_type)
                     .or_else(|| evaluated.map(|e| e.target_env.clone()))
                     .unwrap_or_else(|| "unknown-type".into()),
-                resource_id: attr("resourceId"),
+                resource_id: res
+                    .and_then(crate::backend::resource_id)
+                    .unwrap_or_else(|| attr("resourceId")),
                 public_ipv4: attr("publicIpv4"),
                 private_ipv4: attr("privateIpv4"),
                 target_host: res

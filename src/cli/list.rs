@@ -36,7 +36,16 @@ pub fn run(g: &Global, o: Opts) -> Result<i32> {
                 d.name().unwrap_or("").to_owned(),
                 d.description().to_owned(),
                 d.machines().count().to_string(),
-                "none".to_owned(),
+                // Its machines' kinds, as NixOps lists them.
+                {
+                    let kinds: std::collections::BTreeSet<&str> =
+                        d.machines().map(|m| m.kind.as_str()).collect();
+                    if kinds.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        kinds.into_iter().collect::<Vec<_>>().join(", ")
+                    }
+                },
             ]
         })
         .collect();

@@ -31,6 +31,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     let mut files = None;
     let mut network = None;
     let mut specs = Vec::new();
+    let mut physicals = crate::backend::physical(&d)?;
     for m in machines {
         // As NixOps: the state version it recorded, else the release of the
         // machine's NixOS (which needs an evaluation).
@@ -57,15 +58,19 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                     .with_context(|| format!("machine ‘{}’: system.nixos.release is no string", m.name))?
             }
         };
+        let mut backend = physicals.remove(&m.name).unwrap_or_default();
         let mut networking = vec![("extraHosts".to_owned(), Value::Str("\n".into()))];
         networking.push((
             "firewall".into(),
             Value::Attrs(vec![("trustedInterfaces".into(), Value::List(vec![]))]),
         ));
+        if let Some(ip) = backend.private_ipv4.take() {
+            networking.push(("privateIPv4".into(), Value::Str(ip)));
+        }
         if let Some(ip) = m.get("publicIpv4") {
             networking.push(("publicIPv4".into(), Value::Str(ip.into())));
         }
-        let config = Value::Attrs(vec![
+        let mut config = vec![
             (
                 "boot".into(),
                 Value::Attrs(vec![("kernelModules".into(), Value::List(vec![]))]),
@@ -81,16 +86,51 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                     ),
                 )]),
             ),
-        ]);
-        let own = match m.get("none.sshPublicKey") {
-            Some(key) => Value::Attrs(vec![(
-                "config".into(),
-                path_to(
-                    &["users", "extraUsers", "root", "openssh", "authorizedKeys", "keys"],
-                    Value::List(vec![Value::Str(key.into())]),
-                ),
-            )]),
-            None => Value::Attrs(vec![]),
+        ];
+        // Every machine's host key NixOps knows.
+        for h in &backend.known_hosts {
+            let host = Value::Attrs(vec![
+                ("hostNames".into(), Value::List(vec![Value::Str(h.name.clone())])),
+                ("publicKey".into(), Value::Str(h.key.clone())),
+            ]);
+            insert(&mut config, &["services", "openssh", "knownHosts", &h.name], host);
+        }
+        let config = Value::Attrs(config);
+        let own = if !backend.spec.is_empty() {
+            // The backend's own part, as a module of its definitions and
+            // imports from nixpkgs.
+            let mut module = Vec::new();
+            for def in &backend.spec.defs {
+                let value = from_json(&def.value);
+                let value = match def.priority {
+                    Some(p) => Value::Call(
+                        Box::new(Value::Raw(format!("pkgs.lib.mkOverride {p}"))),
+                        Box::new(value),
+                    ),
+                    None => value,
+                };
+                let path: Vec<&str> = def.path.iter().map(String::as_str).collect();
+                insert(&mut module, &path, value);
+            }
+            let imports = backend
+                .spec
+                .imports
+                .iter()
+                .map(|p| Value::Raw(format!("<nixpkgs/{p}>")))
+                .collect();
+            module.push(("imports".into(), Value::List(imports)));
+            Value::Attrs(module)
+        } else {
+            match m.get("none.sshPublicKey") {
+                Some(key) => Value::Attrs(vec![(
+                    "config".into(),
+                    path_to(
+                        &["users", "extraUsers", "root", "openssh", "authorizedKeys", "keys"],
+                        Value::List(vec![Value::Str(key.into())]),
+                    ),
+                )]),
+                None => Value::Attrs(vec![]),
+            }
         };
         specs.push((
             m.name.clone(),
@@ -105,22 +145,31 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     let mut resources: BTreeMap<&str, Vec<(String, Value)>> = BTreeMap::new();
     for r in d.resources.values().filter(|r| !r.is_machine() && !r.obsolete()) {
-        let Some(t) = created_type_of_kind(&r.kind) else {
-            continue;
-        };
         // As NixOps' get_physical_spec: every attribute, null where state
-        // has none.
-        let attrs = t
-            .fed_back
+        // has none (a plugin's type may leave it out instead).
+        let (attr, fed_back, nulls): (&str, Vec<(&str, &str)>, bool) =
+            if let Some(t) = created_type_of_kind(&r.kind) {
+                (t.attr, t.fed_back.iter().map(|a| (*a, *a)).collect(), true)
+            } else if let Some(t) = crate::backend::resource_type_of_kind(&r.kind) {
+                (t.attr, t.fed_back.to_vec(), t.null_when_missing)
+            } else {
+                continue;
+            };
+        let attrs: Vec<(String, Value)> = fed_back
             .iter()
-            .map(|a| {
+            .filter(|(_, a)| nulls || r.get(a).is_some())
+            .map(|(option, a)| {
                 let v = r
                     .get(a)
                     .map_or(Value::Raw("null".into()), |v| Value::Str(v.into()));
-                ((*a).to_owned(), v)
+                ((*option).to_owned(), v)
             })
             .collect();
-        resources.entry(t.attr).or_default().push((
+        // NixOps leaves out a resource it has nothing to say of.
+        if attrs.is_empty() {
+            continue;
+        }
+        resources.entry(attr).or_default().push((
             r.name.clone(),
             Value::Function(
                 "{ config, lib, pkgs, ... }".into(),
@@ -140,6 +189,41 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     }
     out!("{}\n", Value::Attrs(specs).encode(false).layout(0, false));
     Ok(0)
+}
+
+/// Adds `leaf` at `path` into a set's attributes, merging with what is
+/// there (as NixOps merges its spec's attribute paths).
+fn insert(attrs: &mut Vec<(String, Value)>, path: &[&str], leaf: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        attrs.retain(|(k, _)| k != first);
+        attrs.push(((*first).to_owned(), leaf));
+        return;
+    }
+    match attrs.iter_mut().find(|(k, _)| k == first) {
+        Some((_, Value::Attrs(inner))) => insert(inner, rest, leaf),
+        _ => {
+            let mut inner = Vec::new();
+            insert(&mut inner, rest, leaf);
+            attrs.retain(|(k, _)| k != first);
+            attrs.push(((*first).to_owned(), Value::Attrs(inner)));
+        }
+    }
+}
+
+/// A JSON value as a Nix value.
+fn from_json(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::Raw("null".into()),
+        J::Bool(b) => Value::Raw(b.to_string()),
+        J::Number(n) => Value::Raw(n.to_string()),
+        J::String(s) => Value::Str(s.clone()),
+        J::Array(items) => Value::List(items.iter().map(from_json).collect()),
+        J::Object(o) => Value::Attrs(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect()),
+    }
 }
 
 fn path_to(path: &[&str], leaf: Value) -> Value {

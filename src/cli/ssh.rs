@@ -35,7 +35,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
     tracing::debug!("running: {}", crate::process::describe(&cmd));
     let status = cmd.status().await?;
     if let Some(key) = m.target().learned_host_key() {
-        store.set_resource_attrs(m.resource.id, &[("publicHostKey".into(), Some(key))])?;
+        let attr = crate::backend::host_key_attr(&m.resource);
+        store.set_resource_attrs(m.resource.id, &[(attr.into(), Some(key))])?;
     }
     Ok(status.code().unwrap_or(255))
 }

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::keys;
@@ -277,6 +277,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                 for w in warnings {
                     events.message(w);
                 }
+                let id = id.with_context(|| format!("machine ‘{name}’ is not in state"))?;
                 // A machine its backend makes is made (or started) first;
                 // then reached as state now says.
                 let mut made_now = None;

@@ -124,8 +124,15 @@ impl Recorder {
         Recorder { next_index }
     }
 
-    /// Records the machine; returns its resource id.
-    pub fn machine(&mut self, ctx: &Ctx, name: &str, m: &MachineInfo) -> Result<i64> {
+    /// Records the machine; returns its resource id. A machine new to state
+    /// whose backend cannot make one is not recorded (None): its deploy is
+    /// refused (the backend's check_deploy says why), and state never
+    /// holds a machine that does not exist.
+    pub fn machine(&mut self, ctx: &Ctx, name: &str, m: &MachineInfo) -> Result<Option<i64>> {
+        let new = !ctx.deployment.resources.contains_key(name);
+        if new && !crate::backend::for_machine(name, &m.target_env)?.makes_new() {
+            return Ok(None);
+        }
         let mut changes = vec![
             attr("targetHost", m.target_host.clone(), None),
             attr("targetPort", m.target_port.map(|p| p.to_string()), None),
@@ -152,7 +159,6 @@ impl Recorder {
             ),
             bool_attr("obsolete", false, false),
         ];
-        let new = !ctx.deployment.resources.contains_key(name);
         if new {
             changes.push(attr("index", Some(self.next_index.to_string()), None));
             changes.push(attr("creationTime", Some(now().to_string()), None));
@@ -167,7 +173,7 @@ impl Recorder {
         if new {
             self.next_index += 1;
         }
-        Ok(ids[name])
+        Ok(Some(ids[name]))
     }
 }
 
@@ -182,7 +188,9 @@ pub fn host(
 ) -> Result<Host> {
     let reach = crate::backend::for_machine(name, &m.target_env)?.reach(d, name, m, res)?;
     let mut options = m.ssh_options.clone();
-    if let Some(key) = &reach.private_key {
+    if let Some(file) = &reach.private_key_file {
+        options.extend(["-i".to_owned(), file.clone()]);
+    } else if let Some(key) = &reach.private_key {
         options.extend(["-i".to_owned(), identity_file(d, name, key)?]);
     }
     let endpoint = Endpoint {
@@ -222,7 +230,13 @@ fn identity_file(d: &Deployment, name: &str, key: &str) -> Result<String> {
 pub fn reached(ctx: &Ctx, id: i64, host: &Host) -> Result<()> {
     let mut changes = vec![(String::from("state"), Some(machine_state::UP.to_string()))];
     if let Some(key) = host.learned_host_key() {
-        changes.push(("publicHostKey".into(), Some(key)));
+        let attr = ctx
+            .deployment
+            .resources
+            .values()
+            .find(|r| r.id == id)
+            .map_or("publicHostKey", crate::backend::host_key_attr);
+        changes.push((attr.into(), Some(key)));
     }
     Ok(ctx
         .store

@@ -35,38 +35,32 @@ pub fn check(d: &Deployment, machines: &[String], declared: &Resources) -> Resul
         .map(|m| (m.as_str(), format!("machine ‘{m}’")))
         .collect();
     for (ty, names) in declared {
-        let Some(t) = created_type(ty) else {
-            if let Some((b, t)) = crate::backend::resource_type(ty) {
-                // A provider's resource NixOps made: taken as state holds it.
-                for name in names.keys() {
-                    let what = format!("resources.{ty}.{name}");
-                    match d.resources.get(name) {
-                        Some(r) if r.kind == t.kind => {}
-                        Some(r) => bail!(
-                            "{what}: state holds ‘{name}’ as a resource of type ‘{}’, not ‘{}’; ‘nixops delete-resources --include {name}’ forgets the old one",
-                            r.kind,
-                            t.kind
-                        ),
-                        None => bail!(
-                            "{what} is not in state: making a resource of type ‘{}’ needs the API of {}'s provider, which this tool does not use; create it with {}, or import the NixOps state that holds it (‘nixops import’)",
-                            t.kind,
-                            b.target_env(),
-                            b.instead()
-                        ),
-                    }
-                    if let Some(other) = seen.insert(name, what.clone()) {
-                        bail!(
-                            "{other} and {what} have the same name; a deployment keeps one name for each machine and resource"
-                        );
-                    }
+        let kind = match (created_type(ty), crate::backend::resource_type(ty)) {
+            (Some(t), _) => t.kind,
+            // A plugin's type (an EC2 key pair): adopted as state holds it,
+            // never made.
+            (None, Some(t)) => {
+                let missing: Vec<&str> = names
+                    .keys()
+                    .filter(|n| d.resources.get(*n).is_none_or(|r| r.kind != t.kind))
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    bail!(
+                        "the network declares resources.{ty} {} that state does not hold (as ‘{}’): this tool adopts NixOps plugins' resources from state but creates none; create them with the provider's tools (or NixOps and its plugin, then ‘nixops import’ its state), or take them out of the network",
+                        missing.join(", "),
+                        t.kind
+                    );
                 }
-                continue;
+                t.kind
             }
-            let list: Vec<&str> = names.keys().map(String::as_str).collect();
-            bail!(
-                "the network declares resources.{ty} ({}): this tool creates NixOps' own resources (sshKeyPairs, commandOutput), not the types of NixOps' plugins (EC2, GCE, ...), which only those plugins can create or update",
-                list.join(", ")
-            );
+            (None, None) => {
+                let list: Vec<&str> = names.keys().map(String::as_str).collect();
+                bail!(
+                    "the network declares resources.{ty} ({}): this tool creates NixOps' own resources (sshKeyPairs, commandOutput), not the types of NixOps' plugins (EC2, GCE, ...), which only those plugins can create or update",
+                    list.join(", ")
+                );
+            }
         };
         for name in names.keys() {
             let what = format!("resources.{ty}.{name}");
@@ -81,12 +75,11 @@ pub fn check(d: &Deployment, machines: &[String], declared: &Resources) -> Resul
                 );
             }
             if let Some(r) = d.resources.get(name)
-                && r.kind != t.kind
+                && r.kind != kind
             {
                 bail!(
-                    "the type of resource ‘{name}’ changed from ‘{}’ to ‘{}’, which cannot be done (nor in NixOps); ‘nixops delete-resources --include {name}’ forgets the old one",
-                    r.kind,
-                    t.kind
+                    "the type of resource ‘{name}’ changed from ‘{}’ to ‘{kind}’, which cannot be done (nor in NixOps); ‘nixops delete-resources --include {name}’ forgets the old one",
+                    r.kind
                 );
             }
         }
@@ -148,7 +141,7 @@ pub async fn create(ctx: &Ctx, declared: &Resources, events: &Events) -> Result<
         .map_or(0, |i| i + 1);
     let mut changed = false;
     for (ty, names) in declared {
-        // A provider's resource (checked: state holds it) is taken as it is.
+        // A plugin's type is adopted as it is (checked: state holds it).
         let Some(t) = created_type(ty) else { continue };
         for (name, spec) in names {
             let Some(why) = needs(t, d, name, spec) else {

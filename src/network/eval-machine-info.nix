@@ -233,7 +233,7 @@ let
             _file = "<nixops>/eval-machine-info.nix, arguments of resource ‘${name}’";
             _module.args = { inherit (nixopsFront) pkgs; inherit uuid name; resources = nixopsResources; nodes = nixopsNodes; };
           }
-          (nixops.resources.types.${type} or backendResources.${type}.module or nixops.resources.unchecked)
+          (resourceModules.${type} or nixops.resources.unchecked)
           {
             _file = "<nixops>/eval-machine-info.nix, deployment of resource ‘${name}’";
             deployment = { name = deploymentName; inherit uuid; arguments = args; };
@@ -244,9 +244,13 @@ let
           { _file = "<nixops>/eval-machine-info.nix, what state holds of resources.${type}.${name}"; config = fromState; }
         ++ defs;
       }).config [ "_module" ];
-  # The resource types of the backends (src/backend/): `resources.<type>`
-  # → { kind; module; }.
-  backendResources = builtins.foldl' (acc: b: acc // (b.resources or { })) { } (builtins.attrValues nixops.backends);
+  # NixOps' own resource types and the backends' (nixops-aws' ec2KeyPairs,
+  # gceDisks, ...): a backend may bring `resources` beside its options, each
+  # a module, or { kind; module; }.
+  resourceModules = builtins.foldl'
+    (a: b: a // lib.mapAttrs (_: v: if builtins.isAttrs v && v ? module then v.module else v) (b.resources or { }))
+    nixops.resources.types
+    (builtins.attrValues nixops.backends);
   declaredResources = lib.genAttrs resourceTypes (type: lib.genAttrs (resourceNames type) (evalResource type));
   # NixOps' two types are always there, even empty; the machines win over
   # a `resources.machines` of the network.
@@ -401,6 +405,7 @@ let
       targetEnv = env;
       # The options of its backend that the tool reads (src/backend/).
       backend = if backend == null || backend.info == [ ] then null
+        else if builtins.isFunction backend.info then backend.info d.${backend.optionsAttr or env}
         else lib.genAttrs backend.info (o: d.${backend.optionsAttr or env}.${o});
       # null (Colmena): deployed only with `apply-local`, never over SSH.
       inherit (d) targetHost;

@@ -559,16 +559,28 @@ fn physical_of(d: &crate::state::Deployment) -> Result<Physical> {
     let mut resources: BTreeMap<&'static str, BTreeMap<String, BTreeMap<&'static str, String>>> =
         BTreeMap::new();
     for r in d.resources.values() {
-        let Some(t) = info::created_type_of_kind(&r.kind) else {
-            continue;
-        };
-        let attrs: BTreeMap<_, _> = t
-            .fed_back
-            .iter()
-            .filter_map(|a| Some((*a, r.get(a)?.to_owned())))
-            .collect();
+        let (attr, attrs): (&'static str, BTreeMap<_, _>) =
+            if let Some(t) = info::created_type_of_kind(&r.kind) {
+                let attrs = t
+                    .fed_back
+                    .iter()
+                    .filter_map(|a| Some((*a, r.get(a)?.to_owned())))
+                    .collect();
+                (t.attr, attrs)
+            } else if let Some(t) = crate::backend::resource_type_of_kind(&r.kind) {
+                // A plugin's type: what NixOps gives back of it (an elastic
+                // IP's address, a VPC's id), under the option's name.
+                let attrs = t
+                    .fed_back
+                    .iter()
+                    .filter_map(|(option, a)| Some((*option, r.get(a)?.to_owned())))
+                    .collect();
+                (t.attr, attrs)
+            } else {
+                continue;
+            };
         if !attrs.is_empty() {
-            resources.entry(t.attr).or_default().insert(r.name.clone(), attrs);
+            resources.entry(attr).or_default().insert(r.name.clone(), attrs);
         }
     }
     let mut backends = crate::backend::physical(d)?;

@@ -1,5 +1,8 @@
-{ lib, ... }:
-let inherit (lib) mkOption types; in
+{ config, lib, ... }:
+let
+  inherit (lib) mkOption types;
+  known = config.services.openssh.knownHosts;
+in
 {
   options.services.openssh = {
     authorizedKeysFiles = mkOption {
@@ -40,5 +43,31 @@ let inherit (lib) mkOption types; in
       default = { };
       description = "sshd_config settings.";
     };
+  };
+
+  # As in NixOS: host keys every SSH client of the machine trusts, written to
+  # /etc/ssh/ssh_known_hosts (NixOps puts every machine's there).
+  options.services.openssh.knownHosts = mkOption {
+    type = types.attrsOf (types.submodule ({ name, ... }: {
+      options = {
+        hostNames = mkOption {
+          type = types.listOf types.str;
+          default = [ name ];
+          description = "The names (and addresses) the key is for.";
+        };
+        publicKey = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          description = "The host key (\"type base64\").";
+        };
+      };
+    }));
+    default = { };
+    description = "Host keys SSH clients on the machine trust.";
+  };
+  config.environment.etc = lib.mkIf (known != { }) {
+    "ssh/ssh_known_hosts".text = lib.concatMapStrings
+      (h: "${lib.concatStringsSep "," h.hostNames} ${toString h.publicKey}\n")
+      (builtins.attrValues known);
   };
 }
