@@ -117,6 +117,9 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 .imports
                 .iter()
                 .map(|p| Value::Raw(format!("<nixpkgs/{p}>")))
+                // Modules the backend keeps as Nix text (a hardware
+                // configuration), as they are.
+                .chain(backend.spec.modules.iter().map(|m| Value::Raw(m.trim().to_owned())))
                 .collect();
             module.push(("imports".into(), Value::List(imports)));
             Value::Attrs(module)
