@@ -7,9 +7,16 @@
 # tests' private PostgreSQL server, tests/postgres/server.sh), git (the
 # deploy history records a network's commit), rsync (NixOps 2.0 sends keys
 # with it in tests/nixops_systems.rs) and inotify-tools (that test runs
-# NixOps' key units' scripts on the test hosts).
+# NixOps' key units' scripts on the test hosts); for the virtual machines
+# (docs/virtual-machines.md): QEMU, libvirt's daemon with its QEMU driver and
+# virsh (tests/vm/libvirt.sh starts them), Debian's cloud kernel (the VMs'
+# kernel), and what the stand-in's make-disk-image.nix makes disk images
+# with: e2fsprogs, dosfstools, mtools, syslinux, fdisk, fakeroot, cpio and
+# qemu-utils. (passt is not needed: libvirt 9.0 here does not take it.)
 set -euo pipefail
-packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 sudo util-linux procps iproute2 psmisc shellcheck postgresql git rsync inotify-tools sshfs tmux)
+packages=(nix-bin openssh-client openssh-server busybox-static sqlite3 sudo util-linux procps iproute2 psmisc shellcheck postgresql git rsync inotify-tools sshfs tmux
+  qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients linux-image-cloud-amd64
+  e2fsprogs dosfstools mtools syslinux syslinux-common fdisk fakeroot cpio)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The deploying side's Nix in tests, as scripts/offline-nix.sh sets it:
-/// offline, with the stand-in nixpkgs' builder inside the build sandbox.
-pub const NIX_CONFIG: &str = "substituters =\nextra-sandbox-paths = /bin/busybox";
+/// offline, with the stand-in nixpkgs' builder inside the build sandbox, and
+/// the stand-in's disk images (`__noChroot`) built outside it.
+pub const NIX_CONFIG: &str = "substituters =\nextra-sandbox-paths = /bin/busybox\nsandbox = relaxed";
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
