@@ -134,6 +134,10 @@ impl Backend for Libvirtd {
         })
     }
 
+    fn resource_id(&self, r: &Resource) -> Option<String> {
+        r.get(VM_ID).map(str::to_owned)
+    }
+
     fn physical(&self, _d: &Deployment, r: &Resource) -> Result<Spec> {
         let mut spec = Spec::default();
         if let Some(key) = r.get(PUBLIC_KEY) {
@@ -571,12 +575,19 @@ async fn wait_for_ssh(machine: &str, host: &str, port: u16, deadline: Instant) -
 }
 
 /// The domain, as the plugin makes it, with a virtio disk from the pool,
-/// its interfaces, and its serial console logged.
+/// its interfaces, and its serial console logged. A user-mode interface is
+/// QEMU's own (slirp: libvirt's passt backend is newer than Debian 12's
+/// libvirt, and libvirt's slirp interface forwards no port), on a network
+/// of a documentation range, restricted to the forwarded connection.
 fn domain_xml(vm: &Vm, o: &Options, r: &Resource) -> Result<String> {
     let esc = xml_escape;
     let mac = r.get(MAC).context("state has no libvirtd.primaryMAC")?;
+    let mut qemu_args: Vec<String> = Vec::new();
     let mut x = String::new();
-    x += &format!("<domain type=\"{}\">\n", esc(&o.domain_type));
+    x += &format!(
+        "<domain type=\"{}\" xmlns:qemu=\"http://libvirt.org/schemas/domain/qemu/1.0\">\n",
+        esc(&o.domain_type)
+    );
     x += &format!("  <name>{}</name>\n", esc(&vm.name));
     x += &format!("  <memory unit=\"MiB\">{}</memory>\n", o.memory_size);
     x += &format!("  <vcpu>{}</vcpu>\n", o.vcpu);
@@ -588,7 +599,8 @@ fn domain_xml(vm: &Vm, o: &Options, r: &Resource) -> Result<String> {
         }
         x += &format!("    <cmdline>{}</cmdline>\n", esc(&o.cmdline));
     }
-    x += "  </os>\n  <devices>\n";
+    // ACPI: the power button (`virsh shutdown`, `virsh reboot`) works.
+    x += "  </os>\n  <features>\n    <acpi/>\n  </features>\n  <devices>\n";
     x += "    <disk type=\"volume\" device=\"disk\">\n      <driver name=\"qemu\" type=\"qcow2\"/>\n";
     x += &format!(
         "      <source pool=\"{}\" volume=\"{}\"/>\n      <target dev=\"vda\" bus=\"virtio\"/>\n    </disk>\n",
@@ -615,10 +627,13 @@ fn domain_xml(vm: &Vm, o: &Options, r: &Resource) -> Result<String> {
                         "deployment.libvirtd.networks: a user-mode interface must be the first (its forwarded port is how the machine is reached)"
                     ),
                 };
-                x += &format!(
-                    "    <interface type=\"user\">\n{mac_line}      <model type=\"virtio\"/>\n      <backend type=\"passt\"/>\n      <portForward proto=\"tcp\" address=\"{}\">\n        <range start=\"{port}\" to=\"22\"/>\n      </portForward>\n    </interface>\n",
-                    esc(host_address)
-                );
+                qemu_args.extend([
+                    "-netdev".to_owned(),
+                    format!("user,id=nixops-net0,net=198.51.100.0/24,restrict=on,hostfwd=tcp:{host_address}:{port}-:22"),
+                    "-device".to_owned(),
+                    // A fixed slot: QEMU's own choice clashes with libvirt's.
+                    format!("virtio-net-pci,netdev=nixops-net0,id=nixops-nic0,mac={mac},bus=pci.0,addr=0x10"),
+                ]);
             }
         }
     }
@@ -626,11 +641,20 @@ fn domain_xml(vm: &Vm, o: &Options, r: &Resource) -> Result<String> {
         "    <serial type=\"pty\">\n      <log file=\"{}\" append=\"on\"/>\n    </serial>\n    <console type=\"pty\"/>\n",
         esc(&console_log(&vm.name))
     );
+    x += "    <memballoon model=\"none\"/>\n";
+    x += "    <rng model=\"virtio\">\n      <backend model=\"random\">/dev/urandom</backend>\n    </rng>\n";
     if !o.headless {
         x += "    <graphics type=\"vnc\" port=\"-1\" autoport=\"yes\" listen=\"127.0.0.1\"/>\n";
     }
     x += &o.extra_devices_xml;
     x += "  </devices>\n";
+    if !qemu_args.is_empty() {
+        x += "  <qemu:commandline>\n";
+        for a in &qemu_args {
+            x += &format!("    <qemu:arg value=\"{}\"/>\n", esc(a));
+        }
+        x += "  </qemu:commandline>\n";
+    }
     x += &o.extra_domain_xml;
     x += "</domain>\n";
     Ok(x)

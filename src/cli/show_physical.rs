@@ -119,7 +119,13 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
                 .map(|p| Value::Raw(format!("<nixpkgs/{p}>")))
                 // Modules the backend keeps as Nix text (a hardware
                 // configuration), as they are.
-                .chain(backend.spec.modules.iter().map(|m| Value::Raw(m.trim().to_owned())))
+                .chain(
+                    backend
+                        .spec
+                        .modules
+                        .iter()
+                        .map(|m| Value::Raw(m.trim().to_owned())),
+                )
                 .collect();
             module.push(("imports".into(), Value::List(imports)));
             Value::Attrs(module)

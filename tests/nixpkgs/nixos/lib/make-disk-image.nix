@@ -6,8 +6,9 @@
 # the configuration's system installed (its closure registered on first
 # boot, the system profile pointing at it) and `contents` grafted in. With
 # partitionTableType "legacy" (the default) a BIOS boots it: an MBR with
-# syslinux's boot code, the root partition first (from 1 MiB, as nixpkgs'),
-# then a small FAT partition with syslinux, the kernel and the initrd.
+# syslinux's boot code, a small FAT partition from 1 MiB with syslinux, the
+# kernel and the initrd (first, so that syslinux finds it within 4 GiB on a
+# disk of any size), then the root partition (partition 1, as nixpkgs').
 # `$out/kernel`, `$out/initrd` and `$out/cmdline` are for direct kernel boot.
 #
 # The files of the OS (kernel, initrd, binaries) are one derivation shared by

@@ -88,7 +88,10 @@ if [[ $partitionTableType == none ]]; then
   rootOffset=0
   totalMB=$rootMB
 else
-  rootOffset=$((1024 * 1024))
+  # The boot partition first, right after the partition table, so that its
+  # offset stays small whatever the disk's size (syslinux takes no offset
+  # past 4 GiB); the root partition, found by its label, after it.
+  rootOffset=$(( (1 + bootMB) * 1024 * 1024 ))
   totalMB=$(( 1 + rootMB + bootMB ))
 fi
 truncate -s "${totalMB}M" "$raw"
@@ -98,8 +101,8 @@ if [[ $partitionTableType == legacy ]]; then
   {
     echo "label: dos"
     echo "label-id: 0x6e69786f"
-    echo "start=2048, size=$rootSectors, type=83"
-    (( bootMB == 0 )) || echo "start=$(( 2048 + rootSectors )), size=$(( bootMB * 2048 )), type=c, bootable"
+    echo "start=$(( 2048 + bootMB * 2048 )), size=$rootSectors, type=83"
+    (( bootMB == 0 )) || echo "start=2048, size=$(( bootMB * 2048 )), type=c, bootable"
   } | sfdisk --quiet "$raw"
 fi
 
@@ -119,8 +122,8 @@ E2FSPROGS_FAKE_TIME=1 fakeroot -- bash -euc '
 ' fakeroot-mkfs "$root" "$raw" "$label" "${fsUUID:-}" "$rootOffset" "$rootMB" "$owners"
 
 if (( bootMB > 0 )); then
-  bootOffset=$(( (2048 + rootSectors) * 512 ))
-  mkfs.fat -F 16 -n BOOT --offset=$(( 2048 + rootSectors )) "$raw" $(( bootMB * 1024 )) >/dev/null
+  bootOffset=$(( 2048 * 512 ))
+  mkfs.fat -F 16 -n BOOT --offset=2048 "$raw" $(( bootMB * 1024 )) >/dev/null
   cat > "$work/syslinux.cfg" <<CFG
 DEFAULT nixos
 PROMPT 0

@@ -81,7 +81,8 @@ copy_elf() {
     [[ -n $lib ]] && copy_file "$lib"
   done < <(ldd "$1" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p')
 }
-bins=(/usr/sbin/sshd /usr/bin/ssh-keygen /usr/lib/openssh/sftp-server /usr/bin/nix)
+# flock (util-linux): what nixops activates under (busybox has none here).
+bins=(/usr/sbin/sshd /usr/bin/ssh-keygen /usr/lib/openssh/sftp-server /usr/bin/nix /usr/bin/flock)
 for b in "${bins[@]}"; do copy_elf "$b"; done
 for b in /usr/bin/nix-*; do copy_file "$b"; done
 [[ -e /usr/libexec/nix/build-remote ]] && copy_file /usr/libexec/nix/build-remote
