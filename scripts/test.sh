@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests, the stand-in nixpkgs', test
-# fleet's and VM foundation's self-checks, and the integration tests against
-# real sshd test hosts and real Nix builds.
+# Runs the whole test suite: unit tests, the stand-in nixpkgs' and test
+# fleet's self-checks, and the integration tests against real sshd test
+# hosts, real VMs (tests/vm.rs, through libvirt) and real Nix builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -10,9 +10,8 @@ source scripts/offline-nix.sh
 bash tests/nixpkgs/link-lib.sh >/dev/null
 bash tests/nixpkgs/check.sh
 bash tests/fleet/selftest.sh
-# Real VMs through libvirt (started here: no init system runs), booting the
-# stand-in OS's disk image (docs/virtual-machines.md).
-bash tests/vm/selftest.sh
+# (tests/vm/selftest.sh checks the VM foundation alone, by hand; tests/vm.rs
+# starts libvirt itself and covers what it does.)
 # One private PostgreSQL server for every test binary (each would otherwise
 # start its own); stopped at the end, whatever happens.
 pgdir=$(mktemp -d /tmp/nixops-pg.XXXXXX)

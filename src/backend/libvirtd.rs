@@ -36,6 +36,9 @@ const VM_ID: &str = "vmId";
 /// Ours: where a user-mode interface forwards the guest's SSH port.
 const HOST_ADDRESS: &str = "libvirtd.hostAddress";
 const HOST_PORT: &str = "libvirtd.hostPort";
+/// Ours: the disk holds the whole image (an upload cut short leaves a
+/// volume that boots nothing).
+const DISK_DONE: &str = "libvirtd.diskUploaded";
 
 /// How long a started machine may take to answer on SSH.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -237,9 +240,17 @@ impl Backend for Libvirtd {
         async move {
             let o = options(&m.resource.name, info)?;
             let vm = Vm::of(&m)?;
-            if !vm.volume_exists().await? {
+            // A machine the plugin made, or whose upload finished, has its
+            // disk; a volume without that mark is from an upload cut short.
+            let complete = m.resource.get(DISK_DONE).is_some() || m.resource.get(VM_ID).is_some();
+            let exists = vm.volume_exists().await?;
+            if exists && !complete {
+                vm.virsh(&["vol-delete", "--pool", &vm.pool, &vm.volume]).await?;
+            }
+            if !exists || !complete {
                 let image = image.context("no base image was built for the machine's disk")?;
                 vm.upload(image).await?;
+                state.set(vec![(DISK_DONE.into(), Some("1".into()))])?;
             }
             if !vm.defined().await? {
                 let xml = domain_xml(&vm, &o, m.resource)?;
@@ -293,6 +304,10 @@ impl Backend for Libvirtd {
 
     fn destroy<'a>(&'a self, m: Stored<'a>, _wipe: bool) -> BoxFuture<'a, Result<Destroyed>> {
         async move {
+            // Nothing of it was made yet (not even planned).
+            if m.resource.get(VOLUME).is_none() {
+                return Ok(Destroyed::Deleted);
+            }
             // The machine's disk is its volume: deleting it wipes it.
             let vm = Vm::of(&m)?;
             if vm.defined().await? {

@@ -56,13 +56,13 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         let _lock = store.lock(&d.uuid)?;
         let (others, filter) = split(&d, &o.machines.filter());
         let machines = match filter {
-            Some(f) => select::stored_in(&d, g.ssh_persist, &f)?,
+            Some(f) => select::stored_resources_in(&d, &f)?,
             None => Vec::new(),
         };
         if o.wipe {
             let unwipeable: Vec<String> = machines
                 .iter()
-                .filter(|m| !backend::of(&m.resource.kind).is_some_and(|b| b.can_wipe()))
+                .filter(|m| !backend::of(&m.kind).is_some_and(|b| b.can_wipe()))
                 .map(|m| format!("‘{}’", m.name))
                 .collect();
             if !unwipeable.is_empty() {
@@ -92,12 +92,12 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         // stays in state.
         let (machines, refused): (Vec<_>, Vec<_>) = machines
             .into_iter()
-            .partition(|m| backend::of(&m.resource.kind).is_some_and(|b| b.can_destroy()));
+            .partition(|m| backend::of(&m.kind).is_some_and(|b| b.can_destroy()));
         for m in &refused {
-            let b = backend::for_machine(&m.name, &m.resource.kind)?;
+            let b = backend::for_machine(&m.name, &m.kind)?;
             let stored = backend::Stored {
                 deployment: &d,
-                resource: &m.resource,
+                resource: m,
             };
             if let Err(e) = b.destroy(stored, o.wipe).await {
                 errln!("{}> {e:#}", m.name);
@@ -125,10 +125,10 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
         let started = std::time::SystemTime::now();
         let mut gone: Vec<(String, String)> = Vec::new();
         for m in &machines {
-            let b = backend::for_machine(&m.name, &m.resource.kind)?;
+            let b = backend::for_machine(&m.name, &m.kind)?;
             let stored = backend::Stored {
                 deployment: &d,
-                resource: &m.resource,
+                resource: m,
             };
             let done = match b.destroy(stored, o.wipe).await {
                 Ok(done) => done,
@@ -140,7 +140,7 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             };
             // Recorded at once: a later machine's failure (or Ctrl-C) must
             // not leave a machine that is gone in state.
-            store.record_network(&d.uuid, &[], &[], &[m.resource.id])?;
+            store.record_network(&d.uuid, &[], &[], &[m.id])?;
             crate::nix::remove_gc_roots(&d.uuid, Some(&m.name));
             match done {
                 Destroyed::Forgotten => errln!(

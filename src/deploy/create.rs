@@ -1,40 +1,109 @@
-//! Stage create: a machine whose backend makes it (libvirtd) and that is
-//! not made and up yet is made, finished, or started, before it is built.
+//! Stage create: machines whose backend makes them (libvirtd) and that are
+//! not made and up yet are made, finished, or started, before the network
+//! is evaluated for good, as NixOps creates machines first: what a backend
+//! records of a machine (its client key, its address) is part of its own
+//! configuration and, through `nodes`, of the others'.
 //!
-//! What the backend records first (the machine's client key) is part of the
-//! machine's configuration (the physical spec authorizes it), so the machine
-//! is evaluated again afterwards: only machines being made pay for that.
+//! Only a deploy that selects a machine state does not hold, or one such
+//! machine that is not up, evaluates anything here (those machines'
+//! deployment options).
 
 use anyhow::{Context, Result};
 
+use futures::StreamExt;
+
 use super::types::Ctx;
 use crate::backend::{self, StateWriter, Stored};
-use crate::network::{MachineInfo, NixFiles, Selector};
+use crate::network::{Evaluator, MachineFilter, MachineInfo, NixFiles, Request};
 use crate::process::Sink;
 use crate::state::{Deployment, machine_state};
 use crate::ui::Events;
+
+/// How many machines are made at once.
+const AT_ONCE: usize = 4;
+
+/// Whether the machine state records as `r` is made and up.
+fn made(r: &crate::state::Resource) -> bool {
+    r.get("vmId").is_some() && r.state() == machine_state::UP
+}
 
 /// Whether `machine` is one its backend must make (or start) now.
 pub fn needed(d: &Deployment, name: &str, info: &MachineInfo) -> bool {
     let Some(b) = backend::of(&info.target_env) else {
         return false;
     };
-    let made = d
-        .resources
-        .get(name)
-        .is_some_and(|r| r.get("vmId").is_some() && r.state() == machine_state::UP);
-    b.makes_machines() && !made
+    b.makes_machines() && !d.resources.get(name).is_some_and(made)
 }
 
-/// Makes the machine; returns its evaluation with what state now holds of
-/// it.
-pub async fn machine(
+/// Makes the selected machines that need it, several at once; whether any
+/// was (then state changed, and the network is to be evaluated anew). A
+/// machine that could not be made fails the deploy, naming it, once the
+/// others are made.
+pub async fn machines(
     ctx: &Ctx,
+    ev: &Evaluator<'_>,
     files: &NixFiles,
-    name: &str,
-    info: &MachineInfo,
+    filter: &MachineFilter,
     events: &Events,
-) -> Result<MachineInfo> {
+) -> Result<bool> {
+    let d = &ctx.deployment;
+    let candidates: Vec<String> = ev
+        .names
+        .iter()
+        .filter(|n| filter.may_select(n))
+        .filter(|n| match d.resources.get(*n) {
+            None => true,
+            Some(r) => backend::of(&r.kind).is_some_and(|b| b.makes_machines()) && !made(r),
+        })
+        .cloned()
+        .collect();
+    if candidates.is_empty() {
+        return Ok(false);
+    }
+    let req = Request {
+        include: Some(&[]),
+        exclude: &[],
+        toplevels: false,
+        evaluate: Some(&candidates),
+    };
+    let info = ev.all(&req).await?;
+    let mut to_make = Vec::new();
+    for (name, m) in &info.machines {
+        if candidates.contains(name) && filter.matches(name, &m.tags) && needed(d, name, m) {
+            super::check_machine(d, name, m)?;
+            to_make.push((name, m));
+        }
+    }
+    if to_make.is_empty() {
+        return Ok(false);
+    }
+    let failed: Vec<String> = futures::stream::iter(to_make)
+        .map(|(name, m)| async move {
+            machine(ctx, files, name, m, events)
+                .await
+                .err()
+                .map(|e| format!("machine ‘{name}’: {e:#}"))
+        })
+        .buffer_unordered(AT_ONCE)
+        .filter_map(|e| async { e })
+        .collect()
+        .await;
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "could not make {} (state keeps what was made; the next deploy goes on from there, ‘nixops destroy’ removes it):\n{}",
+            if failed.len() == 1 {
+                "a machine".to_owned()
+            } else {
+                format!("{} machines", failed.len())
+            },
+            failed.join("\n")
+        );
+    }
+    Ok(true)
+}
+
+/// Makes one machine, or finishes or starts it.
+async fn machine(ctx: &Ctx, files: &NixFiles, name: &str, info: &MachineInfo, events: &Events) -> Result<()> {
     let b = backend::for_machine(name, &info.target_env)?;
     let state = StateWriter::new(ctx.store.clone(), &ctx.deployment.uuid, name, &info.target_env);
     let load = || ctx.store.lock().expect("state lock").load(&ctx.deployment.uuid);
@@ -65,18 +134,8 @@ pub async fn machine(
     };
     b.make(stored, info, image_file, &state).await?;
     drop(image);
-
-    // Its system, with what is now known of it.
-    let d = load()?;
-    let network = super::network_of(&d)?;
-    let mut evaluated = network
-        .evaluate(files, &ctx.nix, Some(&[Selector::exact(name)]), &[], true)
-        .await?;
-    let info = evaluated
-        .machines
-        .remove(name)
-        .with_context(|| format!("machine ‘{name}’ is no longer in the network"))?;
-    Ok(info)
+    events.message(format!("{name}> made and up ({})", b.describe()));
+    Ok(())
 }
 
 /// Builds the machine's image option; the qcow2 file it is (or that its

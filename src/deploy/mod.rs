@@ -174,6 +174,22 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     } else {
         (ctx, first)
     };
+    // Then the machines a backend makes (stage create), with the same
+    // new evaluation after it.
+    let remade;
+    let after;
+    let (ctx, ev) = if opts.dry_run || opts.plan_only || opts.evaluate_only || opts.build_only {
+        (ctx, ev)
+    } else if create::machines(ctx, &ev, &files, filter, events).await? {
+        remade = ctx.reloaded()?;
+        after = network_of(&remade.deployment)?;
+        (
+            &remade,
+            Evaluator::new(&after, &files, &remade.nix, Some(events)).await?,
+        )
+    } else {
+        (ctx, ev)
+    };
     let opts = &with_machines_file(opts, &ev.meta, events)?;
     let names = &ev.names.clone();
     let enable_rollback = ev.meta.enable_rollback;
@@ -278,24 +294,17 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                     events.message(w);
                 }
                 let id = id.with_context(|| format!("machine ‘{name}’ is not in state"))?;
-                // A machine its backend makes is made (or started) first;
-                // then reached as state now says.
-                let mut made_now = None;
-                let mut info = std::borrow::Cow::Borrowed(&info);
-                // Not made, and not to be made now (a build): nothing
-                // reaches it.
+                // A machine its backend makes was made before (stage
+                // create); one not made (a build) is reached by nothing.
                 let mut unmade = None;
                 if create::needed(&ctx.deployment, &name, &info) {
-                    if opts.build_only || opts.dry_run {
-                        unmade = Some(crate::host::Local::default());
-                    } else {
-                        info = std::borrow::Cow::Owned(
-                            create::machine(ctx, &files, &name, &info, events).await?,
+                    if !(opts.build_only || opts.dry_run) {
+                        bail!(
+                            "machine ‘{name}’ is not made (or not up) yet, and this deploy did not make it"
                         );
-                        made_now = Some(ctx.reloaded()?);
                     }
+                    unmade = Some(crate::host::Local::default());
                 }
-                let ctx = made_now.as_ref().unwrap_or(ctx);
                 // Colmena's targetHost = null: only apply-local deploys it;
                 // other runs build it at most.
                 if info.target_host.is_none() && opts.local.is_none() {

@@ -55,9 +55,16 @@ pub fn stored_one(d: &Deployment, persist: u64, name: &str) -> Result<StoredMach
         .expect("an exact selector that matched selects one"))
 }
 
+/// The machines in state that `filter` selects, for a command that reaches
+/// none itself (its backend does what it does: destroy), so that a
+/// machine not made yet, with no address, is one too.
+pub fn stored_resources_in(d: &Deployment, filter: &MachineFilter) -> Result<Vec<Resource>> {
+    Ok(selected(d, filter)?.into_iter().map(|(r, _)| r).collect())
+}
+
 /// The deployment's machines in state that `filter` selects (by name, glob
 /// or the tags state recorded); a selector that matches none is an error.
-pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result<Vec<StoredMachine>> {
+fn selected(d: &Deployment, filter: &MachineFilter) -> Result<Vec<(Resource, MachineInfo)>> {
     let mut all = Vec::new();
     for r in d.machines() {
         // One without an address (Colmena's targetHost = null) is reached
@@ -88,9 +95,20 @@ pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result
     filter
         .check_used(all.iter().map(|(r, i)| (r.name.as_str(), i.tags.as_slice())))
         .map_err(|e| anyhow::anyhow!("deployment ‘{}’: {e}", d.label()))?;
+    Ok(all
+        .into_iter()
+        .filter(|(r, i)| filter.matches(&r.name, &i.tags))
+        .map(|(r, i)| (r.clone(), i))
+        .collect())
+}
+
+/// The deployment's machines in state that `filter` selects (by name, glob
+/// or the tags state recorded), each with how to reach it; a selector that
+/// matches none is an error.
+pub fn stored_in(d: &Deployment, persist: u64, filter: &MachineFilter) -> Result<Vec<StoredMachine>> {
     let mut out = Vec::new();
-    for (r, info) in all.into_iter().filter(|(r, i)| filter.matches(&r.name, &i.tags)) {
-        let host = record::host(d, &r.name, &info, Some(r), persist)?;
+    for (r, info) in selected(d, filter)? {
+        let host = record::host(d, &r.name, &info, Some(&r), persist)?;
         out.push(StoredMachine {
             name: r.name.clone(),
             resource: r.clone(),
