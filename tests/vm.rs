@@ -222,6 +222,14 @@ fn two_vms_are_made_deployed_powered_rebooted_and_destroyed() {
         "{}",
         info.stdout
     );
+    // Its serial console, as libvirt logged it (the guest prints its host
+    // keys there).
+    let console = vms.fleet.ok(&["show-console-output", "-d", "d", "a"]);
+    assert!(
+        console.stdout.contains("BEGIN SSH HOST KEY"),
+        "{}",
+        console.stdout
+    );
 
     // A change deploys over the machines as they are.
     std::fs::write(vms.fleet.path().join("d.nix"), network("two")).unwrap();
@@ -318,9 +326,10 @@ fn an_interrupted_make_is_finished_by_the_next_deploy_and_nothing_leaks() {
 
 /// What only a real machine shows: a deploy that reboots it, magic rollback
 /// when its network link is cut during activation and restored after the
-/// deadline, and a machine powered off while its system is copied.
+/// deadline, a machine powered off while its system is copied, and one whose
+/// disk is full.
 #[test]
-fn reboots_cut_links_and_power_loss_on_a_vm() {
+fn reboots_cut_links_power_loss_and_a_full_disk_on_a_vm() {
     let vms = Vms::new();
     let file_net = |rev: &str, extra: &str| {
         vms.network(&["m"], &format!("environment.etc.rev.text = \"{rev}\"; {extra}"))
@@ -394,5 +403,33 @@ fn reboots_cut_links_and_power_loss_on_a_vm() {
         .fleet
         .ok(&["ssh", "-d", "d", "m", "--", "cat", "/run/current-system/etc/rev"]);
     assert_eq!(rev.stdout, "four");
+
+    // A full disk: the copy fails, saying so, and state keeps the system
+    // the machine runs; with room again, the next deploy converges.
+    let running = vms.current_system("d", "m");
+    vms.fleet.ok(&[
+        "ssh",
+        "-d",
+        "d",
+        "m",
+        "--",
+        // Every free block, root's reserve too (the deploy writes as root):
+        // big pieces first, then what is left byte by block.
+        "i=0; for size in 1073741824 268435456 16777216 1048576; do while fallocate -l $size /fill.$i 2>/dev/null; do i=$((i + 1)); done; done; dd if=/dev/zero of=/fill.last bs=4k 2>/dev/null; sync; df /",
+    ]);
+    std::fs::write(vms.fleet.path().join("d.nix"), file_net("five", "environment.etc.big.text = builtins.concatStringsSep \"\" (builtins.genList (i: \"${toString i} more padding\\n\") 400000);")).unwrap();
+    let r = vms.fleet.run(&["deploy", "-d", "d"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.to_lowercase().contains("space"), "{}", r.stderr);
+    assert_eq!(vms.current_system("d", "m"), running);
+    let r = vms.fleet.run(&["check", "-d", "d"]);
+    assert_eq!(r.code, 0, "state tells the truth: {}{}", r.stdout, r.stderr);
+    vms.fleet.ok(&["ssh", "-d", "d", "m", "--", "rm -f /fill.*"]);
+    let r = vms.fleet.run(&["deploy", "-d", "d"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rev = vms
+        .fleet
+        .ok(&["ssh", "-d", "d", "m", "--", "cat", "/run/current-system/etc/rev"]);
+    assert_eq!(rev.stdout, "five");
     vms.fleet.ok(&["destroy", "-d", "d", "--confirm"]);
 }
