@@ -279,6 +279,7 @@ split_timings() {
     { cnt[$2] = $3; from[$2] = $4; to[$2] = $5; med[$2] = $6; sum[$2] = $8 }
     function t(x) { return (x in to) ? to[x] : "-" }
     END {
+      if (!("total" in to)) exit  # a nixops without NIXOPS_TIMINGS
       ev = "-"
       if ("evaluated" in to) ev = to["evaluated"]
       if ("evaluated (cache)" in to && (ev == "-" || to["evaluated (cache)"] > ev)) ev = to["evaluated (cache)"]
@@ -507,12 +508,12 @@ if [[ -n ${W[ours,floor-fresh]:-} ]]; then
     printf '  %-22s %6s× the floor of %s fresh logins\n' "${LABEL[$p]}" "$(ratio "${W[ours,$p]}" "${W[ours,floor-fresh]}")" "$N"
   done
 fi
-if [[ -n ${TM[first]:-} ]]; then
+if [[ -n ${TM[first]//;/} ]]; then
   echo
   echo "ours: where the wall time went (NIXOPS_TIMINGS; seconds since the tool started, median of runs):"
   printf '%-18s %7s %6s %7s %7s %7s %7s %13s %7s %7s %7s\n' phase evaluated builds "build s" built reached copied "activation" "act/m" "conf/m" end
   for p in "${PHASES[@]}"; do
-    [[ -n ${TM[$p]:-} ]] || continue
+    [[ -n ${TM[$p]//;/} ]] || continue
     cols=()
     for ((c = 1; c <= 11; c++)); do
       vals=$(tr ';' '\n' <<< "${TM[$p]}" | awk -v c="$c" 'NF && $c != "-" { print $c }' | tr '\n' ' ')
