@@ -25,8 +25,16 @@
 # NIXOPS_DEPLOY_ARGS adds options to every `nixops deploy` (e.g.
 # --no-magic-rollback, to compare like with like: Colmena has no rollback).
 #
-# With COLMENA=/path/to/colmena, Colmena is measured the same way on its own
-# fresh fleet, and the table shows ours/Colmena ratios.
+# Colmena is measured the same way on its own fresh fleet, and the table
+# shows ours/Colmena ratios: COLMENA=/path/to/colmena, or, when COLMENA is
+# unset, Colmena built from ../shared/peers/colmena (COLMENA_SRC) with cargo
+# into ~/.cache/nixops-bench (once per source). COLMENA=none: ours only.
+#
+# Ours runs with NIXOPS_TIMINGS=1, which prints where its wall time went
+# (per stage: evaluation, builds, first contact, copy, activation,
+# confirmation); the report shows it per phase. After ours' phases, on the
+# same hosts, the floor: N fresh SSH logins in parallel as ours opens them
+# (a master per host), then one `true` per host through those masters.
 #
 # With -t, ours is measured a second time on its own fresh fleet with
 # --build-on-target (every machine builds its own system), and the table
@@ -80,7 +88,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 FLEET_SH=$REPO/tests/fleet/fleet.sh
 NIXOPS=${NIXOPS:-}
 NIXOPS_DEPLOY_ARGS=${NIXOPS_DEPLOY_ARGS:-}
+BUILD_COLMENA=0
+if [[ -z ${COLMENA+set} ]] && ((!PLAN)); then BUILD_COLMENA=1; fi
 COLMENA=${COLMENA:-}
+[[ $COLMENA == none ]] && COLMENA=
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { echo "deploy.sh: $*" >&2; exit 1; }
@@ -89,6 +100,7 @@ if ((PLAN)) && { [[ -n $COLMENA ]] || ((TARGET)); }; then
   die "-p measures nixops plan of ours only: not with COLMENA or -t"
 fi
 resolve_tools
+if ((BUILD_COLMENA)); then build_colmena; fi
 
 # ---------------------------------------------------------------- setup
 
@@ -251,7 +263,55 @@ declare -A W C H O  # [tool,phase]: wall, deployer CPU, hosts' CPU, other CPU; s
 PHASES=(first cold warm change)
 ((PLAN)) && PHASES=(first cold warm plan-warm plan-cold)
 declare -A LABEL=([first]="first deploy" [cold]="no-op, cold ssh" [warm]="no-op, warm ssh" [change]="one-line change"
-  [plan-warm]="plan, warm ssh" [plan-cold]="plan, cold ssh")
+  [plan-warm]="plan, warm ssh" [plan-cold]="plan, cold ssh"
+  [floor-fresh]="floor: N logins" [floor-warm]="floor: N via master")
+declare -A TM  # [phase]: ours' stage timings, one "a b c ..." per run, ';'-separated
+
+# split_timings LOG — from the NIXOPS_TIMINGS lines of a deploy's log, the
+# columns of the report's "where the time went" table, space-separated (-
+# when a stage did not happen): last machine evaluated, Nix builds run, their
+# summed wall time, last build's end, last machine reached, last copy's end,
+# activation's start and end, median activation and confirmation of one
+# machine, end.
+split_timings() {
+  awk -F'\t' '
+    $1 != "timing:" { next }
+    { cnt[$2] = $3; from[$2] = $4; to[$2] = $5; med[$2] = $6; sum[$2] = $8 }
+    function t(x) { return (x in to) ? to[x] : "-" }
+    END {
+      if (!("total" in to)) exit  # a nixops without NIXOPS_TIMINGS
+      ev = "-"
+      if ("evaluated" in to) ev = to["evaluated"]
+      if ("evaluated (cache)" in to && (ev == "-" || to["evaluated (cache)"] > ev)) ev = to["evaluated (cache)"]
+      r = "nix-store --realise"
+      printf "%s %s %s %s %s %s %s %s %s %s %s\n", ev, (r in cnt) ? cnt[r] : 0, (r in sum) ? sum[r] : "-", t(r),
+        t("connecting"), t("copying"),
+        ("activation (all machines)" in from) ? from["activation (all machines)"] : "-", t("activation (all machines)"),
+        ("activating" in med) ? med["activating"] : "-", ("confirming" in med) ? med["confirming"] : "-", t("total")
+    }' "$1"
+}
+
+# floor_ssh DIR PHASE — what any deploy of N machines costs at least, on the
+# same hosts: floor-fresh, N new logins in parallel, each opening a master
+# connection (ControlPersist) as ours does on first contact, with ssh's
+# default algorithms; floor-warm, right after, one `true` per host through
+# those masters.
+# shellcheck disable=SC2016 # expanded by the inner shell
+floor_ssh() {
+  local dir=$1
+  mkdir -p "$dir/floor-ctl"
+  exec "$FLEET_SH" run "$dir/fleet" -- bash -c '
+    ctl=$1; shift
+    pids=()
+    for n in "$@"; do
+      ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+        -o ControlMaster=auto -o ControlPath="$ctl/%h" -o ControlPersist=60 "$n" true &
+      pids+=($!)
+    done
+    rc=0
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    exit $rc' floor "$dir/floor-ctl" "${NAMES[@]}"
+}
 
 # bench_tool TOOL RUN SETUP_FN DEPLOY_FN
 bench_tool() {
@@ -271,6 +331,7 @@ bench_tool() {
       *) run_phase "$dir/$p.log" "$deploy" "$dir" ;;
     esac
     W[$tool,$p]+="$WALL "; C[$tool,$p]+="$CPU "; H[$tool,$p]+="$HCPU "; O[$tool,$p]+="$OCPU "
+    [[ $tool == ours ]] && TM[$p]+="$(split_timings "$dir/$p.log");"
     log "$tool (run $run/$R): ${LABEL[$p]}: wall ${WALL}s, deployer CPU ${CPU}s (test hosts ${HCPU}s, other ${OCPU}s)"
     case $p in
       first) check_hosts "$dir/fleet" 1 ;;
@@ -281,6 +342,15 @@ bench_tool() {
         ;;
     esac
   done
+  if [[ $tool == ours ]]; then
+    for p in floor-fresh floor-warm; do
+      [[ $p == floor-fresh ]] && close_masters
+      log "floor (run $run/$R): ${LABEL[$p]}"
+      run_phase "$dir/$p.log" floor_ssh "$dir"
+      W[ours,$p]+="$WALL "; C[ours,$p]+="$CPU "; H[ours,$p]+="$HCPU "; O[ours,$p]+="$OCPU "
+      log "floor (run $run/$R): ${LABEL[$p]}: wall ${WALL}s, deployer CPU ${CPU}s (test hosts ${HCPU}s, other ${OCPU}s)"
+    done
+  fi
   close_masters
   "$FLEET_SH" stop "$dir/fleet" >/dev/null
 }
@@ -302,7 +372,7 @@ ours_setup() {
 ours_deploy() {
   local dir=$1
   # shellcheck disable=SC2086 # options, split into words on purpose
-  exec env HOME="$dir/home" NIXOPS_STATE="$dir/state.nixops" NIXOPS_SSH_PERSIST=60 \
+  exec env HOME="$dir/home" NIXOPS_STATE="$dir/state.nixops" NIXOPS_SSH_PERSIST=60 NIXOPS_TIMINGS=1 \
     "$FLEET_SH" run "$dir/fleet" -- "$NIXOPS" deploy -d bench $NIXOPS_DEPLOY_ARGS
 }
 # ---- ours again, every machine building its own system (-t)
@@ -409,6 +479,10 @@ if [[ -n $COLMENA ]]; then
   goal "cold no-op wall vs Colmena no-op" "$(ratio "${W[ours,cold]}" "${W[colmena,cold]}")" 0.5
   goal "cold no-op CPU vs Colmena no-op" "$(ratio "${C[ours,cold]}" "${C[colmena,cold]}")" 0.5
   goal "warm no-op wall vs Colmena no-op" "$(ratio "${W[ours,warm]}" "${W[colmena,warm]}")" 0.3
+  if [[ -n ${W[ours,change]:-} ]]; then
+    goal "one-line change wall vs Colmena's (issue 23: at N=100)" "$(ratio "${W[ours,change]}" "${W[colmena,change]}")" 0.5
+    goal "warm no-op wall vs Colmena no-op (issue 23: at N=100)" "$(ratio "${W[ours,warm]}" "${W[colmena,warm]}")" 0.2
+  fi
 else
   echo "baseline: none (set COLMENA=/path/to/colmena to measure Colmena too)"
   echo
@@ -423,6 +497,34 @@ else
     printf '  warm ssh  %s / %s\n' "$(ratio "${W[ours,plan-warm]}" "${W[ours,warm]}")" "$(ratio "${C[ours,plan-warm]}" "${C[ours,warm]}")"
     printf '  cold ssh  %s / %s\n' "$(ratio "${W[ours,plan-cold]}" "${W[ours,cold]}")" "$(ratio "${C[ours,plan-cold]}" "${C[ours,cold]}")"
   fi
+fi
+if [[ -n ${W[ours,floor-fresh]:-} ]]; then
+  echo
+  echo "floor, on ours' hosts right after its phases (wall / deployer CPU / hosts' CPU s):"
+  for p in floor-fresh floor-warm; do
+    printf '  %-22s %6s / %6s / %6s\n' "${LABEL[$p]/N/$N}" "${W[ours,$p]}" "${C[ours,$p]}" "${H[ours,$p]}"
+  done
+  for p in "${PHASES[@]}"; do
+    printf '  %-22s %6s× the floor of %s fresh logins\n' "${LABEL[$p]}" "$(ratio "${W[ours,$p]}" "${W[ours,floor-fresh]}")" "$N"
+  done
+fi
+if [[ -n ${TM[first]//;/} ]]; then
+  echo
+  echo "ours: where the wall time went (NIXOPS_TIMINGS; seconds since the tool started, median of runs):"
+  printf '%-18s %7s %6s %7s %7s %7s %7s %13s %7s %7s %7s\n' phase evaluated builds "build s" built reached copied "activation" "act/m" "conf/m" end
+  for p in "${PHASES[@]}"; do
+    [[ -n ${TM[$p]//;/} ]] || continue
+    cols=()
+    for ((c = 1; c <= 11; c++)); do
+      vals=$(tr ';' '\n' <<< "${TM[$p]}" | awk -v c="$c" 'NF && $c != "-" { print $c }' | tr '\n' ' ')
+      if [[ -z ${vals// /} ]]; then cols+=(-); else cols+=("$(median "$vals")"); fi
+    done
+    printf '%-18s %7s %6s %7s %7s %7s %7s %13s %7s %7s %7s\n' "${LABEL[$p]}" "${cols[0]}" "${cols[1]}" "${cols[2]}" \
+      "${cols[3]}" "${cols[4]}" "${cols[5]}" "${cols[6]}–${cols[7]}" "${cols[8]}" "${cols[9]}" "${cols[10]}"
+  done
+  echo "(evaluated/built/reached/copied: when the last machine was; builds: Nix builds run (build s: their wall"
+  echo " time summed); activation: from–to for all machines; act/m, conf/m: one machine's activation and"
+  echo " confirmation over a new connection, median)"
 fi
 if ((R > 1)); then
   echo

@@ -22,6 +22,34 @@ mask_bashrc() {
   fi
 }
 
+# build_colmena — builds Colmena from its source (COLMENA_SRC, default
+# ../shared/peers/colmena beside the repository) with `cargo build --release`
+# in a copy under the cache (NIXOPS_BENCH_CACHE, default
+# ~/.cache/nixops-bench), unless the binary there was built from the same
+# source; sets COLMENA to it. Needs crates.io. Needs REPO, log and die.
+build_colmena() {
+  local src=${COLMENA_SRC:-$REPO/../shared/peers/colmena}
+  local cache=${NIXOPS_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nixops-bench}/colmena
+  [[ -f $src/Cargo.toml ]] || die "no Colmena source at $src (set COLMENA_SRC, or COLMENA=/path/to/colmena, or COLMENA=none)"
+  src=$(cd "$src" && pwd -P)
+  local sum
+  sum=$(cd "$src" && find . -path ./target -prune -o -path ./.git -prune -o -type f -print0 |
+    LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  COLMENA=$cache/target/release/colmena
+  if [[ -x $COLMENA && $(cat "$cache/source.sha256" 2>/dev/null) == "$sum" ]]; then
+    return 0
+  fi
+  log "building Colmena from $src in $cache (cargo build --release; a few minutes)"
+  mkdir -p "$cache"
+  rm -rf "$cache/src" "$cache/source.sha256"
+  cp -r "$src" "$cache/src"
+  chmod -R u+w "$cache/src"
+  rm -rf "$cache/src/target"
+  (cd "$cache/src" && CARGO_TARGET_DIR=$cache/target cargo build --release --locked --quiet) >&2 ||
+    die "building Colmena failed"
+  echo "$sum" > "$cache/source.sha256"
+}
+
 # resolve_tools — COLMENA (when set) and NIXOPS as executables, building
 # this checkout (cargo build --release) when NIXOPS is unset. Needs REPO and
 # the caller's log and die.

@@ -64,10 +64,12 @@ pub async fn run(
     nix_opts.keep_going = true;
     nix_opts.builders = opts.builders.clone();
     let roots = TmpDir::new("nixops-build-");
+    let since = std::time::Instant::now();
     let outcome = match &roots {
         Ok(dir) => nix::realise(&drvs, &nix_opts, dir.path(), Sink::global(events)).await,
         Err(e) => Err(nix::Error::Run(anyhow::anyhow!("{e:#}"))),
     };
+    crate::ui::timings::span("nix-store --realise", since);
     let missing: Vec<&Machine> = machines
         .iter()
         .copied()

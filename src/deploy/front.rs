@@ -29,6 +29,12 @@ const MAX_CONNECTS: usize = 64;
 /// own CPUs, so all of them, within reason.
 const MAX_TARGET_BUILDS: usize = 64;
 
+/// How long a build waits for more machines once one has come: machines
+/// come in bursts (cache hits all at once, a worker's results one right after
+/// the other), and each Nix build has a fixed cost of a few tenths of a
+/// second, so a burst should be one build, not one per machine.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+
 type Built = (Vec<Machine>, build::Built, Option<build::Roots>);
 
 /// Takes machines from `incoming` until it closes; builds them (when
@@ -70,9 +76,12 @@ pub async fn run(
     let mut ready = Vec::new();
     let mut roots = Vec::new();
     let max_copy = opts.max_concurrent_copy.max(1);
+    // When the last machine came.
+    let mut came = tokio::time::Instant::now();
     loop {
-        // Start what can start.
-        if building.is_none() && !to_build.is_empty() {
+        // Start what can start: a build once no machine came for a moment.
+        let quiet = !open || came.elapsed() >= BATCH_WINDOW;
+        if building.is_none() && !to_build.is_empty() && quiet {
             let batch = std::mem::take(&mut to_build);
             building = Some(Box::pin(async move {
                 let refs: Vec<&Machine> = batch.iter().collect();
@@ -139,17 +148,25 @@ pub async fn run(
             break;
         }
         tokio::select! {
+            () = tokio::time::sleep_until(came + BATCH_WINDOW), if building.is_none() && !to_build.is_empty() && !quiet => {},
             m = incoming.recv(), if open => match m {
                 Some(m) => {
-                    let _ = arrived.send((m.name.clone(), m.info.clone()));
-                    if !opts.build_only || on_target(&m) {
-                        to_probe.push_back(m.clone());
-                    }
-                    if build && !on_target(&m) {
-                        // build.rs says "building", or that it is built already.
-                        to_build.push(m);
-                    } else {
-                        built.push(m);
+                    came = tokio::time::Instant::now();
+                    // With all that came meanwhile: starting a first contact
+                    // takes a while, and a burst must not be split into
+                    // several builds by it.
+                    let mut next = Some(m);
+                    while let Some(m) = next.take().or_else(|| incoming.try_recv().ok()) {
+                        let _ = arrived.send((m.name.clone(), m.info.clone()));
+                        if !opts.build_only || on_target(&m) {
+                            to_probe.push_back(m.clone());
+                        }
+                        if build && !on_target(&m) {
+                            // build.rs says "building", or that it is built already.
+                            to_build.push(m);
+                        } else {
+                            built.push(m);
+                        }
                     }
                 }
                 None => open = false,

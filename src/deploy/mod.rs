@@ -144,7 +144,9 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
         ctx.deployment.label()
     ));
     let filter = &opts.machines;
+    let since = Instant::now();
     let first = Evaluator::new(&network, &files, &ctx.nix, Some(events)).await?;
+    ui::timings::span("network evaluation", since);
     // Building touches no machine (Colmena allows it on all).
     if !opts.build_only {
         check_apply_all(&first.meta, filter)?;
@@ -286,7 +288,9 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
                     }
                     Vec::new()
                 };
+                let since = Instant::now();
                 let id = recorder.machine(ctx, &name, &info)?;
+                ui::timings::span("recording a machine", since);
                 if info.drv_path.is_none() {
                     return Ok(None);
                 }
@@ -471,7 +475,10 @@ async fn execute_stream(
                 jobs.push(j);
             }
         }
-        keys::prepare(&keys_ctx, jobs).await
+        let since = Instant::now();
+        let k = keys::prepare(&keys_ctx, jobs).await;
+        ui::timings::span("keys' evaluation", since);
+        k
     };
     let ((live, _build_roots), mut machine_keys) = tokio::join!(
         front::run(ctx, incoming, opts, build, build_host, events, outcomes, ktx),
@@ -525,7 +532,9 @@ async fn execute_stream(
     }
     // The secrets of machines that dropped out go now.
     drop(machine_keys);
+    let since = Instant::now();
     let activated = activate::run(ctx, with_keys, events, opts).await;
+    ui::timings::span("activation (all machines)", since);
     let mut o = outcomes.lock().expect("outcomes lock");
     for (m, out, at) in activated {
         o.insert_at(&m.name, out, at);
@@ -578,6 +587,7 @@ fn finish(ctx: &Ctx, opts: &DeployOptions, events: &Events, outcomes: Outcomes) 
         })
         .collect();
     let failed = rows.iter().any(|r| r.failed);
+    let since = Instant::now();
     crate::state::history::record(
         &ctx.store.lock().expect("state lock"),
         &ctx.deployment,
@@ -594,6 +604,7 @@ fn finish(ctx: &Ctx, opts: &DeployOptions, events: &Events, outcomes: Outcomes) 
         },
         !failed,
     );
+    ui::timings::span("history", since);
     events.summary(rows, outcomes.started.elapsed().as_secs_f64());
     i32::from(failed)
 }

@@ -30,6 +30,15 @@ lock() {
 
 waiting() { echo "$*" >&2; }
 
+# wake ID FIFO: a line to activation ID's FIFO FIFO, for whoever waits on it
+# ("wake": its guard, for a decision; "ready": guard-start.sh, for the end of
+# activation). Opened read-write, so it never blocks; nothing happens when
+# there is no FIFO or nobody has it open.
+wake() {
+  [ -p "$base/$1/$2" ] || return 0
+  { echo w >&6; } 6<>"$base/$1/$2" 2>/dev/null || true
+}
+
 unlock() {
   flock -u 9
   exec 9>&-
@@ -53,6 +62,7 @@ take_over() {
   old=$(cat "$base/newest" 2>/dev/null || true)
   if [ -n "$old" ] && [ -d "$base/$old" ]; then
     ln -s superseded "$base/$old/decision" 2>/dev/null || true
+    wake "$old" wake
     if [ "$(readlink "$base/$old/decision")" != confirmed ] && [ -f "$base/$old/target" ]; then
       { read -r tprof; read -r tcur; } < "$base/$old/target"
     fi

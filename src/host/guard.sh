@@ -21,8 +21,13 @@ record "$me" "$top" "$6"
 
 say() { echo "$*" >> "$d/log"; }
 # guard-start.sh shows this to the deployer while it waits.
-waiting() { echo "$*" > "$d/waiting"; }
-finish() { echo "$1" > "$d/outcome.tmp" && mv -f "$d/outcome.tmp" "$d/outcome"; exit 0; }
+waiting() { echo "$*" > "$d/waiting"; wake "$me" ready; }
+ticker=
+finish() {
+  if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null; fi
+  echo "$1" > "$d/outcome.tmp" && mv -f "$d/outcome.tmp" "$d/outcome"
+  exit 0
+}
 nap() { sleep 0.2 2>/dev/null || sleep 1; }
 
 rollback() {
@@ -74,11 +79,27 @@ if [ "$rc" -eq 0 ]; then
 fi
 unlock
 echo "$rc" > "$d/rc.tmp" && mv -f "$d/rc.tmp" "$d/rc"
+wake "$me" ready
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 100 ]; then
   ln -s failed "$d/decision" 2>/dev/null
 fi
 
 end=$(( $(date +%s) + timeout ))
+# Waiting for the decision on the FIFO "wake": guard-decide.sh writes to it
+# at once; a ticker every 2 s (a decision made some other way, e.g. by
+# hand) and every second from the deadline on. Without the FIFO, a poll
+# every 0.2 s.
+if [ -p "$d/wake" ] && exec 8<>"$d/wake"; then
+  (
+    trap 'exit 0' TERM
+    n=0
+    while sleep 1; do
+      n=$((n + 1))
+      if [ "$n" -ge "$timeout" ] || [ $((n % 2)) -eq 0 ]; then echo t >&8 || exit 0; fi
+    done
+  ) </dev/null >/dev/null 2>&1 9>&- &
+  ticker=$!
+fi
 while :; do
   dec=$(readlink "$d/decision" 2>/dev/null || true)
   if [ -z "$dec" ] && [ "$(date +%s)" -ge "$end" ]; then
@@ -86,7 +107,7 @@ while :; do
     dec=$(readlink "$d/decision")
   fi
   case "$dec" in
-    '') nap ;;
+    '') if [ -n "$ticker" ]; then read -r _ <&8 || nap; else nap; fi ;;
     confirmed) finish kept ;;
     superseded)
       say "nixops guard: a later activation took over; leaving the machine to it"

@@ -76,6 +76,7 @@ impl Events {
     }
 
     pub fn stage(&self, machine: &str, stage: &str) {
+        super::timings::stage(machine, stage);
         self.send(Event::Stage {
             machine: machine.into(),
             stage: stage.into(),
@@ -90,6 +91,7 @@ impl Events {
     }
 
     pub fn evaluated(&self, machine: &str, done: usize, total: usize, cached: bool, why: Option<String>) {
+        super::timings::mark(if cached { "evaluated (cache)" } else { "evaluated" });
         self.send(Event::Evaluated {
             machine: machine.into(),
             done,
@@ -108,6 +110,7 @@ impl Events {
     }
 
     pub fn done(&self, machine: &str, status: &str, error: Option<String>) {
+        super::timings::done(machine);
         self.send(Event::Done {
             machine: machine.into(),
             status: status.into(),

@@ -12,6 +12,7 @@ mod progress;
 mod prompt;
 mod summary;
 mod table;
+pub mod timings;
 
 pub use events::{Events, SummaryRow};
 

@@ -19,11 +19,16 @@ pub fn start(machines: &[String]) -> (Events, tokio::task::JoinHandle<()>) {
         && std::env::var_os("NIXOPS_PLAIN").is_none()
         && !PLAIN.load(std::sync::atomic::Ordering::Relaxed);
     let machines = machines.to_vec();
+    crate::ui::timings::init();
     let handle = tokio::spawn(async move {
         if live {
             live::render(rx, machines).await
         } else {
             plain::render(rx).await
+        }
+        let report = crate::ui::timings::report();
+        if !report.is_empty() {
+            err!("{report}");
         }
     });
     (Events { tx }, handle)
