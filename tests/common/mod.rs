@@ -14,6 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// the stand-in's disk images (`__noChroot`) built outside it.
 pub const NIX_CONFIG: &str = "substituters =\nextra-sandbox-paths = /bin/busybox\nsandbox = relaxed";
 
+/// The same for nixops run on a test host itself (apply-local): the host's
+/// own Nix configuration decides its sandbox (none can be made inside its
+/// namespace), and it builds no VM image.
+pub const HOST_NIX_CONFIG: &str = "substituters =\nextra-sandbox-paths = /bin/busybox";
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -469,7 +474,7 @@ impl Fleet {
         cmd.env("NIX_PATH", format!("nixpkgs={}", nixpkgs().display()))
             .env("HOME", self.path().join("home"))
             .env("NIXOPS_STATE", self.state_file())
-            .env("NIX_CONFIG", NIX_CONFIG)
+            .env("NIX_CONFIG", HOST_NIX_CONFIG)
             .env_remove("NIXOPS_DEPLOYMENT")
             .stdin(Stdio::null());
         cmd
