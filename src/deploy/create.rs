@@ -41,14 +41,13 @@ pub fn needed(d: &Deployment, name: &str, info: &MachineInfo) -> bool {
 /// others are made.
 pub async fn machines(
     ctx: &Ctx,
-    ev: &Evaluator<'_>,
+    names: &[String],
     files: &NixFiles,
     filter: &MachineFilter,
     events: &Events,
 ) -> Result<bool> {
     let d = &ctx.deployment;
-    let candidates: Vec<String> = ev
-        .names
+    let candidates: Vec<String> = names
         .iter()
         .filter(|n| filter.may_select(n))
         .filter(|n| match d.resources.get(*n) {
@@ -66,7 +65,15 @@ pub async fn machines(
         toplevels: false,
         evaluate: Some(&candidates),
     };
-    let info = ev.all(&req).await?;
+    // Apart from the deploy's own evaluation, and around the evaluation
+    // cache: what it would keep here is no machine's system.
+    let mut opts = ctx.nix.clone();
+    opts.eval.cache_dir = None;
+    let network = super::network_of(d)?;
+    let info = Evaluator::new(&network, files, &opts, None)
+        .await?
+        .all(&req)
+        .await?;
     let mut to_make = Vec::new();
     for (name, m) in &info.machines {
         if candidates.contains(name) && filter.matches(name, &m.tags) && needed(d, name, m) {

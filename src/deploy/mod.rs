@@ -182,7 +182,7 @@ async fn deploy(ctx: &Ctx, opts: &DeployOptions, events: &Events) -> Result<i32>
     let after;
     let (ctx, ev) = if opts.dry_run || opts.plan_only || opts.evaluate_only || opts.build_only {
         (ctx, ev)
-    } else if create::machines(ctx, &ev, &files, filter, events).await? {
+    } else if create::machines(ctx, &ev.names, &files, filter, events).await? {
         remade = ctx.reloaded()?;
         after = network_of(&remade.deployment)?;
         (
