@@ -13,7 +13,7 @@
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use super::{Backend, Def, Destroyed, Power, Reach, Spec, Stored};
+use super::{Backend, Def, Power, Reach, Spec};
 use crate::network::MachineInfo;
 use crate::state::{Deployment, Resource};
 
@@ -185,41 +185,26 @@ impl Backend for Droplet {
         Ok(())
     }
 
-    fn power<'a>(
-        &'a self,
-        m: Stored<'a>,
-        op: Power,
-        _state: &'a super::StateWriter,
-    ) -> futures::future::BoxFuture<'a, Result<()>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            let action = match op {
-                Power::Start => "power-on",
-                Power::Stop => "shutdown",
-            };
-            let how = format!(
-                "run ‘doctl compute droplet-action {action} {}’ (or use the DigitalOcean control panel)",
-                r.get(&format!("{}.dropletId", self.target_env))
-                    .unwrap_or("<droplet id>")
-            );
-            Err(super::refuse(self, &r.name, op.verb(), how))
-        })
+    fn power_refusal(&self, r: &Resource, op: Power) -> anyhow::Error {
+        let action = match op {
+            Power::Start => "power-on",
+            Power::Stop => "shutdown",
+        };
+        let how = format!(
+            "run ‘doctl compute droplet-action {action} {}’ (or use the DigitalOcean control panel)",
+            r.get(&format!("{}.dropletId", self.target_env))
+                .unwrap_or("<droplet id>")
+        );
+        super::refuse(self, &r.name, op.verb(), how)
     }
 
-    fn destroy<'a>(
-        &'a self,
-        m: Stored<'a>,
-        _wipe: bool,
-    ) -> futures::future::BoxFuture<'a, Result<Destroyed>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            let how = format!(
-                "delete it with ‘doctl compute droplet delete {}’ (or the DigitalOcean control panel, or Terraform), then ‘nixops delete-resources --include {}’ forgets it",
-                r.get(&format!("{}.dropletId", self.target_env))
-                    .unwrap_or("<droplet id>"),
-                r.name
-            );
-            Err(super::refuse(self, &r.name, "destroy", how))
-        })
+    fn destroy_refusal(&self, r: &Resource) -> anyhow::Error {
+        let how = format!(
+            "delete it with ‘doctl compute droplet delete {}’ (or the DigitalOcean control panel, or Terraform), then ‘nixops delete-resources --include {}’ forgets it",
+            r.get(&format!("{}.dropletId", self.target_env))
+                .unwrap_or("<droplet id>"),
+            r.name
+        );
+        super::refuse(self, &r.name, "destroy", how)
     }
 }

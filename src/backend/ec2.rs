@@ -11,7 +11,7 @@
 use anyhow::{Result, anyhow, bail};
 use serde_json::{Value, json};
 
-use super::{Backend, Def, Destroyed, Power, Reach, ResourceType, Spec, Stored};
+use super::{Backend, Def, Power, Reach, ResourceType, Spec};
 use crate::network::MachineInfo;
 use crate::state::{Deployment, Resource, machine_state};
 
@@ -258,42 +258,27 @@ impl Backend for Ec2 {
         Ok(())
     }
 
-    fn power<'a>(
-        &'a self,
-        m: Stored<'a>,
-        op: Power,
-        _state: &'a super::StateWriter,
-    ) -> futures::future::BoxFuture<'a, Result<()>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            bail!(
-                "cannot {} machine ‘{}’: it is an EC2 instance ({}), whose power needs the AWS API, which this tool does not use; {INSTEAD} (e.g. ‘aws ec2 {}-instances{} --instance-ids {}’); ‘nixops reboot’ reboots it over SSH",
-                op.verb(),
-                r.name,
-                r.get("vmId").unwrap_or("no instance id"),
-                op.verb(),
-                region_arg(r),
-                r.get("vmId").unwrap_or("ID")
-            )
-        })
+    fn power_refusal(&self, r: &Resource, op: Power) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot {} machine ‘{}’: it is an EC2 instance ({}), whose power needs the AWS API, which this tool does not use; {INSTEAD} (e.g. ‘aws ec2 {}-instances{} --instance-ids {}’); ‘nixops reboot’ reboots it over SSH",
+            op.verb(),
+            r.name,
+            r.get("vmId").unwrap_or("no instance id"),
+            op.verb(),
+            region_arg(r),
+            r.get("vmId").unwrap_or("ID")
+        )
     }
 
-    fn destroy<'a>(
-        &'a self,
-        m: Stored<'a>,
-        _wipe: bool,
-    ) -> futures::future::BoxFuture<'a, Result<Destroyed>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            bail!(
-                "not destroying machine ‘{}’: it is an EC2 instance ({}), and terminating it needs the AWS API, which this tool does not use; it stays in state. Terminate it with the AWS console or ‘aws ec2 terminate-instances{} --instance-ids {}’ (its EBS volumes and key pair too, if they should go), then forget it with ‘nixops delete-resources --include {}’",
-                r.name,
-                r.get("vmId").unwrap_or("no instance id"),
-                region_arg(r),
-                r.get("vmId").unwrap_or("ID"),
-                r.name
-            )
-        })
+    fn destroy_refusal(&self, r: &Resource) -> anyhow::Error {
+        anyhow::anyhow!(
+            "not destroying machine ‘{}’: it is an EC2 instance ({}), and terminating it needs the AWS API, which this tool does not use; it stays in state. Terminate it with the AWS console or ‘aws ec2 terminate-instances{} --instance-ids {}’ (its EBS volumes and key pair too, if they should go), then forget it with ‘nixops delete-resources --include {}’",
+            r.name,
+            r.get("vmId").unwrap_or("no instance id"),
+            region_arg(r),
+            r.get("vmId").unwrap_or("ID"),
+            r.name
+        )
     }
 
     fn host_key_attr(&self) -> &'static str {

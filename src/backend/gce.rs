@@ -10,7 +10,7 @@
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 
-use super::{Backend, Def, Destroyed, Power, Reach, ResourceType, Spec, Stored};
+use super::{Backend, Def, Power, Reach, ResourceType, Spec};
 use crate::network::MachineInfo;
 use crate::state::{Deployment, Resource};
 
@@ -138,38 +138,23 @@ impl Backend for Gce {
         Ok(())
     }
 
-    fn power<'a>(
-        &'a self,
-        m: Stored<'a>,
-        op: Power,
-        _state: &'a super::StateWriter,
-    ) -> futures::future::BoxFuture<'a, Result<()>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            let how = format!(
-                "run ‘gcloud compute instances {} {} --zone {}’ (or use the Google Cloud console)",
-                op.verb(),
-                r.get("gce.name").unwrap_or("<instance>"),
-                r.get("gce.region").unwrap_or("<zone>")
-            );
-            Err(super::refuse(self, &r.name, op.verb(), how))
-        })
+    fn power_refusal(&self, r: &Resource, op: Power) -> anyhow::Error {
+        let how = format!(
+            "run ‘gcloud compute instances {} {} --zone {}’ (or use the Google Cloud console)",
+            op.verb(),
+            r.get("gce.name").unwrap_or("<instance>"),
+            r.get("gce.region").unwrap_or("<zone>")
+        );
+        super::refuse(self, &r.name, op.verb(), how)
     }
 
-    fn destroy<'a>(
-        &'a self,
-        m: Stored<'a>,
-        _wipe: bool,
-    ) -> futures::future::BoxFuture<'a, Result<Destroyed>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            let how = format!(
-                "delete it with ‘gcloud compute instances delete {} --zone {}’ (or the Google Cloud console, or Terraform), then ‘nixops delete-resources --include {}’ forgets it",
-                r.get("gce.name").unwrap_or("<instance>"),
-                r.get("gce.region").unwrap_or("<zone>"),
-                r.name
-            );
-            Err(super::refuse(self, &r.name, "destroy", how))
-        })
+    fn destroy_refusal(&self, r: &Resource) -> anyhow::Error {
+        let how = format!(
+            "delete it with ‘gcloud compute instances delete {} --zone {}’ (or the Google Cloud console, or Terraform), then ‘nixops delete-resources --include {}’ forgets it",
+            r.get("gce.name").unwrap_or("<instance>"),
+            r.get("gce.region").unwrap_or("<zone>"),
+            r.name
+        );
+        super::refuse(self, &r.name, "destroy", how)
     }
 }

@@ -13,7 +13,7 @@
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use super::{Backend, Def, Destroyed, Power, Reach, Spec, Stored};
+use super::{Backend, Def, Power, Reach, Spec};
 use crate::network::MachineInfo;
 use crate::state::{Deployment, Resource};
 
@@ -111,37 +111,22 @@ impl Backend for Hetzner {
         super::unchanged(self, machine, info, r, &[("mainIPv4", "hetzner.mainIPv4")])
     }
 
-    fn power<'a>(
-        &'a self,
-        m: Stored<'a>,
-        op: Power,
-        _state: &'a super::StateWriter,
-    ) -> futures::future::BoxFuture<'a, Result<()>> {
-        futures::FutureExt::boxed(async move {
-            let how = match op {
-                Power::Start => {
-                    "send it a reset from the Hetzner Robot (robot.hetzner.com, ‘Reset’)".to_owned()
-                }
-                Power::Stop => format!(
-                    "shut it down with ‘nixops ssh {} systemctl halt’ (the Robot's reset starts it again)",
-                    m.resource.name
-                ),
-            };
-            Err(super::refuse(self, &m.resource.name, op.verb(), how))
-        })
+    fn power_refusal(&self, r: &Resource, op: Power) -> anyhow::Error {
+        let how = match op {
+            Power::Start => "send it a reset from the Hetzner Robot (robot.hetzner.com, ‘Reset’)".to_owned(),
+            Power::Stop => format!(
+                "shut it down with ‘nixops ssh {} systemctl halt’ (the Robot's reset starts it again)",
+                r.name
+            ),
+        };
+        super::refuse(self, &r.name, op.verb(), how)
     }
 
-    fn destroy<'a>(
-        &'a self,
-        m: Stored<'a>,
-        _wipe: bool,
-    ) -> futures::future::BoxFuture<'a, Result<Destroyed>> {
-        futures::FutureExt::boxed(async move {
-            let r = &m.resource.name;
-            let how = format!(
-                "NixOps put the server back into the rescue system and removed its Robot admin account; do that in the Hetzner Robot (and cancel the server there), then ‘nixops delete-resources --include {r}’ forgets it"
-            );
-            Err(super::refuse(self, r, "destroy", how))
-        })
+    fn destroy_refusal(&self, r: &Resource) -> anyhow::Error {
+        let name = &r.name;
+        let how = format!(
+            "NixOps put the server back into the rescue system and removed its Robot admin account; do that in the Hetzner Robot (and cancel the server there), then ‘nixops delete-resources --include {name}’ forgets it"
+        );
+        super::refuse(self, name, "destroy", how)
     }
 }

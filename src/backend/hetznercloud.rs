@@ -12,7 +12,7 @@
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use super::{Backend, Def, Destroyed, Power, Reach, ResourceType, Spec, Stored};
+use super::{Backend, Def, Power, Reach, ResourceType, Spec};
 use crate::network::MachineInfo;
 use crate::state::{Deployment, Resource};
 
@@ -201,43 +201,28 @@ impl Backend for HetznerCloud {
         )
     }
 
-    fn power<'a>(
-        &'a self,
-        m: Stored<'a>,
-        op: Power,
-        _state: &'a super::StateWriter,
-    ) -> futures::future::BoxFuture<'a, Result<()>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            let verb = match op {
-                Power::Start => "poweron",
-                Power::Stop => "shutdown",
-            };
-            let how = format!(
-                "run ‘hcloud server {verb} {}’ (or use the Hetzner Cloud console)",
-                r.get("hetznerCloud.serverName")
-                    .or(r.get("vmId"))
-                    .unwrap_or("<server>")
-            );
-            Err(super::refuse(self, &r.name, op.verb(), how))
-        })
+    fn power_refusal(&self, r: &Resource, op: Power) -> anyhow::Error {
+        let verb = match op {
+            Power::Start => "poweron",
+            Power::Stop => "shutdown",
+        };
+        let how = format!(
+            "run ‘hcloud server {verb} {}’ (or use the Hetzner Cloud console)",
+            r.get("hetznerCloud.serverName")
+                .or(r.get("vmId"))
+                .unwrap_or("<server>")
+        );
+        super::refuse(self, &r.name, op.verb(), how)
     }
 
-    fn destroy<'a>(
-        &'a self,
-        m: Stored<'a>,
-        _wipe: bool,
-    ) -> futures::future::BoxFuture<'a, Result<Destroyed>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            let how = format!(
-                "delete it with ‘hcloud server delete {}’ (or the Hetzner Cloud console, or Terraform), then ‘nixops delete-resources --include {}’ forgets it",
-                r.get("hetznerCloud.serverName")
-                    .or(r.get("vmId"))
-                    .unwrap_or("<server>"),
-                r.name
-            );
-            Err(super::refuse(self, &r.name, "destroy", how))
-        })
+    fn destroy_refusal(&self, r: &Resource) -> anyhow::Error {
+        let how = format!(
+            "delete it with ‘hcloud server delete {}’ (or the Hetzner Cloud console, or Terraform), then ‘nixops delete-resources --include {}’ forgets it",
+            r.get("hetznerCloud.serverName")
+                .or(r.get("vmId"))
+                .unwrap_or("<server>"),
+            r.name
+        );
+        super::refuse(self, &r.name, "destroy", how)
     }
 }

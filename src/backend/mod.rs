@@ -330,21 +330,27 @@ pub trait Backend: Sync {
         async move { Err(e) }.boxed()
     }
 
-    /// `start` / `stop`.
+    /// `start` / `stop`; by default refused with
+    /// [`power_refusal`](Backend::power_refusal).
     fn power<'a>(&'a self, m: Stored<'a>, op: Power, _state: &'a StateWriter) -> BoxFuture<'a, Result<()>> {
-        let e = anyhow::anyhow!(
-            "cannot {} machine ‘{}’: it is {}, whose power this tool does not manage; use ‘nixops reboot’ or your provider's tools",
-            op.verb(),
-            m.resource.name,
-            self.describe()
-        );
+        let e = self.power_refusal(m.resource, op);
         async move { Err(e) }.boxed()
     }
 
+    /// Why the backend does not `start` / `stop` the machine, and what to
+    /// do instead (for a backend that does, never asked).
+    fn power_refusal(&self, r: &Resource, op: Power) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot {} machine ‘{}’: it is {}, whose power this tool does not manage; use ‘nixops reboot’ or your provider's tools",
+            op.verb(),
+            r.name,
+            self.describe()
+        )
+    }
+
     /// Whether `destroy` can do what it says (forget an existing machine,
-    /// delete one the backend made); else [`destroy`](Backend::destroy)
-    /// only says how to destroy it with the provider's tools, and is asked
-    /// before the user is.
+    /// delete one the backend made); else it refuses with
+    /// [`destroy_refusal`](Backend::destroy_refusal).
     fn can_destroy(&self) -> bool {
         false
     }
@@ -356,7 +362,18 @@ pub trait Backend: Sync {
 
     /// `destroy` (after the user confirmed it); `wipe`: erase its disks
     /// too (only asked of a backend that [`can_wipe`](Backend::can_wipe)).
-    fn destroy<'a>(&'a self, m: Stored<'a>, wipe: bool) -> BoxFuture<'a, Result<Destroyed>>;
+    /// By default refused with [`destroy_refusal`](Backend::destroy_refusal).
+    fn destroy<'a>(&'a self, m: Stored<'a>, _wipe: bool) -> BoxFuture<'a, Result<Destroyed>> {
+        let e = self.destroy_refusal(m.resource);
+        async move { Err(e) }.boxed()
+    }
+
+    /// Why a backend that cannot [`can_destroy`](Backend::can_destroy)
+    /// does not destroy the machine, and how to do it with the provider's
+    /// tools (said before the user is asked anything).
+    fn destroy_refusal(&self, r: &Resource) -> anyhow::Error {
+        refuse(self, &r.name, "destroy", self.instead().to_owned())
+    }
 
     /// What the machine's console printed (`show-console-output`).
     fn console_output<'a>(&'a self, _m: Stored<'a>) -> BoxFuture<'a, Result<String>> {
@@ -501,7 +518,7 @@ fn unchanged(
 }
 
 /// Refuses what only the provider can do to a machine, saying how to do it.
-fn refuse(b: &dyn Backend, machine: &str, what: &str, how: String) -> anyhow::Error {
+fn refuse<B: Backend + ?Sized>(b: &B, machine: &str, what: &str, how: String) -> anyhow::Error {
     anyhow::anyhow!(
         "cannot {what} machine ‘{machine}’: it is {}, and that needs the provider's API, which this tool does not use; {how}. State keeps the machine as it is",
         b.describe()

@@ -12,7 +12,7 @@
 
 use anyhow::{Result, bail};
 
-use super::{Backend, Destroyed, Power, Reach, Spec, Stored};
+use super::{Backend, Power, Reach, Spec};
 use crate::network::MachineInfo;
 use crate::state::{Deployment, Resource};
 
@@ -130,43 +130,28 @@ impl Backend for VirtualBox {
         Ok(())
     }
 
-    fn power<'a>(
-        &'a self,
-        m: Stored<'a>,
-        op: Power,
-        _state: &'a super::StateWriter,
-    ) -> futures::future::BoxFuture<'a, Result<()>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            let how = match op {
-                Power::Start => format!(
-                    "run ‘VBoxManage startvm {} --type {}’",
-                    Self::vm(r),
-                    if r.get("virtualbox.headless") == Some("1") {
-                        "headless"
-                    } else {
-                        "gui"
-                    }
-                ),
-                Power::Stop => format!("run ‘VBoxManage controlvm {} acpipowerbutton’", Self::vm(r)),
-            };
-            Err(super::refuse(self, &r.name, op.verb(), how))
-        })
+    fn power_refusal(&self, r: &Resource, op: Power) -> anyhow::Error {
+        let how = match op {
+            Power::Start => format!(
+                "run ‘VBoxManage startvm {} --type {}’",
+                Self::vm(r),
+                if r.get("virtualbox.headless") == Some("1") {
+                    "headless"
+                } else {
+                    "gui"
+                }
+            ),
+            Power::Stop => format!("run ‘VBoxManage controlvm {} acpipowerbutton’", Self::vm(r)),
+        };
+        super::refuse(self, &r.name, op.verb(), how)
     }
 
-    fn destroy<'a>(
-        &'a self,
-        m: Stored<'a>,
-        _wipe: bool,
-    ) -> futures::future::BoxFuture<'a, Result<Destroyed>> {
-        futures::FutureExt::boxed(async move {
-            let r = m.resource;
-            let how = format!(
-                "run ‘VBoxManage controlvm {vm} poweroff’ and ‘VBoxManage unregistervm {vm} --delete’, then ‘nixops delete-resources --include {}’ forgets it",
-                r.name,
-                vm = Self::vm(r)
-            );
-            Err(super::refuse(self, &r.name, "destroy", how))
-        })
+    fn destroy_refusal(&self, r: &Resource) -> anyhow::Error {
+        let how = format!(
+            "run ‘VBoxManage controlvm {vm} poweroff’ and ‘VBoxManage unregistervm {vm} --delete’, then ‘nixops delete-resources --include {}’ forgets it",
+            r.name,
+            vm = Self::vm(r)
+        );
+        super::refuse(self, &r.name, "destroy", how)
     }
 }

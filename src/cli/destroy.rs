@@ -94,14 +94,8 @@ pub async fn run(g: &Global, o: Opts) -> Result<i32> {
             .into_iter()
             .partition(|m| backend::of(&m.kind).is_some_and(|b| b.can_destroy()));
         for m in &refused {
-            let b = backend::for_machine(&m.name, &m.kind)?;
-            let stored = backend::Stored {
-                deployment: &d,
-                resource: m,
-            };
-            if let Err(e) = b.destroy(stored, o.wipe).await {
-                errln!("{}> {e:#}", m.name);
-            }
+            let e = backend::for_machine(&m.name, &m.kind)?.destroy_refusal(m);
+            errln!("{}> {e:#}", m.name);
             code = 1;
         }
         if machines.is_empty() && others.is_empty() {
