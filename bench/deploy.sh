@@ -47,13 +47,19 @@
 # mount namespace where ~/.bashrc is masked by an empty file (nothing on
 # disk changes); -B keeps it.
 #
-# usage: bench/deploy.sh [-n N] [-r R] [-k] [-B] [-t] [-p]    (or N=... R=... bench/deploy.sh)
+# With -P, each phase is also sampled with `perf record -a` (the whole
+# machine, deployer and test hosts alike), and PHASE.log.perf.txt beside its
+# log lists where the CPU went by command name (ssh, sshd, nix-store, ...);
+# the report prints each phase's top commands. Needs -k to keep the files.
+#
+# usage: bench/deploy.sh [-n N] [-r R] [-k] [-B] [-t] [-p] [-P]    (or N=... R=... bench/deploy.sh)
 #   -n N   number of machines (default 30)
 #   -r R   repeat everything R times (fresh hosts each time), report medians
 #   -k     keep the work directory (logs, networks, state) under /tmp
 #   -B     do not mask root's ~/.bashrc on the test hosts
 #   -t     also deploy with --build-on-target and compare
 #   -p     measure `nixops plan` (phases 4 and 5 above; ours only)
+#   -P     profile each phase by command with perf (see above)
 # Needs root (the test fleet does).
 set -euo pipefail
 
@@ -63,9 +69,10 @@ KEEP=0
 MASK_BASHRC=1
 TARGET=0
 PLAN=0
+PROFILE=0
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 ARGS=("$@")
-while getopts n:r:kBtph opt; do
+while getopts n:r:kBtpPh opt; do
   case $opt in
     n) N=$OPTARG ;;
     r) R=$OPTARG ;;
@@ -73,12 +80,14 @@ while getopts n:r:kBtph opt; do
     B) MASK_BASHRC=0 ;;
     t) TARGET=1 ;;
     p) PLAN=1 ;;
+    P) PROFILE=1 ;;
     *) usage ;;
   esac
 done
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "deploy.sh: bad N: $N" >&2; exit 2; }
 [[ $R =~ ^[1-9][0-9]*$ ]] || { echo "deploy.sh: bad R: $R" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "deploy.sh: must run as root (test fleet)" >&2; exit 1; }
+((!PROFILE)) || command -v perf >/dev/null || { echo "deploy.sh: -P needs perf (linux-perf)" >&2; exit 1; }
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -178,6 +187,13 @@ run_phase() {
   RC=0 HCPU=- OCPU=-
   [[ -n $CG ]] && u0=$(<"$CG/cpuacct.usage") r0=$(<"$CG_ROOT/cpuacct.usage")
   [[ -n $CG_HOSTS ]] && h0=$(<"$CG_HOSTS/cpuacct.usage")
+  local perf_pid= forks0=
+  if ((PROFILE)); then
+    forks0=$(awk '$1 == "processes" { print $2 }' /proc/stat)
+    perf record -a -F 499 -q -o "$logf.perf" -- sleep 100000 2>/dev/null &
+    perf_pid=$!
+    sleep 0.3
+  fi
   t0=$EPOCHREALTIME
   if [[ -n $CG ]]; then
     ( echo "$BASHPID" > "$CG/cgroup.procs"; "$@" ) </dev/null >"$logf" 2>&1 || RC=$?
@@ -185,6 +201,15 @@ run_phase() {
     ( rc=0; ( "$@" ) </dev/null >"$logf" 2>&1 || rc=$?; times > "$logf.times"; exit $rc ) || RC=$?
   fi
   t1=$EPOCHREALTIME
+  if [[ -n $perf_pid ]]; then
+    pkill -INT -P "$perf_pid" sleep 2>/dev/null || kill -INT "$perf_pid"
+    wait "$perf_pid" 2>/dev/null || true
+    perf report -i "$logf.perf" --sort comm --stdio 2>/dev/null |
+      awk '/^ +[0-9.]+%/ { print $1, $2 }' > "$logf.perf.txt" || true
+    rm -f "$logf.perf"
+    log "  $(basename "$logf" .log) CPU by command: $(head -8 "$logf.perf.txt" | tr '\n' ' ')"
+    log "  $(basename "$logf" .log) processes started: $(($(awk '$1 == "processes" { print $2 }' /proc/stat) - forks0))"
+  fi
   WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   if [[ -n $CG ]]; then
     u1=$(<"$CG/cpuacct.usage") r1=$(<"$CG_ROOT/cpuacct.usage")

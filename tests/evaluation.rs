@@ -455,6 +455,67 @@ fn the_cache_sees_every_input_the_evaluation_observed() {
     assert_eq!(toplevels(&fresh), before);
 }
 
+/// Light machines whose evaluations miss together share a Nix process.
+/// Nix reads a file once per process, so each is recorded with all its
+/// process had read until its result: a file two machines of one process
+/// import still makes both miss when it changes.
+#[test]
+fn machines_sharing_a_process_are_recorded_with_all_it_read() {
+    let fleet = Fleet::start(&[]);
+    fleet.write(
+        "net/common.nix",
+        "{ ... }: { environment.etc.common.text = \"1\"; }\n",
+    );
+    fleet.write("net/ab.nix", "{ ... }: { environment.etc.ab.text = \"1\"; }\n");
+    fleet.write("net/d.txt", "d 1\n");
+    let file = fleet.write(
+        "net/network.nix",
+        "{\n  a = { ... }: { imports = [ ./common.nix ./ab.nix ]; };\n  b = { ... }: { imports = [ ./common.nix ./ab.nix ]; };\n  c = { ... }: { imports = [ ./common.nix ]; };\n  d = { ... }: { imports = [ ./common.nix ]; environment.etc.d.text = builtins.readFile ./d.txt; };\n}\n",
+    );
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    let args = ["deploy", "--dry-run", "--eval-jobs", "1"];
+    let env = [("NIXOPS_LOG", "nixops=debug")];
+    let run = || {
+        let r = run_env(&fleet, &args, &env);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    let shared = |r: &Run| r.stderr.contains("evaluating in one Nix process: ");
+    // Unknown costs: each machine alone, and recorded exactly.
+    let first = run();
+    assert_eq!(evaluated(&first), ["a", "b", "c", "d"], "{}", first.stderr);
+    assert!(!shared(&first), "{}", first.stderr);
+
+    // All four miss, all light: two processes of two.
+    fleet.write(
+        "net/common.nix",
+        "{ ... }: { environment.etc.common.text = \"2\"; }\n",
+    );
+    let r = run();
+    assert_eq!(evaluated(&r), ["a", "b", "c", "d"], "{}", r.stderr);
+    assert!(
+        r.stderr.contains("evaluating in one Nix process: a, b"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("evaluating in one Nix process: c, d"),
+        "{}",
+        r.stderr
+    );
+
+    // b's record holds ab.nix, which its process read for a only.
+    fleet.write("net/ab.nix", "{ ... }: { environment.etc.ab.text = \"2\"; }\n");
+    let r = run();
+    assert_eq!(evaluated(&r), ["a", "b"], "{}", r.stderr);
+    fleet.write("net/d.txt", "d 2\n");
+    let r = run();
+    assert_eq!(evaluated(&r), ["d"], "{}", r.stderr);
+    let cached = toplevels(&run());
+    let fresh = fleet.ok(&["deploy", "--dry-run", "--no-eval-cache"]);
+    assert_eq!(cached, toplevels(&fresh));
+}
+
 /// What no digest can pin is never served from the cache: the clock, a
 /// fetch without a fixed hash.
 #[test]

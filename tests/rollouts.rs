@@ -362,3 +362,41 @@ fn stop_on_failure_stops_after_a_failed_wave_without_health_checks() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_ne!(fleet.current_system("s2"), first);
 }
+
+/// A change is confirmed over a new connection; activating again the
+/// system a machine runs, boots and kept needs no guard (it could only go
+/// back to that same system), unless an earlier guarded activation was
+/// never decided.
+#[test]
+fn only_a_change_or_an_undecided_guard_needs_a_confirmation() {
+    let (fleet, file) = setup(&["m"]);
+    std::fs::write(&file, network(&["m"], "second", "")).unwrap();
+    let before = fleet.ssh_count("m");
+    let r = fleet.ok(&["deploy"]);
+    assert!(r.stderr.contains("| deployed"), "{}", r.stderr);
+    let second = fleet.current_system("m");
+    let confirmed = fleet.ssh_count("m");
+    assert!(confirmed > before, "a change is confirmed over a new connection");
+
+    let activations = fleet.activations("m").len();
+    fleet.ok(&["deploy"]);
+    assert_eq!(fleet.activations("m").len(), activations + 1, "activated again");
+    assert_eq!(fleet.ssh_count("m"), confirmed, "no guard, no confirmation");
+    assert_eq!(fleet.current_system("m"), second);
+
+    // As if a deploy had died before its guard was decided: the same
+    // system is activated under a guard again, and confirmed.
+    fleet.exec(
+        "m",
+        &format!(
+            "mkdir -p /run/nixops-guard/x && echo {second} > /run/nixops-guard/x/toplevel && echo x > /run/nixops-guard/newest"
+        ),
+    );
+    fleet.ok(&["deploy"]);
+    assert_eq!(fleet.ssh_count("m"), confirmed + 1);
+    assert_eq!(fleet.current_system("m"), second);
+    assert_eq!(
+        fleet.exec("m", "readlink /run/nixops-guard/x/decision").trim(),
+        "superseded"
+    );
+}

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use super::error::{Error, Failure, Stage};
 use super::types::{Ctx, DeployOptions, Machine, Outcome};
 use super::{health, record};
-use crate::host::{Action, Activation, Ending, Guard, NEEDS_REBOOT};
+use crate::host::{Action, Activation, Ending, Guard, NEEDS_REBOOT, When};
 use crate::keys::{self, KeyTarget, MachineKeys, Phase};
 use crate::process::Sink;
 use crate::ui::Events;
@@ -179,6 +179,30 @@ async fn activate_one(
         log_stdout: true,
         ..Sink::machine(events, &m.name)
     };
+    // Activating again the system it runs, boots and kept: a guard could
+    // only go back to that same system, and a confirmation would prove
+    // nothing a guard could act on. The machine checks that under its
+    // activation lock; otherwise the activation is guarded after all.
+    let mut guarded = guarded;
+    let mut reactivated = None;
+    if guarded
+        && runs_it
+        && m.probe
+            .as_ref()
+            .and_then(|p| p.kept.as_ref())
+            .is_some_and(|k| k.toplevel == m.toplevel)
+    {
+        let done = m.host.activate(&activation, When::Current, sink).await?;
+        if done.not_current {
+            events.log(
+                Some(&m.name),
+                "its system changed since first contact: activating under a guard",
+            );
+        } else {
+            guarded = false;
+            reactivated = Some(done);
+        }
+    }
     let (code, unchanged, guard) = if guarded {
         let wait = m.info.confirm_timeout + m.info.health_checks.max_timeout();
         let (g, activated) = m.host.activate_guarded(&activation, wait, sink).await;
@@ -203,7 +227,13 @@ async fn activate_one(
         }
         (Some(code), false, Some(g))
     } else {
-        let done = m.host.activate(&activation, skip, sink).await?;
+        let done = match reactivated {
+            Some(done) => done,
+            None => {
+                let when = if skip { When::Changed } else { When::Always };
+                m.host.activate(&activation, when, sink).await?
+            }
+        };
         let out = &done.output;
         if opts.action == Action::DryActivate {
             if out.code != Some(0) {

@@ -3,7 +3,9 @@
 # machine's activation lock, as the newest activation (so no guard of an
 # earlier, interrupted deploy can undo it).
 #
-# Arguments: ID TOPLEVEL ACTION SKIP_IF_CURRENT SYNC DEPLOYMENT
+# Arguments: ID TOPLEVEL ACTION MODE SYNC DEPLOYMENT
+# MODE: 0 activate; 1 skip when current (below); 2 only when current: a
+# re-activation, needing no guard (below).
 me=$1
 top=$2
 action=$3
@@ -29,6 +31,19 @@ if [ "$action" = dry-activate ]; then
 fi
 need_flock
 lock || exit 1
+# A re-activation: the machine runs this system, boots it (switch), and its
+# newest activation is final. A guard could only go back to this same
+# system, so none is needed; anything else (a guard still waiting, another
+# system) and nothing is done here: the deployer activates under a guard.
+if [ "$skip" = 2 ]; then
+  kept=$(newest_kept)
+  if [ "$(readlink -f /run/current-system 2>/dev/null)" != "$top" ] ||
+     { [ "$action" = switch ] && [ "$(readlink -f "$profile" 2>/dev/null)" != "$top" ]; } ||
+     [ "${kept##* }" != "$top" ]; then
+    echo __NIXOPS_NOT_CURRENT__
+    exit 0
+  fi
+fi
 take_over "$me"
 record "$me" "$top" "$6"
 rc=0

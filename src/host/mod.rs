@@ -103,13 +103,28 @@ pub struct Activation<'a> {
 /// system takes effect only after a reboot".
 pub const NEEDS_REBOOT: i32 = 100;
 const UNCHANGED_MARK: &str = "__NIXOPS_UNCHANGED__";
+const NOT_CURRENT_MARK: &str = "__NIXOPS_NOT_CURRENT__";
+
+/// When an unguarded activation acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// Not when the machine already runs the system (and boots it, unless
+    /// testing): alwaysActivate off.
+    Changed,
+    /// Only when it runs the system, boots it (unless testing) and its
+    /// newest activation is final: a re-activation, which a guard could
+    /// only undo into the same system.
+    Current,
+}
 
 /// How an unguarded activation went.
 #[derive(Debug)]
 pub struct Activated {
-    /// Skipped (alwaysActivate off): the machine already ran the system
-    /// (and booted it, unless testing).
+    /// Skipped ([`When::Changed`]): the machine already ran the system.
     pub unchanged: bool,
+    /// Not done ([`When::Current`]): the machine is not as asked.
+    pub not_current: bool,
     pub output: Output,
 }
 
@@ -361,22 +376,19 @@ impl Host {
 
     /// Activates without a guard: profile (switch, boot), sync,
     /// switch-to-configuration, under the machine's activation lock as its
-    /// newest activation. With `skip_if_current`, nothing is done when the
-    /// machine already runs the system and boots it (for `test`: runs it;
-    /// `boot`: boots it). Afterwards no guard of an
-    /// earlier activation can act on the machine.
-    pub async fn activate(
-        &self,
-        a: &Activation<'_>,
-        skip_if_current: bool,
-        sink: Sink<'_>,
-    ) -> Result<Activated> {
+    /// newest activation, `when` says so (for `boot`, "runs" means "boots").
+    /// Afterwards no guard of an earlier activation can act on the machine.
+    pub async fn activate(&self, a: &Activation<'_>, when: When, sink: Sink<'_>) -> Result<Activated> {
         let id = uuid::Uuid::new_v4().to_string();
         let args = [
             id.as_str(),
             a.toplevel,
             a.action.as_str(),
-            if skip_if_current { "1" } else { "0" },
+            match when {
+                When::Always => "0",
+                When::Changed => "1",
+                When::Current => "2",
+            },
             if a.sync { "1" } else { "0" },
             a.deployment,
         ];
@@ -386,6 +398,7 @@ impl Host {
         }
         Ok(Activated {
             unchanged: output.stdout.lines().any(|l| l == UNCHANGED_MARK),
+            not_current: output.stdout.lines().any(|l| l == NOT_CURRENT_MARK),
             output,
         })
     }

@@ -112,7 +112,10 @@ fn probe_activate_and_status_on_a_local_host() {
             deployment: "d-uuid",
             sync: false,
         };
-        let done = host.activate(&a(&one), false, Sink::quiet()).await.unwrap();
+        let done = host
+            .activate(&a(&one), When::Always, Sink::quiet())
+            .await
+            .unwrap();
         assert_eq!(done.output.code, Some(0), "{:?}", done.output.stderr);
         assert!(!done.unchanged);
         let s = host.status(Sink::quiet()).await;
@@ -125,10 +128,31 @@ fn probe_activate_and_status_on_a_local_host() {
         assert_eq!(s.kept.as_ref(), Some(&kept), "the activation's record");
 
         // alwaysActivate off: the profile points at it already.
-        let again = host.activate(&a(&one), true, Sink::quiet()).await.unwrap();
+        let again = host
+            .activate(&a(&one), When::Changed, Sink::quiet())
+            .await
+            .unwrap();
         assert!(again.unchanged);
+        // A re-activation is done only while the machine runs and boots
+        // that system; another system is left to a guarded activation.
+        let re = host
+            .activate(&a(&one), When::Current, Sink::quiet())
+            .await
+            .unwrap();
+        assert!(!re.not_current && !re.unchanged, "{:?}", re.output);
+        assert_eq!(re.output.code, Some(0), "{:?}", re.output.stderr);
+        let other = host
+            .activate(&a(&two), When::Current, Sink::quiet())
+            .await
+            .unwrap();
+        assert!(other.not_current, "{:?}", other.output);
+        let (_, current) = host.boot_state().await.unwrap().unwrap();
+        assert_eq!(current.as_deref(), Some(one.as_str()));
 
-        let done = host.activate(&a(&two), false, Sink::quiet()).await.unwrap();
+        let done = host
+            .activate(&a(&two), When::Always, Sink::quiet())
+            .await
+            .unwrap();
         assert_eq!(done.output.code, Some(0));
         let (_, current) = host.boot_state().await.unwrap().unwrap();
         assert_eq!(current.as_deref(), Some(two.as_str()));
@@ -167,7 +191,7 @@ fn plan_asks_in_one_round_trip_and_changes_nothing() {
             deployment: "d-uuid",
             sync: false,
         };
-        host.activate(&a, false, Sink::quiet()).await.unwrap();
+        host.activate(&a, When::Always, Sink::quiet()).await.unwrap();
         let p = host.plan(&two, all).await.unwrap();
         assert_eq!(p.current_system.as_deref(), Some(one.as_str()));
         assert_eq!(p.profile.as_deref(), Some(one.as_str()));

@@ -71,6 +71,11 @@ struct CacheFile {
     uncacheable: BTreeMap<String, String>,
     /// Stat signatures of files hashed before.
     sigs: BTreeMap<PathBuf, Sig>,
+    /// Seconds each machine's last evaluation took in its Nix process: the
+    /// evaluator shares a process among light machines only. Not part of
+    /// any entry (it decides how to evaluate, never what a result is).
+    #[serde(default)]
+    costs: BTreeMap<String, f64>,
 }
 
 /// An entry with its dependencies resolved to (read, digest) pairs.
@@ -200,6 +205,7 @@ pub struct Cache {
     new_machines: BTreeMap<String, Result<Resolved<MachineInfo>, String>>,
     /// The machines of the network now (others are dropped on save).
     names: Option<BTreeSet<String>>,
+    new_costs: BTreeMap<String, f64>,
 }
 
 /// Where a deployment's cache lives: `eval-cache/` beside the state file,
@@ -246,6 +252,7 @@ impl Cache {
             new_meta: None,
             new_machines: BTreeMap::new(),
             names: None,
+            new_costs: BTreeMap::new(),
         }
     }
 
@@ -379,6 +386,16 @@ impl Cache {
         (inputs, why)
     }
 
+    /// How long the machine's last evaluation took in its process, if known.
+    pub fn cost(&self, name: &str) -> Option<f64> {
+        self.file.costs.get(name).copied().filter(|c| c.is_finite())
+    }
+
+    /// The machine's evaluation took `secs` in its process.
+    pub fn took(&mut self, name: &str, secs: f64) {
+        self.new_costs.insert(name.to_owned(), secs);
+    }
+
     /// Writes what this run learned, merged with the file as it is now
     /// (another run may have written it since we read it).
     pub fn save(mut self) -> Result<()> {
@@ -393,6 +410,7 @@ impl Cache {
         };
         if self.new_meta.is_none()
             && self.new_machines.is_empty()
+            && self.new_costs.is_empty()
             && !self.names.as_ref().is_some_and(gone)
             && self.hasher.sigs == self.file.sigs
         {
@@ -458,9 +476,12 @@ impl Cache {
                 }
             }
         }
+        let mut costs = now.costs.clone();
+        costs.append(&mut self.new_costs);
         if let Some(names) = &self.names {
             machines.retain(|n, _| names.contains(n));
             uncacheable.retain(|n, _| n.is_empty() || names.contains(n));
+            costs.retain(|n, _| names.contains(n));
         }
         let mut b = Builder::default();
         let mut meta = meta.map(|m| b.entry(m));
@@ -481,6 +502,7 @@ impl Cache {
             machines,
             uncacheable,
             sigs,
+            costs,
         };
         let json = serde_json::to_vec(&file)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;

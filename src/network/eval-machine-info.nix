@@ -517,7 +517,9 @@ in
           node = nodes.${name} or (throw "there is no machine named ‘${name}’ in the network");
           json = builtins.toJSON { inherit name; value = result name node; };
         in
-        builtins.trace "__NIXOPS_EVAL_BEGIN ${builtins.toJSON name}"
+        # The lookup marks the machine's beginning in the evaluation trace
+        # (trace.rs), before anything of it is evaluated.
+        builtins.trace "__NIXOPS_EVAL_BEGIN ${builtins.toJSON name}${builtins.substring 0 0 (builtins.getEnv "__NIXOPS_EVAL_BEGIN_${name}")}"
           (builtins.seq json (builtins.trace "__NIXOPS_EVAL_DONE ${json}" (count + 1)));
     in
     builtins.foldl' step 0 (builtins.fromJSON machinesJSON);

@@ -493,23 +493,17 @@ impl<'a> Evaluator<'a> {
         let names: Vec<String> = todo.into_iter().map(|(n, _)| n).collect();
         if !names.is_empty() {
             let record = cache.is_some();
+            let chunks = self.chunks(names, cache.as_ref());
             let settings = pool::Settings {
                 jobs: self.opts.eval.jobs(),
-                // Nix reports a file once per process: only a process's
-                // first machine knows all it read.
-                chunk: if record {
-                    1
-                } else {
-                    names.len().div_ceil(self.opts.eval.jobs() * 2).clamp(1, 8)
-                },
                 max_rss: self.opts.eval.max_memory_mb.map(|m| m * 1024 * 1024),
             };
             let selectors = (
                 serde_json::to_string(&req.include).expect("selectors serialize"),
                 serde_json::to_string(req.exclude).expect("selectors serialize"),
             );
-            // Each process's trace, by its (one) machine.
-            let traces: Mutex<std::collections::HashMap<String, std::path::PathBuf>> = Mutex::default();
+            // Each machine's process's trace.
+            let traces: Mutex<Traces> = Mutex::default();
             if let Some(c) = cache.as_mut() {
                 c.evaluation_starts();
             }
@@ -524,17 +518,17 @@ impl<'a> Evaluator<'a> {
                     .str("toplevelsJSON", req.toplevels.to_string());
                 call.instantiate = req.toplevels;
                 call.trace = self.trace_file(record);
-                if let (Some(t), [name]) = (&call.trace, chunk) {
-                    traces
-                        .lock()
-                        .expect("traces lock")
-                        .insert(name.clone(), t.clone());
+                if let Some(t) = &call.trace {
+                    traces.lock().expect("traces lock").start(chunk, t);
+                }
+                if chunk.len() > 1 {
+                    tracing::debug!("evaluating in one Nix process: {}", chunk.join(", "));
                 }
                 self.network.command(&self.resolved, self.files, self.opts, &call)
             };
             let (rtx, mut rx) = unbounded_channel();
             let pooling = async move {
-                pool::run(names, &settings, &command, &rtx).await;
+                pool::run(chunks, &settings, &command, &rtx).await;
             };
             let taking = async {
                 while let Some(r) = rx.recv().await {
@@ -544,11 +538,19 @@ impl<'a> Evaluator<'a> {
                             (None, Some(m)) => tracing::debug!("{m}> {line}"),
                             (None, None) => tracing::debug!("{line}"),
                         },
-                        Report::Done { name, result } => {
-                            let trace = traces.lock().expect("traces lock").remove(&name);
-                            let seen = self.observed(trace.as_deref());
+                        Report::Done { name, result, secs } => {
+                            // All its process observed until the next
+                            // machine began: its own reads, and those of
+                            // the machines before it in its process (which
+                            // it may have needed too).
+                            let seen = traces
+                                .lock()
+                                .expect("traces lock")
+                                .done(&name, |t, next| self.files.observed_until(t, next))
+                                .unwrap_or_default();
                             let mut inputs = None;
                             if let (Some(c), Ok(info)) = (cache.as_mut(), &result) {
+                                c.took(&name, secs);
                                 let (digest, uncacheable) = c.record(&name, &seen, (**info).clone());
                                 inputs = Some(digest);
                                 if let (Some(why), Some(e)) = (uncacheable, self.events)
@@ -575,6 +577,30 @@ impl<'a> Evaluator<'a> {
         {
             self.note(format!("warning: cannot save the evaluation cache: {e:#}"));
         }
+    }
+
+    /// The machines to evaluate, grouped by Nix process. A process costs
+    /// Nix's start-up, which is most of a light machine's evaluation; but
+    /// the trace of a process that evaluated several machines cannot tell
+    /// which of them read a file (Nix reads a file once per process), so
+    /// each is recorded with all its process observed until its result: a
+    /// sound superset, with which a change to a machine's own file also
+    /// misses the machines after it in its chunk. With the cache on, only
+    /// machines whose last evaluation was light ([`LIGHT`]) share a
+    /// process, so that such a miss costs little, and a machine evaluated
+    /// alone (new ones, heavy ones, or few misses) is recorded exactly.
+    fn chunks(&self, names: Vec<String>, cache: Option<&Cache>) -> Vec<Vec<String>> {
+        let jobs = self.opts.eval.jobs();
+        let size = |n: usize| n.div_ceil(jobs * 2).clamp(1, 8);
+        let (light, alone): (Vec<String>, Vec<String>) = match cache {
+            Some(c) if self.traced() => names
+                .into_iter()
+                .partition(|n| c.cost(n).is_some_and(|s| s < LIGHT)),
+            _ => (names, Vec::new()),
+        };
+        let mut chunks: Vec<Vec<String>> = alone.into_iter().map(|n| vec![n]).collect();
+        chunks.extend(light.chunks(size(light.len())).map(<[String]>::to_vec));
+        chunks
     }
 
     /// A cache hit that serves `req`: with toplevels asked for, a selected
@@ -642,5 +668,55 @@ impl<'a> Evaluator<'a> {
             resources: self.resources.clone(),
             machines,
         })
+    }
+}
+
+/// A machine whose last evaluation took less than this (seconds, in its
+/// Nix process) may share a process with others (`Evaluator::chunks`); a
+/// real NixOS machine takes seconds, the tests' stand-in hundredths.
+const LIGHT: f64 = 0.5;
+
+/// Which trace file records each machine being evaluated (and the machine
+/// after it in that process), and how many machines' results each file
+/// still owes.
+#[derive(Default)]
+struct Traces {
+    of: std::collections::HashMap<String, (std::path::PathBuf, Option<String>)>,
+    owed: std::collections::HashMap<std::path::PathBuf, usize>,
+}
+
+impl Traces {
+    /// A process starts on `chunk`, tracing into `file` (a restarted
+    /// process takes over the machines it was given).
+    fn start(&mut self, chunk: &[String], file: &std::path::Path) {
+        for (i, name) in chunk.iter().enumerate() {
+            let next = chunk.get(i + 1).cloned();
+            if let Some((old, _)) = self.of.insert(name.clone(), (file.to_owned(), next))
+                && let Some(n) = self.owed.get_mut(&old)
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
+        self.owed.insert(file.to_owned(), chunk.len());
+    }
+
+    /// What `name`'s process observed until the next machine began there
+    /// (`read` parses a file up to a machine's beginning); a file no
+    /// machine waits for any more is removed.
+    fn done(
+        &mut self,
+        name: &str,
+        read: impl Fn(&std::path::Path, Option<&str>) -> Observed,
+    ) -> Option<Observed> {
+        let (file, next) = self.of.remove(name)?;
+        let seen = read(&file, next.as_deref());
+        if let Some(n) = self.owed.get_mut(&file) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.owed.remove(&file);
+                let _ = std::fs::remove_file(&file);
+            }
+        }
+        Some(seen)
     }
 }

@@ -141,6 +141,18 @@ impl NixFiles {
         trace::parse(&bytes, self.dir.path(), self.nix_cache.as_deref())
     }
 
+    /// What the process writing `file` has observed so far, until `next`
+    /// began there (it writes each record with one write(2), and marks
+    /// each machine's beginning). The file stays, for the machines after.
+    fn observed_until(&self, file: &Path, next: Option<&str>) -> trace::Observed {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        trace::parse(
+            trace::before_begin(&bytes, next),
+            self.dir.path(),
+            self.nix_cache.as_deref(),
+        )
+    }
+
     pub fn eval_machine_info(&self) -> PathBuf {
         self.dir.path().join("eval-machine-info.nix")
     }

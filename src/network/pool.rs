@@ -2,8 +2,8 @@
 //! chunk of machines that it evaluates one after another
 //! (eval-machine-info.nix's `machines`). A machine is announced on stderr
 //! when it begins and when its result is known, so results are sent on as
-//! they come. What a process observes (trace.rs) is known per process, so
-//! the cache asks for chunks of one machine.
+//! they come, with the time the machine took in its process. The caller
+//! plans the chunks (the evaluator: see `Evaluator::chunks`).
 //!
 //! A machine whose evaluation fails fails alone: the process is started
 //! again on the machines after it. A worker past its memory limit is
@@ -37,13 +37,14 @@ pub enum Report {
     Done {
         name: String,
         result: Result<Box<MachineInfo>, String>,
+        /// Seconds from its beginning to its result, in its process (Nix's
+        /// start-up not included).
+        secs: f64,
     },
 }
 
 pub struct Settings {
     pub jobs: usize,
-    /// Machines per process.
-    pub chunk: usize,
     /// Resident memory a worker may grow to, in bytes.
     pub max_rss: Option<u64>,
 }
@@ -55,24 +56,22 @@ const HEAVY: u64 = 512 * 1024 * 1024;
 const BEGIN: &str = "trace: __NIXOPS_EVAL_BEGIN ";
 const DONE: &str = "trace: __NIXOPS_EVAL_DONE ";
 
-/// Evaluates `names` with `command(chunk)` (a Nix command evaluating those
+/// Evaluates `chunks` with `command(chunk)` (a Nix command evaluating those
 /// machines), sending reports to `tx` as they come.
 pub async fn run(
-    names: Vec<String>,
+    chunks: Vec<Vec<String>>,
     settings: &Settings,
     command: &(dyn Fn(&[String]) -> anyhow::Result<Command> + Sync),
     tx: &UnboundedSender<Report>,
 ) {
-    let chunk = settings.chunk.max(1);
-    let queue: Mutex<VecDeque<Vec<String>>> =
-        Mutex::new(names.chunks(chunk).map(<[String]>::to_vec).collect());
+    let jobs = settings.jobs.max(1).min(chunks.len().max(1));
+    let queue: Mutex<VecDeque<Vec<String>>> = Mutex::new(chunks.into());
     let next = || queue.lock().expect("queue lock").pop_front();
     let worker = || async {
         while let Some(c) = next() {
             run_chunk(c.into(), settings, command, tx).await;
         }
     };
-    let jobs = settings.jobs.max(1).min(names.len().div_ceil(chunk).max(1));
     futures::future::join_all((0..jobs).map(|_| worker())).await;
 }
 
@@ -171,6 +170,7 @@ async fn run_chunk(
                     send(Report::Done {
                         name: n,
                         result: Err(format!("{e:#}")),
+                        secs: 0.0,
                     });
                 }
                 return;
@@ -185,6 +185,7 @@ async fn run_chunk(
         let mut first = true;
         let mut current: Option<String> = None;
         let mut said: Vec<String> = Vec::new();
+        let mut began = std::time::Instant::now();
         let mut restart = false;
         let mut failing = false;
         // The worker's resident memory when last seen alive: by the time a
@@ -204,6 +205,7 @@ async fn run_chunk(
                     match parse(line) {
                         Line::Begin(n) => {
                             began_rss = sample(&mut last_rss);
+                            began = std::time::Instant::now();
                             current = Some(n);
                             said.clear();
                         }
@@ -212,6 +214,7 @@ async fn run_chunk(
                             send(Report::Done {
                                 name: name.clone(),
                                 result,
+                                secs: began.elapsed().as_secs_f64(),
                             });
                             if remaining.front() == Some(&name) {
                                 remaining.pop_front();
@@ -275,6 +278,7 @@ async fn run_chunk(
                 send(Report::Done {
                     name: n,
                     result: Err(error),
+                    secs: began.elapsed().as_secs_f64(),
                 });
             }
             // Failed before any machine began (or ended without all of
@@ -289,6 +293,7 @@ async fn run_chunk(
                     send(Report::Done {
                         name: n,
                         result: Err(error.clone()),
+                        secs: 0.0,
                     });
                 }
                 return;

@@ -15,6 +15,30 @@ const SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libnixops-eval-tra
 /// The environment variable naming the trace file of a process.
 pub const TRACE_VAR: &str = "NIXOPS_EVAL_TRACE";
 
+/// eval-machine-info.nix looks up `<this><machine>` in the environment as a
+/// machine's evaluation begins: the trace's mark between machines evaluated
+/// in one process (never an input).
+pub const BEGIN_MARK: &str = "__NIXOPS_EVAL_BEGIN_";
+
+/// The whole records of a trace, before `machine`'s evaluation began in it
+/// if given (all of them when it has not begun: a pure evaluation has no
+/// marks).
+pub fn before_begin<'a>(bytes: &'a [u8], machine: Option<&str>) -> &'a [u8] {
+    let whole = bytes.iter().rposition(|b| *b == 0).map_or(0, |i| i + 1);
+    let Some(machine) = machine else {
+        return &bytes[..whole];
+    };
+    let mark = format!("E{BEGIN_MARK}{machine}");
+    let mut at = 0;
+    for rec in bytes[..whole].split(|b| *b == 0) {
+        if rec == mark.as_bytes() {
+            return &bytes[..at];
+        }
+        at += rec.len() + 1;
+    }
+    &bytes[..whole]
+}
+
 /// Something an evaluation observed, whose value now decides whether a
 /// cached result still holds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,7 +176,7 @@ pub fn parse(bytes: &[u8], own: &Path, nix_cache: Option<&Path>) -> Observed {
         match kind {
             b'H' => active = true,
             b'C' => cwd = PathBuf::from(arg),
-            b'E' if arg == TRACE_VAR || arg == "LD_PRELOAD" => {}
+            b'E' if arg == TRACE_VAR || arg == "LD_PRELOAD" || arg.starts_with(BEGIN_MARK) => {}
             b'E' => {
                 o.reads.insert(Read::Env(arg));
             }
@@ -282,6 +306,14 @@ mod tests {
                 .contains("fetcher")
         );
         assert!(why(&["H1", "O/proc/uptime"]).unwrap().contains("/proc/uptime"));
+        // Marks between machines are no input, and cut a trace.
+        let t = trace(&["H1", "Oa.nix", "E__NIXOPS_EVAL_BEGIN_m2", "Ob.nix"]);
+        assert_eq!(parse(&t, own, None).reads.len(), 2);
+        assert_eq!(before_begin(&t, Some("m2")), &trace(&["H1", "Oa.nix"])[..]);
+        assert_eq!(before_begin(&t, Some("m3")), &t[..]);
+        let cut = &t[..t.len() - 2];
+        let whole = trace(&["H1", "Oa.nix", "E__NIXOPS_EVAL_BEGIN_m2"]);
+        assert_eq!(before_begin(cut, None), &whole[..]);
         // No handshake: nothing was observed, so nothing can be trusted.
         assert!(why(&["O/net/a.nix"]).unwrap().contains("could not be observed"));
     }
