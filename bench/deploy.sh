@@ -187,7 +187,7 @@ run_phase() {
   RC=0 HCPU=- OCPU=-
   [[ -n $CG ]] && u0=$(<"$CG/cpuacct.usage") r0=$(<"$CG_ROOT/cpuacct.usage")
   [[ -n $CG_HOSTS ]] && h0=$(<"$CG_HOSTS/cpuacct.usage")
-  local perf_pid= forks0=
+  local perf_pid="" forks0=""
   if ((PROFILE)); then
     forks0=$(awk '$1 == "processes" { print $2 }' /proc/stat)
     perf record -a -F 499 -q -o "$logf.perf" -- sleep 100000 2>/dev/null &
@@ -289,7 +289,8 @@ PHASES=(first cold warm change)
 ((PLAN)) && PHASES=(first cold warm plan-warm plan-cold)
 declare -A LABEL=([first]="first deploy" [cold]="no-op, cold ssh" [warm]="no-op, warm ssh" [change]="one-line change"
   [plan-warm]="plan, warm ssh" [plan-cold]="plan, cold ssh"
-  [floor-fresh]="floor: N logins" [floor-warm]="floor: N via master")
+  [floor-fresh]="floor: N logins" [floor-warm]="floor: N via master"
+  [floor-confirm]="floor: N confirmations")
 declare -A TM  # [phase]: ours' stage timings, one "a b c ..." per run, ';'-separated
 
 # split_timings LOG — from the NIXOPS_TIMINGS lines of a deploy's log, the
@@ -320,22 +321,28 @@ split_timings() {
 # same hosts: floor-fresh, N new logins in parallel, each opening a master
 # connection (ControlPersist) as ours does on first contact, with ssh's
 # default algorithms; floor-warm, right after, one `true` per host through
-# those masters.
+# those masters; floor-confirm, N more new logins without a master, as magic
+# rollback's confirmation opens them (curve25519 preferred): with the
+# first, the SSH a deploy of a change must pay (a new login per machine to
+# carry it, and one more to prove it).
 # shellcheck disable=SC2016 # expanded by the inner shell
 floor_ssh() {
   local dir=$1
+  local how=(-o ControlMaster=auto -o ControlPath="$dir/floor-ctl/%h" -o ControlPersist=60)
+  [[ $2 == floor-confirm ]] && how=(-o ControlMaster=no -o ControlPath=none -o KexAlgorithms=^curve25519-sha256)
   mkdir -p "$dir/floor-ctl"
   exec "$FLEET_SH" run "$dir/fleet" -- bash -c '
-    ctl=$1; shift
+    n=$1; shift
+    how=("${@:1:n}"); shift "$n"
     pids=()
     for n in "$@"; do
       ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-        -o ControlMaster=auto -o ControlPath="$ctl/%h" -o ControlPersist=60 "$n" true &
+        "${how[@]}" "$n" true &
       pids+=($!)
     done
     rc=0
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
-    exit $rc' floor "$dir/floor-ctl" "${NAMES[@]}"
+    exit $rc' floor "${#how[@]}" "${how[@]}" "${NAMES[@]}"
 }
 
 # bench_tool TOOL RUN SETUP_FN DEPLOY_FN
@@ -368,10 +375,10 @@ bench_tool() {
     esac
   done
   if [[ $tool == ours ]]; then
-    for p in floor-fresh floor-warm; do
+    for p in floor-fresh floor-warm floor-confirm; do
       [[ $p == floor-fresh ]] && close_masters
       log "floor (run $run/$R): ${LABEL[$p]}"
-      run_phase "$dir/$p.log" floor_ssh "$dir"
+      run_phase "$dir/$p.log" floor_ssh "$dir" "$p"
       W[ours,$p]+="$WALL "; C[ours,$p]+="$CPU "; H[ours,$p]+="$HCPU "; O[ours,$p]+="$OCPU "
       log "floor (run $run/$R): ${LABEL[$p]}: wall ${WALL}s, deployer CPU ${CPU}s (test hosts ${HCPU}s, other ${OCPU}s)"
     done
@@ -526,11 +533,14 @@ fi
 if [[ -n ${W[ours,floor-fresh]:-} ]]; then
   echo
   echo "floor, on ours' hosts right after its phases (wall / deployer CPU / hosts' CPU s):"
-  for p in floor-fresh floor-warm; do
-    printf '  %-22s %6s / %6s / %6s\n' "${LABEL[$p]/N/$N}" "${W[ours,$p]}" "${C[ours,$p]}" "${H[ours,$p]}"
+  for p in floor-fresh floor-warm floor-confirm; do
+    printf '  %-22s %6s / %6s / %6s\n' "${LABEL[$p]/N/$N}" "$(median "${W[ours,$p]}")" "$(median "${C[ours,$p]}")" "$(median "${H[ours,$p]}")"
   done
+  fresh=$(median "${W[ours,floor-fresh]}")
+  guarded=$(awk -v a="$fresh" -v b="$(median "${W[ours,floor-confirm]}")" 'BEGIN { printf "%.2f", a + b }')
   for p in "${PHASES[@]}"; do
-    printf '  %-22s %6s× the floor of %s fresh logins\n' "${LABEL[$p]}" "$(ratio "${W[ours,$p]}" "${W[ours,floor-fresh]}")" "$N"
+    printf '  %-22s %6s× the floor of %s fresh logins, %s× that of %s logins and %s confirmations (%s s)\n' "${LABEL[$p]}" \
+      "$(ratio "$(median "${W[ours,$p]}")" "$fresh")" "$N" "$(ratio "$(median "${W[ours,$p]}")" "$guarded")" "$N" "$N" "$guarded"
   done
 fi
 if [[ -n ${TM[first]//;/} ]]; then

@@ -49,7 +49,7 @@ record "$me" "$top" "$6"
 rc=0
 case "$action" in
   switch|boot)
-    if [ "$(readlink -f "$profile" 2>/dev/null)" != "$top" ]; then
+    if [ "$cprof" != "$top" ]; then
       nix-env -p "$profile" --set "$top" 9>&- || rc=$?
       if [ "$rc" -eq 0 ] && [ "$sync" = 1 ]; then sync; fi
     fi

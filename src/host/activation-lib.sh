@@ -22,13 +22,21 @@ profile=/nix/var/nix/profiles/system
 # Waiting for it is said (through `waiting`, which a script may redefine):
 # an interrupted deploy's activation may still be running on the machine.
 lock() {
-  mkdir -p "$base" && exec 9>>"$base/lock" || return 1
+  { [ -d "$base" ] || mkdir -p "$base"; } && exec 9>>"$base/lock" || return 1
   flock -n -x 9 && return 0
   waiting "waiting for the machine's activation lock: another activation is still running there (an interrupted deploy's, or a guard going back)"
   flock -x 9
 }
 
 waiting() { echo "$*" >&2; }
+
+# first_line FILE: its first line in $line ("" when it cannot be read),
+# without starting a process (a fleet's activations start thousands).
+first_line() {
+  line=
+  if [ -r "$1" ]; then { IFS= read -r line || :; } < "$1"; fi
+  return 0
+}
 
 # wake ID FIFO: a line to activation ID's FIFO FIFO, for whoever waits on it
 # ("wake": its guard, for a decision; "ready": guard-start.sh, for the end of
@@ -54,12 +62,15 @@ need_flock() {
 # of an earlier activation that has not decided yet is superseded: it exits
 # without touching anything. Sets tprof and tcur to the system to go back to
 # should ID's system not be kept: what runs now, or, when the previous
-# activation was never confirmed, where that one would have gone back to.
-# shellcheck disable=SC2034 # tprof and tcur are its results
+# activation was never confirmed, where that one would have gone back to;
+# and cprof to what the profile points at now.
+# shellcheck disable=SC2034 # tprof, tcur and cprof are its results
 take_over() {
   tprof=$(readlink -f "$profile" 2>/dev/null || true)
+  cprof=$tprof
   tcur=$(readlink -f /run/current-system 2>/dev/null || true)
-  old=$(cat "$base/newest" 2>/dev/null || true)
+  first_line "$base/newest"
+  old=$line
   if [ -n "$old" ] && [ -d "$base/$old" ]; then
     ln -s superseded "$base/$old/decision" 2>/dev/null || true
     wake "$old" wake
@@ -68,9 +79,13 @@ take_over() {
     fi
   fi
   echo "$1" > "$base/newest.tmp" && mv -f "$base/newest.tmp" "$base/newest"
-  # Guards that ended a while ago are of no more use to anyone.
-  find "$base" -mindepth 2 -maxdepth 2 -name outcome -mmin +30 2>/dev/null |
-    while read -r f; do rm -rf "${f%/outcome}"; done
+  # Guards that ended a while ago are of no more use to anyone (looked for
+  # once a few have ended: a process less for every other activation).
+  set -- "$base"/*/outcome
+  if [ $# -gt 8 ]; then
+    find "$base" -mindepth 2 -maxdepth 2 -name outcome -mmin +30 2>/dev/null |
+      while read -r f; do rm -rf "${f%/outcome}"; done
+  fi
 }
 
 # record ID TOPLEVEL DEPLOYMENT: what activation ID is about, for whoever
@@ -85,10 +100,14 @@ record() {
 # (confirmed, or done without a guard), so the deployer can record what the
 # machine runs even if the deploy that activated it died before it could.
 newest_kept() {
-  n=$(cat "$base/newest" 2>/dev/null || true)
+  first_line "$base/newest"
+  n=$line
   [ -n "$n" ] || return 0
   case "$(readlink "$base/$n/decision" 2>/dev/null)" in
     confirmed|unguarded)
-      echo "kept $(cat "$base/$n/deployment" 2>/dev/null) $(cat "$base/$n/toplevel" 2>/dev/null)" ;;
+      first_line "$base/$n/deployment"
+      kd=$line
+      first_line "$base/$n/toplevel"
+      echo "kept $kd $line" ;;
   esac
 }

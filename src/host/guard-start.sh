@@ -29,4 +29,5 @@ while [ ! -e "$d/rc" ]; do
   i=$((i + 1))
 done
 cat "$d/log" 2>/dev/null
-echo "__NIXOPS_RC__ $(cat "$d/rc")"
+first_line "$d/rc"
+echo "__NIXOPS_RC__ $line"

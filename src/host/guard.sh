@@ -35,7 +35,8 @@ rollback() {
     say "nixops guard: cannot take the activation lock; leaving the machine as it is"
     finish "rolled-back $1 (but the activation lock could not be taken)"
   fi
-  if [ "$(cat "$base/newest" 2>/dev/null)" != "$me" ]; then
+  first_line "$base/newest"
+  if [ "$line" != "$me" ]; then
     unlock
     say "nixops guard: a later activation took over; leaving the machine to it"
     finish superseded
@@ -64,7 +65,7 @@ take_over "$me"
 printf '%s\n%s\n' "$tprof" "$tcur" > "$d/target"
 rc=0
 why=
-if [ "$action" = switch ] && [ "$(readlink -f "$profile" 2>/dev/null)" != "$top" ]; then
+if [ "$action" = switch ] && [ "$cprof" != "$top" ]; then
   if ! nix-env -p "$profile" --set "$top" >> "$d/log" 2>&1 9>&-; then
     rc=1
     why="setting the system profile failed"

@@ -3,7 +3,8 @@
 # process when the profile already points at it or it does not even exist);
 # what /run/current-system points at (an empty line for nothing); and, when
 # the newest activation is final, "kept DEPLOYMENT TOPLEVEL".
-cat /proc/sys/kernel/random/boot_id
+first_line /proc/sys/kernel/random/boot_id
+echo "$line"
 p=$1
 if [ "$(readlink -f "$profile" 2>/dev/null)" = "$p" ]; then
   echo present
