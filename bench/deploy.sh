@@ -24,6 +24,9 @@
 #
 # NIXOPS_DEPLOY_ARGS adds options to every `nixops deploy` (e.g.
 # --no-magic-rollback, to compare like with like: Colmena has no rollback).
+# SSH_KEX=ALG makes every ssh on the test fleets (both tools and the floor)
+# use that key exchange, as a user's ~/.ssh/config would (e.g.
+# curve25519-sha256, to see the cost of OpenSSH 9's post-quantum default).
 #
 # Colmena is measured the same way on its own fresh fleet, and the table
 # shows ours/Colmena ratios: COLMENA=/path/to/colmena, or, when COLMENA is
@@ -270,6 +273,11 @@ start_fleet() {
     ( echo "$BASHPID" > "$CG_HOSTS/cgroup.procs"; exec "$FLEET_SH" start "$f" "${NAMES[@]}" ) >/dev/null
   else
     "$FLEET_SH" start "$f" "${NAMES[@]}" >/dev/null
+  fi
+  # SSH_KEX: every ssh on this fleet (both tools, the floor) uses that key
+  # exchange, as a user's ~/.ssh/config would make it.
+  if [[ -n ${SSH_KEX:-} ]]; then
+    printf '\nHost *\n  KexAlgorithms %s\n' "$SSH_KEX" >> "$f/ssh/config"
   fi
 }
 

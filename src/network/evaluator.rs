@@ -583,9 +583,9 @@ impl<'a> Evaluator<'a> {
     /// Nix's start-up, which is most of a light machine's evaluation; but
     /// the trace of a process that evaluated several machines cannot tell
     /// which of them read a file (Nix reads a file once per process), so
-    /// each is recorded with all its process observed until its result: a
-    /// sound superset, with which a change to a machine's own file also
-    /// misses the machines after it in its chunk. With the cache on, only
+    /// each is recorded with all its process observed until the next
+    /// machine began: a sound superset, with which a change to a file only
+    /// one machine read also misses the machines after it in its chunk. With the cache on, only
     /// machines whose last evaluation was light ([`LIGHT`]) share a
     /// process, so that such a miss costs little, and a machine evaluated
     /// alone (new ones, heavy ones, or few misses) is recorded exactly.
