@@ -455,6 +455,22 @@ fn the_cache_sees_every_input_the_evaluation_observed() {
     assert_eq!(toplevels(&fresh), before);
 }
 
+/// Creates deployment `d` of `network` (net/network.nix); then each call
+/// is a `deploy --dry-run` with one evaluation job and the debug log on.
+fn one_job_dry_runs<'a>(fleet: &'a Fleet, network: &str) -> impl Fn() -> Run + 'a {
+    let file = fleet.write("net/network.nix", network);
+    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
+    move || {
+        let r = run_env(
+            fleet,
+            &["deploy", "--dry-run", "--eval-jobs", "1"],
+            &[("NIXOPS_LOG", "nixops=debug")],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    }
+}
+
 /// Light machines whose evaluations miss together share a Nix process.
 /// Nix reads a file once per process, so each is recorded with all its
 /// process had read until its result: a file two machines of one process
@@ -468,18 +484,10 @@ fn machines_sharing_a_process_are_recorded_with_all_it_read() {
     );
     fleet.write("net/ab.nix", "{ ... }: { environment.etc.ab.text = \"1\"; }\n");
     fleet.write("net/d.txt", "d 1\n");
-    let file = fleet.write(
-        "net/network.nix",
+    let run = one_job_dry_runs(
+        &fleet,
         "{\n  a = { ... }: { imports = [ ./common.nix ./ab.nix ]; };\n  b = { ... }: { imports = [ ./common.nix ./ab.nix ]; };\n  c = { ... }: { imports = [ ./common.nix ]; };\n  d = { ... }: { imports = [ ./common.nix ]; environment.etc.d.text = builtins.readFile ./d.txt; };\n}\n",
     );
-    fleet.ok(&["create", file.to_str().unwrap(), "-d", "d"]);
-    let args = ["deploy", "--dry-run", "--eval-jobs", "1"];
-    let env = [("NIXOPS_LOG", "nixops=debug")];
-    let run = || {
-        let r = run_env(&fleet, &args, &env);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        r
-    };
     let shared = |r: &Run| r.stderr.contains("evaluating in one Nix process: ");
     // Unknown costs: each machine alone, and recorded exactly.
     let first = run();
@@ -514,6 +522,46 @@ fn machines_sharing_a_process_are_recorded_with_all_it_read() {
     let cached = toplevels(&run());
     let fresh = fleet.ok(&["deploy", "--dry-run", "--no-eval-cache"]);
     assert_eq!(cached, toplevels(&fresh));
+}
+
+/// A fleet's first evaluation of many machines shares processes too: the
+/// records are supersets, never wrong, and a machine's own file still
+/// makes it miss.
+#[test]
+fn a_first_evaluation_of_many_machines_shares_processes() {
+    let fleet = Fleet::start(&[]);
+    let names: Vec<String> = (1..=18).map(|i| format!("m{i:02}")).collect();
+    let mut net = String::from("{\n");
+    for n in &names {
+        fleet.write(&format!("net/{n}.txt"), &format!("{n} 1\n"));
+        net += &format!("  {n} = {{ ... }}: {{ environment.etc.x.text = builtins.readFile ./{n}.txt; }};\n");
+    }
+    net += "}\n";
+    let run = one_job_dry_runs(&fleet, &net);
+    let fresh = || toplevels(&fleet.ok(&["deploy", "--dry-run", "--no-eval-cache"]));
+    let first = run();
+    assert_eq!(evaluated(&first), names, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("evaluating in one Nix process: m01, m02"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(toplevels(&first), fresh());
+    assert_eq!(evaluated(&run()), Vec::<String>::new());
+
+    // The first machine of a process: it misses, and so may the machines
+    // after it in that process (their records hold its file), no others.
+    fleet.write("net/m01.txt", "m01 2\n");
+    let r = run();
+    let got = evaluated(&r);
+    assert!(got.contains(&"m01".to_owned()), "{}", r.stderr);
+    assert!(got.iter().all(|n| n.as_str() <= "m08"), "{}", r.stderr);
+    assert_eq!(toplevels(&run()), fresh());
+    // The last machine of a process misses alone: its file is its own.
+    fleet.write("net/m18.txt", "m18 2\n");
+    let r = run();
+    assert_eq!(evaluated(&r), ["m18"], "{}", r.stderr);
+    assert_eq!(toplevels(&run()), fresh());
 }
 
 /// What no digest can pin is never served from the cache: the clock, a

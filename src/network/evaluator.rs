@@ -585,17 +585,25 @@ impl<'a> Evaluator<'a> {
     /// which of them read a file (Nix reads a file once per process), so
     /// each is recorded with all its process observed until the next
     /// machine began: a sound superset, with which a change to a file only
-    /// one machine read also misses the machines after it in its chunk. With the cache on, only
-    /// machines whose last evaluation was light ([`LIGHT`]) share a
-    /// process, so that such a miss costs little, and a machine evaluated
-    /// alone (new ones, heavy ones, or few misses) is recorded exactly.
+    /// one machine read also misses the machines after it in its chunk.
+    /// With the cache on, only machines whose last evaluation was light
+    /// ([`LIGHT`]) share a process, so that such a miss costs little, and a
+    /// machine evaluated alone (heavy ones, or few misses) is recorded
+    /// exactly. Machines never evaluated share processes only when there
+    /// are more than [`MANY_NEW`] of them (a fleet's first deploy, where a
+    /// process each costs seconds); a heavy one still ends its process
+    /// (pool.rs), so the records after it start afresh.
     fn chunks(&self, names: Vec<String>, cache: Option<&Cache>) -> Vec<Vec<String>> {
         let jobs = self.opts.eval.jobs();
         let size = |n: usize| n.div_ceil(jobs * 2).clamp(1, 8);
         let (light, alone): (Vec<String>, Vec<String>) = match cache {
-            Some(c) if self.traced() => names
-                .into_iter()
-                .partition(|n| c.cost(n).is_some_and(|s| s < LIGHT)),
+            Some(c) if self.traced() => {
+                let new = names.iter().filter(|n| c.cost(n).is_none()).count();
+                names.into_iter().partition(|n| match c.cost(n) {
+                    Some(s) => s < LIGHT,
+                    None => new > MANY_NEW,
+                })
+            }
             _ => (names, Vec::new()),
         };
         let mut chunks: Vec<Vec<String>> = alone.into_iter().map(|n| vec![n]).collect();
@@ -675,6 +683,10 @@ impl<'a> Evaluator<'a> {
 /// Nix process) may share a process with others (`Evaluator::chunks`); a
 /// real NixOS machine takes seconds, the tests' stand-in hundredths.
 const LIGHT: f64 = 0.5;
+
+/// More machines than this that were never evaluated share processes
+/// (`Evaluator::chunks`).
+const MANY_NEW: usize = 16;
 
 /// Which trace file records each machine being evaluated (and the machine
 /// after it in that process), and how many machines' results each file
