@@ -701,20 +701,17 @@ impl Traces {
     /// A process starts on `chunk`, tracing into `file` (a restarted
     /// process takes over the machines it was given).
     fn start(&mut self, chunk: &[String], file: &std::path::Path) {
+        self.owed.insert(file.to_owned(), chunk.len());
         for (i, name) in chunk.iter().enumerate() {
             let next = chunk.get(i + 1).cloned();
-            if let Some((old, _)) = self.of.insert(name.clone(), (file.to_owned(), next))
-                && let Some(n) = self.owed.get_mut(&old)
-            {
-                *n = n.saturating_sub(1);
+            if let Some((old, _)) = self.of.insert(name.clone(), (file.to_owned(), next)) {
+                self.release(&old);
             }
         }
-        self.owed.insert(file.to_owned(), chunk.len());
     }
 
     /// What `name`'s process observed until the next machine began there
-    /// (`read` parses a file up to a machine's beginning); a file no
-    /// machine waits for any more is removed.
+    /// (`read` parses a file up to a machine's beginning).
     fn done(
         &mut self,
         name: &str,
@@ -722,13 +719,20 @@ impl Traces {
     ) -> Option<Observed> {
         let (file, next) = self.of.remove(name)?;
         let seen = read(&file, next.as_deref());
-        if let Some(n) = self.owed.get_mut(&file) {
+        self.release(&file);
+        Some(seen)
+    }
+
+    /// One machine less waits for `file`; a file no machine waits for any
+    /// more (its machines done, or taken over by a restarted process) is
+    /// removed.
+    fn release(&mut self, file: &std::path::Path) {
+        if let Some(n) = self.owed.get_mut(file) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.owed.remove(&file);
-                let _ = std::fs::remove_file(&file);
+                self.owed.remove(file);
+                let _ = std::fs::remove_file(file);
             }
         }
-        Some(seen)
     }
 }

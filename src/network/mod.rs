@@ -136,9 +136,9 @@ impl NixFiles {
 
     /// What the process that wrote `file` observed; the file is removed.
     fn observed(&self, file: &Path) -> trace::Observed {
-        let bytes = std::fs::read(file).unwrap_or_default();
+        let seen = self.observed_until(file, None);
         let _ = std::fs::remove_file(file);
-        trace::parse(&bytes, self.dir.path(), self.nix_cache.as_deref())
+        seen
     }
 
     /// What the process writing `file` has observed so far, until `next`
