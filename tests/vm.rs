@@ -133,6 +133,13 @@ impl Vms {
         r.stdout.trim().to_owned()
     }
 
+    /// The `rev` file of the system the machine runs.
+    fn rev(&self, d: &str, m: &str) -> String {
+        self.fleet
+            .ok(&["ssh", "-d", d, m, "--", "cat", "/run/current-system/etc/rev"])
+            .stdout
+    }
+
     /// Starts nixops with its stderr in `log` (to watch what it does).
     fn spawn_logged(&self, args: &[&str], log: &std::path::Path) -> std::process::Child {
         let f = std::fs::File::create(log).unwrap();
@@ -235,10 +242,7 @@ fn two_vms_are_made_deployed_powered_rebooted_and_destroyed() {
     std::fs::write(vms.fleet.path().join("d.nix"), network("two")).unwrap();
     let r = vms.fleet.run(&["deploy", "-d", "d"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let rev = vms
-        .fleet
-        .ok(&["ssh", "-d", "d", "a", "--", "cat", "/run/current-system/etc/rev"]);
-    assert_eq!(rev.stdout, "two");
+    assert_eq!(vms.rev("d", "a"), "two");
     assert!(
         !r.stderr.contains("creating"),
         "nothing is made again: {}",
@@ -399,10 +403,7 @@ fn reboots_cut_links_power_loss_and_a_full_disk_on_a_vm() {
     vms.fleet.ok(&["start", "-d", "d"]);
     let r = vms.fleet.run(&["deploy", "-d", "d"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let rev = vms
-        .fleet
-        .ok(&["ssh", "-d", "d", "m", "--", "cat", "/run/current-system/etc/rev"]);
-    assert_eq!(rev.stdout, "four");
+    assert_eq!(vms.rev("d", "m"), "four");
 
     // A full disk: the copy fails, saying so, and state keeps the system
     // the machine runs; with room again, the next deploy converges.
@@ -427,9 +428,6 @@ fn reboots_cut_links_power_loss_and_a_full_disk_on_a_vm() {
     vms.fleet.ok(&["ssh", "-d", "d", "m", "--", "rm -f /fill.*"]);
     let r = vms.fleet.run(&["deploy", "-d", "d"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let rev = vms
-        .fleet
-        .ok(&["ssh", "-d", "d", "m", "--", "cat", "/run/current-system/etc/rev"]);
-    assert_eq!(rev.stdout, "five");
+    assert_eq!(vms.rev("d", "m"), "five");
     vms.fleet.ok(&["destroy", "-d", "d", "--confirm"]);
 }
